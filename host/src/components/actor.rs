@@ -1,0 +1,364 @@
+//! One actor per running component: owns its instance (and so its wasmtime `Store`).
+//!
+//! Messages in: [`PubsubMessage`] (deliveries), [`TimerControl`] (from its own `timer` import),
+//! [`Reconfigure`], [`StopComponent`]. Messages out: [`ComponentStatus`] on every state change,
+//! [`UnsubscribeAll`] when an instance dies. Every handler that touches the instance is atomic,
+//! so messages reach the guest one at a time and in arrival order. A trap, a budget overrun or a
+//! failed `init` drops the instance; the restart policy in `lifecycle` brings up a fresh one or
+//! marks the component BROKEN. A dead instance is never called again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use wasmtime::Engine;
+
+use super::access::AccessControl;
+use super::bindings::TurfComponentPre;
+use super::instance::{
+    ConfigSnapshot, HostSetup, HostState, Instance, ServicePeers, TimerControl, Trapped,
+};
+use super::lifecycle::{AfterError, ErrorHistory, State};
+use super::log::{ComponentLog, Level};
+use crate::config::ComponentLimits;
+use crate::pubsub::{PubsubMessage, UnsubscribeAll};
+
+/// A component changed state (sent to whoever tracks deployments).
+#[derive(Message, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct ComponentStatus {
+    /// Component name.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    /// New state.
+    pub state: State,
+    /// Why it errored, when it did.
+    pub error: Option<String>,
+    /// Restarts since it was deployed.
+    pub restarts: u32,
+}
+
+/// New configurations and access rights (after a deployment).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    /// Every component's configuration.
+    pub configs: Arc<ConfigSnapshot>,
+    /// This component's access rights.
+    pub access: Arc<AccessControl>,
+    /// Top-level keys of this component's configuration that changed.
+    pub changed_keys: Vec<String>,
+}
+
+/// Stop the component: drop its instance and end the actor. Replies when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopComponent;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Restart;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FireTimer {
+    id: u32,
+    generation: u64,
+}
+
+/// What a component actor is built from.
+pub struct ComponentSpec {
+    /// Component name.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    /// Compiled and linked code.
+    pub pre: TurfComponentPre<HostState>,
+    /// Access rights.
+    pub access: Arc<AccessControl>,
+    /// Every component's configuration.
+    pub configs: Arc<ConfigSnapshot>,
+    /// Limits.
+    pub limits: ComponentLimits,
+    /// Its log.
+    pub log: ComponentLog,
+}
+
+/// Services the actor reports to.
+#[derive(Clone)]
+pub struct ActorPeers {
+    /// Services the guest's imports use.
+    pub services: ServicePeers,
+    /// Bus: drop a dead instance's subscriptions.
+    pub unsubscribe_all: Recipient<UnsubscribeAll>,
+    /// State changes.
+    pub status: Recipient<ComponentStatus>,
+}
+
+/// A running component.
+pub struct ComponentActor {
+    spec: ComponentSpec,
+    engine: Engine,
+    peers: ActorPeers,
+    instance: Option<Instance>,
+    state: State,
+    errors: ErrorHistory,
+    restarts: u32,
+    generation: u64,
+    timers: HashMap<u32, SpawnHandle>,
+    first_start: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl ComponentActor {
+    /// An actor that instantiates `spec` when started and reports the first outcome on `first_start`.
+    pub fn new(
+        spec: ComponentSpec,
+        engine: Engine,
+        peers: ActorPeers,
+        first_start: oneshot::Sender<Result<(), String>>,
+    ) -> Self {
+        Self {
+            spec,
+            engine,
+            peers,
+            instance: None,
+            state: State::Installed,
+            errors: ErrorHistory::default(),
+            restarts: 0,
+            generation: 0,
+            timers: HashMap::new(),
+            first_start: Some(first_start),
+        }
+    }
+
+    fn set_state(&mut self, state: State, error: Option<String>) {
+        self.state = state;
+        let level = if error.is_some() {
+            Level::Error
+        } else {
+            Level::Info
+        };
+        let note = match &error {
+            Some(e) => format!("{state}: {e}"),
+            None => state.to_string(),
+        };
+        self.spec.log.line(level, "lifecycle", &note);
+        self.peers.status.do_send(ComponentStatus {
+            name: self.spec.name.clone(),
+            version: self.spec.version.clone(),
+            state,
+            error,
+            restarts: self.restarts,
+        });
+    }
+
+    fn setup(&self, ctx: &Context<Self>) -> HostSetup {
+        HostSetup {
+            name: self.spec.name.clone(),
+            log: self.spec.log.clone(),
+            access: Arc::clone(&self.spec.access),
+            configs: Arc::clone(&self.spec.configs),
+            peers: self.peers.services.clone(),
+            inbox: ctx.address().recipient(),
+            timers: ctx.address().recipient(),
+            limits: self.spec.limits.clone(),
+        }
+    }
+
+    /// Instantiates and initialises a fresh instance (atomically with respect to deliveries).
+    fn start_instance(&mut self, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        self.set_state(State::Starting, None);
+        let engine = self.engine.clone();
+        let pre = self.spec.pre.clone();
+        let setup = self.setup(ctx);
+        let budget = self.spec.limits.init_budget;
+        let started = async move {
+            let mut instance = Instance::new(&engine, &pre, setup).await?;
+            match instance.init(budget).await? {
+                Ok(()) => Ok(instance),
+                Err(reason) => Err(Trapped(format!("init returned an error: {reason}"))),
+            }
+        };
+        ctx.wait(
+            started
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(instance) => {
+                        act.instance = Some(instance);
+                        act.set_state(State::Running, None);
+                        if let Some(tx) = act.first_start.take() {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                    Err(Trapped(reason)) => {
+                        if let Some(tx) = act.first_start.take() {
+                            let _ = tx.send(Err(reason.clone()));
+                        }
+                        act.failed(reason, ctx);
+                    }
+                }),
+        );
+    }
+
+    /// The instance died: drop its subscriptions and timers, then restart or give up.
+    fn failed(&mut self, reason: String, ctx: &mut Context<Self>) {
+        self.instance = None;
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll {
+            subscriber: self.spec.name.clone(),
+        });
+        for (_, handle) in self.timers.drain() {
+            ctx.cancel_future(handle);
+        }
+        tracing::error!(component = self.spec.name, reason, "component errored");
+        match self.errors.record(Instant::now()) {
+            AfterError::Restart(delay) => {
+                self.set_state(State::Errored, Some(reason));
+                ctx.run_later(delay, |_, ctx| ctx.notify(Restart));
+            }
+            AfterError::Broken => {
+                self.set_state(State::Broken, Some(reason));
+                tracing::error!(
+                    component = self.spec.name,
+                    "component is BROKEN after repeated errors; redeploy it to try again"
+                );
+            }
+        }
+    }
+
+    /// Runs `call` on the instance, if there is one, then puts it back or handles its death.
+    fn with_instance<F, Fut>(&mut self, what: &'static str, call: F) -> AtomicResponse<Self, ()>
+    where
+        F: FnOnce(Instance) -> Fut,
+        Fut: Future<Output = (Instance, Result<(), Trapped>)> + 'static,
+    {
+        let Some(instance) = self.instance.take() else {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        };
+        AtomicResponse::new(Box::pin(call(instance).into_actor(self).map(
+            move |(instance, result), act, ctx| match result {
+                Ok(()) => act.instance = Some(instance),
+                Err(Trapped(reason)) => act.failed(format!("{what}: {reason}"), ctx),
+            },
+        )))
+    }
+
+    fn timer_control(&mut self, msg: TimerControl, ctx: &mut Context<Self>) {
+        match msg {
+            TimerControl::Start { id, period } => {
+                let generation = self.generation;
+                let handle = ctx.run_interval(period, move |_, ctx| {
+                    ctx.notify(FireTimer { id, generation })
+                });
+                if let Some(old) = self.timers.insert(id, handle) {
+                    ctx.cancel_future(old);
+                }
+            }
+            TimerControl::Cancel { id } => {
+                if let Some(handle) = self.timers.remove(&id) {
+                    ctx.cancel_future(handle);
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ComponentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.start_instance(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll {
+            subscriber: self.spec.name.clone(),
+        });
+    }
+}
+
+impl Handler<PubsubMessage> for ComponentActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) -> Self::Result {
+        let budget = self.spec.limits.call_budget;
+        self.with_instance("on-message", move |mut instance| async move {
+            let result = instance.on_message(budget, &msg.topic, &msg.payload).await;
+            (instance, result)
+        })
+    }
+}
+
+impl Handler<TimerControl> for ComponentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TimerControl, ctx: &mut Self::Context) {
+        self.timer_control(msg, ctx);
+    }
+}
+
+impl Handler<FireTimer> for ComponentActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: FireTimer, _ctx: &mut Self::Context) -> Self::Result {
+        if msg.generation != self.generation {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
+        let budget = self.spec.limits.call_budget;
+        self.with_instance("on-timer", move |mut instance| async move {
+            let result = instance.on_timer(budget, msg.id).await;
+            (instance, result)
+        })
+    }
+}
+
+impl Handler<Reconfigure> for ComponentActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Reconfigure, _ctx: &mut Self::Context) -> Self::Result {
+        self.spec.configs = Arc::clone(&msg.configs);
+        self.spec.access = Arc::clone(&msg.access);
+        let name = self.spec.name.clone();
+        let budget = self.spec.limits.call_budget;
+        self.with_instance("on-configuration-update", move |mut instance| async move {
+            let state = instance.state();
+            state.configs = msg.configs;
+            state.access = msg.access;
+            for key in msg.changed_keys {
+                if let Err(trap) = instance
+                    .on_configuration_update(budget, &name, &[key])
+                    .await
+                {
+                    return (instance, Err(trap));
+                }
+            }
+            (instance, Ok(()))
+        })
+    }
+}
+
+impl Handler<Restart> for ComponentActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
+        if self.state == State::Errored {
+            self.restarts += 1;
+            self.start_instance(ctx);
+        }
+    }
+}
+
+impl Handler<StopComponent> for ComponentActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopComponent, ctx: &mut Self::Context) {
+        self.set_state(State::Stopping, None);
+        self.instance = None;
+        self.set_state(State::Finished, None);
+        ctx.stop();
+    }
+}

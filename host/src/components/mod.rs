@@ -1,0 +1,334 @@
+//! WebAssembly components: the runtime service and one actor per running component.
+//!
+//! The `ComponentRuntime` actor owns the wasmtime engine, the linker, the compiled-component
+//! cache and the addresses of the component actors. Messages in: [`Prepare`] (compile and link a
+//! `.wasm` without starting it, so a deployment can validate first), [`Launch`] (start or replace
+//! a component; replies with the outcome of its first `init`), [`Configure`], [`Stop`],
+//! [`StopAll`]. Component actors report [`ComponentStatus`] to the peer given at start. The
+//! runtime never blocks its mailbox on a guest: compiling runs on a blocking thread, guests run
+//! in their own actors.
+//!
+//! - `access`: `accessControl` parsing and checks (pure).
+//! - `lifecycle`: states and the restart policy (pure).
+//! - `engine`: engine, epoch ticker, compile cache.
+//! - `instance`: one store, its host state and budgeted calls.
+//! - `actor`: the per-component actor.
+//! - `host`: the WIT imports, one file per interface.
+//! - `log`: component log files.
+//! - `bindings`: the generated bindings.
+
+pub mod access;
+pub mod actor;
+pub mod bindings;
+pub mod engine;
+mod host;
+pub mod instance;
+pub mod lifecycle;
+pub mod log;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use thiserror::Error;
+use tokio::sync::oneshot;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use self::access::AccessControl;
+pub use self::actor::ComponentStatus;
+use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, StopComponent};
+use self::bindings::TurfComponentPre;
+use self::engine::{CompileCache, EngineError};
+use self::instance::{ConfigSnapshot, HostState, ServicePeers};
+use self::log::ComponentLog;
+use crate::config::{ComponentLimits, RootLayout};
+use crate::pubsub::UnsubscribeAll;
+
+/// A failure to prepare or launch a component.
+#[derive(Debug, Clone, Error)]
+pub enum RuntimeError {
+    /// Compiling the artifact failed.
+    #[error("{0}")]
+    Compile(String),
+    /// The component imports something this host does not provide, or exports the wrong world.
+    #[error("component {name} {version} cannot be linked: {reason}")]
+    Link {
+        /// Component name.
+        name: String,
+        /// Component version.
+        version: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// The component's log file could not be opened.
+    #[error("cannot open the log of {name}: {reason}")]
+    Log {
+        /// Component name.
+        name: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// Its first `init` failed.
+    #[error("component {name} failed to start: {reason}")]
+    Start {
+        /// Component name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A compiled and linked component, ready to launch.
+#[derive(Clone)]
+pub struct Prepared {
+    /// Component name.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    pre: TurfComponentPre<HostState>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compile and link `wasm` for component `name` at `version`.
+#[derive(Message)]
+#[rtype(result = "Result<Prepared, RuntimeError>")]
+pub struct Prepare {
+    /// Component name.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    /// The `.wasm` artifact.
+    pub wasm: PathBuf,
+}
+
+/// Start (or replace) a prepared component; replies once its first `init` finished.
+#[derive(Message)]
+#[rtype(result = "Result<(), RuntimeError>")]
+pub struct Launch {
+    /// What to run.
+    pub prepared: Prepared,
+    /// Its access rights.
+    pub access: Arc<AccessControl>,
+    /// Every component's configuration.
+    pub configs: Arc<ConfigSnapshot>,
+}
+
+/// New configurations for running components; `changed` lists, per component, the top-level keys
+/// whose values changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Configure {
+    /// Every component's configuration.
+    pub configs: Arc<ConfigSnapshot>,
+    /// Access rights per running component.
+    pub access: HashMap<String, Arc<AccessControl>>,
+    /// Changed top-level keys per component.
+    pub changed: HashMap<String, Vec<String>>,
+}
+
+/// Stop one component; replies when it stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop {
+    /// Component name.
+    pub name: String,
+}
+
+/// Stop every component; replies when all stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+/// Where the runtime and its components send things.
+#[derive(Clone)]
+pub struct RuntimePeers {
+    /// Services the guests' imports use.
+    pub services: ServicePeers,
+    /// Bus: drop a dead instance's subscriptions.
+    pub unsubscribe_all: Recipient<UnsubscribeAll>,
+    /// State changes of every component.
+    pub status: Recipient<ComponentStatus>,
+}
+
+/// The component runtime service.
+pub struct ComponentRuntime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    cache: CompileCache,
+    layout: RootLayout,
+    limits: ComponentLimits,
+    peers: RuntimePeers,
+    running: HashMap<String, Addr<ComponentActor>>,
+}
+
+impl ComponentRuntime {
+    /// Creates the engine, linker and cache.
+    pub fn new(
+        layout: RootLayout,
+        limits: ComponentLimits,
+        peers: RuntimePeers,
+    ) -> Result<Self, EngineError> {
+        let engine = engine::new_engine()?;
+        let linker =
+            instance::linker(&engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
+        let cache = CompileCache::new(&layout.compiled_cache_dir())?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            layout,
+            limits,
+            peers,
+            running: HashMap::new(),
+        })
+    }
+
+    fn prepare(
+        &self,
+        msg: Prepare,
+    ) -> impl Future<Output = Result<Prepared, RuntimeError>> + 'static {
+        let engine = self.engine.clone();
+        let linker = Arc::clone(&self.linker);
+        let cache = self.cache.clone();
+        async move {
+            let Prepare {
+                name,
+                version,
+                wasm,
+            } = msg;
+            let compile_engine = engine.clone();
+            let component = tokio::task::spawn_blocking(move || cache.load(&compile_engine, &wasm))
+                .await
+                .map_err(|e| RuntimeError::Compile(format!("compiler thread failed: {e}")))?
+                .map_err(|e| RuntimeError::Compile(e.to_string()))?;
+            let link = |reason: String| RuntimeError::Link {
+                name: name.clone(),
+                version: version.clone(),
+                reason,
+            };
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| link(format!("{e:#}")))?;
+            let pre = TurfComponentPre::new(instance_pre).map_err(|e| link(format!("{e:#}")))?;
+            Ok(Prepared { name, version, pre })
+        }
+    }
+
+    fn launch(
+        &mut self,
+        msg: Launch,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
+        let name = msg.prepared.name.clone();
+        if let Some(old) = self.running.remove(&name) {
+            old.do_send(StopComponent);
+        }
+        let log = ComponentLog::open(&name, &self.layout.component_log(&name)).map_err(|e| {
+            RuntimeError::Log {
+                name: name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let spec = ComponentSpec {
+            name: name.clone(),
+            version: msg.prepared.version,
+            pre: msg.prepared.pre,
+            access: msg.access,
+            configs: msg.configs,
+            limits: self.limits.clone(),
+            log,
+        };
+        let peers = ActorPeers {
+            services: self.peers.services.clone(),
+            unsubscribe_all: self.peers.unsubscribe_all.clone(),
+            status: self.peers.status.clone(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let actor = ComponentActor::new(spec, self.engine.clone(), peers, tx).start();
+        self.running.insert(name, actor);
+        Ok(rx)
+    }
+
+    fn configure(&mut self, msg: Configure) {
+        for (name, actor) in &self.running {
+            let access = msg.access.get(name).cloned().unwrap_or_default();
+            let changed_keys = msg.changed.get(name).cloned().unwrap_or_default();
+            actor.do_send(Reconfigure {
+                configs: Arc::clone(&msg.configs),
+                access,
+                changed_keys,
+            });
+        }
+    }
+}
+
+impl Actor for ComponentRuntime {
+    type Context = Context<Self>;
+}
+
+impl Handler<Prepare> for ComponentRuntime {
+    type Result = ResponseFuture<Result<Prepared, RuntimeError>>;
+
+    fn handle(&mut self, msg: Prepare, _ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.prepare(msg))
+    }
+}
+
+impl Handler<Launch> for ComponentRuntime {
+    type Result = ResponseFuture<Result<(), RuntimeError>>;
+
+    fn handle(&mut self, msg: Launch, _ctx: &mut Self::Context) -> Self::Result {
+        let name = msg.prepared.name.clone();
+        let launched = self.launch(msg);
+        Box::pin(async move {
+            let outcome = launched?.await.map_err(|_| RuntimeError::Start {
+                name: name.clone(),
+                reason: "the component stopped before it finished starting".to_owned(),
+            })?;
+            outcome.map_err(|reason| RuntimeError::Start { name, reason })
+        })
+    }
+}
+
+impl Handler<Configure> for ComponentRuntime {
+    type Result = ();
+
+    fn handle(&mut self, msg: Configure, _ctx: &mut Self::Context) {
+        self.configure(msg);
+    }
+}
+
+impl Handler<Stop> for ComponentRuntime {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
+        let actor = self.running.remove(&msg.name);
+        Box::pin(async move {
+            if let Some(actor) = actor {
+                let _ = actor.send(StopComponent).await;
+            }
+        })
+    }
+}
+
+impl Handler<StopAll> for ComponentRuntime {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: StopAll, _ctx: &mut Self::Context) -> Self::Result {
+        let actors: Vec<_> = self.running.drain().map(|(_, a)| a).collect();
+        Box::pin(async move {
+            for actor in actors {
+                let _ = actor.send(StopComponent).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! Applying a validated [`Plan`]: compile first, then install, reconfigure, stop and launch.
+//!
+//! Every new or changed component is compiled and linked before anything on the host changes,
+//! so a broken artifact fails the deployment with the running state untouched. Then recipes
+//! and artifacts are installed, built-in services and running components get their new
+//! configuration, removed components stop, and changed components launch in dependency order,
+//! each awaited until its `init` finished.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::plan::{InstallStep, Plan, recipe_file_name};
+use crate::bridge::ConfigureBridge;
+use crate::bridge::routes::BridgeConfig;
+use crate::components::instance::ConfigSnapshot;
+use crate::components::{Configure, Launch, Prepare, Prepared, Stop};
+use crate::config::RootLayout;
+use crate::fsutil::{self, Access};
+
+/// The services a deployment drives; wired by the supervisor.
+#[derive(Clone)]
+pub struct DeploymentPeers {
+    /// Runtime: compile and link.
+    pub prepare: Recipient<Prepare>,
+    /// Runtime: start a component.
+    pub launch: Recipient<Launch>,
+    /// Runtime: new configurations for running components.
+    pub configure: Recipient<Configure>,
+    /// Runtime: stop a component.
+    pub stop: Recipient<Stop>,
+    /// Bridge: new routes.
+    pub bridge: Recipient<ConfigureBridge>,
+}
+
+fn mailbox(error: MailboxError) -> String {
+    format!("a host service is not running: {error}")
+}
+
+/// The configuration snapshot components read.
+pub fn snapshot(plan: &Plan) -> Arc<ConfigSnapshot> {
+    Arc::new(
+        plan.target
+            .iter()
+            .map(|(name, d)| (name.clone(), d.config.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+/// Applies `plan`; the error text says which step failed and why.
+pub async fn apply(
+    plan: &Plan,
+    layout: &RootLayout,
+    peers: &DeploymentPeers,
+) -> Result<(), String> {
+    let mut prepared: Vec<Prepared> = Vec::new();
+    for step in &plan.launches {
+        let request = Prepare {
+            name: step.name.clone(),
+            version: step.version.to_string(),
+            wasm: step.source_wasm.clone(),
+        };
+        prepared.push(
+            peers
+                .prepare
+                .send(request)
+                .await
+                .map_err(mailbox)?
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for step in &plan.installs {
+        let (layout, step) = (layout.clone(), step.clone());
+        tokio::task::spawn_blocking(move || install(&layout, &step))
+            .await
+            .map_err(|e| format!("installer thread failed: {e}"))??;
+    }
+    if let Some(config) = &plan.bridge {
+        let routes = BridgeConfig::from_json(config).map_err(|e| e.to_string())?;
+        peers
+            .bridge
+            .send(ConfigureBridge(routes))
+            .await
+            .map_err(mailbox)?;
+    }
+    let configs = snapshot(plan);
+    peers
+        .configure
+        .send(Configure {
+            configs: Arc::clone(&configs),
+            access: plan.access.clone().into_iter().collect(),
+            changed: plan.reconfigure.clone().into_iter().collect(),
+        })
+        .await
+        .map_err(mailbox)?;
+    for name in &plan.stops {
+        peers
+            .stop
+            .send(Stop { name: name.clone() })
+            .await
+            .map_err(mailbox)?;
+    }
+    for prepared in prepared {
+        let access = plan.access.get(&prepared.name).cloned().unwrap_or_default();
+        let launch = Launch {
+            prepared,
+            access,
+            configs: Arc::clone(&configs),
+        };
+        peers
+            .launch
+            .send(launch)
+            .await
+            .map_err(mailbox)?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Copies a component's artifacts and writes its recipe into the store.
+fn install(layout: &RootLayout, step: &InstallStep) -> Result<(), String> {
+    if let Some(from) = &step.artifacts_from {
+        if from != &step.artifacts_to {
+            replace_dir(from, &step.artifacts_to).map_err(|e| {
+                format!(
+                    "cannot install artifacts {} -> {}: {e}",
+                    from.display(),
+                    step.artifacts_to.display()
+                )
+            })?;
+        }
+    }
+    let path = layout
+        .recipes_dir()
+        .join(recipe_file_name(&step.name, &step.version));
+    let text = serde_json::to_string_pretty(&step.recipe).map_err(|e| e.to_string())?;
+    fsutil::write_atomic(&path, text.as_bytes(), Access::Public)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Replaces `to` with a copy of `from`: copy beside it, then swap, so a reader never sees a
+/// half-copied folder.
+fn replace_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    let parent = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let staging = parent.join(format!(".staging-{}", uuid::Uuid::new_v4()));
+    copy_tree(from, &staging)?;
+    let old = parent.join(format!(".old-{}", uuid::Uuid::new_v4()));
+    if to.exists() {
+        std::fs::rename(to, &old)?;
+    }
+    std::fs::rename(&staging, to)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_an_artifact_folder_swaps_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("src");
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        std::fs::write(from.join("a.wasm"), b"new").unwrap();
+        std::fs::write(from.join("sub/b"), b"b").unwrap();
+        let to = dir.path().join("store/c/1.0.0");
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join("stale"), b"old").unwrap();
+        replace_dir(&from, &to).unwrap();
+        assert_eq!(std::fs::read(to.join("a.wasm")).unwrap(), b"new");
+        assert_eq!(std::fs::read(to.join("sub/b")).unwrap(), b"b");
+        assert!(!to.join("stale").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(to.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+}

@@ -1,0 +1,105 @@
+//! Built-in components: Turf services that answer to Greengrass component names.
+//!
+//! A Greengrass deployment names these components and merges configuration into them; in Turf
+//! they are always present (the broker, the bridge, the nucleus itself), report versions that
+//! satisfy the tutorial recipes' `VersionRequirement`s, and validate their configuration before a
+//! deployment changes anything. Pure data and validation: no actors.
+
+use serde_json::Value;
+
+use crate::bridge::routes::BridgeConfig;
+
+/// Name of the nucleus component.
+pub const NUCLEUS: &str = "aws.greengrass.Nucleus";
+/// Name of the bridge component.
+pub const BRIDGE: &str = crate::bridge::COMPONENT_NAME;
+/// Name of the Moquette broker component (Turf's embedded broker answers to it).
+pub const MOQUETTE: &str = "aws.greengrass.clientdevices.mqtt.Moquette";
+
+/// A built-in component.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// Greengrass component name.
+    pub name: &'static str,
+    /// Version reported to dependency resolution.
+    pub version: &'static str,
+    /// What provides it in Turf.
+    pub description: &'static str,
+    validate: fn(&Value) -> Result<(), String>,
+}
+
+impl Builtin {
+    /// Checks a configuration for this component; the error says what is wrong and where.
+    pub fn validate(&self, config: &Value) -> Result<(), String> {
+        (self.validate)(config)
+    }
+
+    /// The version, parsed.
+    pub fn semver(&self) -> semver::Version {
+        semver::Version::parse(self.version).unwrap_or_else(|_| semver::Version::new(0, 0, 0))
+    }
+}
+
+fn any_object(config: &Value) -> Result<(), String> {
+    if config.is_object() {
+        Ok(())
+    } else {
+        Err("configuration must be a JSON object".to_owned())
+    }
+}
+
+fn bridge(config: &Value) -> Result<(), String> {
+    BridgeConfig::from_json(config)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Every built-in component.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: NUCLEUS,
+        version: "2.14.0",
+        description: "the Turf host itself (Greengrass nucleus settings that do not apply to Turf are ignored)",
+        validate: any_object,
+    },
+    Builtin {
+        name: MOQUETTE,
+        version: "2.3.7",
+        description: "Turf's embedded MQTT broker (listeners come from `turf run` flags)",
+        validate: any_object,
+    },
+    Builtin {
+        name: BRIDGE,
+        version: "2.3.2",
+        description: "Turf's MQTT bridge (mqttTopicMapping)",
+        validate: bridge,
+    },
+];
+
+/// The built-in component called `name`.
+pub fn find(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::semver_range::VersionRange;
+    use serde_json::json;
+
+    #[test]
+    fn builtin_versions_satisfy_the_tutorial_requirements() {
+        let nucleus = find(NUCLEUS).unwrap().semver();
+        let bridge = find(BRIDGE).unwrap().semver();
+        assert!(VersionRange::parse("^2.6.0").unwrap().matches(&nucleus));
+        assert!(VersionRange::parse("^2.2.0").unwrap().matches(&bridge));
+    }
+
+    #[test]
+    fn bridge_configuration_is_validated() {
+        let bridge = find(BRIDGE).unwrap();
+        assert!(bridge.validate(&json!({"mqttTopicMapping": {}})).is_ok());
+        let err = bridge.validate(&json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "X", "target": "Pubsub"}}})).unwrap_err();
+        assert!(err.contains("mqttTopicMapping.R.source"), "{err}");
+    }
+}

@@ -1,0 +1,440 @@
+//! The core device's certificate authority (`DIR/ca/`).
+//!
+//! Owns the core CA (EC P-256, generated on first start), the broker's server certificate and
+//! the bundle of CAs whose device certificates the broker accepts. Issues device certificates.
+//! Plain file I/O with `rcgen`; no actors. It never hands out the CA's private key, and writes
+//! every private key 0600.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
+};
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+
+use crate::fsutil::{self, Access};
+
+/// How long the core CA is valid.
+const CA_VALIDITY: Duration = Duration::days(3650);
+/// How long a device certificate is valid.
+const DEVICE_VALIDITY: Duration = Duration::days(3650 - 1);
+/// How long the broker's server certificate is valid.
+const SERVER_VALIDITY: Duration = Duration::days(365);
+/// Re-issue the server certificate when it has less than this left.
+const SERVER_RENEW_BEFORE: Duration = Duration::days(30);
+
+/// A failure of the certificate authority.
+#[derive(Debug, Error)]
+pub enum CaError {
+    /// Reading or writing a file under `ca/` failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored certificate or key could not be parsed.
+    #[error("{path} is not a valid {what}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// rcgen refused to build a certificate.
+    #[error("cannot issue {what}: {source}")]
+    Issue {
+        /// What was being issued.
+        what: String,
+        /// What rcgen said.
+        #[source]
+        source: rcgen::Error,
+    },
+}
+
+/// A freshly issued certificate with its private key, both PEM.
+#[derive(Clone)]
+pub struct IssuedCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PKCS#8 PEM. Never logged.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Paths of the files the broker's TLS listener is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    /// Server certificate, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM (0600).
+    pub key: PathBuf,
+    /// Every CA whose device certificates are accepted, PEM bundle.
+    pub client_roots: PathBuf,
+}
+
+/// The core CA, loaded from or created in `ca/`.
+pub struct CoreCa {
+    dir: PathBuf,
+    key: KeyPair,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for CoreCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreCa")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoreCa {
+    /// Loads the CA from `dir`, generating it on first use.
+    pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = read(&cert_path)?;
+            let key_pem = read(&key_path)?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Corrupt {
+                path: key_path.clone(),
+                what: "private key",
+                reason: e.to_string(),
+            })?;
+            Issuer::from_ca_cert_pem(&cert_pem, &key).map_err(|e| CaError::Corrupt {
+                path: cert_path.clone(),
+                what: "CA certificate",
+                reason: e.to_string(),
+            })?;
+            return Ok(Self {
+                dir: dir.to_path_buf(),
+                key,
+                cert_pem,
+            });
+        }
+        fsutil::create_private_dir(dir).map_err(|source| CaError::Io {
+            action: "cannot create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let key = new_key("core CA key")?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("Turf Core CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(random_serial());
+        set_validity(&mut params, CA_VALIDITY);
+        let cert = params.self_signed(&key).map_err(|source| CaError::Issue {
+            what: "the core CA".to_owned(),
+            source,
+        })?;
+        write(&key_path, key.serialize_pem().as_bytes(), Access::Private)?;
+        write(&cert_path, cert.pem().as_bytes(), Access::Public)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+            cert_pem: cert.pem(),
+        })
+    }
+
+    /// The CA certificate, PEM (what devices trust and discovery returns).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Path of the CA certificate file.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, CaError> {
+        Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(|e| CaError::Corrupt {
+            path: self.cert_path(),
+            what: "CA certificate",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Issues a client certificate for the device `thing` (CN = thing name, EKU clientAuth).
+    pub fn issue_device(&self, thing: &str) -> Result<IssuedCert, CaError> {
+        let what = || format!("a certificate for thing {thing:?}");
+        let key = new_key("device key")?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(thing);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.serial_number = Some(random_serial());
+        set_validity(&mut params, DEVICE_VALIDITY);
+        let cert = params
+            .signed_by(&key, &self.issuer()?)
+            .map_err(|source| CaError::Issue {
+                what: what(),
+                source,
+            })?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Makes sure `ca/` holds a server certificate covering `sans` with enough validity left,
+    /// and a client-roots bundle; re-issues the certificate when the SANs changed.
+    pub fn ensure_server_cert(
+        &self,
+        common_name: &str,
+        sans: &[String],
+    ) -> Result<ServerTlsFiles, CaError> {
+        let files = ServerTlsFiles {
+            cert: self.dir.join("server.pem"),
+            key: self.dir.join("server.key"),
+            client_roots: self.dir.join("client-roots.pem"),
+        };
+        let wanted: BTreeSet<String> = sans.iter().cloned().collect();
+        let current = existing_server_cert(&files.cert);
+        let fresh = match current {
+            Some((have, not_after)) => {
+                have == wanted && not_after > OffsetDateTime::now_utc() + SERVER_RENEW_BEFORE
+            }
+            None => false,
+        };
+        if !fresh || !files.key.exists() {
+            let issued = self.issue_server(common_name, &wanted)?;
+            write(&files.key, issued.key_pem.as_bytes(), Access::Private)?;
+            write(&files.cert, issued.cert_pem.as_bytes(), Access::Public)?;
+        }
+        if !files.client_roots.exists() {
+            write(
+                &files.client_roots,
+                self.cert_pem.as_bytes(),
+                Access::Public,
+            )?;
+        }
+        Ok(files)
+    }
+
+    fn issue_server(
+        &self,
+        common_name: &str,
+        sans: &BTreeSet<String>,
+    ) -> Result<IssuedCert, CaError> {
+        let what = || "the broker's server certificate".to_owned();
+        let key = new_key("server key")?;
+        let mut params =
+            CertificateParams::new(sans.iter().cloned().collect::<Vec<_>>()).map_err(|source| {
+                CaError::Issue {
+                    what: what(),
+                    source,
+                }
+            })?;
+        params.distinguished_name = name(common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.serial_number = Some(random_serial());
+        set_validity(&mut params, SERVER_VALIDITY);
+        let cert = params
+            .signed_by(&key, &self.issuer()?)
+            .map_err(|source| CaError::Issue {
+                what: what(),
+                source,
+            })?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The names the server certificate should cover: `localhost`, loopback, this host's name and
+/// every address of its interfaces (as Greengrass: connectivity entries plus `localhost`).
+pub fn default_server_sans() -> Vec<String> {
+    let mut sans: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if let Ok(interfaces) = if_addrs::get_if_addrs() {
+        for interface in interfaces {
+            let ip = interface.ip();
+            let link_local_v6 =
+                matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+            if !link_local_v6 {
+                sans.insert(ip.to_string());
+            }
+        }
+    }
+    if let Ok(host) = fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            sans.insert(host.to_owned());
+        }
+    }
+    sans.into_iter().collect()
+}
+
+/// SANs and expiry of the server certificate at `path`, if it exists and parses.
+fn existing_server_cert(path: &Path) -> Option<(BTreeSet<String>, OffsetDateTime)> {
+    let pem = fs::read(path).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let not_after = cert.validity().not_after.to_datetime();
+    let sans = cert
+        .subject_alternative_name()
+        .ok()??
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                ip_from_bytes(bytes).map(|ip| ip.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    Some((sans, not_after))
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+fn new_key(what: &str) -> Result<KeyPair, CaError> {
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| CaError::Issue {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Turf");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// A random positive 16-byte serial number (RFC 5280 §4.1.2.2).
+fn random_serial() -> SerialNumber {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01; // never a leading zero byte, so the encoding is always 16 bytes
+    SerialNumber::from_slice(&bytes)
+}
+
+fn set_validity(params: &mut CertificateParams, validity: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + validity;
+}
+
+fn read(path: &Path) -> Result<String, CaError> {
+    fs::read_to_string(path).map_err(|source| CaError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write(path: &Path, bytes: &[u8], access: Access) -> Result<(), CaError> {
+    fsutil::write_atomic(path, bytes, access).map_err(|source| CaError::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ca_is_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CoreCa::load_or_create(dir.path()).unwrap();
+        let again = CoreCa::load_or_create(dir.path()).unwrap();
+        assert_eq!(ca.cert_pem(), again.cert_pem());
+        let mode = fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn device_certificates_name_the_thing_and_chain_to_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CoreCa::load_or_create(dir.path()).unwrap();
+        let issued = ca.issue_device("MyClientDevice1").unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(issued.cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert_eq!(cn, "MyClientDevice1");
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
+        let ca_cert = ca_pem.parse_x509().unwrap();
+        assert_eq!(cert.issuer(), ca_cert.subject());
+        assert!(cert.verify_signature(Some(ca_cert.public_key())).is_ok());
+    }
+
+    #[test]
+    fn server_certificate_is_reissued_only_when_sans_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CoreCa::load_or_create(dir.path()).unwrap();
+        let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let files = ca.ensure_server_cert("core", &sans).unwrap();
+        let first = fs::read(&files.cert).unwrap();
+        ca.ensure_server_cert("core", &sans).unwrap();
+        assert_eq!(fs::read(&files.cert).unwrap(), first);
+        ca.ensure_server_cert("core", &["localhost".to_owned(), "10.0.0.9".to_owned()])
+            .unwrap();
+        assert_ne!(fs::read(&files.cert).unwrap(), first);
+        let (have, _) = existing_server_cert(&files.cert).unwrap();
+        assert!(have.contains("10.0.0.9") && have.contains("localhost"));
+    }
+
+    #[test]
+    fn a_corrupt_ca_key_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        CoreCa::load_or_create(dir.path()).unwrap();
+        fs::write(dir.path().join("ca.key"), "garbage").unwrap();
+        let err = CoreCa::load_or_create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("ca.key"), "{err}");
+    }
+}

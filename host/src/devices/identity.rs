@@ -1,0 +1,267 @@
+//! Who a connecting client is: thing-name rules and the certificate → thing directory.
+//!
+//! Greengrass identity: the MQTT client id *is* the thing name, and on the TLS listener the
+//! client certificate must be one registered to that thing. [`DeviceDirectory`] is an immutable
+//! snapshot the device-auth service hands to the broker by message; the broker authenticates
+//! every CONNECT against it without a round trip. Pure logic: no actors, no I/O.
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+/// Longest thing name AWS IoT accepts.
+pub const MAX_THING_NAME: usize = 128;
+
+/// Why a thing name is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ThingNameError {
+    /// Empty name.
+    #[error("thing name is empty")]
+    Empty,
+    /// Longer than [`MAX_THING_NAME`].
+    #[error("thing name is {len} characters long; at most {MAX_THING_NAME} are allowed")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// A character outside `[a-zA-Z0-9:_-]`.
+    #[error(
+        "thing name {name:?} contains {bad:?}; only letters, digits, ':', '_' and '-' are allowed"
+    )]
+    BadChar {
+        /// The name.
+        name: String,
+        /// The first bad character.
+        bad: char,
+    },
+}
+
+/// Checks `name` against AWS IoT's thing-name rules (`[a-zA-Z0-9:_-]{1,128}`).
+pub fn validate_thing_name(name: &str) -> Result<(), ThingNameError> {
+    if name.is_empty() {
+        return Err(ThingNameError::Empty);
+    }
+    let len = name.chars().count();
+    if len > MAX_THING_NAME {
+        return Err(ThingNameError::TooLong { len });
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')))
+    {
+        return Err(ThingNameError::BadChar {
+            name: name.to_owned(),
+            bad,
+        });
+    }
+    Ok(())
+}
+
+/// Which listener a client came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The mutual-TLS device listener: identity is proven by the certificate.
+    Tls,
+    /// The loopback plain-TCP listener: identity is the client id, unverified.
+    Plain,
+}
+
+/// What the TLS layer reports about the client certificate (already verified to chain to a
+/// trusted CA by the TLS handshake).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerCert {
+    /// Serial number, lowercase hex without leading zeros.
+    pub serial: String,
+    /// Subject distinguished name as x509-parser prints it.
+    pub subject: String,
+}
+
+/// Why a CONNECT was refused. The text is logged with the client id.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// The client id is not a valid thing name.
+    #[error("client id is not a valid thing name: {0}")]
+    BadClientId(ThingNameError),
+    /// A TLS client arrived without a certificate (cannot happen with the verifier on).
+    #[error("no client certificate was presented")]
+    NoCertificate,
+    /// The certificate chains to a trusted CA but is not registered to any thing.
+    #[error(
+        "certificate (serial {serial}, subject {subject}) is not registered to any thing; register it with `turf device add` or `turf device register`"
+    )]
+    UnknownCertificate {
+        /// Serial of the presented certificate.
+        serial: String,
+        /// Subject of the presented certificate.
+        subject: String,
+    },
+    /// The certificate is registered, but to a different thing than the client id.
+    #[error(
+        "certificate is registered to thing {registered:?}, not to {client_id:?}; a device must connect with its thing name as client id"
+    )]
+    WrongThing {
+        /// The thing the certificate belongs to.
+        registered: String,
+        /// The client id used.
+        client_id: String,
+    },
+}
+
+/// An authenticated client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The thing name (equal to the MQTT client id).
+    pub thing: String,
+    /// Whether the certificate proved it.
+    pub verified: bool,
+}
+
+/// Snapshot of every registered certificate and the thing it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceDirectory {
+    by_cert: HashMap<PeerCert, String>,
+}
+
+impl DeviceDirectory {
+    /// Builds a directory from `(certificate, thing)` pairs.
+    pub fn new(entries: impl IntoIterator<Item = (PeerCert, String)>) -> Self {
+        Self {
+            by_cert: entries.into_iter().collect(),
+        }
+    }
+
+    /// Number of registered certificates.
+    pub fn len(&self) -> usize {
+        self.by_cert.len()
+    }
+
+    /// True when no certificate is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_cert.is_empty()
+    }
+
+    /// Decides who a client connecting with `client_id` (and, on TLS, `cert`) is.
+    pub fn authenticate(
+        &self,
+        listener: ListenerKind,
+        client_id: &str,
+        cert: Option<&PeerCert>,
+    ) -> Result<Identity, Refusal> {
+        validate_thing_name(client_id).map_err(Refusal::BadClientId)?;
+        match listener {
+            ListenerKind::Plain => Ok(Identity {
+                thing: client_id.to_owned(),
+                verified: false,
+            }),
+            ListenerKind::Tls => {
+                let cert = cert.ok_or(Refusal::NoCertificate)?;
+                match self.by_cert.get(cert) {
+                    None => Err(Refusal::UnknownCertificate {
+                        serial: cert.serial.clone(),
+                        subject: cert.subject.clone(),
+                    }),
+                    Some(thing) if thing != client_id => Err(Refusal::WrongThing {
+                        registered: thing.clone(),
+                        client_id: client_id.to_owned(),
+                    }),
+                    Some(thing) => Ok(Identity {
+                        thing: thing.clone(),
+                        verified: true,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(serial: &str) -> PeerCert {
+        PeerCert {
+            serial: serial.to_owned(),
+            subject: format!("CN={serial}"),
+        }
+    }
+
+    fn directory() -> DeviceDirectory {
+        DeviceDirectory::new([
+            (cert("01"), "MyClientDevice1".to_owned()),
+            (cert("02"), "Other".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn registered_certificate_with_its_thing_name_is_accepted() {
+        let id = directory()
+            .authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("01")))
+            .unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                thing: "MyClientDevice1".to_owned(),
+                verified: true
+            }
+        );
+    }
+
+    #[test]
+    fn certificate_of_another_thing_is_refused() {
+        let err = directory()
+            .authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("02")))
+            .unwrap_err();
+        assert!(matches!(err, Refusal::WrongThing { ref registered, .. } if registered == "Other"));
+    }
+
+    #[test]
+    fn unregistered_or_missing_certificates_are_refused() {
+        let dir = directory();
+        assert!(matches!(
+            dir.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("99"))),
+            Err(Refusal::UnknownCertificate { .. })
+        ));
+        assert_eq!(
+            dir.authenticate(ListenerKind::Tls, "MyClientDevice1", None),
+            Err(Refusal::NoCertificate)
+        );
+        // Same serial, different subject: a different certificate.
+        let forged = PeerCert {
+            serial: "01".to_owned(),
+            subject: "CN=evil".to_owned(),
+        };
+        assert!(
+            dir.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&forged))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn plain_listener_trusts_the_client_id_but_still_checks_its_shape() {
+        let id = directory()
+            .authenticate(ListenerKind::Plain, "tool-1", None)
+            .unwrap();
+        assert!(!id.verified);
+        assert!(matches!(
+            directory().authenticate(ListenerKind::Plain, "a/b", None),
+            Err(Refusal::BadClientId(ThingNameError::BadChar {
+                bad: '/',
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn thing_names_follow_aws_rules() {
+        assert_eq!(validate_thing_name("My_Thing-1:a"), Ok(()));
+        assert_eq!(validate_thing_name(""), Err(ThingNameError::Empty));
+        assert_eq!(
+            validate_thing_name(&"a".repeat(129)),
+            Err(ThingNameError::TooLong { len: 129 })
+        );
+        assert!(validate_thing_name(&"a".repeat(128)).is_ok());
+        for bad in ["a b", "a/b", "a#", "a+", "ä", "a\0", "$aws"] {
+            assert!(validate_thing_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

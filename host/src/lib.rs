@@ -1,0 +1,12 @@
+//! Turf host.
+pub mod bridge;
+pub mod broker;
+pub mod components;
+pub mod config;
+pub mod deploy;
+pub mod devices;
+pub mod fsutil;
+pub mod glob;
+pub mod pubsub;
+pub mod store;
+pub mod topic;

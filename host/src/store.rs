@@ -1,0 +1,155 @@
+//! The SQLite database `turf.db`: opening, pragmas and schema migrations.
+//!
+//! Owns the schema. Every service that keeps state opens its own [`rusqlite::Connection`] with
+//! [`open`] and touches only its own tables (device registry: `things`, `certificates`;
+//! deployments: `deployments`, `components`). WAL mode lets those connections work side by side,
+//! and also lets `turf device add` write while the host is stopped. Never holds a connection
+//! across services.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use thiserror::Error;
+
+/// A failure to open or migrate the database.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite refused to open or migrate the file.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer Turf.
+    #[error(
+        "database {path} has schema version {found}, newer than this turf understands ({known}); upgrade turf"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Schema version found in the file.
+        found: i64,
+        /// Newest schema version this build knows.
+        known: i64,
+    },
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: device registry and deployments.
+    "CREATE TABLE things (
+         name        TEXT PRIMARY KEY,
+         created_at  INTEGER NOT NULL
+     );
+     CREATE TABLE certificates (
+         id          TEXT PRIMARY KEY,          -- SHA-256 of the DER, hex
+         thing       TEXT NOT NULL REFERENCES things(name) ON DELETE CASCADE,
+         serial      TEXT NOT NULL,             -- hex, no leading zeros
+         subject     TEXT NOT NULL,             -- RFC 4514 as x509-parser prints it
+         pem         TEXT NOT NULL,
+         created_at  INTEGER NOT NULL
+     );
+     CREATE INDEX certificates_by_thing ON certificates(thing);
+     CREATE TABLE deployments (
+         id          TEXT PRIMARY KEY,
+         seq         INTEGER NOT NULL UNIQUE,
+         created_at  INTEGER NOT NULL,
+         finished_at INTEGER,
+         state       TEXT NOT NULL,
+         request     TEXT NOT NULL,             -- JSON
+         outcome     TEXT                       -- JSON
+     );
+     CREATE TABLE components (
+         name        TEXT PRIMARY KEY,
+         version     TEXT NOT NULL,
+         root        INTEGER NOT NULL,
+         config      TEXT NOT NULL              -- JSON, the effective configuration
+     );",
+];
+
+/// Opens (creating if needed) the database at `path` and brings its schema up to date.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(err)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for migration in MIGRATIONS
+        .iter()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        tx.execute_batch(migration).map_err(err)?;
+    }
+    tx.pragma_update(None, "user_version", known).map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+/// Seconds since the Unix epoch, the timestamp format of every table.
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_twice_keeps_the_schema_and_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = open(&path).unwrap();
+        conn.execute("INSERT INTO things(name, created_at) VALUES ('a', 1)", [])
+            .unwrap();
+        drop(conn);
+        let conn = open(&path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM things", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+}
