@@ -1,1 +1,397 @@
-//! Test harness.
+//! The shared end-to-end harness: [`TestHost`] runs a real Turf host (real sockets, real TLS,
+//! real WebAssembly components, SQLite on disk) in its own thread and temporary root, and the
+//! helpers below connect devices, deploy components and wait for things to happen.
+//!
+//! Every wait is bounded ([`wait_until`], [`with_timeout`]); nothing sleeps to wait. Components
+//! come from `plugins/`, built by `make plugins` (the harness says so when they are missing).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, missing_docs)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+use turf_host::deploy::model::{DeploymentRecord, DeploymentRequest};
+use turf_host::mgmt::client::Client;
+use turf_host::{Endpoints, HostConfig};
+
+/// Default bound on every wait in the suite.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Awaits `future` for at most `timeout`.
+pub async fn with_timeout<T>(timeout: Duration, what: &str, future: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(timeout, future).await.map_err(|_| anyhow!("timed out after {timeout:?}: {what}"))
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A plugin built by `make plugins` (`target/wasm32-wasip2/plugin/<crate>.wasm`).
+pub fn plugin_wasm(crate_file: &str) -> PathBuf {
+    let path = workspace().join("target/wasm32-wasip2/plugin").join(format!("{crate_file}.wasm"));
+    assert!(path.is_file(), "{} is missing: run `make plugins` (or `make test`) first", path.display());
+    path
+}
+
+/// The `turf` binary cargo built next to this test.
+pub fn turf_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("turf");
+    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p turf-host`", bin.display());
+    bin
+}
+
+/// A running host in a temporary root.
+pub struct TestHost {
+    pub dir: Arc<TempDir>,
+    pub root: PathBuf,
+    pub endpoints: Endpoints,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// How to start a [`TestHost`].
+pub struct HostOptions {
+    pub plain: bool,
+    pub root: Option<(Arc<TempDir>, PathBuf)>,
+    pub mqtt_listen: SocketAddr,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self { plain: true, root: None, mqtt_listen: "127.0.0.1:0".parse().unwrap() }
+    }
+}
+
+impl TestHost {
+    /// A host with both listeners on loopback ports chosen by the OS.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(HostOptions::default()).await
+    }
+
+    /// A host configured by `options`.
+    pub async fn start_with(options: HostOptions) -> Result<Self> {
+        let (dir, root) = match options.root {
+            Some(existing) => existing,
+            None => {
+                let dir = Arc::new(tempfile::tempdir()?);
+                let root = dir.path().join("root");
+                (dir, root)
+            }
+        };
+        let mut config = HostConfig::new(&root);
+        config.mqtt_listen = options.mqtt_listen;
+        config.plain_listen = options.plain.then(|| "127.0.0.1:0".parse().unwrap());
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<Endpoints, String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("turf-test-host".to_owned()).spawn(move || {
+            let system = actix_rt::System::new();
+            let ready = ready_tx.clone();
+            let result = system.block_on(turf_host::run(
+                config,
+                move |endpoints| {
+                    let _ = ready.send(Ok(endpoints.clone()));
+                },
+                async move {
+                    let _ = stop_rx.await;
+                },
+            ));
+            if let Err(error) = result {
+                let _ = ready_tx.send(Err(error.to_string()));
+            }
+            let _ = done_tx.send(());
+        })?;
+        let endpoints = with_timeout(TIMEOUT, "host start", ready_rx.recv())
+            .await?
+            .ok_or_else(|| anyhow!("host thread ended before it was ready"))?
+            .map_err(|e| anyhow!("host failed to start: {e}"))?;
+        Ok(Self { dir, root, endpoints, stop: Some(stop_tx), done: Some(done_rx) })
+    }
+
+    /// Stops the host and waits for its thread to finish.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            with_timeout(TIMEOUT, "host shutdown", done).await?.context("host thread panicked")?;
+        }
+        Ok(())
+    }
+
+    /// Stops the host and returns its root so a new host can start on it.
+    pub async fn restart(self) -> Result<Self> {
+        let (dir, root) = (Arc::clone(&self.dir), self.root.clone());
+        self.shutdown().await?;
+        Self::start_with(HostOptions { root: Some((dir, root)), ..HostOptions::default() }).await
+    }
+
+    /// A management client (call inside an actix system, e.g. `#[actix_rt::test]`).
+    pub fn client(&self) -> Client {
+        Client::new(&self.endpoints.socket)
+    }
+
+    /// A scratch folder inside the test's temporary directory.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
+
+    /// Runs the `turf` binary against this host's root.
+    pub fn turf(&self, args: &[&str]) -> Output {
+        Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
+    }
+
+    /// Adds a device through the CLI and returns its certificate folder.
+    pub fn add_device(&self, thing: &str) -> Result<PathBuf> {
+        let out = self.scratch(&format!("certs-{thing}"));
+        let output = self.turf(&["device", "add", thing, "--out", out.to_str().unwrap()]);
+        if !output.status.success() {
+            bail!("turf device add failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(out)
+    }
+
+    /// Submits a deployment and waits for its outcome.
+    pub async fn deploy(&self, request: &DeploymentRequest) -> Result<DeploymentRecord> {
+        let client = self.client();
+        let record = client.create_deployment(request).await?;
+        Ok(client.wait_deployment(&record.id, TIMEOUT).await?)
+    }
+
+    /// The text of a component's log (empty when it does not exist yet).
+    pub fn log(&self, component: &str) -> String {
+        std::fs::read_to_string(self.root.join("logs").join(format!("{component}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until a component's log has at least `count` lines containing `needle`.
+    pub async fn wait_for_log(&self, component: &str, needle: &str, count: usize) -> Result<()> {
+        let what = format!("{count} × {needle:?} in the log of {component}");
+        let result =
+            wait_until(TIMEOUT, &what, || async { self.log(component).matches(needle).count() >= count }).await;
+        result.with_context(|| format!("log of {component}:\n{}", self.log(component)))
+    }
+
+    /// The TLS device address as `localhost:<port>`.
+    pub fn broker(&self) -> String {
+        format!("localhost:{}", self.endpoints.mqtt.port())
+    }
+}
+
+/// Lays out a component for deployment: recipe in `<dir>/recipes`, wasm in
+/// `<dir>/artifacts/<name>/<version>/`. Returns the request that deploys it.
+pub fn stage_component(dir: &Path, name: &str, version: &str, wasm: &Path, default_config: Value) -> DeploymentRequest {
+    let file = wasm.file_name().unwrap().to_str().unwrap();
+    let recipe = json!({
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": name,
+        "ComponentVersion": version,
+        "ComponentPublisher": "Turf tests",
+        "ComponentConfiguration": {"DefaultConfiguration": default_config},
+        "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {"Run": format!("{{artifacts:path}}/{file}")}}]
+    });
+    let recipes = dir.join("recipes");
+    let artifacts = dir.join("artifacts").join(name).join(version);
+    std::fs::create_dir_all(&recipes).unwrap();
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(recipes.join(format!("{name}-{version}.json")), serde_json::to_string_pretty(&recipe).unwrap())
+        .unwrap();
+    std::fs::copy(wasm, artifacts.join(file)).unwrap();
+    DeploymentRequest {
+        recipe_dir: Some(recipes),
+        artifact_dir: Some(dir.join("artifacts")),
+        merge: [(name.to_owned(), version.to_owned())].into_iter().collect(),
+        ..DeploymentRequest::default()
+    }
+}
+
+/// `accessControl` granting `operations` on `resources` for local pubsub.
+pub fn pubsub_access(component: &str, operations: &[&str], resources: &[&str]) -> Value {
+    json!({"aws.greengrass.ipc.pubsub": {format!("{component}:pubsub:1"): {
+        "policyDescription": "test policy",
+        "operations": operations.iter().map(|o| format!("aws.greengrass#{o}")).collect::<Vec<_>>(),
+        "resources": resources,
+    }}})
+}
+
+/// A bridge configuration update with the given routes `(name, filter, source, target)`.
+pub fn bridge_update(routes: &[(&str, &str, &str, &str)]) -> DeploymentRequest {
+    let mapping: serde_json::Map<String, Value> = routes
+        .iter()
+        .map(|(name, topic, source, target)| {
+            ((*name).to_owned(), json!({"topic": topic, "source": source, "target": target}))
+        })
+        .collect();
+    let update = turf_host::deploy::config_update::ConfigUpdate {
+        merge: Some(json!({"mqttTopicMapping": mapping})),
+        reset: Vec::new(),
+    };
+    DeploymentRequest {
+        update_config: [("aws.greengrass.clientdevices.mqtt.Bridge".to_owned(), update)].into_iter().collect(),
+        ..DeploymentRequest::default()
+    }
+}
+
+/// rustls client configuration from a certificate folder written by `turf device add`.
+pub fn device_tls(certs: &Path) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> =
+        CertificateDer::pem_file_iter(certs.join("device.pem.crt")).unwrap().map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("private.pem.key")).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap()
+}
+
+/// An MQTT client whose events are pumped into a channel.
+pub struct Device {
+    pub client: AsyncClient,
+    pub events: mpsc::UnboundedReceiver<Result<Event, String>>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Device {
+    /// Connects over mutual TLS as `client_id` with the certificates in `certs`.
+    pub async fn tls(host: &TestHost, client_id: &str, certs: &Path) -> Result<Self> {
+        let mut options = MqttOptions::new(client_id, "localhost", host.endpoints.mqtt.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(device_tls(certs)))));
+        Self::connect(options).await
+    }
+
+    /// Connects to the plain loopback listener as `client_id`.
+    pub async fn plain(host: &TestHost, client_id: &str) -> Result<Self> {
+        Self::connect(Self::plain_options(host, client_id)).await
+    }
+
+    /// Options for the plain listener (to customise before [`Device::connect`]).
+    pub fn plain_options(host: &TestHost, client_id: &str) -> MqttOptions {
+        let plain = host.endpoints.plain.expect("host started without a plain listener");
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", plain.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options
+    }
+
+    /// Connects with `options`; fails unless the broker accepts.
+    pub async fn connect(options: MqttOptions) -> Result<Self> {
+        let mut device = Self::start(options);
+        loop {
+            match device.next(TIMEOUT).await? {
+                Event::Incoming(Packet::ConnAck(ack)) if ack.code == rumqttc::ConnectReturnCode::Success => {
+                    return Ok(device);
+                }
+                Event::Incoming(Packet::ConnAck(ack)) => bail!("connection refused: {:?}", ack.code),
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts connecting without waiting for the outcome.
+    pub fn start(options: MqttOptions) -> Self {
+        let (client, eventloop) = AsyncClient::new(options, 100);
+        let (tx, events) = mpsc::unbounded_channel();
+        let pump = tokio::spawn(pump(eventloop, tx));
+        Self { client, events, pump }
+    }
+
+    /// Drops the connection without a DISCONNECT packet, as a device that loses power.
+    pub async fn vanish(self) {
+        self.pump.abort();
+        let _ = self.pump.await;
+    }
+
+    /// The next event, or the connection error.
+    pub async fn next(&mut self, timeout: Duration) -> Result<Event> {
+        match with_timeout(timeout, "next MQTT event", self.events.recv()).await? {
+            Some(Ok(event)) => Ok(event),
+            Some(Err(error)) => bail!("{error}"),
+            None => bail!("connection closed"),
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK; returns its return codes.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<Vec<rumqttc::SubscribeReasonCode>> {
+        self.client.subscribe(filter, qos).await?;
+        loop {
+            if let Event::Incoming(Packet::SubAck(ack)) = self.next(TIMEOUT).await? {
+                return Ok(ack.return_codes);
+            }
+        }
+    }
+
+    /// Collects incoming publishes until `stop` returns true for one (inclusive) or `timeout`.
+    pub async fn collect_until(
+        &mut self,
+        timeout: Duration,
+        stop: impl Fn(&rumqttc::Publish) -> bool,
+    ) -> Result<Vec<rumqttc::Publish>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let done = stop(&p);
+                    out.push(p);
+                    if done {
+                        return Ok(out);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => bail!(
+                    "{e} (after {} messages: {:?})",
+                    out.len(),
+                    out.iter().map(|p| p.topic.clone()).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+}
+
+async fn pump(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Result<Event, String>>) {
+    loop {
+        let event = eventloop.poll().await;
+        let failed = event.is_err();
+        if tx.send(event.map_err(|e| e.to_string())).is_err() || failed {
+            break;
+        }
+    }
+}

@@ -28,11 +28,7 @@ pub struct ComponentLimits {
 
 impl Default for ComponentLimits {
     fn default() -> Self {
-        Self {
-            memory_bytes: 64 << 20,
-            call_budget: Duration::from_secs(1),
-            init_budget: Duration::from_secs(5),
-        }
+        Self { memory_bytes: 64 << 20, call_budget: Duration::from_secs(1), init_budget: Duration::from_secs(5) }
     }
 }
 
@@ -78,9 +74,7 @@ pub struct RootLayout {
 impl RootLayout {
     /// The layout under `root`.
     pub fn new(root: impl AsRef<Path>) -> Self {
-        Self {
-            root: root.as_ref().to_path_buf(),
-        }
+        Self { root: root.as_ref().to_path_buf() }
     }
 
     /// The root directory itself.
@@ -120,11 +114,7 @@ impl RootLayout {
 
     /// Installed artifacts of one component version (`packages/artifacts/<name>/<version>/`).
     pub fn artifacts_dir(&self, component: &str, version: &str) -> PathBuf {
-        self.root
-            .join("packages")
-            .join("artifacts")
-            .join(component)
-            .join(version)
+        self.root.join("packages").join("artifacts").join(component).join(version)
     }
 
     /// Work directory of one component (`work/<name>/`).
@@ -152,21 +142,12 @@ mod tests {
         let layout = RootLayout::new("/r");
         assert_eq!(layout.database(), PathBuf::from("/r/turf.db"));
         assert_eq!(layout.socket(), PathBuf::from("/r/turf.sock"));
-        assert_eq!(
-            layout.component_log("a.b"),
-            PathBuf::from("/r/logs/a.b.log")
-        );
-        assert_eq!(
-            layout.artifacts_dir("a.b", "1.0.0"),
-            PathBuf::from("/r/packages/artifacts/a.b/1.0.0")
-        );
+        assert_eq!(layout.component_log("a.b"), PathBuf::from("/r/logs/a.b.log"));
+        assert_eq!(layout.artifacts_dir("a.b", "1.0.0"), PathBuf::from("/r/packages/artifacts/a.b/1.0.0"));
     }
 
     #[test]
     fn default_listen_address_parses() {
-        assert_eq!(
-            DEFAULT_MQTT_LISTEN.parse::<SocketAddr>().ok(),
-            Some(HostConfig::new("x").mqtt_listen)
-        );
+        assert_eq!(DEFAULT_MQTT_LISTEN.parse::<SocketAddr>().ok(), Some(HostConfig::new("x").mqtt_listen));
     }
 }

@@ -32,12 +32,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> io::Result<()>
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = parent.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(access.mode())
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(access.mode()).open(&tmp)?;
         file.set_permissions(fs::Permissions::from_mode(access.mode()))?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -51,10 +46,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> io::Result<()>
 
 /// Creates `dir` (and parents) readable only by its owner (0700).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
@@ -69,10 +61,7 @@ mod tests {
         write_atomic(&path, b"one", Access::Private).unwrap();
         write_atomic(&path, b"two", Access::Private).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
     }

@@ -26,9 +26,7 @@ impl Glob {
         let mut literal = String::new();
         let mut rest = pattern;
         while let Some(c) = rest.chars().next() {
-            let escaped = ["${*}", "${?}", "${$}"]
-                .iter()
-                .find(|e| rest.starts_with(**e));
+            let escaped = ["${*}", "${?}", "${$}"].iter().find(|e| rest.starts_with(**e));
             if let Some(escape) = escaped {
                 literal.push_str(&escape[2..3]);
                 rest = &rest[escape.len()..];
@@ -121,10 +119,7 @@ mod tests {
     #[test]
     fn literal_patterns_match_only_themselves() {
         assert!(m("clients/+/hello/world", "clients/+/hello/world"));
-        assert!(!m(
-            "clients/+/hello/world",
-            "clients/MyClientDevice1/hello/world"
-        ));
+        assert!(!m("clients/+/hello/world", "clients/MyClientDevice1/hello/world"));
         assert!(!m("a", "ab"));
         assert!(!m("ab", "a"));
         assert!(m("", ""));
@@ -133,18 +128,9 @@ mod tests {
 
     #[test]
     fn star_matches_any_run_including_slashes() {
-        assert!(m(
-            "$aws/things/MyClientDevice*/shadow",
-            "$aws/things/MyClientDevice1/shadow"
-        ));
-        assert!(m(
-            "$aws/things/MyClientDevice*/shadow",
-            "$aws/things/MyClientDevice/shadow"
-        ));
-        assert!(!m(
-            "$aws/things/MyClientDevice*/shadow",
-            "$aws/things/Other/shadow"
-        ));
+        assert!(m("$aws/things/MyClientDevice*/shadow", "$aws/things/MyClientDevice1/shadow"));
+        assert!(m("$aws/things/MyClientDevice*/shadow", "$aws/things/MyClientDevice/shadow"));
+        assert!(!m("$aws/things/MyClientDevice*/shadow", "$aws/things/Other/shadow"));
         assert!(m("factory/*/status", "factory/a/b/status"));
         assert!(m("mqtt:topic:clients/*", "mqtt:topic:clients/x/y"));
         assert!(m("*abc", "xxabc"));

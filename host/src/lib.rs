@@ -1,12 +1,53 @@
-//! Turf host.
+//! Turf: a Linux box as an IoT core device for local client devices, compatible with the AWS IoT
+//! Greengrass client-device tutorial, in one process.
+//!
+//! # Layout
+//! - [`supervisor`]: starts and wires every service (the only module that knows their types).
+//! - [`broker`]: the device MQTT broker (rmqtt embedded): mutual TLS, identity, taps.
+//! - [`devices`]: client device auth: core CA, device registry, who may connect.
+//! - [`pubsub`]: the local publish/subscribe bus (Greengrass IPC pub/sub).
+//! - [`bridge`]: `mqttTopicMapping` routes between LocalMqtt, Pubsub and IotCore.
+//! - [`components`]: WebAssembly components: engine, one actor per component, WIT host side.
+//! - [`deploy`]: recipes, configuration merges, deployments and their history.
+//! - [`mgmt`]: the management API on `DIR/turf.sock` and its client.
+//! - [`cli`]: the `turf` command line, one file per command.
+//! - [`logging`]: the host log (`logs/turf.log` and stderr).
+//! - [`config`]: host configuration and the root-directory layout.
+//! - [`store`]: the SQLite database and its schema.
+//! - [`topic`], [`glob`]: MQTT topic matching and Greengrass resource globs (pure).
+//! - [`fsutil`]: atomic and private file writes.
+
 pub mod bridge;
 pub mod broker;
+pub mod cli;
 pub mod components;
 pub mod config;
 pub mod deploy;
 pub mod devices;
 pub mod fsutil;
 pub mod glob;
+pub mod logging;
+pub mod mgmt;
 pub mod pubsub;
 pub mod store;
+pub mod supervisor;
 pub mod topic;
+
+use std::future::Future;
+
+pub use config::HostConfig;
+pub use supervisor::{Endpoints, StartError};
+
+/// Runs a host until `shutdown` completes, then stops it cleanly. `ready` is called once every
+/// service is up, with the addresses actually bound. Must be called inside an actix system.
+pub async fn run(
+    config: HostConfig,
+    ready: impl FnOnce(&Endpoints),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let host = supervisor::start(config).await?;
+    ready(host.endpoints());
+    shutdown.await;
+    host.shutdown().await;
+    Ok(())
+}

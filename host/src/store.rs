@@ -25,9 +25,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The file was written by a newer Turf.
-    #[error(
-        "database {path} has schema version {found}, newer than this turf understands ({known}); upgrade turf"
-    )]
+    #[error("database {path} has schema version {found}, newer than this turf understands ({known}); upgrade turf")]
     TooNew {
         /// The database file.
         path: PathBuf,
@@ -73,45 +71,25 @@ const MIGRATIONS: &[&str] = &[
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
-    let err = |source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| StoreError::Open { path: path.to_path_buf(), source };
     let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(err)?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(err)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let err = |source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let version: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(err)?;
+    let err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(err)?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-            known,
-        });
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known });
     }
-    for migration in MIGRATIONS
-        .iter()
-        .skip(usize::try_from(version).unwrap_or(0))
-    {
+    for migration in MIGRATIONS.iter().skip(usize::try_from(version).unwrap_or(0)) {
         tx.execute_batch(migration).map_err(err)?;
     }
     tx.pragma_update(None, "user_version", known).map_err(err)?;
@@ -132,13 +110,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let conn = open(&path).unwrap();
-        conn.execute("INSERT INTO things(name, created_at) VALUES ('a', 1)", [])
-            .unwrap();
+        conn.execute("INSERT INTO things(name, created_at) VALUES ('a', 1)", []).unwrap();
         drop(conn);
         let conn = open(&path).unwrap();
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM things", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM things", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
     }
 

@@ -26,9 +26,7 @@ pub enum TopicError {
     #[error("topic contains a NUL character")]
     Nul,
     /// A topic name (as opposed to a filter) contains `+` or `#`.
-    #[error(
-        "topic {topic:?} contains the wildcard {wildcard:?}; wildcards are only allowed in subscriptions"
-    )]
+    #[error("topic {topic:?} contains the wildcard {wildcard:?}; wildcards are only allowed in subscriptions")]
     WildcardInTopic {
         /// The offending topic.
         topic: String,
@@ -62,10 +60,7 @@ fn check_common(text: &str) -> Result<(), TopicError> {
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
     check_common(topic)?;
     if let Some(wildcard) = topic.chars().find(|c| matches!(c, '+' | '#')) {
-        return Err(TopicError::WildcardInTopic {
-            topic: topic.to_owned(),
-            wildcard,
-        });
+        return Err(TopicError::WildcardInTopic { topic: topic.to_owned(), wildcard });
     }
     Ok(())
 }
@@ -73,10 +68,7 @@ pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
 /// Checks that `filter` is a valid subscription filter (MQTT-4.7.1-2, MQTT-4.7.1-3).
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
     check_common(filter)?;
-    let bad = |reason| TopicError::BadWildcard {
-        filter: filter.to_owned(),
-        reason,
-    };
+    let bad = |reason| TopicError::BadWildcard { filter: filter.to_owned(), reason };
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {
         if level.contains('#') && (level != "#" || levels.peek().is_some()) {
@@ -134,10 +126,7 @@ mod tests {
 
     #[test]
     fn plus_matches_exactly_one_level_including_empty_levels() {
-        assert!(matches(
-            "clients/+/hello/world",
-            "clients/MyClientDevice1/hello/world"
-        ));
+        assert!(matches("clients/+/hello/world", "clients/MyClientDevice1/hello/world"));
         assert!(!matches("clients/+/hello/world", "clients/a/b/hello/world"));
         assert!(!matches("clients/+/hello/world", "clients/hello/world"));
         assert!(matches("clients/+/hello/world", "clients//hello/world"));
@@ -155,14 +144,8 @@ mod tests {
         assert!(!matches("sport/#", "sports"));
         assert!(matches("#", "a/b/c"));
         assert!(matches("#", "/"));
-        assert!(matches(
-            "$aws/things/+/shadow/#",
-            "$aws/things/MyClientDevice1/shadow/update"
-        ));
-        assert!(matches(
-            "$aws/things/+/shadow/#",
-            "$aws/things/d/shadow/name/n/update/delta"
-        ));
+        assert!(matches("$aws/things/+/shadow/#", "$aws/things/MyClientDevice1/shadow/update"));
+        assert!(matches("$aws/things/+/shadow/#", "$aws/things/d/shadow/name/n/update/delta"));
     }
 
     #[test]
@@ -177,21 +160,9 @@ mod tests {
     #[test]
     fn filters_with_misplaced_wildcards_are_rejected() {
         for bad in ["a/#/b", "a#", "a/b#", "a+/b", "a/+b", "##", "+#", "#/"] {
-            assert!(
-                matches!(validate_filter(bad), Err(TopicError::BadWildcard { .. })),
-                "{bad}"
-            );
+            assert!(matches!(validate_filter(bad), Err(TopicError::BadWildcard { .. })), "{bad}");
         }
-        for good in [
-            "#",
-            "+",
-            "a/+/b",
-            "a/#",
-            "+/+/#",
-            "/",
-            "//",
-            "$aws/things/+/shadow/#",
-        ] {
+        for good in ["#", "+", "a/+/b", "a/#", "+/+/#", "/", "//", "$aws/things/+/shadow/#"] {
             assert_eq!(validate_filter(good), Ok(()), "{good}");
         }
     }
@@ -201,21 +172,10 @@ mod tests {
         assert_eq!(validate_topic(""), Err(TopicError::Empty));
         assert_eq!(validate_filter(""), Err(TopicError::Empty));
         assert_eq!(validate_topic("a\0b"), Err(TopicError::Nul));
-        assert!(matches!(
-            validate_topic("a/+/b"),
-            Err(TopicError::WildcardInTopic { wildcard: '+', .. })
-        ));
-        assert!(matches!(
-            validate_topic("a/#"),
-            Err(TopicError::WildcardInTopic { wildcard: '#', .. })
-        ));
+        assert!(matches!(validate_topic("a/+/b"), Err(TopicError::WildcardInTopic { wildcard: '+', .. })));
+        assert!(matches!(validate_topic("a/#"), Err(TopicError::WildcardInTopic { wildcard: '#', .. })));
         let long = "a".repeat(MAX_TOPIC_BYTES + 1);
-        assert_eq!(
-            validate_topic(&long),
-            Err(TopicError::TooLong {
-                len: MAX_TOPIC_BYTES + 1
-            })
-        );
+        assert_eq!(validate_topic(&long), Err(TopicError::TooLong { len: MAX_TOPIC_BYTES + 1 }));
         assert_eq!(validate_topic(&"a/".repeat(1000)), Ok(()));
         assert_eq!(validate_topic("ünïcödé/トピック"), Ok(()));
     }

@@ -54,11 +54,7 @@ pub struct Bridge {
 impl Bridge {
     /// A bridge with no routes.
     pub fn new(peers: BridgePeers) -> Self {
-        Self {
-            config: BridgeConfig::default(),
-            peers,
-            warned_inactive: HashSet::new(),
-        }
+        Self { config: BridgeConfig::default(), peers, warned_inactive: HashSet::new() }
     }
 
     fn configure(&mut self, config: BridgeConfig, me: &Addr<Self>) {
@@ -67,9 +63,7 @@ impl Bridge {
             filters: config.source_filters(Endpoint::LocalMqtt),
             recipient: me.clone().recipient(),
         });
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll {
-            subscriber: COMPONENT_NAME.to_owned(),
-        });
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: COMPONENT_NAME.to_owned() });
         for filter in config.source_filters(Endpoint::Pubsub) {
             self.peers.subscribe.do_send(Subscribe {
                 subscriber: COMPONENT_NAME.to_owned(),
@@ -79,11 +73,7 @@ impl Bridge {
             });
         }
         self.warned_inactive.clear();
-        for route in config
-            .routes()
-            .iter()
-            .filter(|r| r.source == Endpoint::IotCore || r.target == Endpoint::IotCore)
-        {
+        for route in config.routes().iter().filter(|r| r.source == Endpoint::IotCore || r.target == Endpoint::IotCore) {
             self.warn_inactive(&route.name);
         }
         tracing::info!(routes = config.routes().len(), "bridge configured");

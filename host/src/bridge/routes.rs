@@ -76,10 +76,7 @@ pub struct BridgeConfigError {
 }
 
 fn error(path: impl Into<String>, problem: impl Into<String>) -> BridgeConfigError {
-    BridgeConfigError {
-        path: path.into(),
-        problem: problem.into(),
-    }
+    BridgeConfigError { path: path.into(), problem: problem.into() }
 }
 
 /// The configuration keys of the Greengrass bridge (only `mqttTopicMapping` drives Turf).
@@ -118,8 +115,8 @@ impl BridgeConfig {
         if config.is_null() {
             return Ok(Self::default());
         }
-        let wire: WireConfig = serde_json::from_value(config.clone())
-            .map_err(|e| error("(top level)", e.to_string()))?;
+        let wire: WireConfig =
+            serde_json::from_value(config.clone()).map_err(|e| error("(top level)", e.to_string()))?;
         let mut routes = Vec::new();
         for (name, route) in wire.mqtt_topic_mapping.unwrap_or_default() {
             let Some(route) = route else { continue };
@@ -135,23 +132,15 @@ impl BridgeConfig {
 
     /// Distinct topic filters the bridge must read from `source`.
     pub fn source_filters(&self, source: Endpoint) -> Vec<String> {
-        let mut filters: Vec<String> = self
-            .routes
-            .iter()
-            .filter(|r| r.source == source)
-            .map(|r| r.filter.clone())
-            .collect();
+        let mut filters: Vec<String> =
+            self.routes.iter().filter(|r| r.source == source).map(|r| r.filter.clone()).collect();
         filters.sort();
         filters.dedup();
         filters
     }
 
     /// The routes a message from `source` on `topic` takes, with each target topic.
-    pub fn forwards<'a>(
-        &'a self,
-        source: Endpoint,
-        topic: &'a str,
-    ) -> impl Iterator<Item = (&'a Route, String)> + 'a {
+    pub fn forwards<'a>(&'a self, source: Endpoint, topic: &'a str) -> impl Iterator<Item = (&'a Route, String)> + 'a {
         self.routes
             .iter()
             .filter(move |r| r.source == source && topic::matches(&r.filter, topic))
@@ -162,54 +151,27 @@ impl BridgeConfig {
 fn parse_route(name: &str, value: Value) -> Result<Route, BridgeConfigError> {
     let path = format!("mqttTopicMapping.{name}");
     let wire: WireRoute = serde_json::from_value(value).map_err(|e| {
-        error(
-            &path,
-            format!("{e} (a route has topic, source, target and optionally targetTopicPrefix)"),
-        )
+        error(&path, format!("{e} (a route has topic, source, target and optionally targetTopicPrefix)"))
     })?;
     let endpoint = |field: &str, value: Option<String>| {
-        let text = value.ok_or_else(|| {
-            error(
-                format!("{path}.{field}"),
-                "missing; expected LocalMqtt, Pubsub or IotCore",
-            )
-        })?;
+        let text =
+            value.ok_or_else(|| error(format!("{path}.{field}"), "missing; expected LocalMqtt, Pubsub or IotCore"))?;
         Endpoint::parse(&text).ok_or_else(|| {
-            error(
-                format!("{path}.{field}"),
-                format!("{text:?} is not one of LocalMqtt, Pubsub, IotCore"),
-            )
+            error(format!("{path}.{field}"), format!("{text:?} is not one of LocalMqtt, Pubsub, IotCore"))
         })
     };
-    let filter = wire.topic.ok_or_else(|| {
-        error(
-            format!("{path}.topic"),
-            "missing; expected an MQTT topic filter",
-        )
-    })?;
+    let filter = wire.topic.ok_or_else(|| error(format!("{path}.topic"), "missing; expected an MQTT topic filter"))?;
     topic::validate_filter(&filter).map_err(|e| error(format!("{path}.topic"), e.to_string()))?;
     let source = endpoint("source", wire.source)?;
     let target = endpoint("target", wire.target)?;
     if source == target {
-        return Err(error(
-            format!("{path}.target"),
-            format!("must differ from source ({source})"),
-        ));
+        return Err(error(format!("{path}.target"), format!("must differ from source ({source})")));
     }
     let target_topic_prefix = wire.target_topic_prefix.unwrap_or_default();
     if topic::has_wildcard(&target_topic_prefix) {
-        return Err(error(
-            format!("{path}.targetTopicPrefix"),
-            "must not contain '+' or '#'",
-        ));
+        return Err(error(format!("{path}.targetTopicPrefix"), "must not contain '+' or '#'"));
     }
-    Ok(Route {
-        name: name.to_owned(),
-        filter,
-        source,
-        target,
-        target_topic_prefix,
-    })
+    Ok(Route { name: name.to_owned(), filter, source, target, target_topic_prefix })
 }
 
 #[cfg(test)]
@@ -235,10 +197,7 @@ mod tests {
         assert_eq!(config.routes().len(), 4);
         assert_eq!(
             config.source_filters(Endpoint::LocalMqtt),
-            vec![
-                "$aws/things/+/shadow/#".to_owned(),
-                "clients/+/hello/world".to_owned()
-            ]
+            vec!["$aws/things/+/shadow/#".to_owned(), "clients/+/hello/world".to_owned()]
         );
         let hello: Vec<_> = config
             .forwards(Endpoint::LocalMqtt, "clients/MyClientDevice1/hello/world")
@@ -247,14 +206,8 @@ mod tests {
         assert_eq!(
             hello,
             vec![
-                (
-                    Endpoint::IotCore,
-                    "clients/MyClientDevice1/hello/world".to_owned()
-                ),
-                (
-                    Endpoint::Pubsub,
-                    "clients/MyClientDevice1/hello/world".to_owned()
-                )
+                (Endpoint::IotCore, "clients/MyClientDevice1/hello/world".to_owned()),
+                (Endpoint::Pubsub, "clients/MyClientDevice1/hello/world".to_owned())
             ]
         );
     }
@@ -265,20 +218,9 @@ mod tests {
             "topic": "clients/+/detections", "targetTopicPrefix": "events/input/",
             "source": "LocalMqtt", "target": "Pubsub"}}}))
         .unwrap();
-        let targets: Vec<_> = config
-            .forwards(Endpoint::LocalMqtt, "clients/d/detections")
-            .map(|(_, t)| t)
-            .collect();
-        assert_eq!(
-            targets,
-            vec!["events/input/clients/d/detections".to_owned()]
-        );
-        assert_eq!(
-            config
-                .forwards(Endpoint::Pubsub, "clients/d/detections")
-                .count(),
-            0
-        );
+        let targets: Vec<_> = config.forwards(Endpoint::LocalMqtt, "clients/d/detections").map(|(_, t)| t).collect();
+        assert_eq!(targets, vec!["events/input/clients/d/detections".to_owned()]);
+        assert_eq!(config.forwards(Endpoint::Pubsub, "clients/d/detections").count(), 0);
     }
 
     #[test]
@@ -288,10 +230,7 @@ mod tests {
                 json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "Local", "target": "Pubsub"}}}),
                 "mqttTopicMapping.R.source",
             ),
-            (
-                json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "Pubsub"}}}),
-                "mqttTopicMapping.R.target",
-            ),
+            (json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "Pubsub"}}}), "mqttTopicMapping.R.target"),
             (
                 json!({"mqttTopicMapping": {"R": {"source": "Pubsub", "target": "LocalMqtt"}}}),
                 "mqttTopicMapping.R.topic",
@@ -332,9 +271,6 @@ mod tests {
         .unwrap();
         assert_eq!(config.routes().len(), 1);
         assert_eq!(config.routes()[0].source, Endpoint::LocalMqtt);
-        assert_eq!(
-            BridgeConfig::from_json(&Value::Null).unwrap(),
-            BridgeConfig::default()
-        );
+        assert_eq!(BridgeConfig::from_json(&Value::Null).unwrap(), BridgeConfig::default());
     }
 }

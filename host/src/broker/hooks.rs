@@ -66,10 +66,7 @@ impl HookState {
     }
 
     fn directory(&self) -> Arc<DeviceDirectory> {
-        self.directory
-            .read()
-            .map(|d| Arc::clone(&d))
-            .unwrap_or_default()
+        self.directory.read().map(|d| Arc::clone(&d)).unwrap_or_default()
     }
 
     fn taps(&self) -> Arc<Vec<Tap>> {
@@ -94,31 +91,15 @@ impl Handler for Authenticate {
         let Parameter::ClientAuthenticate(info) = param else {
             return (true, acc);
         };
-        let listener = if Some(info.id().lid) == self.0.plain_listener {
-            ListenerKind::Plain
-        } else {
-            ListenerKind::Tls
-        };
-        let cert = info.cert().and_then(|c| {
-            c.serial.clone().map(|serial| PeerCert {
-                serial,
-                subject: c.subject.clone(),
-            })
-        });
+        let listener =
+            if Some(info.id().lid) == self.0.plain_listener { ListenerKind::Plain } else { ListenerKind::Tls };
+        let cert =
+            info.cert().and_then(|c| c.serial.clone().map(|serial| PeerCert { serial, subject: c.subject.clone() }));
         let client_id: &str = info.client_id();
         let remote = info.ipaddress().map(|a| a.to_string()).unwrap_or_default();
-        let result = match self
-            .0
-            .directory()
-            .authenticate(listener, client_id, cert.as_ref())
-        {
+        let result = match self.0.directory().authenticate(listener, client_id, cert.as_ref()) {
             Ok(identity) => {
-                tracing::info!(
-                    client_id,
-                    remote,
-                    verified = identity.verified,
-                    "device connected"
-                );
+                tracing::info!(client_id, remote, verified = identity.verified, "device connected");
                 AuthResult::Allow(false, None)
             }
             Err(refusal) => {
@@ -140,12 +121,7 @@ impl Handler for PublishTap {
             return (true, acc);
         };
         let topic: &str = &publish.topic;
-        for tap in self
-            .0
-            .taps()
-            .iter()
-            .filter(|tap| topic::matches(&tap.filter, topic))
-        {
+        for tap in self.0.taps().iter().filter(|tap| topic::matches(&tap.filter, topic)) {
             tap.recipient.do_send(DeviceMessage {
                 topic: topic.to_owned(),
                 payload: publish.payload.clone(),
@@ -154,10 +130,7 @@ impl Handler for PublishTap {
                 client_id: session.id.client_id.to_string(),
             });
         }
-        (
-            false,
-            Some(HookResult::PublishAclResult(PublishAclResult::allow())),
-        )
+        (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
     }
 }
 
@@ -168,10 +141,7 @@ pub struct Dropped;
 impl Handler for Dropped {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         if let Parameter::MessageDropped(to, from, publish, reason) = param {
-            let to = to
-                .as_ref()
-                .map(|t| t.client_id.to_string())
-                .unwrap_or_default();
+            let to = to.as_ref().map(|t| t.client_id.to_string()).unwrap_or_default();
             let topic: &str = &publish.topic;
             match reason {
                 Reason::MessageQueueFull => {

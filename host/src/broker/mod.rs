@@ -41,6 +41,11 @@ const TLS_LISTENER: ListenerId = 1;
 const PLAIN_LISTENER: ListenerId = 2;
 /// Largest MQTT packet accepted (Greengrass's Moquette default, 128 KiB).
 const MAX_PACKET_SIZE: u32 = 128 * 1024;
+/// Unacknowledged QoS 1/2 messages per session, each way. rmqtt's default (16) also caps a
+/// client's *incoming* unfinished QoS 2 publishes and drops the connection beyond it, which
+/// MQTT 3.1.1 clients (no Receive Maximum) hit with ordinary bursts. 1024 keeps memory per
+/// session bounded while no sane client reaches it; MQTT 5 clients are told it as Receive Maximum.
+const MAX_INFLIGHT: u16 = 1024;
 
 /// A failure to start the broker.
 #[derive(Debug, Error)]
@@ -131,18 +136,8 @@ impl Broker {
         *scx.extends.retain_mut().await = Box::new(RetainStore::new());
         let hooks = Arc::new(HookState::new(options.plain_listen.map(|_| PLAIN_LISTENER)));
         let register = scx.extends.hook_mgr().register();
-        register
-            .add(
-                Type::ClientAuthenticate,
-                Box::new(Authenticate(Arc::clone(&hooks))),
-            )
-            .await;
-        register
-            .add(
-                Type::MessagePublishCheckAcl,
-                Box::new(PublishTap(Arc::clone(&hooks))),
-            )
-            .await;
+        register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
+        register.add(Type::MessagePublishCheckAcl, Box::new(PublishTap(Arc::clone(&hooks)))).await;
         register.add(Type::MessageDropped, Box::new(Dropped)).await;
         register.start().await;
 
@@ -156,9 +151,7 @@ impl Broker {
             .bind()
             .and_then(|l| l.tls())
             .map_err(|e| listen_error(options.mqtt_listen, "mutual-TLS device listener", e))?;
-        let mqtt = tls
-            .local_addr()
-            .map_err(|e| listen_error(options.mqtt_listen, "mutual-TLS device listener", e))?;
+        let mqtt = tls.local_addr().map_err(|e| listen_error(options.mqtt_listen, "mutual-TLS device listener", e))?;
         let mut server = MqttServer::new(scx.clone()).listener_by_id(tls, TLS_LISTENER);
         let mut plain = None;
         if let Some(addr) = options.plain_listen {
@@ -167,10 +160,7 @@ impl Broker {
                 .bind()
                 .and_then(|l| l.tcp())
                 .map_err(|e| listen_error(addr, "plain loopback listener", e))?;
-            plain = Some(
-                l.local_addr()
-                    .map_err(|e| listen_error(addr, "plain loopback listener", e))?,
-            );
+            plain = Some(l.local_addr().map_err(|e| listen_error(addr, "plain loopback listener", e))?);
             server = server.listener_by_id(l, PLAIN_LISTENER);
         }
         let server = server.build();
@@ -181,15 +171,7 @@ impl Broker {
         });
         let host_id = Id::new(scx.node.id(), 0, None, None, "turf-host".into(), None);
         tracing::info!(%mqtt, plain = ?plain, "MQTT broker listening");
-        Ok((
-            Self {
-                scx,
-                hooks,
-                server: Some(task),
-                host_id,
-            },
-            BrokerAddrs { mqtt, plain },
-        ))
+        Ok((Self { scx, hooks, server: Some(task), host_id }, BrokerAddrs { mqtt, plain }))
     }
 
     fn set_directory(&mut self, directory: DirectoryChanged) {
@@ -202,11 +184,7 @@ impl Broker {
         let Ok(mut taps) = self.hooks.taps.write() else {
             return;
         };
-        let mut next: Vec<Tap> = taps
-            .iter()
-            .filter(|t| t.owner != msg.owner)
-            .cloned()
-            .collect();
+        let mut next: Vec<Tap> = taps.iter().filter(|t| t.owner != msg.owner).cloned().collect();
         next.extend(msg.filters.into_iter().map(|filter| Tap {
             owner: msg.owner.clone(),
             filter,
@@ -265,6 +243,7 @@ fn listener(addr: SocketAddr) -> Builder {
         .nodelay(true)
         .allow_anonymous(false)
         .max_packet_size(MAX_PACKET_SIZE)
+        .max_inflight(std::num::NonZeroU16::new(MAX_INFLIGHT).unwrap_or(std::num::NonZeroU16::MIN))
         .handshake_timeout(std::time::Duration::from_secs(10))
 }
 
@@ -272,16 +251,8 @@ fn path_str(path: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn listen_error(
-    addr: SocketAddr,
-    what: &'static str,
-    error: impl std::fmt::Display,
-) -> BrokerError {
-    BrokerError::Listen {
-        addr,
-        what,
-        reason: error.to_string(),
-    }
+fn listen_error(addr: SocketAddr, what: &'static str, error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Listen { addr, what, reason: error.to_string() }
 }
 
 impl Actor for Broker {

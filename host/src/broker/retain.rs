@@ -48,11 +48,7 @@ impl RetainStore {
         if messages.len() >= MAX_RETAINED && !messages.contains_key(topic) {
             messages.retain(|_, e| e.expires.is_none_or(|t| t > now));
             if messages.len() >= MAX_RETAINED {
-                tracing::warn!(
-                    topic,
-                    limit = MAX_RETAINED,
-                    "retained message refused: store is full"
-                );
+                tracing::warn!(topic, limit = MAX_RETAINED, "retained message refused: store is full");
                 return;
             }
         }
@@ -69,9 +65,7 @@ impl RetainStore {
         };
         messages
             .iter()
-            .filter(|(topic, entry)| {
-                entry.expires.is_none_or(|t| t > now) && topic::matches(filter, topic)
-            })
+            .filter(|(topic, entry)| entry.expires.is_none_or(|t| t > now) && topic::matches(filter, topic))
             .map(|(topic, entry)| (TopicName::from(topic.as_str()), entry.retain.clone()))
             .collect()
     }
@@ -83,12 +77,7 @@ impl RetainStorage for RetainStore {
         true
     }
 
-    async fn set(
-        &self,
-        topic: &TopicName,
-        retain: Retain,
-        expiry_interval: Option<Duration>,
-    ) -> rmqtt::Result<()> {
+    async fn set(&self, topic: &TopicName, retain: Retain, expiry_interval: Option<Duration>) -> rmqtt::Result<()> {
         self.set_now(topic, retain, expiry_interval, Instant::now());
         Ok(())
     }
@@ -123,11 +112,7 @@ mod tests {
             properties: None,
         };
         let id = Id::new(1, 0, None, None, "t".into(), None);
-        Retain {
-            msg_id: None,
-            from: From::from_system(id),
-            publish: Publish::from(publish),
-        }
+        Retain { msg_id: None, from: From::from_system(id), publish: Publish::from(publish) }
     }
 
     #[test]
@@ -140,15 +125,8 @@ mod tests {
         store.set_now("$aws/x", retain("$aws/x", "4"), None, now);
         let got = store.get_now("a/+", now);
         let payloads: Vec<_> = got.iter().map(|(_, r)| r.publish.payload.clone()).collect();
-        assert_eq!(
-            payloads,
-            vec![bytes::Bytes::from("2"), bytes::Bytes::from("3")]
-        );
-        assert_eq!(
-            store.get_now("#", now).len(),
-            2,
-            "'#' does not match $ topics"
-        );
+        assert_eq!(payloads, vec![bytes::Bytes::from("2"), bytes::Bytes::from("3")]);
+        assert_eq!(store.get_now("#", now).len(), 2, "'#' does not match $ topics");
         assert_eq!(store.get_now("$aws/#", now).len(), 1);
     }
 

@@ -57,9 +57,7 @@ pub struct AccessControl {
 
 /// A denied request, with Greengrass's wording.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "Principal {principal} is not authorized to perform {service}:{operation} on resource {resource}"
-)]
+#[error("Principal {principal} is not authorized to perform {service}:{operation} on resource {resource}")]
 pub struct Denied {
     /// The component that asked.
     pub principal: String,
@@ -79,10 +77,7 @@ impl AccessControl {
         };
         let err = |path: String, problem: String| AccessControlError { path, problem };
         let Value::Object(services) = block else {
-            return Err(err(
-                "accessControl".to_owned(),
-                "must be an object of IPC service ids".to_owned(),
-            ));
+            return Err(err("accessControl".to_owned(), "must be an object of IPC service ids".to_owned()));
         };
         let mut out = BTreeMap::new();
         for (service, policies) in services {
@@ -94,23 +89,14 @@ impl AccessControl {
             for (id, policy) in policies {
                 let path = format!("{path}.{id}");
                 let wire: WirePolicy = serde_json::from_value(policy.clone()).map_err(|e| {
-                    err(
-                        path.clone(),
-                        format!("{e} (a policy has policyDescription, operations, resources)"),
-                    )
+                    err(path.clone(), format!("{e} (a policy has policyDescription, operations, resources)"))
                 })?;
                 let _ = wire.policy_description;
                 if wire.operations.is_empty() {
-                    return Err(err(
-                        format!("{path}.operations"),
-                        "must list at least one operation".to_owned(),
-                    ));
+                    return Err(err(format!("{path}.operations"), "must list at least one operation".to_owned()));
                 }
                 if wire.resources.is_empty() {
-                    return Err(err(
-                        format!("{path}.resources"),
-                        "must list at least one resource".to_owned(),
-                    ));
+                    return Err(err(format!("{path}.resources"), "must list at least one resource".to_owned()));
                 }
                 compiled.push(Policy {
                     id: id.clone(),
@@ -124,13 +110,7 @@ impl AccessControl {
     }
 
     /// Whether `operation` on `resource` of `service` is allowed; `Err` says who was denied what.
-    pub fn check(
-        &self,
-        principal: &str,
-        service: &str,
-        operation: &str,
-        resource: &str,
-    ) -> Result<(), Denied> {
+    pub fn check(&self, principal: &str, service: &str, operation: &str, resource: &str) -> Result<(), Denied> {
         let allowed = self.services.get(service).is_some_and(|policies| {
             policies.iter().any(|p| {
                 p.operations.iter().any(|op| op == "*" || op == operation)
@@ -156,10 +136,7 @@ impl AccessControl {
 
     /// Policy ids per service, for `turf component details`.
     pub fn policy_ids(&self) -> BTreeMap<String, Vec<String>> {
-        self.services
-            .iter()
-            .map(|(s, p)| (s.clone(), p.iter().map(|p| p.id.clone()).collect()))
-            .collect()
+        self.services.iter().map(|(s, p)| (s.clone(), p.iter().map(|p| p.id.clone()).collect())).collect()
     }
 }
 
@@ -182,18 +159,8 @@ mod tests {
     #[test]
     fn tutorial_policy_allows_subscribe_but_not_publish() {
         let acl = hello();
-        assert!(
-            acl.check(
-                ME,
-                PUBSUB_SERVICE,
-                SUBSCRIBE_TO_TOPIC,
-                "clients/+/hello/world"
-            )
-            .is_ok()
-        );
-        let denied = acl
-            .check(ME, PUBSUB_SERVICE, PUBLISH_TO_TOPIC, "a")
-            .unwrap_err();
+        assert!(acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "clients/+/hello/world").is_ok());
+        let denied = acl.check(ME, PUBSUB_SERVICE, PUBLISH_TO_TOPIC, "a").unwrap_err();
         assert_eq!(
             denied.to_string(),
             format!(
@@ -204,11 +171,9 @@ mod tests {
 
     #[test]
     fn resources_are_globs_and_mqtt_wildcards_are_literal() {
-        let acl = AccessControl::from_config(
-            &json!({"accessControl": {"aws.greengrass.ipc.pubsub": {"p": {
+        let acl = AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ipc.pubsub": {"p": {
             "operations": ["aws.greengrass#SubscribeToTopic"],
-            "resources": ["$aws/things/+/shadow/update/accepted", "factory/*/status"]}}}}),
-        )
+            "resources": ["$aws/things/+/shadow/update/accepted", "factory/*/status"]}}}}))
         .unwrap();
         let sub = |r| acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, r).is_ok();
         assert!(sub("$aws/things/+/shadow/update/accepted"));
@@ -222,39 +187,21 @@ mod tests {
     fn no_access_control_denies_everything() {
         let acl = AccessControl::from_config(&json!({"other": 1})).unwrap();
         assert!(acl.is_empty());
-        assert!(
-            acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "a")
-                .is_err()
-        );
-        let other_service =
-            AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ShadowManager": {
+        assert!(acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "a").is_err());
+        let other_service = AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ShadowManager": {
             "p": {"operations": ["*"], "resources": ["*"]}}}}))
-            .unwrap();
-        assert!(
-            other_service
-                .check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "a")
-                .is_err()
-        );
+        .unwrap();
+        assert!(other_service.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "a").is_err());
     }
 
     #[test]
     fn star_operation_allows_every_operation_of_the_service() {
-        let acl =
-            AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ipc.pubsub": {
+        let acl = AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ipc.pubsub": {
             "p": {"operations": ["*"], "resources": ["a/*"]}}}}))
-            .unwrap();
-        assert!(
-            acl.check(ME, PUBSUB_SERVICE, PUBLISH_TO_TOPIC, "a/b")
-                .is_ok()
-        );
-        assert!(
-            acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "a/")
-                .is_ok()
-        );
-        assert!(
-            acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "b")
-                .is_err()
-        );
+        .unwrap();
+        assert!(acl.check(ME, PUBSUB_SERVICE, PUBLISH_TO_TOPIC, "a/b").is_ok());
+        assert!(acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "a/").is_ok());
+        assert!(acl.check(ME, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, "b").is_err());
     }
 
     #[test]
@@ -262,29 +209,19 @@ mod tests {
         let cases = [
             (json!({"accessControl": []}), "accessControl"),
             (json!({"accessControl": {"svc": "x"}}), "accessControl.svc"),
-            (
-                json!({"accessControl": {"svc": {"p": {"operations": "op", "resources": ["*"]}}}}),
-                "accessControl.svc.p",
-            ),
+            (json!({"accessControl": {"svc": {"p": {"operations": "op", "resources": ["*"]}}}}), "accessControl.svc.p"),
             (
                 json!({"accessControl": {"svc": {"p": {"operations": ["op"], "resources": []}}}}),
                 "accessControl.svc.p.resources",
             ),
-            (
-                json!({"accessControl": {"svc": {"p": {"resources": ["*"]}}}}),
-                "accessControl.svc.p.operations",
-            ),
+            (json!({"accessControl": {"svc": {"p": {"resources": ["*"]}}}}), "accessControl.svc.p.operations"),
             (
                 json!({"accessControl": {"svc": {"p": {"operations": ["a"], "resources": ["*"], "effect": "DENY"}}}}),
                 "accessControl.svc.p",
             ),
         ];
         for (config, path) in cases {
-            assert_eq!(
-                AccessControl::from_config(&config).unwrap_err().path,
-                path,
-                "{config}"
-            );
+            assert_eq!(AccessControl::from_config(&config).unwrap_err().path, path, "{config}");
         }
     }
 }

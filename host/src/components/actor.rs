@@ -18,9 +18,7 @@ use wasmtime::Engine;
 
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
-use super::instance::{
-    ConfigSnapshot, HostSetup, HostState, Instance, ServicePeers, TimerControl, Trapped,
-};
+use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, ServicePeers, TimerControl, Trapped};
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::config::ComponentLimits;
@@ -137,11 +135,7 @@ impl ComponentActor {
 
     fn set_state(&mut self, state: State, error: Option<String>) {
         self.state = state;
-        let level = if error.is_some() {
-            Level::Error
-        } else {
-            Level::Info
-        };
+        let level = if error.is_some() { Level::Error } else { Level::Info };
         let note = match &error {
             Some(e) => format!("{state}: {e}"),
             None => state.to_string(),
@@ -184,33 +178,27 @@ impl ComponentActor {
                 Err(reason) => Err(Trapped(format!("init returned an error: {reason}"))),
             }
         };
-        ctx.wait(
-            started
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok(instance) => {
-                        act.instance = Some(instance);
-                        act.set_state(State::Running, None);
-                        if let Some(tx) = act.first_start.take() {
-                            let _ = tx.send(Ok(()));
-                        }
-                    }
-                    Err(Trapped(reason)) => {
-                        if let Some(tx) = act.first_start.take() {
-                            let _ = tx.send(Err(reason.clone()));
-                        }
-                        act.failed(reason, ctx);
-                    }
-                }),
-        );
+        ctx.wait(started.into_actor(self).map(|result, act, ctx| match result {
+            Ok(instance) => {
+                act.instance = Some(instance);
+                act.set_state(State::Running, None);
+                if let Some(tx) = act.first_start.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(Trapped(reason)) => {
+                if let Some(tx) = act.first_start.take() {
+                    let _ = tx.send(Err(reason.clone()));
+                }
+                act.failed(reason, ctx);
+            }
+        }));
     }
 
     /// The instance died: drop its subscriptions and timers, then restart or give up.
     fn failed(&mut self, reason: String, ctx: &mut Context<Self>) {
         self.instance = None;
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll {
-            subscriber: self.spec.name.clone(),
-        });
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
         for (_, handle) in self.timers.drain() {
             ctx.cancel_future(handle);
         }
@@ -239,21 +227,19 @@ impl ComponentActor {
         let Some(instance) = self.instance.take() else {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
-        AtomicResponse::new(Box::pin(call(instance).into_actor(self).map(
-            move |(instance, result), act, ctx| match result {
+        AtomicResponse::new(Box::pin(call(instance).into_actor(self).map(move |(instance, result), act, ctx| {
+            match result {
                 Ok(()) => act.instance = Some(instance),
                 Err(Trapped(reason)) => act.failed(format!("{what}: {reason}"), ctx),
-            },
-        )))
+            }
+        })))
     }
 
     fn timer_control(&mut self, msg: TimerControl, ctx: &mut Context<Self>) {
         match msg {
             TimerControl::Start { id, period } => {
                 let generation = self.generation;
-                let handle = ctx.run_interval(period, move |_, ctx| {
-                    ctx.notify(FireTimer { id, generation })
-                });
+                let handle = ctx.run_interval(period, move |_, ctx| ctx.notify(FireTimer { id, generation }));
                 if let Some(old) = self.timers.insert(id, handle) {
                     ctx.cancel_future(old);
                 }
@@ -275,9 +261,7 @@ impl Actor for ComponentActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll {
-            subscriber: self.spec.name.clone(),
-        });
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
     }
 }
 
@@ -329,10 +313,7 @@ impl Handler<Reconfigure> for ComponentActor {
             state.configs = msg.configs;
             state.access = msg.access;
             for key in msg.changed_keys {
-                if let Err(trap) = instance
-                    .on_configuration_update(budget, &name, &[key])
-                    .await
-                {
+                if let Err(trap) = instance.on_configuration_update(budget, &name, &[key]).await {
                     return (instance, Err(trap));
                 }
             }

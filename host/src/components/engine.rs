@@ -60,15 +60,13 @@ pub fn new_engine() -> Result<Engine, EngineError> {
     config.epoch_interruption(true);
     let engine = Engine::new(&config).map_err(|e| EngineError::Engine(e.to_string()))?;
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("turf-epoch".to_owned())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(TICK);
-                let Some(engine) = weak.upgrade() else { break };
-                engine.increment_epoch();
-            }
-        });
+    let spawned = std::thread::Builder::new().name("turf-epoch".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(TICK);
+            let Some(engine) = weak.upgrade() else { break };
+            engine.increment_epoch();
+        }
+    });
     spawned.map_err(|e| EngineError::Engine(format!("cannot start the epoch ticker: {e}")))?;
     Ok(engine)
 }
@@ -82,30 +80,21 @@ pub struct CompileCache {
 impl CompileCache {
     /// A cache in `dir`, created 0700 if needed.
     pub fn new(dir: &Path) -> Result<Self, EngineError> {
-        fsutil::create_private_dir(dir).map_err(|source| EngineError::Cache {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-        })
+        fsutil::create_private_dir(dir).map_err(|source| EngineError::Cache { path: dir.to_path_buf(), source })?;
+        Ok(Self { dir: dir.to_path_buf() })
     }
 
     fn entry(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
         let mut compat = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut compat);
         let digest = hex::encode(Sha256::digest(wasm));
-        self.dir
-            .join(format!("{digest}-{:016x}.cwasm", compat.finish()))
+        self.dir.join(format!("{digest}-{:016x}.cwasm", compat.finish()))
     }
 
     /// Loads the component at `path`, compiling it on a cache miss. Blocking: call it from a
     /// blocking thread.
     pub fn load(&self, engine: &Engine, path: &Path) -> Result<Component, EngineError> {
-        let wasm = std::fs::read(path).map_err(|source| EngineError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let wasm = std::fs::read(path).map_err(|source| EngineError::Read { path: path.to_path_buf(), source })?;
         let entry = self.entry(engine, &wasm);
         if entry.exists() {
             // SAFETY: the cache directory is private to this host (0700) and only ever holds files
@@ -119,10 +108,7 @@ impl CompileCache {
                 }
             }
         }
-        let invalid = |e: wasmtime::Error| EngineError::Invalid {
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        };
+        let invalid = |e: wasmtime::Error| EngineError::Invalid { path: path.to_path_buf(), reason: format!("{e:#}") };
         let compiled = engine.precompile_component(&wasm).map_err(invalid)?;
         if let Err(error) = fsutil::write_atomic(&entry, &compiled, Access::Private) {
             tracing::warn!(path = %entry.display(), %error, "cannot cache compiled component");

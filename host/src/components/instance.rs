@@ -76,10 +76,7 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -161,11 +158,7 @@ fn ticks(budget: Duration) -> u64 {
 
 impl Instance {
     /// Instantiates `pre` in a fresh store.
-    pub async fn new(
-        engine: &Engine,
-        pre: &TurfComponentPre<HostState>,
-        setup: HostSetup,
-    ) -> Result<Self, Trapped> {
+    pub async fn new(engine: &Engine, pre: &TurfComponentPre<HostState>, setup: HostSetup) -> Result<Self, Trapped> {
         let mut store = Store::new(engine, HostState::new(setup));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut cx| {
@@ -173,9 +166,7 @@ impl Instance {
             state.ticks_used += 1;
             if state.ticks_used > state.tick_budget {
                 let spent = Duration::from_millis(state.ticks_used * TICK.as_millis() as u64);
-                return Err(wasmtime::format_err!(
-                    "call ran longer than its budget ({spent:?})"
-                ));
+                return Err(wasmtime::format_err!("call ran longer than its budget ({spent:?})"));
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -192,24 +183,13 @@ impl Instance {
     /// Calls `init`. `Ok(Err(_))` is the guest's own failure report.
     pub async fn init(&mut self, budget: Duration) -> Result<Result<(), String>, Trapped> {
         arm(&mut self.store, budget);
-        self.bindings
-            .call_init(&mut self.store)
-            .await
-            .map_err(describe)
+        self.bindings.call_init(&mut self.store).await.map_err(describe)
     }
 
     /// Calls `on-message`.
-    pub async fn on_message(
-        &mut self,
-        budget: Duration,
-        topic: &str,
-        payload: &[u8],
-    ) -> Result<(), Trapped> {
+    pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
         arm(&mut self.store, budget);
-        self.bindings
-            .call_on_message(&mut self.store, topic, payload)
-            .await
-            .map_err(describe)
+        self.bindings.call_on_message(&mut self.store, topic, payload).await.map_err(describe)
     }
 
     /// Calls `on-configuration-update`.
@@ -220,19 +200,13 @@ impl Instance {
         key_path: &[String],
     ) -> Result<(), Trapped> {
         arm(&mut self.store, budget);
-        self.bindings
-            .call_on_configuration_update(&mut self.store, component, key_path)
-            .await
-            .map_err(describe)
+        self.bindings.call_on_configuration_update(&mut self.store, component, key_path).await.map_err(describe)
     }
 
     /// Calls `on-timer`.
     pub async fn on_timer(&mut self, budget: Duration, id: u32) -> Result<(), Trapped> {
         arm(&mut self.store, budget);
-        self.bindings
-            .call_on_timer(&mut self.store, id)
-            .await
-            .map_err(describe)
+        self.bindings.call_on_timer(&mut self.store, id).await.map_err(describe)
     }
 }
 

@@ -74,11 +74,7 @@ pub struct ErrorHistory {
 impl ErrorHistory {
     /// Records an error at `now` and decides what happens next.
     pub fn record(&mut self, now: Instant) -> AfterError {
-        while self
-            .errors
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= ERROR_WINDOW)
-        {
+        while self.errors.front().is_some_and(|t| now.duration_since(*t) >= ERROR_WINDOW) {
             self.errors.pop_front();
         }
         self.errors.push_back(now);
@@ -86,9 +82,7 @@ impl ErrorHistory {
         if count >= ERRORS_TO_BROKEN {
             AfterError::Broken
         } else {
-            AfterError::Restart(
-                FIRST_RESTART_DELAY * 2u32.pow(u32::try_from(count - 1).unwrap_or(0)),
-            )
+            AfterError::Restart(FIRST_RESTART_DELAY * 2u32.pow(u32::try_from(count - 1).unwrap_or(0)))
         }
     }
 
@@ -107,10 +101,7 @@ mod tests {
         let mut h = ErrorHistory::default();
         let t0 = Instant::now();
         assert_eq!(h.record(t0), AfterError::Restart(FIRST_RESTART_DELAY));
-        assert_eq!(
-            h.record(t0 + Duration::from_secs(1)),
-            AfterError::Restart(FIRST_RESTART_DELAY * 2)
-        );
+        assert_eq!(h.record(t0 + Duration::from_secs(1)), AfterError::Restart(FIRST_RESTART_DELAY * 2));
         assert_eq!(h.record(t0 + Duration::from_secs(2)), AfterError::Broken);
     }
 
@@ -128,9 +119,6 @@ mod tests {
     #[test]
     fn states_print_with_greengrass_names() {
         assert_eq!(State::Broken.to_string(), "BROKEN");
-        assert_eq!(
-            serde_json::to_string(&State::Running).unwrap(),
-            "\"RUNNING\""
-        );
+        assert_eq!(serde_json::to_string(&State::Running).unwrap(), "\"RUNNING\"");
     }
 }

@@ -63,9 +63,7 @@ pub struct ComponentLog {
 
 impl std::fmt::Debug for ComponentLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentLog")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("ComponentLog").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -79,10 +77,7 @@ impl ComponentLog {
         Ok(Self {
             name: Arc::from(name),
             path: Arc::new(path.to_path_buf()),
-            inner: Arc::new(Mutex::new(Inner {
-                file: Some(file),
-                failed: false,
-            })),
+            inner: Arc::new(Mutex::new(Inner { file: Some(file), failed: false })),
         })
     }
 
@@ -94,12 +89,7 @@ impl ComponentLog {
     /// Appends one line; `source` is `stdout`, `stderr`, `log` or `lifecycle`.
     pub fn line(&self, level: Level, source: &str, text: &str) {
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let line = format!(
-            "{stamp} [{}] {}: {source}. {}\n",
-            level.as_str(),
-            self.name,
-            text.trim_end_matches('\r')
-        );
+        let line = format!("{stamp} [{}] {}: {source}. {}\n", level.as_str(), self.name, text.trim_end_matches('\r'));
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -117,12 +107,7 @@ impl ComponentLog {
 
     /// A WASI output stream that turns guest output into log lines.
     pub fn guest_stream(&self, source: &'static str, level: Level) -> GuestOutput {
-        GuestOutput {
-            log: self.clone(),
-            source,
-            level,
-            partial: Arc::new(Mutex::new(Vec::new())),
-        }
+        GuestOutput { log: self.clone(), source, level, partial: Arc::new(Mutex::new(Vec::new())) }
     }
 }
 
@@ -143,19 +128,11 @@ impl GuestOutput {
         partial.extend_from_slice(bytes);
         while let Some(end) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=end).collect();
-            self.log.line(
-                self.level,
-                self.source,
-                String::from_utf8_lossy(&line[..end]).as_ref(),
-            );
+            self.log.line(self.level, self.source, String::from_utf8_lossy(&line[..end]).as_ref());
         }
         if partial.len() > MAX_LINE {
             let line = std::mem::take(&mut *partial);
-            self.log.line(
-                self.level,
-                self.source,
-                String::from_utf8_lossy(&line).as_ref(),
-            );
+            self.log.line(self.level, self.source, String::from_utf8_lossy(&line).as_ref());
         }
     }
 
@@ -165,11 +142,7 @@ impl GuestOutput {
         };
         if !partial.is_empty() {
             let line = std::mem::take(&mut *partial);
-            self.log.line(
-                self.level,
-                self.source,
-                String::from_utf8_lossy(&line).as_ref(),
-            );
+            self.log.line(self.level, self.source, String::from_utf8_lossy(&line).as_ref());
         }
     }
 }
@@ -211,11 +184,7 @@ impl OutputStream for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -248,11 +217,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(
-            lines[0].ends_with("[INFO] com.example.C: stdout. Received new message: a"),
-            "{}",
-            lines[0]
-        );
+        assert!(lines[0].ends_with("[INFO] com.example.C: stdout. Received new message: a"), "{}", lines[0]);
         assert!(lines[1].ends_with("stdout. Received new message: b"));
         assert!(lines[2].contains("[ERROR] com.example.C: lifecycle. trapped"));
         assert!(lines[3].ends_with("stdout. tail"));

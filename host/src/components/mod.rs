@@ -92,10 +92,7 @@ pub struct Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared")
-            .field("name", &self.name)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
+        f.debug_struct("Prepared").field("name", &self.name).field("version", &self.version).finish_non_exhaustive()
     }
 }
 
@@ -173,71 +170,38 @@ pub struct ComponentRuntime {
 
 impl ComponentRuntime {
     /// Creates the engine, linker and cache.
-    pub fn new(
-        layout: RootLayout,
-        limits: ComponentLimits,
-        peers: RuntimePeers,
-    ) -> Result<Self, EngineError> {
+    pub fn new(layout: RootLayout, limits: ComponentLimits, peers: RuntimePeers) -> Result<Self, EngineError> {
         let engine = engine::new_engine()?;
-        let linker =
-            instance::linker(&engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
+        let linker = instance::linker(&engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
         let cache = CompileCache::new(&layout.compiled_cache_dir())?;
-        Ok(Self {
-            engine,
-            linker: Arc::new(linker),
-            cache,
-            layout,
-            limits,
-            peers,
-            running: HashMap::new(),
-        })
+        Ok(Self { engine, linker: Arc::new(linker), cache, layout, limits, peers, running: HashMap::new() })
     }
 
-    fn prepare(
-        &self,
-        msg: Prepare,
-    ) -> impl Future<Output = Result<Prepared, RuntimeError>> + 'static {
+    fn prepare(&self, msg: Prepare) -> impl Future<Output = Result<Prepared, RuntimeError>> + 'static {
         let engine = self.engine.clone();
         let linker = Arc::clone(&self.linker);
         let cache = self.cache.clone();
         async move {
-            let Prepare {
-                name,
-                version,
-                wasm,
-            } = msg;
+            let Prepare { name, version, wasm } = msg;
             let compile_engine = engine.clone();
             let component = tokio::task::spawn_blocking(move || cache.load(&compile_engine, &wasm))
                 .await
                 .map_err(|e| RuntimeError::Compile(format!("compiler thread failed: {e}")))?
                 .map_err(|e| RuntimeError::Compile(e.to_string()))?;
-            let link = |reason: String| RuntimeError::Link {
-                name: name.clone(),
-                version: version.clone(),
-                reason,
-            };
-            let instance_pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| link(format!("{e:#}")))?;
+            let link = |reason: String| RuntimeError::Link { name: name.clone(), version: version.clone(), reason };
+            let instance_pre = linker.instantiate_pre(&component).map_err(|e| link(format!("{e:#}")))?;
             let pre = TurfComponentPre::new(instance_pre).map_err(|e| link(format!("{e:#}")))?;
             Ok(Prepared { name, version, pre })
         }
     }
 
-    fn launch(
-        &mut self,
-        msg: Launch,
-    ) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
+    fn launch(&mut self, msg: Launch) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
         let name = msg.prepared.name.clone();
         if let Some(old) = self.running.remove(&name) {
             old.do_send(StopComponent);
         }
-        let log = ComponentLog::open(&name, &self.layout.component_log(&name)).map_err(|e| {
-            RuntimeError::Log {
-                name: name.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let log = ComponentLog::open(&name, &self.layout.component_log(&name))
+            .map_err(|e| RuntimeError::Log { name: name.clone(), reason: e.to_string() })?;
         let spec = ComponentSpec {
             name: name.clone(),
             version: msg.prepared.version,
@@ -262,11 +226,7 @@ impl ComponentRuntime {
         for (name, actor) in &self.running {
             let access = msg.access.get(name).cloned().unwrap_or_default();
             let changed_keys = msg.changed.get(name).cloned().unwrap_or_default();
-            actor.do_send(Reconfigure {
-                configs: Arc::clone(&msg.configs),
-                access,
-                changed_keys,
-            });
+            actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access, changed_keys });
         }
     }
 }

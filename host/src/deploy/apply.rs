@@ -41,35 +41,16 @@ fn mailbox(error: MailboxError) -> String {
 
 /// The configuration snapshot components read.
 pub fn snapshot(plan: &Plan) -> Arc<ConfigSnapshot> {
-    Arc::new(
-        plan.target
-            .iter()
-            .map(|(name, d)| (name.clone(), d.config.clone()))
-            .collect::<BTreeMap<_, _>>(),
-    )
+    Arc::new(plan.target.iter().map(|(name, d)| (name.clone(), d.config.clone())).collect::<BTreeMap<_, _>>())
 }
 
 /// Applies `plan`; the error text says which step failed and why.
-pub async fn apply(
-    plan: &Plan,
-    layout: &RootLayout,
-    peers: &DeploymentPeers,
-) -> Result<(), String> {
+pub async fn apply(plan: &Plan, layout: &RootLayout, peers: &DeploymentPeers) -> Result<(), String> {
     let mut prepared: Vec<Prepared> = Vec::new();
     for step in &plan.launches {
-        let request = Prepare {
-            name: step.name.clone(),
-            version: step.version.to_string(),
-            wasm: step.source_wasm.clone(),
-        };
-        prepared.push(
-            peers
-                .prepare
-                .send(request)
-                .await
-                .map_err(mailbox)?
-                .map_err(|e| e.to_string())?,
-        );
+        let request =
+            Prepare { name: step.name.clone(), version: step.version.to_string(), wasm: step.source_wasm.clone() };
+        prepared.push(peers.prepare.send(request).await.map_err(mailbox)?.map_err(|e| e.to_string())?);
     }
     for step in &plan.installs {
         let (layout, step) = (layout.clone(), step.clone());
@@ -79,11 +60,7 @@ pub async fn apply(
     }
     if let Some(config) = &plan.bridge {
         let routes = BridgeConfig::from_json(config).map_err(|e| e.to_string())?;
-        peers
-            .bridge
-            .send(ConfigureBridge(routes))
-            .await
-            .map_err(mailbox)?;
+        peers.bridge.send(ConfigureBridge(routes)).await.map_err(mailbox)?;
     }
     let configs = snapshot(plan);
     peers
@@ -96,25 +73,12 @@ pub async fn apply(
         .await
         .map_err(mailbox)?;
     for name in &plan.stops {
-        peers
-            .stop
-            .send(Stop { name: name.clone() })
-            .await
-            .map_err(mailbox)?;
+        peers.stop.send(Stop { name: name.clone() }).await.map_err(mailbox)?;
     }
     for prepared in prepared {
         let access = plan.access.get(&prepared.name).cloned().unwrap_or_default();
-        let launch = Launch {
-            prepared,
-            access,
-            configs: Arc::clone(&configs),
-        };
-        peers
-            .launch
-            .send(launch)
-            .await
-            .map_err(mailbox)?
-            .map_err(|e| e.to_string())?;
+        let launch = Launch { prepared, access, configs: Arc::clone(&configs) };
+        peers.launch.send(launch).await.map_err(mailbox)?.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -124,17 +88,11 @@ fn install(layout: &RootLayout, step: &InstallStep) -> Result<(), String> {
     if let Some(from) = &step.artifacts_from {
         if from != &step.artifacts_to {
             replace_dir(from, &step.artifacts_to).map_err(|e| {
-                format!(
-                    "cannot install artifacts {} -> {}: {e}",
-                    from.display(),
-                    step.artifacts_to.display()
-                )
+                format!("cannot install artifacts {} -> {}: {e}", from.display(), step.artifacts_to.display())
             })?;
         }
     }
-    let path = layout
-        .recipes_dir()
-        .join(recipe_file_name(&step.name, &step.version));
+    let path = layout.recipes_dir().join(recipe_file_name(&step.name, &step.version));
     let text = serde_json::to_string_pretty(&step.recipe).map_err(|e| e.to_string())?;
     fsutil::write_atomic(&path, text.as_bytes(), Access::Public)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -41,17 +41,11 @@ impl Builtin {
 }
 
 fn any_object(config: &Value) -> Result<(), String> {
-    if config.is_object() {
-        Ok(())
-    } else {
-        Err("configuration must be a JSON object".to_owned())
-    }
+    if config.is_object() { Ok(()) } else { Err("configuration must be a JSON object".to_owned()) }
 }
 
 fn bridge(config: &Value) -> Result<(), String> {
-    BridgeConfig::from_json(config)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    BridgeConfig::from_json(config).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Every built-in component.
@@ -68,12 +62,7 @@ pub const BUILTINS: &[Builtin] = &[
         description: "Turf's embedded MQTT broker (listeners come from `turf run` flags)",
         validate: any_object,
     },
-    Builtin {
-        name: BRIDGE,
-        version: "2.3.2",
-        description: "Turf's MQTT bridge (mqttTopicMapping)",
-        validate: bridge,
-    },
+    Builtin { name: BRIDGE, version: "2.3.2", description: "Turf's MQTT bridge (mqttTopicMapping)", validate: bridge },
 ];
 
 /// The built-in component called `name`.
@@ -99,7 +88,9 @@ mod tests {
     fn bridge_configuration_is_validated() {
         let bridge = find(BRIDGE).unwrap();
         assert!(bridge.validate(&json!({"mqttTopicMapping": {}})).is_ok());
-        let err = bridge.validate(&json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "X", "target": "Pubsub"}}})).unwrap_err();
+        let err = bridge
+            .validate(&json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "X", "target": "Pubsub"}}}))
+            .unwrap_err();
         assert!(err.contains("mqttTopicMapping.R.source"), "{err}");
     }
 }

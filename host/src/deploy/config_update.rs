@@ -39,15 +39,40 @@ impl ConfigUpdate {
                 return Err(UpdateError::MergeNotObject(merge.to_string()));
             }
         }
-        if let Some(bad) = self
-            .reset
-            .iter()
-            .find(|p| !p.is_empty() && !p.starts_with('/'))
-        {
+        if let Some(bad) = self.reset.iter().find(|p| !p.is_empty() && !p.starts_with('/')) {
             return Err(UpdateError::BadPointer(bad.clone()));
         }
         Ok(())
     }
+}
+
+/// Parses a `--update-config` document: `{"<component>": {"MERGE": {...}, "RESET": [...]}}`.
+/// `MERGE`/`RESET` are matched case-insensitively; anything else is an error naming the path.
+pub fn parse_updates(text: &str) -> Result<std::collections::BTreeMap<String, ConfigUpdate>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("--update-config is not valid JSON: {e}"))?;
+    let Value::Object(components) = value else {
+        return Err("--update-config must be a JSON object keyed by component name".to_owned());
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (component, update) in components {
+        let Value::Object(fields) = update else {
+            return Err(format!("--update-config {component}: must be an object with MERGE and/or RESET"));
+        };
+        let mut parsed = ConfigUpdate::default();
+        for (key, value) in fields {
+            if key.eq_ignore_ascii_case("MERGE") {
+                parsed.merge = Some(value);
+            } else if key.eq_ignore_ascii_case("RESET") {
+                parsed.reset = serde_json::from_value(value)
+                    .map_err(|_| format!("--update-config {component}.RESET: must be a list of JSON pointers"))?;
+            } else {
+                return Err(format!("--update-config {component}.{key}: unknown key; expected MERGE or RESET"));
+            }
+        }
+        parsed.validate().map_err(|e| format!("--update-config {component}: {e}"))?;
+        out.insert(component, parsed);
+    }
+    Ok(out)
 }
 
 /// Computes the configuration to run with: running → RESET → defaults → MERGE.
@@ -104,9 +129,7 @@ pub fn merge_defaults(config: &mut Value, defaults: &Value) {
             None => {
                 target.insert(key.clone(), default.clone());
             }
-            Some(existing @ Value::Object(_)) if default.is_object() => {
-                merge_defaults(existing, default)
-            }
+            Some(existing @ Value::Object(_)) if default.is_object() => merge_defaults(existing, default),
             Some(_) => {}
         }
     }
@@ -118,9 +141,7 @@ pub fn deep_merge(config: &mut Value, patch: &Value) {
         (Value::Object(target), Value::Object(patch)) => {
             for (key, value) in patch {
                 match target.get_mut(key) {
-                    Some(existing) if existing.is_object() && value.is_object() => {
-                        deep_merge(existing, value)
-                    }
+                    Some(existing) if existing.is_object() && value.is_object() => deep_merge(existing, value),
                     _ => {
                         target.insert(key.clone(), value.clone());
                     }
@@ -140,12 +161,7 @@ pub fn changed_keys(before: Option<&Value>, after: &Value) -> Vec<String> {
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(*v))
         .map(|(k, _)| k.clone())
-        .chain(
-            before
-                .keys()
-                .filter(|k| !after_map.contains_key(*k))
-                .cloned(),
-        )
+        .chain(before.keys().filter(|k| !after_map.contains_key(*k)).cloned())
         .collect();
     keys.sort();
     keys.dedup();
@@ -158,10 +174,7 @@ mod tests {
     use serde_json::json;
 
     fn update(merge: Value, reset: &[&str]) -> ConfigUpdate {
-        ConfigUpdate {
-            merge: Some(merge),
-            reset: reset.iter().map(|s| (*s).to_owned()).collect(),
-        }
+        ConfigUpdate { merge: Some(merge), reset: reset.iter().map(|s| (*s).to_owned()).collect() }
     }
 
     #[test]
@@ -169,17 +182,10 @@ mod tests {
         let defaults = json!({"smartLightDeviceNames": [], "accessControl": {"x": 1}});
         let u = update(json!({"smartLightDeviceNames": ["MyClientDevice1"]}), &[]);
         let config = resolve(None, &defaults, Some(&u));
-        assert_eq!(
-            config,
-            json!({"smartLightDeviceNames": ["MyClientDevice1"], "accessControl": {"x": 1}})
-        );
+        assert_eq!(config, json!({"smartLightDeviceNames": ["MyClientDevice1"], "accessControl": {"x": 1}}));
         let u2 = update(json!({"smartLightDeviceNames": ["MyClientDevice2"]}), &[]);
         let config2 = resolve(Some(&config), &defaults, Some(&u2));
-        assert_eq!(
-            config2["smartLightDeviceNames"],
-            json!(["MyClientDevice2"]),
-            "lists replace whole"
-        );
+        assert_eq!(config2["smartLightDeviceNames"], json!(["MyClientDevice2"]), "lists replace whole");
     }
 
     #[test]
@@ -205,32 +211,17 @@ mod tests {
             resolve(Some(&running), &defaults, None),
             json!({"a": 10, "nested": {"b": 20, "c": 3}, "extra": true})
         );
-        let u = ConfigUpdate {
-            merge: None,
-            reset: vec!["/a".to_owned(), "/nested/b".to_owned(), "/extra".to_owned()],
-        };
-        assert_eq!(
-            resolve(Some(&running), &defaults, Some(&u)),
-            json!({"a": 1, "nested": {"b": 2, "c": 3}})
-        );
-        let all = ConfigUpdate {
-            merge: Some(json!({"z": 0})),
-            reset: vec![String::new()],
-        };
-        assert_eq!(
-            resolve(Some(&running), &defaults, Some(&all)),
-            json!({"a": 1, "nested": {"b": 2, "c": 3}, "z": 0})
-        );
+        let u = ConfigUpdate { merge: None, reset: vec!["/a".to_owned(), "/nested/b".to_owned(), "/extra".to_owned()] };
+        assert_eq!(resolve(Some(&running), &defaults, Some(&u)), json!({"a": 1, "nested": {"b": 2, "c": 3}}));
+        let all = ConfigUpdate { merge: Some(json!({"z": 0})), reset: vec![String::new()] };
+        assert_eq!(resolve(Some(&running), &defaults, Some(&all)), json!({"a": 1, "nested": {"b": 2, "c": 3}, "z": 0}));
     }
 
     #[test]
     fn merge_stores_nulls_and_empties_and_changes_types() {
         let running = json!({"a": {"b": 1}, "l": [1, 2]});
         let u = update(json!({"a": 5, "l": [], "n": null, "o": {}}), &[]);
-        assert_eq!(
-            resolve(Some(&running), &json!({}), Some(&u)),
-            json!({"a": 5, "l": [], "n": null, "o": {}})
-        );
+        assert_eq!(resolve(Some(&running), &json!({}), Some(&u)), json!({"a": 5, "l": [], "n": null, "o": {}}));
     }
 
     #[test]
@@ -245,15 +236,31 @@ mod tests {
 
     #[test]
     fn malformed_updates_are_refused() {
-        assert!(matches!(
-            update(json!([1]), &[]).validate(),
-            Err(UpdateError::MergeNotObject(_))
-        ));
-        assert!(matches!(
-            update(json!({}), &["a"]).validate(),
-            Err(UpdateError::BadPointer(_))
-        ));
+        assert!(matches!(update(json!([1]), &[]).validate(), Err(UpdateError::MergeNotObject(_))));
+        assert!(matches!(update(json!({}), &["a"]).validate(), Err(UpdateError::BadPointer(_))));
         assert_eq!(update(json!({}), &["", "/a"]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn update_documents_parse_like_greengrass_cli() {
+        let text = r#"{"com.example.clientdevices.MySmartLightManager": {"MERGE": {"smartLightDeviceNames": ["MyClientDevice1"]}},
+                       "b": {"reset": ["/x"], "Merge": {}}}"#;
+        let updates = parse_updates(text).unwrap();
+        assert_eq!(
+            updates["com.example.clientdevices.MySmartLightManager"].merge,
+            Some(json!({"smartLightDeviceNames": ["MyClientDevice1"]}))
+        );
+        assert_eq!(updates["b"].reset, vec!["/x".to_owned()]);
+        for bad in [
+            "[]",
+            "{\"a\": 1}",
+            "{\"a\": {\"MERGEE\": {}}}",
+            "{\"a\": {\"RESET\": \"/x\"}}",
+            "{\"a\": {\"MERGE\": [1]}}",
+            "{",
+        ] {
+            assert!(parse_updates(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

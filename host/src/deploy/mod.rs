@@ -94,18 +94,11 @@ pub struct Deployments {
 
 impl Deployments {
     /// Opens the deployment records under `layout`.
-    pub fn new(
-        layout: RootLayout,
-        thing_name: String,
-        peers: DeploymentPeers,
-    ) -> Result<Self, RecordsError> {
+    pub fn new(layout: RootLayout, thing_name: String, peers: DeploymentPeers) -> Result<Self, RecordsError> {
         let records = Records::open(&layout.database())?;
         let failed = records.fail_unfinished()?;
         if failed > 0 {
-            tracing::warn!(
-                failed,
-                "deployments left unfinished by the previous run were marked FAILED"
-            );
+            tracing::warn!(failed, "deployments left unfinished by the previous run were marked FAILED");
         }
         Ok(Self {
             layout,
@@ -122,18 +115,10 @@ impl Deployments {
     }
 
     fn context(&self) -> PlanContext<'_> {
-        PlanContext {
-            layout: &self.layout,
-            platform: &self.platform,
-            thing_name: &self.thing_name,
-        }
+        PlanContext { layout: &self.layout, platform: &self.platform, thing_name: &self.thing_name }
     }
 
-    fn submit(
-        &mut self,
-        request: DeploymentRequest,
-        ctx: &mut Context<Self>,
-    ) -> Result<DeploymentRecord, String> {
+    fn submit(&mut self, request: DeploymentRequest, ctx: &mut Context<Self>) -> Result<DeploymentRecord, String> {
         let record = DeploymentRecord {
             id: uuid::Uuid::new_v4().to_string(),
             state: DeploymentState::Queued,
@@ -170,10 +155,7 @@ impl Deployments {
                     let result = apply::apply(&plan, &layout, &peers).await;
                     (result, plan)
                 };
-                ctx.spawn(
-                    work.into_actor(self)
-                        .map(|(result, plan), act, ctx| act.finish(result, Some(plan), ctx)),
-                );
+                ctx.spawn(work.into_actor(self).map(|(result, plan), act, ctx| act.finish(result, Some(plan), ctx)));
             }
         }
     }
@@ -250,10 +232,7 @@ impl Deployments {
             })
             .collect();
         for (name, deployed) in self.current.iter().filter(|(_, d)| d.recipe.is_some()) {
-            let status = self
-                .statuses
-                .get(name)
-                .filter(|s| s.version == deployed.version.to_string());
+            let status = self.statuses.get(name).filter(|s| s.version == deployed.version.to_string());
             out.push(ComponentInfo {
                 name: name.clone(),
                 version: deployed.version.to_string(),
@@ -270,22 +249,10 @@ impl Deployments {
     /// The request that rebuilds the stored set: its roots, with the stored configuration merged.
     fn restore_request(stored: &DeployedSet) -> DeploymentRequest {
         DeploymentRequest {
-            merge: stored
-                .iter()
-                .filter(|(_, d)| d.root)
-                .map(|(n, d)| (n.clone(), d.version.to_string()))
-                .collect(),
+            merge: stored.iter().filter(|(_, d)| d.root).map(|(n, d)| (n.clone(), d.version.to_string())).collect(),
             update_config: stored
                 .iter()
-                .map(|(n, d)| {
-                    (
-                        n.clone(),
-                        ConfigUpdate {
-                            merge: Some(d.config.clone()),
-                            reset: vec![String::new()],
-                        },
-                    )
-                })
+                .map(|(n, d)| (n.clone(), ConfigUpdate { merge: Some(d.config.clone()), reset: vec![String::new()] }))
                 .collect(),
             ..DeploymentRequest::default()
         }

@@ -60,9 +60,7 @@ pub enum PlanError {
         problem: String,
     },
     /// No recipe for a requested component version.
-    #[error(
-        "no recipe for {name}={version}: not in --recipe-dir and not installed (installed versions: {installed})"
-    )]
+    #[error("no recipe for {name}={version}: not in --recipe-dir and not installed (installed versions: {installed})")]
     NoRecipe {
         /// Component name.
         name: String,
@@ -75,9 +73,7 @@ pub enum PlanError {
     #[error("--remove {0}: no such root component is deployed")]
     NotDeployed(String),
     /// `--update-config` names a component that is not part of the deployment.
-    #[error(
-        "--update-config names {0}, which is neither deployed, in this deployment, nor built in"
-    )]
+    #[error("--update-config names {0}, which is neither deployed, in this deployment, nor built in")]
     UnknownConfigTarget(String),
     /// A configuration is invalid.
     #[error("configuration of {component}: {problem}")]
@@ -193,20 +189,15 @@ impl Catalog {
             for path in recipe::recipe_files(&installed_dir).unwrap_or_default() {
                 match recipe::load(&path, cx.platform) {
                     Ok(r) => {
-                        recipes
-                            .entry(r.name.clone())
-                            .or_default()
-                            .insert(r.version.clone(), r);
+                        recipes.entry(r.name.clone()).or_default().insert(r.version.clone(), r);
                     }
                     Err(error) => tracing::warn!(%error, "ignoring unusable installed recipe"),
                 }
             }
         }
         if let Some(dir) = recipe_dir {
-            let files = recipe::recipe_files(dir).map_err(|e| PlanError::RecipeDir {
-                path: dir.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let files = recipe::recipe_files(dir)
+                .map_err(|e| PlanError::RecipeDir { path: dir.display().to_string(), reason: e.to_string() })?;
             let mut seen: BTreeMap<(String, Version), String> = BTreeMap::new();
             for path in files {
                 let r = recipe::load(&path, cx.platform)?;
@@ -219,10 +210,7 @@ impl Catalog {
                         second: path.display().to_string(),
                     });
                 }
-                recipes
-                    .entry(r.name.clone())
-                    .or_default()
-                    .insert(r.version.clone(), r);
+                recipes.entry(r.name.clone()).or_default().insert(r.version.clone(), r);
             }
         }
         Ok(Self { recipes })
@@ -233,25 +221,13 @@ impl Catalog {
     }
 
     fn versions(&self, name: &str) -> String {
-        let list: Vec<String> = self
-            .recipes
-            .get(name)
-            .map(|v| v.keys().map(Version::to_string).collect())
-            .unwrap_or_default();
-        if list.is_empty() {
-            "none".to_owned()
-        } else {
-            list.join(", ")
-        }
+        let list: Vec<String> =
+            self.recipes.get(name).map(|v| v.keys().map(Version::to_string).collect()).unwrap_or_default();
+        if list.is_empty() { "none".to_owned() } else { list.join(", ") }
     }
 
     fn best(&self, name: &str, range: &super::semver_range::VersionRange) -> Option<&Recipe> {
-        self.recipes
-            .get(name)?
-            .iter()
-            .rev()
-            .find(|(v, _)| range.matches(v))
-            .map(|(_, r)| r)
+        self.recipes.get(name)?.iter().rev().find(|(v, _)| range.matches(v)).map(|(_, r)| r)
     }
 }
 
@@ -272,16 +248,9 @@ impl Selected {
 }
 
 /// Plans `request` against the `current` set.
-pub fn plan(
-    cx: &PlanContext<'_>,
-    current: &DeployedSet,
-    request: &DeploymentRequest,
-) -> Result<Plan, PlanError> {
+pub fn plan(cx: &PlanContext<'_>, current: &DeployedSet, request: &DeploymentRequest) -> Result<Plan, PlanError> {
     for (name, update) in &request.update_config {
-        update.validate().map_err(|e| PlanError::Config {
-            component: name.clone(),
-            problem: e.to_string(),
-        })?;
+        update.validate().map_err(|e| PlanError::Config { component: name.clone(), problem: e.to_string() })?;
     }
     let catalog = Catalog::load(cx, request.recipe_dir.as_deref())?;
     let roots = select_roots(&catalog, current, request)?;
@@ -306,10 +275,7 @@ fn select_roots(
             return Err(PlanError::NotDeployed(name.clone()));
         }
     }
-    for (name, deployed) in current
-        .iter()
-        .filter(|(n, d)| d.root && !request.remove.contains(n))
-    {
+    for (name, deployed) in current.iter().filter(|(n, d)| d.root && !request.remove.contains(n)) {
         let selected = match (&deployed.recipe, builtin::find(name)) {
             (Some(recipe), _) => Selected::Wasm(recipe.clone()),
             (None, Some(b)) => Selected::Builtin(b),
@@ -318,17 +284,12 @@ fn select_roots(
         roots.insert(name.clone(), selected);
     }
     for (name, version_text) in &request.merge {
-        let bad = |problem: String| PlanError::BadMerge {
-            name: name.clone(),
-            version: version_text.clone(),
-            problem,
-        };
+        let bad = |problem: String| PlanError::BadMerge { name: name.clone(), version: version_text.clone(), problem };
         recipe::validate_component_name(name).map_err(bad)?;
-        let version = Version::parse(version_text)
-            .map_err(|e| bad(format!("not a semantic version: {e}")))?;
+        let version = Version::parse(version_text).map_err(|e| bad(format!("not a semantic version: {e}")))?;
         let selected = if let Some(b) = builtin::find(name) {
-            let requested = super::semver_range::VersionRange::parse(&format!("^{version}"))
-                .map_err(|e| bad(e.to_string()))?;
+            let requested =
+                super::semver_range::VersionRange::parse(&format!("^{version}")).map_err(|e| bad(e.to_string()))?;
             if !requested.matches(&b.semver()) {
                 return Err(bad(format!(
                     "{name} is built into Turf at version {}, which is not compatible with {version}",
@@ -337,13 +298,11 @@ fn select_roots(
             }
             Selected::Builtin(b)
         } else {
-            let recipe = catalog
-                .get(name, &version)
-                .ok_or_else(|| PlanError::NoRecipe {
-                    name: name.clone(),
-                    version: version.to_string(),
-                    installed: catalog.versions(name),
-                })?;
+            let recipe = catalog.get(name, &version).ok_or_else(|| PlanError::NoRecipe {
+                name: name.clone(),
+                version: version.to_string(),
+                installed: catalog.versions(name),
+            })?;
             Selected::Wasm(recipe.clone())
         };
         roots.insert(name.clone(), selected);
@@ -364,17 +323,11 @@ fn close_dependencies(
         };
         for (dep, spec) in &recipe.dependencies {
             let chain = format!("{chain} {} -> {dep}", recipe.version);
-            let dep_err = |problem: String| PlanError::Dependency {
-                chain: chain.clone(),
-                problem,
-            };
+            let dep_err = |problem: String| PlanError::Dependency { chain: chain.clone(), problem };
             if let Some(existing) = selected.get(dep) {
                 let have = existing.version();
                 if !spec.requirement.matches(&have) {
-                    return Err(dep_err(format!(
-                        "requires {dep} {}, but {dep} {have} is deployed",
-                        spec.requirement
-                    )));
+                    return Err(dep_err(format!("requires {dep} {}, but {dep} {have} is deployed", spec.requirement)));
                 }
                 continue;
             }
@@ -416,10 +369,7 @@ fn check_cycles(selected: &BTreeMap<String, Selected>) -> Result<(), PlanError> 
         if let Some(pos) = stack.iter().position(|n| *n == name) {
             let mut cycle: Vec<&str> = stack[pos..].to_vec();
             cycle.push(name);
-            return Err(PlanError::Dependency {
-                chain: cycle.join(" -> "),
-                problem: "dependency cycle".to_owned(),
-            });
+            return Err(PlanError::Dependency { chain: cycle.join(" -> "), problem: "dependency cycle".to_owned() });
         }
         stack.push(name);
         if let Some(Selected::Wasm(recipe)) = selected.get(name) {
@@ -465,9 +415,7 @@ fn dependency_order(selected: &BTreeMap<String, Selected>) -> Vec<String> {
 }
 
 fn file_digest(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path)
-        .ok()
-        .map(|bytes| Sha256::digest(bytes).to_vec())
+    std::fs::read(path).ok().map(|bytes| Sha256::digest(bytes).to_vec())
 }
 
 fn wasm_location(
@@ -483,55 +431,29 @@ fn wasm_location(
         root_path: cx.layout.root().to_path_buf(),
         own: Scope {
             artifacts_path: installed_dir.clone(),
-            decompressed_path: cx
-                .layout
-                .root()
-                .join("packages/artifacts-unarchived")
-                .join(&recipe.name)
-                .join(&version),
+            decompressed_path: cx.layout.root().join("packages/artifacts-unarchived").join(&recipe.name).join(&version),
             work_path: cx.layout.work_dir(&recipe.name),
             configuration: config.clone(),
         },
         dependencies: BTreeMap::new(),
     };
     let run = variables.interpolate(&recipe.run);
-    let err = |problem: String| PlanError::Artifact {
-        component: recipe.name.clone(),
-        problem,
-    };
+    let err = |problem: String| PlanError::Artifact { component: recipe.name.clone(), problem };
     let relative = Path::new(&run).strip_prefix(&installed_dir).map_err(|_| {
         err(format!(
             "Manifests[{}].Lifecycle.Run is {:?}; it must name a file under {{artifacts:path}}",
             recipe.manifest_index, recipe.run
         ))
     })?;
-    if relative
-        .components()
-        .any(|c| !matches!(c, PathComponent::Normal(_)))
-    {
-        return Err(err(format!(
-            "Lifecycle.Run {:?} leaves the artifact folder",
-            recipe.run
-        )));
+    if relative.components().any(|c| !matches!(c, PathComponent::Normal(_))) {
+        return Err(err(format!("Lifecycle.Run {:?} leaves the artifact folder", recipe.run)));
     }
-    let source_dir = request
-        .artifact_dir
-        .as_ref()
-        .map(|dir| dir.join(&recipe.name).join(&version))
-        .filter(|dir| dir.is_dir());
-    let source = source_dir
-        .as_ref()
-        .map(|d| d.join(relative))
-        .unwrap_or_else(|| installed_dir.join(relative));
+    let source_dir =
+        request.artifact_dir.as_ref().map(|dir| dir.join(&recipe.name).join(&version)).filter(|dir| dir.is_dir());
+    let source = source_dir.as_ref().map(|d| d.join(relative)).unwrap_or_else(|| installed_dir.join(relative));
     if !source.is_file() {
         let hint = match &request.artifact_dir {
-            Some(dir) => format!(
-                "put it at {}",
-                dir.join(&recipe.name)
-                    .join(&version)
-                    .join(relative)
-                    .display()
-            ),
+            Some(dir) => format!("put it at {}", dir.join(&recipe.name).join(&version).join(relative).display()),
             None => "pass --artifact-dir with <name>/<version>/ folders".to_owned(),
         };
         return Err(err(format!("{} does not exist; {hint}", source.display())));
@@ -558,19 +480,8 @@ fn build_plan(
     };
     // Built-ins with configuration are carried even when nobody names them.
     let mut names: BTreeSet<String> = selected.keys().cloned().collect();
-    names.extend(
-        current
-            .iter()
-            .filter(|(n, _)| builtin::find(n).is_some())
-            .map(|(n, _)| n.clone()),
-    );
-    names.extend(
-        request
-            .update_config
-            .keys()
-            .filter(|n| builtin::find(n).is_some())
-            .cloned(),
-    );
+    names.extend(current.iter().filter(|(n, _)| builtin::find(n).is_some()).map(|(n, _)| n.clone()));
+    names.extend(request.update_config.keys().filter(|n| builtin::find(n).is_some()).cloned());
     let mut launch_by_name: HashMap<String, LaunchStep> = HashMap::new();
     for name in &names {
         let before = current.get(name);
@@ -591,25 +502,15 @@ fn build_plan(
         let version = choice.version();
         let action = match &choice {
             Selected::Builtin(b) => {
-                b.validate(&config).map_err(|problem| PlanError::Config {
-                    component: name.clone(),
-                    problem,
-                })?;
+                b.validate(&config).map_err(|problem| PlanError::Config { component: name.clone(), problem })?;
                 if name == builtin::BRIDGE && !changed.is_empty() {
                     plan.bridge = Some(config.clone());
                 }
-                if changed.is_empty() {
-                    "unchanged"
-                } else {
-                    "reconfigured"
-                }
+                if changed.is_empty() { "unchanged" } else { "reconfigured" }
             }
             Selected::Wasm(recipe) => {
-                let access =
-                    AccessControl::from_config(&config).map_err(|e| PlanError::Config {
-                        component: name.clone(),
-                        problem: e.to_string(),
-                    })?;
+                let access = AccessControl::from_config(&config)
+                    .map_err(|e| PlanError::Config { component: name.clone(), problem: e.to_string() })?;
                 plan.access.insert(name.clone(), Arc::new(access));
                 let (source, installed, source_dir) = wasm_location(cx, request, recipe, &config)?;
                 let previous_recipe = before.and_then(|b| b.recipe.as_ref());
@@ -617,15 +518,9 @@ fn build_plan(
                 let relaunch = previous_recipe
                     .is_none_or(|p| p.version != recipe.version || p.document != recipe.document)
                     || new_code;
-                let install_needed = source_dir.is_some()
-                    || previous_recipe.is_none_or(|p| p.document != recipe.document);
-                if install_needed
-                    || !cx
-                        .layout
-                        .recipes_dir()
-                        .join(recipe_file_name(name, &version))
-                        .exists()
-                {
+                let install_needed =
+                    source_dir.is_some() || previous_recipe.is_none_or(|p| p.document != recipe.document);
+                if install_needed || !cx.layout.recipes_dir().join(recipe_file_name(name, &version)).exists() {
                     plan.installs.push(InstallStep {
                         name: name.clone(),
                         version: version.clone(),
@@ -665,15 +560,7 @@ fn build_plan(
             Selected::Wasm(r) => Some(r),
             Selected::Builtin(_) => None,
         };
-        plan.target.insert(
-            name.clone(),
-            Deployed {
-                version,
-                root: roots.contains(name),
-                config,
-                recipe,
-            },
-        );
+        plan.target.insert(name.clone(), Deployed { version, root: roots.contains(name), config, recipe });
     }
     for (name, deployed) in current {
         if !plan.target.contains_key(name) {
@@ -716,19 +603,11 @@ mod tests {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let layout = RootLayout::new(dir.path().join("root"));
-            Self {
-                dir,
-                layout,
-                platform: Platform::current(),
-            }
+            Self { dir, layout, platform: Platform::current() }
         }
 
         fn cx(&self) -> PlanContext<'_> {
-            PlanContext {
-                layout: &self.layout,
-                platform: &self.platform,
-                thing_name: "Core",
-            }
+            PlanContext { layout: &self.layout, platform: &self.platform, thing_name: "Core" }
         }
 
         fn recipes(&self) -> PathBuf {
@@ -747,11 +626,7 @@ mod tests {
                 "Manifests": [{"Lifecycle": {"Run": "{artifacts:path}/c.wasm"}}]
             });
             std::fs::create_dir_all(self.recipes()).unwrap();
-            std::fs::write(
-                self.recipes().join(format!("{name}-{version}.json")),
-                recipe.to_string(),
-            )
-            .unwrap();
+            std::fs::write(self.recipes().join(format!("{name}-{version}.json")), recipe.to_string()).unwrap();
             let dir = self.artifacts().join(name).join(version);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("c.wasm"), wasm).unwrap();
@@ -761,10 +636,7 @@ mod tests {
             DeploymentRequest {
                 recipe_dir: Some(self.recipes()),
                 artifact_dir: Some(self.artifacts()),
-                merge: merge
-                    .iter()
-                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                    .collect(),
+                merge: merge.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
                 ..DeploymentRequest::default()
             }
         }
@@ -776,21 +648,9 @@ mod tests {
         f.component("app", "1.0.0", json!({"lib": {"VersionRequirement": "^1.0.0"}, "aws.greengrass.Nucleus": {"VersionRequirement": "^2.6.0"}}), b"a");
         f.component("lib", "1.2.0", json!({}), b"l");
         f.component("lib", "2.0.0", json!({}), b"l2");
-        let plan = plan(
-            &f.cx(),
-            &DeployedSet::new(),
-            &f.request(&[("app", "1.0.0")]),
-        )
-        .unwrap();
-        let order: Vec<_> = plan
-            .launches
-            .iter()
-            .map(|l| (l.name.as_str(), l.version.to_string()))
-            .collect();
-        assert_eq!(
-            order,
-            vec![("lib", "1.2.0".to_owned()), ("app", "1.0.0".to_owned())]
-        );
+        let plan = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap();
+        let order: Vec<_> = plan.launches.iter().map(|l| (l.name.as_str(), l.version.to_string())).collect();
+        assert_eq!(order, vec![("lib", "1.2.0".to_owned()), ("app", "1.0.0".to_owned())]);
         assert!(plan.target["app"].root);
         assert!(!plan.target["lib"].root);
         assert_eq!(plan.target["app"].config, json!({"n": 1}));
@@ -799,88 +659,36 @@ mod tests {
     #[test]
     fn unsatisfiable_and_cyclic_dependencies_name_the_chain() {
         let f = Fixture::new();
-        f.component(
-            "app",
-            "1.0.0",
-            json!({"lib": {"VersionRequirement": ">=3.0.0"}}),
-            b"a",
-        );
+        f.component("app", "1.0.0", json!({"lib": {"VersionRequirement": ">=3.0.0"}}), b"a");
         f.component("lib", "1.2.0", json!({}), b"l");
-        let err = plan(
-            &f.cx(),
-            &DeployedSet::new(),
-            &f.request(&[("app", "1.0.0")]),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("app 1.0.0 -> lib") && err.to_string().contains(">=3.0.0"),
-            "{err}"
-        );
+        let err = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap_err();
+        assert!(err.to_string().contains("app 1.0.0 -> lib") && err.to_string().contains(">=3.0.0"), "{err}");
 
         let g = Fixture::new();
-        g.component(
-            "a",
-            "1.0.0",
-            json!({"b": {"VersionRequirement": "*"}}),
-            b"a",
-        );
-        g.component(
-            "b",
-            "1.0.0",
-            json!({"a": {"VersionRequirement": "*"}}),
-            b"b",
-        );
+        g.component("a", "1.0.0", json!({"b": {"VersionRequirement": "*"}}), b"a");
+        g.component("b", "1.0.0", json!({"a": {"VersionRequirement": "*"}}), b"b");
         let err = plan(&g.cx(), &DeployedSet::new(), &g.request(&[("a", "1.0.0")])).unwrap_err();
         assert!(err.to_string().contains("cycle"), "{err}");
 
         let h = Fixture::new();
-        h.component(
-            "app",
-            "1.0.0",
-            json!({"aws.greengrass.Nucleus": {"VersionRequirement": "^3.0.0"}}),
-            b"a",
-        );
-        let err = plan(
-            &h.cx(),
-            &DeployedSet::new(),
-            &h.request(&[("app", "1.0.0")]),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("Turf provides aws.greengrass.Nucleus 2.14.0"),
-            "{err}"
-        );
+        h.component("app", "1.0.0", json!({"aws.greengrass.Nucleus": {"VersionRequirement": "^3.0.0"}}), b"a");
+        let err = plan(&h.cx(), &DeployedSet::new(), &h.request(&[("app", "1.0.0")])).unwrap_err();
+        assert!(err.to_string().contains("Turf provides aws.greengrass.Nucleus 2.14.0"), "{err}");
     }
 
     #[test]
     fn missing_recipes_artifacts_and_config_targets_are_reported() {
         let f = Fixture::new();
         f.component("app", "1.0.0", json!({}), b"a");
-        let err = plan(
-            &f.cx(),
-            &DeployedSet::new(),
-            &f.request(&[("app", "2.0.0")]),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, PlanError::NoRecipe { ref installed, .. } if installed == "1.0.0"),
-            "{err}"
-        );
+        let err = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "2.0.0")])).unwrap_err();
+        assert!(matches!(err, PlanError::NoRecipe { ref installed, .. } if installed == "1.0.0"), "{err}");
 
         std::fs::remove_file(f.artifacts().join("app/1.0.0/c.wasm")).unwrap();
-        let err = plan(
-            &f.cx(),
-            &DeployedSet::new(),
-            &f.request(&[("app", "1.0.0")]),
-        )
-        .unwrap_err();
+        let err = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap_err();
         assert!(matches!(err, PlanError::Artifact { .. }), "{err}");
 
         let mut request = f.request(&[]);
-        request
-            .update_config
-            .insert("com.example.Nope".to_owned(), ConfigUpdate::default());
+        request.update_config.insert("com.example.Nope".to_owned(), ConfigUpdate::default());
         assert_eq!(
             plan(&f.cx(), &DeployedSet::new(), &request).unwrap_err(),
             PlanError::UnknownConfigTarget("com.example.Nope".to_owned())
@@ -893,7 +701,12 @@ mod tests {
         let mut request = DeploymentRequest::default();
         request.update_config.insert(
             builtin::BRIDGE.to_owned(),
-            ConfigUpdate { merge: Some(json!({"mqttTopicMapping": {"R": {"topic": "a/+", "source": "LocalMqtt", "target": "Pubsub"}}})), reset: vec![] },
+            ConfigUpdate {
+                merge: Some(
+                    json!({"mqttTopicMapping": {"R": {"topic": "a/+", "source": "LocalMqtt", "target": "Pubsub"}}}),
+                ),
+                reset: vec![],
+            },
         );
         let plan = plan(&f.cx(), &DeployedSet::new(), &request).unwrap();
         assert!(plan.bridge.is_some());
@@ -902,64 +715,43 @@ mod tests {
         let mut bad = DeploymentRequest::default();
         bad.update_config.insert(
             builtin::BRIDGE.to_owned(),
-            ConfigUpdate { merge: Some(json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "Nowhere", "target": "Pubsub"}}})), reset: vec![] },
+            ConfigUpdate {
+                merge: Some(
+                    json!({"mqttTopicMapping": {"R": {"topic": "a", "source": "Nowhere", "target": "Pubsub"}}}),
+                ),
+                reset: vec![],
+            },
         );
         let err = super::plan(&f.cx(), &DeployedSet::new(), &bad).unwrap_err();
-        assert!(
-            err.to_string().contains("mqttTopicMapping.R.source"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("mqttTopicMapping.R.source"), "{err}");
     }
 
     #[test]
     fn same_version_redeploy_relaunches_only_when_the_code_changed() {
         let f = Fixture::new();
         f.component("app", "1.0.0", json!({}), b"v1");
-        let first = plan(
-            &f.cx(),
-            &DeployedSet::new(),
-            &f.request(&[("app", "1.0.0")]),
-        )
-        .unwrap();
+        let first = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap();
         // Simulate the install.
         let installed = &first.launches[0].installed_wasm;
         std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
         std::fs::copy(&first.launches[0].source_wasm, installed).unwrap();
         let current = first.target.clone();
         let again = plan(&f.cx(), &current, &f.request(&[("app", "1.0.0")])).unwrap();
-        assert!(
-            again.launches.is_empty(),
-            "identical code is not relaunched"
-        );
+        assert!(again.launches.is_empty(), "identical code is not relaunched");
         f.component("app", "1.0.0", json!({}), b"v2");
         let changed = plan(&f.cx(), &current, &f.request(&[("app", "1.0.0")])).unwrap();
-        assert_eq!(
-            changed.launches.len(),
-            1,
-            "new code with the same version is relaunched"
-        );
+        assert_eq!(changed.launches.len(), 1, "new code with the same version is relaunched");
     }
 
     #[test]
     fn removing_a_root_stops_it_and_unknown_removals_are_refused() {
         let f = Fixture::new();
         f.component("app", "1.0.0", json!({}), b"v1");
-        let first = plan(
-            &f.cx(),
-            &DeployedSet::new(),
-            &f.request(&[("app", "1.0.0")]),
-        )
-        .unwrap();
-        let mut request = DeploymentRequest {
-            remove: vec!["app".to_owned()],
-            ..DeploymentRequest::default()
-        };
+        let first = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap();
+        let mut request = DeploymentRequest { remove: vec!["app".to_owned()], ..DeploymentRequest::default() };
         let removed = plan(&f.cx(), &first.target, &request).unwrap();
         assert_eq!(removed.stops, vec!["app".to_owned()]);
         request.remove = vec!["ghost".to_owned()];
-        assert_eq!(
-            plan(&f.cx(), &first.target, &request).unwrap_err(),
-            PlanError::NotDeployed("ghost".to_owned())
-        );
+        assert_eq!(plan(&f.cx(), &first.target, &request).unwrap_err(), PlanError::NotDeployed("ghost".to_owned()));
     }
 }

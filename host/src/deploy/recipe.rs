@@ -65,14 +65,10 @@ impl Platform {
             "x86" => "x86",
             other => other,
         };
-        let attributes = [
-            ("os", std::env::consts::OS),
-            ("architecture", architecture),
-            ("runtime", "turf"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let attributes = [("os", std::env::consts::OS), ("architecture", architecture), ("runtime", "turf")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         Self { attributes }
     }
 }
@@ -114,25 +110,15 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
+        self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
     }
 
     fn at(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
     }
 
     fn unknown(&self, allowed: &[&str]) -> Option<&'a str> {
-        self.map
-            .keys()
-            .find(|k| !allowed.iter().any(|a| a.eq_ignore_ascii_case(k)))
-            .map(String::as_str)
+        self.map.keys().find(|k| !allowed.iter().any(|a| a.eq_ignore_ascii_case(k))).map(String::as_str)
     }
 }
 
@@ -142,37 +128,22 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, field: impl Into<String>, problem: impl Into<String>) -> RecipeError {
-        RecipeError {
-            file: self.file.to_owned(),
-            field: field.into(),
-            problem: problem.into(),
-        }
+        RecipeError { file: self.file.to_owned(), field: field.into(), problem: problem.into() }
     }
 
     fn object<'v>(&self, value: &'v Value, path: &str) -> Result<Fields<'v>, RecipeError> {
         match value {
-            Value::Object(map) => Ok(Fields {
-                map,
-                path: path.to_owned(),
-            }),
+            Value::Object(map) => Ok(Fields { map, path: path.to_owned() }),
             other => Err(self.err(path, format!("must be an object, found {}", kind(other)))),
         }
     }
 
-    fn string(
-        &self,
-        fields: &Fields<'_>,
-        key: &str,
-        required: bool,
-    ) -> Result<Option<String>, RecipeError> {
+    fn string(&self, fields: &Fields<'_>, key: &str, required: bool) -> Result<Option<String>, RecipeError> {
         match fields.get(key) {
             None | Some(Value::Null) if !required => Ok(None),
             None | Some(Value::Null) => Err(self.err(fields.at(key), "is required")),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.err(
-                fields.at(key),
-                format!("must be a string, found {}", kind(other)),
-            )),
+            Some(other) => Err(self.err(fields.at(key), format!("must be a string, found {}", kind(other)))),
         }
     }
 }
@@ -191,11 +162,7 @@ fn kind(value: &Value) -> &'static str {
 /// Reads and validates the recipe file at `path` (`.json`, `.yaml` or `.yml`).
 pub fn load(path: &Path, platform: &Platform) -> Result<Recipe, RecipeError> {
     let file = path.display().to_string();
-    let err = |problem: String| RecipeError {
-        file: file.clone(),
-        field: "(file)".to_owned(),
-        problem,
-    };
+    let err = |problem: String| RecipeError { file: file.clone(), field: "(file)".to_owned(), problem };
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
     let value = parse_text(&text, path).map_err(err)?;
     Recipe::from_value(&value, &file, platform)
@@ -203,10 +170,7 @@ pub fn load(path: &Path, platform: &Platform) -> Result<Recipe, RecipeError> {
 
 /// True for file names Greengrass reads as recipes.
 pub fn is_recipe_file(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("json" | "yaml" | "yml")
-    )
+    matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "yaml" | "yml"))
 }
 
 fn parse_text(text: &str, path: &Path) -> Result<Value, String> {
@@ -254,41 +218,22 @@ impl Recipe {
         let cx = Ctx { file };
         let top = cx.object(value, "")?;
         if let Some(key) = top.unknown(TOP_LEVEL) {
-            return Err(cx.err(
-                key,
-                format!(
-                    "unknown recipe field; expected one of {}",
-                    TOP_LEVEL.join(", ")
-                ),
-            ));
+            return Err(cx.err(key, format!("unknown recipe field; expected one of {}", TOP_LEVEL.join(", "))));
         }
-        let format = cx
-            .string(&top, "RecipeFormatVersion", true)?
-            .unwrap_or_default();
+        let format = cx.string(&top, "RecipeFormatVersion", true)?.unwrap_or_default();
         if format != FORMAT_VERSION {
-            return Err(cx.err(
-                "RecipeFormatVersion",
-                format!("{format:?} is not supported; use \"{FORMAT_VERSION}\""),
-            ));
+            return Err(cx.err("RecipeFormatVersion", format!("{format:?} is not supported; use \"{FORMAT_VERSION}\"")));
         }
         let name = cx.string(&top, "ComponentName", true)?.unwrap_or_default();
         validate_component_name(&name).map_err(|p| cx.err("ComponentName", p))?;
-        let version_text = cx
-            .string(&top, "ComponentVersion", true)?
-            .unwrap_or_default();
-        let version = semver::Version::parse(&version_text).map_err(|e| {
-            cx.err(
-                "ComponentVersion",
-                format!("{version_text:?} is not a semantic version: {e}"),
-            )
-        })?;
+        let version_text = cx.string(&top, "ComponentVersion", true)?.unwrap_or_default();
+        let version = semver::Version::parse(&version_text)
+            .map_err(|e| cx.err("ComponentVersion", format!("{version_text:?} is not a semantic version: {e}")))?;
         if let Some(kind) = cx.string(&top, "ComponentType", false)? {
             if kind != "aws.greengrass.generic" {
                 return Err(cx.err(
                     "ComponentType",
-                    format!(
-                        "{kind:?} is not supported; Turf runs aws.greengrass.generic components"
-                    ),
+                    format!("{kind:?} is not supported; Turf runs aws.greengrass.generic components"),
                 ));
             }
         }
@@ -314,21 +259,13 @@ pub fn validate_component_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 {
         return Err(format!("{name:?} must be 1 to 128 characters long"));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(format!(
-            "{name:?} contains {bad:?}; only letters, digits, '-', '_' and '.' are allowed"
-        ));
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        return Err(format!("{name:?} contains {bad:?}; only letters, digits, '-', '_' and '.' are allowed"));
     }
     Ok(())
 }
 
-fn parse_dependencies(
-    cx: &Ctx<'_>,
-    top: &Fields<'_>,
-) -> Result<BTreeMap<String, Dependency>, RecipeError> {
+fn parse_dependencies(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<BTreeMap<String, Dependency>, RecipeError> {
     let mut out = BTreeMap::new();
     let Some(value) = top.get("ComponentDependencies").filter(|v| !v.is_null()) else {
         return Ok(out);
@@ -338,25 +275,17 @@ fn parse_dependencies(
         let path = format!("ComponentDependencies.{name}");
         let fields = cx.object(spec, &path)?;
         if let Some(key) = fields.unknown(&["VersionRequirement", "DependencyType"]) {
-            return Err(cx.err(
-                fields.at(key),
-                "unknown field; expected VersionRequirement or DependencyType",
-            ));
+            return Err(cx.err(fields.at(key), "unknown field; expected VersionRequirement or DependencyType"));
         }
-        let text = cx
-            .string(&fields, "VersionRequirement", false)?
-            .unwrap_or_else(|| "*".to_owned());
-        let requirement = VersionRange::parse(&text)
-            .map_err(|e| cx.err(fields.at("VersionRequirement"), e.to_string()))?;
+        let text = cx.string(&fields, "VersionRequirement", false)?.unwrap_or_else(|| "*".to_owned());
+        let requirement =
+            VersionRange::parse(&text).map_err(|e| cx.err(fields.at("VersionRequirement"), e.to_string()))?;
         let kind = match cx.string(&fields, "DependencyType", false)?.as_deref() {
             None => DependencyType::Hard,
             Some(t) if t.eq_ignore_ascii_case("HARD") => DependencyType::Hard,
             Some(t) if t.eq_ignore_ascii_case("SOFT") => DependencyType::Soft,
             Some(other) => {
-                return Err(cx.err(
-                    fields.at("DependencyType"),
-                    format!("{other:?} is not HARD or SOFT"),
-                ));
+                return Err(cx.err(fields.at("DependencyType"), format!("{other:?} is not HARD or SOFT")));
             }
         };
         out.insert(name.clone(), Dependency { requirement, kind });
@@ -370,36 +299,24 @@ fn parse_configuration(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<Value, RecipeEr
     };
     let fields = cx.object(value, "ComponentConfiguration")?;
     if let Some(key) = fields.unknown(&["DefaultConfiguration"]) {
-        return Err(cx.err(
-            fields.at(key),
-            "unknown field; expected DefaultConfiguration",
-        ));
+        return Err(cx.err(fields.at(key), "unknown field; expected DefaultConfiguration"));
     }
     match fields.get("DefaultConfiguration") {
         None | Some(Value::Null) => Ok(Value::Object(Map::new())),
         Some(config @ Value::Object(_)) => Ok(config.clone()),
-        Some(other) => Err(cx.err(
-            fields.at("DefaultConfiguration"),
-            format!("must be an object, found {}", kind(other)),
-        )),
+        Some(other) => {
+            Err(cx.err(fields.at("DefaultConfiguration"), format!("must be an object, found {}", kind(other))))
+        }
     }
 }
 
-fn platform_matches(
-    cx: &Ctx<'_>,
-    platform: &Platform,
-    spec: &Fields<'_>,
-) -> Result<bool, RecipeError> {
+fn platform_matches(cx: &Ctx<'_>, platform: &Platform, spec: &Fields<'_>) -> Result<bool, RecipeError> {
     for (key, wanted) in spec.map {
         let path = spec.at(key);
         let Value::String(wanted) = wanted else {
             return Err(cx.err(path, format!("must be a string, found {}", kind(wanted))));
         };
-        let have = platform
-            .attributes
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str());
+        let have = platform.attributes.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str());
         let ok = if wanted == "*" {
             true
         } else if let Some(pattern) = wanted.strip_prefix('/').and_then(|w| w.strip_suffix('/')) {
@@ -416,32 +333,22 @@ fn platform_matches(
     Ok(true)
 }
 
-fn choose_manifest(
-    cx: &Ctx<'_>,
-    top: &Fields<'_>,
-    platform: &Platform,
-) -> Result<(usize, String), RecipeError> {
+fn choose_manifest(cx: &Ctx<'_>, top: &Fields<'_>, platform: &Platform) -> Result<(usize, String), RecipeError> {
     let manifests = match top.get("Manifests") {
         Some(Value::Array(list)) if !list.is_empty() => list,
         Some(Value::Array(_)) | None | Some(Value::Null) => {
-            return Err(cx.err(
-                "Manifests",
-                "must list at least one manifest with Lifecycle.Run naming a .wasm artifact",
-            ));
+            return Err(
+                cx.err("Manifests", "must list at least one manifest with Lifecycle.Run naming a .wasm artifact")
+            );
         }
         Some(other) => {
-            return Err(cx.err(
-                "Manifests",
-                format!("must be a list, found {}", kind(other)),
-            ));
+            return Err(cx.err("Manifests", format!("must be a list, found {}", kind(other))));
         }
     };
     for (i, manifest) in manifests.iter().enumerate() {
         let path = format!("Manifests[{i}]");
         let fields = cx.object(manifest, &path)?;
-        if let Some(key) =
-            fields.unknown(&["Name", "Platform", "Lifecycle", "Selections", "Artifacts"])
-        {
+        if let Some(key) = fields.unknown(&["Name", "Platform", "Lifecycle", "Selections", "Artifacts"]) {
             return Err(cx.err(
                 fields.at(key),
                 "unknown manifest field; expected Name, Platform, Lifecycle, Selections, Artifacts",
@@ -449,9 +356,7 @@ fn choose_manifest(
         }
         let matches = match fields.get("Platform") {
             None | Some(Value::Null) => true,
-            Some(spec) => {
-                platform_matches(cx, platform, &cx.object(spec, &fields.at("Platform"))?)?
-            }
+            Some(spec) => platform_matches(cx, platform, &cx.object(spec, &fields.at("Platform"))?)?,
         };
         if !matches {
             continue;
@@ -459,10 +364,7 @@ fn choose_manifest(
         let lifecycle = match fields.get("Lifecycle").or_else(|| top.get("Lifecycle")) {
             Some(l) => cx.object(l, &fields.at("Lifecycle"))?,
             None => {
-                return Err(cx.err(
-                    fields.at("Lifecycle"),
-                    "is required: Run must name the component's .wasm artifact",
-                ));
+                return Err(cx.err(fields.at("Lifecycle"), "is required: Run must name the component's .wasm artifact"));
             }
         };
         let run = match lifecycle.get("Run") {
@@ -472,7 +374,12 @@ fn choose_manifest(
                 _ => return Err(cx.err(lifecycle.at("Run.Script"), "is required")),
             },
             Some(other) => return Err(cx.err(lifecycle.at("Run"), format!("must be a string, found {}", kind(other)))),
-            None => return Err(cx.err(lifecycle.at("Run"), "is required: name the component's .wasm artifact, e.g. {artifacts:path}/component.wasm")),
+            None => {
+                return Err(cx.err(
+                    lifecycle.at("Run"),
+                    "is required: name the component's .wasm artifact, e.g. {artifacts:path}/component.wasm",
+                ));
+            }
         };
         if !run.ends_with(".wasm") || run.contains(char::is_whitespace) {
             return Err(cx.err(
@@ -482,15 +389,8 @@ fn choose_manifest(
         }
         return Ok((i, run));
     }
-    let have: Vec<String> = platform
-        .attributes
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    Err(cx.err(
-        "Manifests",
-        format!("no manifest matches this platform ({})", have.join(", ")),
-    ))
+    let have: Vec<String> = platform.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Err(cx.err("Manifests", format!("no manifest matches this platform ({})", have.join(", "))))
 }
 
 #[cfg(test)]
@@ -518,24 +418,17 @@ mod tests {
 
     fn linux() -> Platform {
         Platform {
-            attributes: [
-                ("os", "linux"),
-                ("architecture", "amd64"),
-                ("runtime", "turf"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+            attributes: [("os", "linux"), ("architecture", "amd64"), ("runtime", "turf")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
     }
 
     #[test]
     fn tutorial_shaped_recipe_parses_and_picks_the_linux_manifest() {
         let recipe = Recipe::from_value(&hello(), "r.json", &linux()).unwrap();
-        assert_eq!(
-            recipe.name,
-            "com.example.clientdevices.MyHelloWorldSubscriber"
-        );
+        assert_eq!(recipe.name, "com.example.clientdevices.MyHelloWorldSubscriber");
         assert_eq!(recipe.version, semver::Version::new(1, 0, 0));
         assert_eq!(recipe.manifest_index, 1);
         assert_eq!(recipe.run, "{artifacts:path}/hello_world_subscriber.wasm");
@@ -567,18 +460,11 @@ mod tests {
     #[test]
     fn errors_name_the_file_and_field() {
         let mut python = hello();
-        python["Manifests"][1]["Lifecycle"]["Run"] =
-            json!("python3 -u {artifacts:path}/hello_world_subscriber.py");
+        python["Manifests"][1]["Lifecycle"]["Run"] = json!("python3 -u {artifacts:path}/hello_world_subscriber.py");
         let cases = [
             (json!([]), ""),
-            (
-                json!({"RecipeFormatVersion": "2020-01-25"}),
-                "ComponentName",
-            ),
-            (
-                json!({"RecipeFormatVersion": "1999"}),
-                "RecipeFormatVersion",
-            ),
+            (json!({"RecipeFormatVersion": "2020-01-25"}), "ComponentName"),
+            (json!({"RecipeFormatVersion": "1999"}), "RecipeFormatVersion"),
             (python, "Manifests[1].Lifecycle.Run"),
         ];
         for (value, field) in cases {
@@ -588,43 +474,20 @@ mod tests {
         }
         let mut bad_version = hello();
         bad_version["ComponentVersion"] = json!("1.0");
-        assert_eq!(
-            Recipe::from_value(&bad_version, "x", &linux())
-                .unwrap_err()
-                .field,
-            "ComponentVersion"
-        );
+        assert_eq!(Recipe::from_value(&bad_version, "x", &linux()).unwrap_err().field, "ComponentVersion");
         let mut bad_name = hello();
         bad_name["ComponentName"] = json!("a b");
-        assert_eq!(
-            Recipe::from_value(&bad_name, "x", &linux())
-                .unwrap_err()
-                .field,
-            "ComponentName"
-        );
+        assert_eq!(Recipe::from_value(&bad_name, "x", &linux()).unwrap_err().field, "ComponentName");
         let mut unknown = hello();
         unknown["ComponentNmae"] = json!("x");
-        assert_eq!(
-            Recipe::from_value(&unknown, "x", &linux())
-                .unwrap_err()
-                .field,
-            "ComponentNmae"
-        );
+        assert_eq!(Recipe::from_value(&unknown, "x", &linux()).unwrap_err().field, "ComponentNmae");
         let mut windows_only = hello();
-        windows_only["Manifests"] =
-            json!([{"Platform": {"os": "windows"}, "Lifecycle": {"Run": "a.wasm"}}]);
-        assert_eq!(
-            Recipe::from_value(&windows_only, "x", &linux())
-                .unwrap_err()
-                .field,
-            "Manifests"
-        );
+        windows_only["Manifests"] = json!([{"Platform": {"os": "windows"}, "Lifecycle": {"Run": "a.wasm"}}]);
+        assert_eq!(Recipe::from_value(&windows_only, "x", &linux()).unwrap_err().field, "Manifests");
         let mut bad_dep = hello();
         bad_dep["ComponentDependencies"] = json!({"a": {"VersionRequirement": "^^1"}});
         assert_eq!(
-            Recipe::from_value(&bad_dep, "x", &linux())
-                .unwrap_err()
-                .field,
+            Recipe::from_value(&bad_dep, "x", &linux()).unwrap_err().field,
             "ComponentDependencies.a.VersionRequirement"
         );
     }

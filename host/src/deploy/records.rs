@@ -44,20 +44,14 @@ pub struct Records {
 impl Records {
     /// Opens the records in the database at `db`.
     pub fn open(db: &Path) -> Result<Self, RecordsError> {
-        Ok(Self {
-            conn: store::open(db)?,
-        })
+        Ok(Self { conn: store::open(db)? })
     }
 
     /// Stores a new deployment record.
     pub fn insert(&self, record: &DeploymentRecord) -> Result<(), RecordsError> {
         let seq: i64 = self
             .conn
-            .query_row(
-                "SELECT coalesce(max(seq), 0) + 1 FROM deployments",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT coalesce(max(seq), 0) + 1 FROM deployments", [], |r| r.get(0))
             .map_err(sql("number a deployment"))?;
         self.conn
             .execute(
@@ -96,9 +90,7 @@ impl Records {
     pub fn get(&self, id: &str) -> Result<Option<DeploymentRecord>, RecordsError> {
         let text: Option<String> = self
             .conn
-            .query_row("SELECT outcome FROM deployments WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT outcome FROM deployments WHERE id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(sql("read a deployment"))?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
@@ -111,9 +103,7 @@ impl Records {
             .prepare("SELECT outcome FROM deployments ORDER BY seq DESC LIMIT ?1")
             .map_err(sql("list deployments"))?;
         let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))
             .map_err(sql("list deployments"))?;
         let mut out = Vec::new();
         for row in rows {
@@ -126,11 +116,8 @@ impl Records {
 
     /// Marks deployments left unfinished by a previous run as failed.
     pub fn fail_unfinished(&self) -> Result<usize, RecordsError> {
-        let unfinished: Vec<DeploymentRecord> = self
-            .list(usize::MAX)?
-            .into_iter()
-            .filter(|r| !r.state.is_final())
-            .collect();
+        let unfinished: Vec<DeploymentRecord> =
+            self.list(usize::MAX)?.into_iter().filter(|r| !r.state.is_final()).collect();
         for mut record in unfinished.iter().cloned() {
             record.state = DeploymentState::Failed;
             record.finished_at = Some(store::now_secs());
@@ -142,21 +129,12 @@ impl Records {
 
     /// Replaces the stored deployed set.
     pub fn save_set(&mut self, set: &DeployedSet) -> Result<(), RecordsError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("begin saving components"))?;
-        tx.execute("DELETE FROM components", [])
-            .map_err(sql("clear components"))?;
+        let tx = self.conn.transaction().map_err(sql("begin saving components"))?;
+        tx.execute("DELETE FROM components", []).map_err(sql("clear components"))?;
         for (name, deployed) in set {
             tx.execute(
                 "INSERT INTO components(name, version, root, config) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    name,
-                    deployed.version.to_string(),
-                    deployed.root,
-                    deployed.config.to_string()
-                ],
+                params![name, deployed.version.to_string(), deployed.root, deployed.config.to_string()],
             )
             .map_err(sql("save a component"))?;
         }
@@ -165,23 +143,12 @@ impl Records {
 
     /// The stored deployed set, with recipes read from the installed store. Components whose
     /// recipe is gone are skipped with a warning.
-    pub fn load_set(
-        &self,
-        layout: &RootLayout,
-        platform: &Platform,
-    ) -> Result<DeployedSet, RecordsError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, version, root, config FROM components")
-            .map_err(sql("read components"))?;
+    pub fn load_set(&self, layout: &RootLayout, platform: &Platform) -> Result<DeployedSet, RecordsError> {
+        let mut stmt =
+            self.conn.prepare("SELECT name, version, root, config FROM components").map_err(sql("read components"))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, String>(3)?))
             })
             .map_err(sql("read components"))?;
         let mut set = DeployedSet::new();
@@ -203,15 +170,7 @@ impl Records {
                     }
                 }
             };
-            set.insert(
-                name,
-                Deployed {
-                    version,
-                    root,
-                    config,
-                    recipe,
-                },
-            );
+            set.insert(name, Deployed { version, root, config, recipe });
         }
         Ok(set)
     }

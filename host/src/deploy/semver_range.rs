@@ -13,9 +13,7 @@ use thiserror::Error;
 
 /// A range that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "{range:?} is not a version range: {problem} (examples: ^2.6.0, >=2.2.0 <2.5.0, ~1.2, 1.x, 1.0.0 - 1.4.0)"
-)]
+#[error("{range:?} is not a version range: {problem} (examples: ^2.6.0, >=2.2.0 <2.5.0, ~1.2, 1.x, 1.0.0 - 1.4.0)")]
 pub struct RangeError {
     /// The text as written.
     pub range: String,
@@ -99,13 +97,8 @@ fn parse_partial(text: &str) -> Result<Partial, String> {
     let mut next = |name: &str| -> Result<Option<u64>, String> {
         match parts.next() {
             None | Some("x" | "X" | "*") => Ok(None),
-            Some(n) if n.len() > 1 && n.starts_with('0') => {
-                Err(format!("{name} {n:?} has a leading zero"))
-            }
-            Some(n) => n
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("{name} {n:?} is not a number")),
+            Some(n) if n.len() > 1 && n.starts_with('0') => Err(format!("{name} {n:?} has a leading zero")),
+            Some(n) => n.parse::<u64>().map(Some).map_err(|_| format!("{name} {n:?} is not a number")),
         }
     };
     let major = next("major")?;
@@ -117,35 +110,19 @@ fn parse_partial(text: &str) -> Result<Partial, String> {
     if core.is_empty() {
         return Err("empty version".to_owned());
     }
-    if (major.is_none() && (minor.is_some() || patch.is_some()))
-        || (minor.is_none() && patch.is_some())
-    {
+    if (major.is_none() && (minor.is_some() || patch.is_some())) || (minor.is_none() && patch.is_some()) {
         return Err(format!("{core:?} has a number after a wildcard"));
     }
-    Ok(Partial {
-        major,
-        minor,
-        patch,
-        pre,
-    })
+    Ok(Partial { major, minor, patch, pre })
 }
 
 impl Partial {
     fn full(&self) -> Option<Version> {
-        Some(Version {
-            pre: self.pre.clone(),
-            ..v(self.major?, self.minor?, self.patch?)
-        })
+        Some(Version { pre: self.pre.clone(), ..v(self.major?, self.minor?, self.patch?) })
     }
 
     fn lower(&self) -> Version {
-        self.full().unwrap_or_else(|| {
-            v(
-                self.major.unwrap_or(0),
-                self.minor.unwrap_or(0),
-                self.patch.unwrap_or(0),
-            )
-        })
+        self.full().unwrap_or_else(|| v(self.major.unwrap_or(0), self.minor.unwrap_or(0), self.patch.unwrap_or(0)))
     }
 
     /// Exclusive upper bound of an X-range (`1.x` → `2.0.0-0`), or `None` for `*`.
@@ -203,13 +180,7 @@ fn desugar_simple(token: &str) -> Result<Vec<Comparator>, String> {
         },
         ">" => match (p.full(), p.x_upper()) {
             (Some(exact), _) => vec![cmp(Op::Gt, exact)],
-            (None, Some(upper)) => vec![cmp(
-                Op::Ge,
-                Version {
-                    pre: semver::Prerelease::EMPTY,
-                    ..upper
-                },
-            )],
+            (None, Some(upper)) => vec![cmp(Op::Ge, Version { pre: semver::Prerelease::EMPTY, ..upper })],
             (None, None) => vec![cmp(Op::Lt, floor(0, 0, 0))],
         },
         "<=" => match (p.full(), p.x_upper()) {
@@ -238,11 +209,7 @@ fn tokens(set: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut pending_op = String::new();
     for word in set.split_whitespace() {
-        if !word.is_empty()
-            && word
-                .chars()
-                .all(|c| matches!(c, '<' | '>' | '=' | '~' | '^'))
-        {
+        if !word.is_empty() && word.chars().all(|c| matches!(c, '<' | '>' | '=' | '~' | '^')) {
             pending_op.push_str(word);
             continue;
         }
@@ -258,10 +225,7 @@ fn tokens(set: &str) -> Vec<String> {
 impl VersionRange {
     /// Parses an npm range.
     pub fn parse(text: &str) -> Result<Self, RangeError> {
-        let err = |problem: String| RangeError {
-            range: text.to_owned(),
-            problem,
-        };
+        let err = |problem: String| RangeError { range: text.to_owned(), problem };
         let mut sets = Vec::new();
         for alternative in text.split("||") {
             let words = tokens(alternative);
@@ -272,9 +236,7 @@ impl VersionRange {
                     let mut set = Vec::new();
                     for word in words {
                         if word == "-" {
-                            return Err(err(
-                                "a hyphen range needs a version on each side".to_owned()
-                            ));
+                            return Err(err("a hyphen range needs a version on each side".to_owned()));
                         }
                         set.extend(desugar_simple(word).map_err(&err)?);
                     }
@@ -283,10 +245,7 @@ impl VersionRange {
             };
             sets.push(set);
         }
-        Ok(Self {
-            text: text.trim().to_owned(),
-            sets,
-        })
+        Ok(Self { text: text.trim().to_owned(), sets })
     }
 
     /// Whether `version` satisfies the range.
@@ -309,9 +268,7 @@ mod tests {
     use super::*;
 
     fn ok(range: &str, version: &str) -> bool {
-        VersionRange::parse(range)
-            .unwrap()
-            .matches(&Version::parse(version).unwrap())
+        VersionRange::parse(range).unwrap().matches(&Version::parse(version).unwrap())
     }
 
     #[test]
@@ -389,18 +346,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_examples() {
-        for bad in [
-            "^^1",
-            "a.b.c",
-            "1.2.3.4",
-            "01.2.3",
-            ">=",
-            "1.x.3",
-            "1 - ",
-            "- 1",
-            "1.2.3-",
-            "^1.2.3-!!",
-        ] {
+        for bad in ["^^1", "a.b.c", "1.2.3.4", "01.2.3", ">=", "1.x.3", "1 - ", "- 1", "1.2.3-", "^1.2.3-!!"] {
             let err = VersionRange::parse(bad).unwrap_err();
             assert!(err.to_string().contains("examples"), "{bad}: {err}");
         }

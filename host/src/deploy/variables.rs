@@ -38,10 +38,8 @@ pub struct Variables {
     pub dependencies: BTreeMap<String, Scope>,
 }
 
-static THREE_PART: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"\{([.\w-]+):([.\w-]+):([^:}]*)\}").ok());
-static TWO_PART: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"\{([.\w-]+):([^:}]*)\}").ok());
+static THREE_PART: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\{([.\w-]+):([.\w-]+):([^:}]*)\}").ok());
+static TWO_PART: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\{([.\w-]+):([^:}]*)\}").ok());
 
 fn scope_value(scope: &Scope, namespace: &str, key: &str) -> Option<String> {
     match (namespace, key) {
@@ -98,10 +96,7 @@ mod tests {
             work_path: PathBuf::from("/r/work/c"),
             configuration: json!({"Message": "world", "n": 3, "o": {"a": [1]}}),
         };
-        let dep = Scope {
-            artifacts_path: PathBuf::from("/r/packages/artifacts/d/2.0.0"),
-            ..Scope::default()
-        };
+        let dep = Scope { artifacts_path: PathBuf::from("/r/packages/artifacts/d/2.0.0"), ..Scope::default() };
         Variables {
             thing_name: "Core".to_owned(),
             root_path: PathBuf::from("/r"),
@@ -113,35 +108,19 @@ mod tests {
     #[test]
     fn known_variables_resolve() {
         let v = vars();
-        assert_eq!(
-            v.interpolate("{artifacts:path}/hello.wasm"),
-            "/r/packages/artifacts/c/1.0.0/hello.wasm"
-        );
-        assert_eq!(
-            v.interpolate("{work:path} {kernel:rootPath} {iot:thingName}"),
-            "/r/work/c /r Core"
-        );
+        assert_eq!(v.interpolate("{artifacts:path}/hello.wasm"), "/r/packages/artifacts/c/1.0.0/hello.wasm");
+        assert_eq!(v.interpolate("{work:path} {kernel:rootPath} {iot:thingName}"), "/r/work/c /r Core");
         assert_eq!(
             v.interpolate("{configuration:/Message} {configuration:/n} {configuration:/o}"),
             r#"world 3 {"a":[1]}"#
         );
-        assert_eq!(
-            v.interpolate("{com.example.Dep:artifacts:path}/x"),
-            "/r/packages/artifacts/d/2.0.0/x"
-        );
+        assert_eq!(v.interpolate("{com.example.Dep:artifacts:path}/x"), "/r/packages/artifacts/d/2.0.0/x");
     }
 
     #[test]
     fn unknown_variables_stay_verbatim() {
         let v = vars();
-        for text in [
-            "{configuration:/missing}",
-            "{nope:x}",
-            "{other.Comp:artifacts:path}",
-            "{",
-            "{}",
-            "{a:b:c:d}",
-        ] {
+        for text in ["{configuration:/missing}", "{nope:x}", "{other.Comp:artifacts:path}", "{", "{}", "{a:b:c:d}"] {
             assert_eq!(v.interpolate(text), text);
         }
     }

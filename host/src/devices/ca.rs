@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
 };
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
@@ -74,9 +74,7 @@ pub struct IssuedCert {
 
 impl std::fmt::Debug for IssuedCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCert")
-            .field("cert_pem", &self.cert_pem)
-            .finish_non_exhaustive()
+        f.debug_struct("IssuedCert").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
     }
 }
 
@@ -100,9 +98,7 @@ pub struct CoreCa {
 
 impl std::fmt::Debug for CoreCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoreCa")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("CoreCa").field("dir", &self.dir).finish_non_exhaustive()
     }
 }
 
@@ -124,11 +120,7 @@ impl CoreCa {
                 what: "CA certificate",
                 reason: e.to_string(),
             })?;
-            return Ok(Self {
-                dir: dir.to_path_buf(),
-                key,
-                cert_pem,
-            });
+            return Ok(Self { dir: dir.to_path_buf(), key, cert_pem });
         }
         fsutil::create_private_dir(dir).map_err(|source| CaError::Io {
             action: "cannot create",
@@ -139,24 +131,15 @@ impl CoreCa {
         let mut params = CertificateParams::default();
         params.distinguished_name = name("Turf Core CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
         set_validity(&mut params, CA_VALIDITY);
-        let cert = params.self_signed(&key).map_err(|source| CaError::Issue {
-            what: "the core CA".to_owned(),
-            source,
-        })?;
+        let cert =
+            params.self_signed(&key).map_err(|source| CaError::Issue { what: "the core CA".to_owned(), source })?;
         write(&key_path, key.serialize_pem().as_bytes(), Access::Private)?;
         write(&cert_path, cert.pem().as_bytes(), Access::Public)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            key,
-            cert_pem: cert.pem(),
-        })
+        Ok(Self { dir: dir.to_path_buf(), key, cert_pem: cert.pem() })
     }
 
     /// The CA certificate, PEM (what devices trust and discovery returns).
@@ -187,25 +170,13 @@ impl CoreCa {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.serial_number = Some(random_serial());
         set_validity(&mut params, DEVICE_VALIDITY);
-        let cert = params
-            .signed_by(&key, &self.issuer()?)
-            .map_err(|source| CaError::Issue {
-                what: what(),
-                source,
-            })?;
-        Ok(IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        let cert = params.signed_by(&key, &self.issuer()?).map_err(|source| CaError::Issue { what: what(), source })?;
+        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
     /// Makes sure `ca/` holds a server certificate covering `sans` with enough validity left,
     /// and a client-roots bundle; re-issues the certificate when the SANs changed.
-    pub fn ensure_server_cert(
-        &self,
-        common_name: &str,
-        sans: &[String],
-    ) -> Result<ServerTlsFiles, CaError> {
+    pub fn ensure_server_cert(&self, common_name: &str, sans: &[String]) -> Result<ServerTlsFiles, CaError> {
         let files = ServerTlsFiles {
             cert: self.dir.join("server.pem"),
             key: self.dir.join("server.key"),
@@ -214,9 +185,7 @@ impl CoreCa {
         let wanted: BTreeSet<String> = sans.iter().cloned().collect();
         let current = existing_server_cert(&files.cert);
         let fresh = match current {
-            Some((have, not_after)) => {
-                have == wanted && not_after > OffsetDateTime::now_utc() + SERVER_RENEW_BEFORE
-            }
+            Some((have, not_after)) => have == wanted && not_after > OffsetDateTime::now_utc() + SERVER_RENEW_BEFORE,
             None => false,
         };
         if !fresh || !files.key.exists() {
@@ -225,62 +194,34 @@ impl CoreCa {
             write(&files.cert, issued.cert_pem.as_bytes(), Access::Public)?;
         }
         if !files.client_roots.exists() {
-            write(
-                &files.client_roots,
-                self.cert_pem.as_bytes(),
-                Access::Public,
-            )?;
+            write(&files.client_roots, self.cert_pem.as_bytes(), Access::Public)?;
         }
         Ok(files)
     }
 
-    fn issue_server(
-        &self,
-        common_name: &str,
-        sans: &BTreeSet<String>,
-    ) -> Result<IssuedCert, CaError> {
+    fn issue_server(&self, common_name: &str, sans: &BTreeSet<String>) -> Result<IssuedCert, CaError> {
         let what = || "the broker's server certificate".to_owned();
         let key = new_key("server key")?;
-        let mut params =
-            CertificateParams::new(sans.iter().cloned().collect::<Vec<_>>()).map_err(|source| {
-                CaError::Issue {
-                    what: what(),
-                    source,
-                }
-            })?;
+        let mut params = CertificateParams::new(sans.iter().cloned().collect::<Vec<_>>())
+            .map_err(|source| CaError::Issue { what: what(), source })?;
         params.distinguished_name = name(common_name);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.serial_number = Some(random_serial());
         set_validity(&mut params, SERVER_VALIDITY);
-        let cert = params
-            .signed_by(&key, &self.issuer()?)
-            .map_err(|source| CaError::Issue {
-                what: what(),
-                source,
-            })?;
-        Ok(IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        let cert = params.signed_by(&key, &self.issuer()?).map_err(|source| CaError::Issue { what: what(), source })?;
+        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 
 /// The names the server certificate should cover: `localhost`, loopback, this host's name and
 /// every address of its interfaces (as Greengrass: connectivity entries plus `localhost`).
 pub fn default_server_sans() -> Vec<String> {
-    let mut sans: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let mut sans: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].iter().map(|s| (*s).to_owned()).collect();
     if let Ok(interfaces) = if_addrs::get_if_addrs() {
         for interface in interfaces {
             let ip = interface.ip();
-            let link_local_v6 =
-                matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+            let link_local_v6 = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
             if !link_local_v6 {
                 sans.insert(ip.to_string());
             }
@@ -288,11 +229,7 @@ pub fn default_server_sans() -> Vec<String> {
     }
     if let Ok(host) = fs::read_to_string("/etc/hostname") {
         let host = host.trim();
-        if !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
+        if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
             sans.insert(host.to_owned());
         }
     }
@@ -313,9 +250,7 @@ fn existing_server_cert(path: &Path) -> Option<(BTreeSet<String>, OffsetDateTime
         .iter()
         .filter_map(|name| match name {
             x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-            x509_parser::extensions::GeneralName::IPAddress(bytes) => {
-                ip_from_bytes(bytes).map(|ip| ip.to_string())
-            }
+            x509_parser::extensions::GeneralName::IPAddress(bytes) => ip_from_bytes(bytes).map(|ip| ip.to_string()),
             _ => None,
         })
         .collect();
@@ -331,10 +266,7 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 fn new_key(what: &str) -> Result<KeyPair, CaError> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| CaError::Issue {
-        what: what.to_owned(),
-        source,
-    })
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| CaError::Issue { what: what.to_owned(), source })
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -359,11 +291,7 @@ fn set_validity(params: &mut CertificateParams, validity: Duration) {
 }
 
 fn read(path: &Path) -> Result<String, CaError> {
-    fs::read_to_string(path).map_err(|source| CaError::Io {
-        action: "cannot read",
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::read_to_string(path).map_err(|source| CaError::Io { action: "cannot read", path: path.to_path_buf(), source })
 }
 
 fn write(path: &Path, bytes: &[u8], access: Access) -> Result<(), CaError> {
@@ -385,10 +313,7 @@ mod tests {
         let ca = CoreCa::load_or_create(dir.path()).unwrap();
         let again = CoreCa::load_or_create(dir.path()).unwrap();
         assert_eq!(ca.cert_pem(), again.cert_pem());
-        let mode = fs::metadata(dir.path().join("ca.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.path().join("ca.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -399,13 +324,7 @@ mod tests {
         let issued = ca.issue_device("MyClientDevice1").unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(issued.cert_pem.as_bytes()).unwrap();
         let cert = pem.parse_x509().unwrap();
-        let cn = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .unwrap()
-            .as_str()
-            .unwrap();
+        let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap();
         assert_eq!(cn, "MyClientDevice1");
         let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
         let ca_cert = ca_pem.parse_x509().unwrap();
@@ -422,8 +341,7 @@ mod tests {
         let first = fs::read(&files.cert).unwrap();
         ca.ensure_server_cert("core", &sans).unwrap();
         assert_eq!(fs::read(&files.cert).unwrap(), first);
-        ca.ensure_server_cert("core", &["localhost".to_owned(), "10.0.0.9".to_owned()])
-            .unwrap();
+        ca.ensure_server_cert("core", &["localhost".to_owned(), "10.0.0.9".to_owned()]).unwrap();
         assert_ne!(fs::read(&files.cert).unwrap(), first);
         let (have, _) = existing_server_cert(&files.cert).unwrap();
         assert!(have.contains("10.0.0.9") && have.contains("localhost"));

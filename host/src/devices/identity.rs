@@ -25,9 +25,7 @@ pub enum ThingNameError {
         len: usize,
     },
     /// A character outside `[a-zA-Z0-9:_-]`.
-    #[error(
-        "thing name {name:?} contains {bad:?}; only letters, digits, ':', '_' and '-' are allowed"
-    )]
+    #[error("thing name {name:?} contains {bad:?}; only letters, digits, ':', '_' and '-' are allowed")]
     BadChar {
         /// The name.
         name: String,
@@ -45,14 +43,8 @@ pub fn validate_thing_name(name: &str) -> Result<(), ThingNameError> {
     if len > MAX_THING_NAME {
         return Err(ThingNameError::TooLong { len });
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')))
-    {
-        return Err(ThingNameError::BadChar {
-            name: name.to_owned(),
-            bad,
-        });
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))) {
+        return Err(ThingNameError::BadChar { name: name.to_owned(), bad });
     }
     Ok(())
 }
@@ -125,9 +117,7 @@ pub struct DeviceDirectory {
 impl DeviceDirectory {
     /// Builds a directory from `(certificate, thing)` pairs.
     pub fn new(entries: impl IntoIterator<Item = (PeerCert, String)>) -> Self {
-        Self {
-            by_cert: entries.into_iter().collect(),
-        }
+        Self { by_cert: entries.into_iter().collect() }
     }
 
     /// Number of registered certificates.
@@ -149,25 +139,17 @@ impl DeviceDirectory {
     ) -> Result<Identity, Refusal> {
         validate_thing_name(client_id).map_err(Refusal::BadClientId)?;
         match listener {
-            ListenerKind::Plain => Ok(Identity {
-                thing: client_id.to_owned(),
-                verified: false,
-            }),
+            ListenerKind::Plain => Ok(Identity { thing: client_id.to_owned(), verified: false }),
             ListenerKind::Tls => {
                 let cert = cert.ok_or(Refusal::NoCertificate)?;
                 match self.by_cert.get(cert) {
-                    None => Err(Refusal::UnknownCertificate {
-                        serial: cert.serial.clone(),
-                        subject: cert.subject.clone(),
-                    }),
-                    Some(thing) if thing != client_id => Err(Refusal::WrongThing {
-                        registered: thing.clone(),
-                        client_id: client_id.to_owned(),
-                    }),
-                    Some(thing) => Ok(Identity {
-                        thing: thing.clone(),
-                        verified: true,
-                    }),
+                    None => {
+                        Err(Refusal::UnknownCertificate { serial: cert.serial.clone(), subject: cert.subject.clone() })
+                    }
+                    Some(thing) if thing != client_id => {
+                        Err(Refusal::WrongThing { registered: thing.clone(), client_id: client_id.to_owned() })
+                    }
+                    Some(thing) => Ok(Identity { thing: thing.clone(), verified: true }),
                 }
             }
         }
@@ -179,38 +161,22 @@ mod tests {
     use super::*;
 
     fn cert(serial: &str) -> PeerCert {
-        PeerCert {
-            serial: serial.to_owned(),
-            subject: format!("CN={serial}"),
-        }
+        PeerCert { serial: serial.to_owned(), subject: format!("CN={serial}") }
     }
 
     fn directory() -> DeviceDirectory {
-        DeviceDirectory::new([
-            (cert("01"), "MyClientDevice1".to_owned()),
-            (cert("02"), "Other".to_owned()),
-        ])
+        DeviceDirectory::new([(cert("01"), "MyClientDevice1".to_owned()), (cert("02"), "Other".to_owned())])
     }
 
     #[test]
     fn registered_certificate_with_its_thing_name_is_accepted() {
-        let id = directory()
-            .authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("01")))
-            .unwrap();
-        assert_eq!(
-            id,
-            Identity {
-                thing: "MyClientDevice1".to_owned(),
-                verified: true
-            }
-        );
+        let id = directory().authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("01"))).unwrap();
+        assert_eq!(id, Identity { thing: "MyClientDevice1".to_owned(), verified: true });
     }
 
     #[test]
     fn certificate_of_another_thing_is_refused() {
-        let err = directory()
-            .authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("02")))
-            .unwrap_err();
+        let err = directory().authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("02"))).unwrap_err();
         assert!(matches!(err, Refusal::WrongThing { ref registered, .. } if registered == "Other"));
     }
 
@@ -221,33 +187,19 @@ mod tests {
             dir.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&cert("99"))),
             Err(Refusal::UnknownCertificate { .. })
         ));
-        assert_eq!(
-            dir.authenticate(ListenerKind::Tls, "MyClientDevice1", None),
-            Err(Refusal::NoCertificate)
-        );
+        assert_eq!(dir.authenticate(ListenerKind::Tls, "MyClientDevice1", None), Err(Refusal::NoCertificate));
         // Same serial, different subject: a different certificate.
-        let forged = PeerCert {
-            serial: "01".to_owned(),
-            subject: "CN=evil".to_owned(),
-        };
-        assert!(
-            dir.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&forged))
-                .is_err()
-        );
+        let forged = PeerCert { serial: "01".to_owned(), subject: "CN=evil".to_owned() };
+        assert!(dir.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&forged)).is_err());
     }
 
     #[test]
     fn plain_listener_trusts_the_client_id_but_still_checks_its_shape() {
-        let id = directory()
-            .authenticate(ListenerKind::Plain, "tool-1", None)
-            .unwrap();
+        let id = directory().authenticate(ListenerKind::Plain, "tool-1", None).unwrap();
         assert!(!id.verified);
         assert!(matches!(
             directory().authenticate(ListenerKind::Plain, "a/b", None),
-            Err(Refusal::BadClientId(ThingNameError::BadChar {
-                bad: '/',
-                ..
-            }))
+            Err(Refusal::BadClientId(ThingNameError::BadChar { bad: '/', .. }))
         ));
     }
 
@@ -255,10 +207,7 @@ mod tests {
     fn thing_names_follow_aws_rules() {
         assert_eq!(validate_thing_name("My_Thing-1:a"), Ok(()));
         assert_eq!(validate_thing_name(""), Err(ThingNameError::Empty));
-        assert_eq!(
-            validate_thing_name(&"a".repeat(129)),
-            Err(ThingNameError::TooLong { len: 129 })
-        );
+        assert_eq!(validate_thing_name(&"a".repeat(129)), Err(ThingNameError::TooLong { len: 129 }));
         assert!(validate_thing_name(&"a".repeat(128)).is_ok());
         for bad in ["a b", "a/b", "a#", "a+", "ä", "a\0", "$aws"] {
             assert!(validate_thing_name(bad).is_err(), "{bad:?}");

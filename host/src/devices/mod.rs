@@ -96,11 +96,7 @@ impl IssuedDevice {
     }
 }
 
-fn issue_and_register(
-    ca: &CoreCa,
-    registry: &mut Registry,
-    thing: &str,
-) -> Result<IssuedDevice, DeviceError> {
+fn issue_and_register(ca: &CoreCa, registry: &mut Registry, thing: &str) -> Result<IssuedDevice, DeviceError> {
     identity::validate_thing_name(thing).map_err(RegistryError::from)?;
     let issued = ca.issue_device(thing)?;
     let facts = registry.register(thing, &issued.cert_pem)?;
@@ -153,11 +149,7 @@ pub struct DeviceAuth {
 impl DeviceAuth {
     /// A service over an opened CA and registry, reporting to `broker`.
     pub fn new(ca: CoreCa, registry: Registry, broker: Recipient<DirectoryChanged>) -> Self {
-        Self {
-            ca,
-            registry,
-            broker,
-        }
+        Self { ca, registry, broker }
     }
 
     fn publish_directory(&self) -> Result<(), DeviceError> {

@@ -61,21 +61,14 @@ pub struct CertificateFacts {
 
 /// Parses the first certificate of `pem`.
 pub fn certificate_facts(pem: &str) -> Result<CertificateFacts, String> {
-    let (_, parsed) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
     if parsed.label != "CERTIFICATE" {
-        return Err(format!(
-            "expected a CERTIFICATE block, found {:?}",
-            parsed.label
-        ));
+        return Err(format!("expected a CERTIFICATE block, found {:?}", parsed.label));
     }
     let cert = parsed.parse_x509().map_err(|e| e.to_string())?;
     Ok(CertificateFacts {
         id: hex::encode(Sha256::digest(&parsed.contents)),
-        peer: PeerCert {
-            serial: cert.serial.to_str_radix(16),
-            subject: cert.subject().to_string(),
-        },
+        peer: PeerCert { serial: cert.serial.to_str_radix(16), subject: cert.subject().to_string() },
     })
 }
 
@@ -98,55 +91,33 @@ pub struct Registry {
 impl Registry {
     /// Opens the registry in the database at `db`.
     pub fn open(db: &Path) -> Result<Self, RegistryError> {
-        Ok(Self {
-            conn: store::open(db)?,
-        })
+        Ok(Self { conn: store::open(db)? })
     }
 
     /// Registers `cert_pem` to `thing`, creating the thing if needed.
-    pub fn register(
-        &mut self,
-        thing: &str,
-        cert_pem: &str,
-    ) -> Result<CertificateFacts, RegistryError> {
+    pub fn register(&mut self, thing: &str, cert_pem: &str) -> Result<CertificateFacts, RegistryError> {
         validate_thing_name(thing)?;
-        let facts =
-            certificate_facts(cert_pem).map_err(|reason| RegistryError::BadCertificate {
-                thing: thing.to_owned(),
-                reason,
-            })?;
+        let facts = certificate_facts(cert_pem)
+            .map_err(|reason| RegistryError::BadCertificate { thing: thing.to_owned(), reason })?;
         let sql = |action: &str| {
             let action = action.to_owned();
             move |source| RegistryError::Sql { action, source }
         };
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("begin a transaction"))?;
+        let tx = self.conn.transaction().map_err(sql("begin a transaction"))?;
         let owner: Option<String> = tx
-            .query_row(
-                "SELECT thing FROM certificates WHERE id = ?1",
-                [&facts.id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT thing FROM certificates WHERE id = ?1", [&facts.id], |r| r.get(0))
             .optional()
             .map_err(sql("look up a certificate"))?;
         match owner {
             Some(owner) if owner != thing => {
-                return Err(RegistryError::AlreadyRegistered {
-                    id: facts.id,
-                    owner,
-                });
+                return Err(RegistryError::AlreadyRegistered { id: facts.id, owner });
             }
             Some(_) => return Ok(facts),
             None => {}
         }
         let now = store::now_secs();
-        tx.execute(
-            "INSERT OR IGNORE INTO things(name, created_at) VALUES (?1, ?2)",
-            params![thing, now],
-        )
-        .map_err(sql("insert a thing"))?;
+        tx.execute("INSERT OR IGNORE INTO things(name, created_at) VALUES (?1, ?2)", params![thing, now])
+            .map_err(sql("insert a thing"))?;
         tx.execute(
             "INSERT INTO certificates(id, thing, serial, subject, pem, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![facts.id, thing, facts.peer.serial, facts.peer.subject, cert_pem, now],
@@ -158,10 +129,7 @@ impl Registry {
 
     /// Every thing with its certificate ids, sorted by name.
     pub fn list(&self) -> Result<Vec<DeviceRecord>, RegistryError> {
-        let sql = |source| RegistryError::Sql {
-            action: "list things".to_owned(),
-            source,
-        };
+        let sql = |source| RegistryError::Sql { action: "list things".to_owned(), source };
         let mut stmt = self
             .conn
             .prepare(
@@ -170,23 +138,13 @@ impl Registry {
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)))
             .map_err(sql)?;
         let mut out: Vec<DeviceRecord> = Vec::new();
         for row in rows {
             let (thing, created_at, cert) = row.map_err(sql)?;
             if out.last().map(|d| d.thing != thing).unwrap_or(true) {
-                out.push(DeviceRecord {
-                    thing,
-                    created_at,
-                    certificates: Vec::new(),
-                });
+                out.push(DeviceRecord { thing, created_at, certificates: Vec::new() });
             }
             if let (Some(cert), Some(last)) = (cert, out.last_mut()) {
                 last.certificates.push(cert);
@@ -197,24 +155,10 @@ impl Registry {
 
     /// The certificate → thing snapshot the broker authenticates against.
     pub fn directory(&self) -> Result<DeviceDirectory, RegistryError> {
-        let sql = |source| RegistryError::Sql {
-            action: "read certificates".to_owned(),
-            source,
-        };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT serial, subject, thing FROM certificates")
-            .map_err(sql)?;
+        let sql = |source| RegistryError::Sql { action: "read certificates".to_owned(), source };
+        let mut stmt = self.conn.prepare("SELECT serial, subject, thing FROM certificates").map_err(sql)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    PeerCert {
-                        serial: r.get(0)?,
-                        subject: r.get(1)?,
-                    },
-                    r.get::<_, String>(2)?,
-                ))
-            })
+            .query_map([], |r| Ok((PeerCert { serial: r.get(0)?, subject: r.get(1)? }, r.get::<_, String>(2)?)))
             .map_err(sql)?;
         let entries = rows.collect::<Result<Vec<_>, _>>().map_err(sql)?;
         Ok(DeviceDirectory::new(entries))
@@ -233,14 +177,10 @@ mod tests {
         let ca = CoreCa::load_or_create(&dir.path().join("ca")).unwrap();
         let mut registry = Registry::open(&dir.path().join("t.db")).unwrap();
         let issued = ca.issue_device("MyClientDevice1").unwrap();
-        let facts = registry
-            .register("MyClientDevice1", &issued.cert_pem)
-            .unwrap();
+        let facts = registry.register("MyClientDevice1", &issued.cert_pem).unwrap();
         assert_eq!(facts.id.len(), 64);
         let directory = registry.directory().unwrap();
-        let id = directory
-            .authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&facts.peer))
-            .unwrap();
+        let id = directory.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&facts.peer)).unwrap();
         assert!(id.verified);
         let list = registry.list().unwrap();
         assert_eq!(list.len(), 1);
@@ -263,19 +203,10 @@ mod tests {
     fn garbage_certificates_and_names_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut registry = Registry::open(&dir.path().join("t.db")).unwrap();
-        assert!(matches!(
-            registry.register("A", "not a pem"),
-            Err(RegistryError::BadCertificate { .. })
-        ));
+        assert!(matches!(registry.register("A", "not a pem"), Err(RegistryError::BadCertificate { .. })));
         let key_pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        assert!(matches!(
-            registry.register("A", key_pem),
-            Err(RegistryError::BadCertificate { .. })
-        ));
-        assert!(matches!(
-            registry.register("a/b", "x"),
-            Err(RegistryError::ThingName(_))
-        ));
+        assert!(matches!(registry.register("A", key_pem), Err(RegistryError::BadCertificate { .. })));
+        assert!(matches!(registry.register("a/b", "x"), Err(RegistryError::ThingName(_))));
         assert!(registry.list().unwrap().is_empty());
     }
 }

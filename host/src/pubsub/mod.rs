@@ -95,17 +95,9 @@ impl PubsubBus {
 
     fn subscribe(&mut self, msg: Subscribe) -> Result<(), PubsubError> {
         topic::validate_filter(&msg.filter)?;
-        let mode = msg
-            .mode
-            .unwrap_or_else(|| ReceiveMode::default_for(&msg.filter));
-        tracing::debug!(
-            subscriber = msg.subscriber,
-            filter = msg.filter,
-            ?mode,
-            "pubsub subscribe"
-        );
-        self.subscriptions
-            .subscribe(&msg.subscriber, &msg.filter, mode, msg.recipient);
+        let mode = msg.mode.unwrap_or_else(|| ReceiveMode::default_for(&msg.filter));
+        tracing::debug!(subscriber = msg.subscriber, filter = msg.filter, ?mode, "pubsub subscribe");
+        self.subscriptions.subscribe(&msg.subscriber, &msg.filter, mode, msg.recipient);
         Ok(())
     }
 
@@ -115,11 +107,7 @@ impl PubsubBus {
         if targets.iter().any(|t| !t.connected()) {
             self.subscriptions.retain_targets(Recipient::connected);
         }
-        let message = PubsubMessage {
-            topic: msg.topic,
-            payload: msg.payload,
-            publisher: msg.publisher,
-        };
+        let message = PubsubMessage { topic: msg.topic, payload: msg.payload, publisher: msg.publisher };
         for target in targets {
             target.do_send(message.clone());
         }

@@ -20,11 +20,7 @@ pub enum ReceiveMode {
 impl ReceiveMode {
     /// Greengrass's default for `filter`: from others for wildcard filters, all otherwise.
     pub fn default_for(filter: &str) -> Self {
-        if topic::has_wildcard(filter) {
-            ReceiveMode::FromOthers
-        } else {
-            ReceiveMode::All
-        }
+        if topic::has_wildcard(filter) { ReceiveMode::FromOthers } else { ReceiveMode::All }
     }
 }
 
@@ -44,9 +40,7 @@ pub struct Subscriptions<T> {
 
 impl<T> Default for Subscriptions<T> {
     fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 }
 
@@ -54,19 +48,13 @@ impl<T: Clone> Subscriptions<T> {
     /// Adds (or replaces) `subscriber`'s subscription to `filter`.
     pub fn subscribe(&mut self, subscriber: &str, filter: &str, mode: ReceiveMode, target: T) {
         self.unsubscribe(subscriber, filter);
-        self.entries.push(Entry {
-            subscriber: subscriber.to_owned(),
-            filter: filter.to_owned(),
-            mode,
-            target,
-        });
+        self.entries.push(Entry { subscriber: subscriber.to_owned(), filter: filter.to_owned(), mode, target });
     }
 
     /// Removes `subscriber`'s subscription to `filter`; true if there was one.
     pub fn unsubscribe(&mut self, subscriber: &str, filter: &str) -> bool {
         let before = self.entries.len();
-        self.entries
-            .retain(|e| !(e.subscriber == subscriber && e.filter == filter));
+        self.entries.retain(|e| !(e.subscriber == subscriber && e.filter == filter));
         before != self.entries.len()
     }
 
@@ -82,11 +70,7 @@ impl<T: Clone> Subscriptions<T> {
 
     /// Filters `subscriber` holds, in subscription order.
     pub fn filters_of(&self, subscriber: &str) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|e| e.subscriber == subscriber)
-            .map(|e| e.filter.clone())
-            .collect()
+        self.entries.iter().filter(|e| e.subscriber == subscriber).map(|e| e.filter.clone()).collect()
     }
 
     /// Total number of subscriptions.
@@ -125,18 +109,8 @@ mod tests {
 
     fn table() -> Subscriptions<&'static str> {
         let mut s = Subscriptions::default();
-        s.subscribe(
-            "hello",
-            "clients/+/hello/world",
-            ReceiveMode::default_for("clients/+/hello/world"),
-            "hello",
-        );
-        s.subscribe(
-            "bridge",
-            "clients/+/hello/world",
-            ReceiveMode::default_for("clients/+/hello/world"),
-            "bridge",
-        );
+        s.subscribe("hello", "clients/+/hello/world", ReceiveMode::default_for("clients/+/hello/world"), "hello");
+        s.subscribe("bridge", "clients/+/hello/world", ReceiveMode::default_for("clients/+/hello/world"), "bridge");
         s
     }
 
@@ -144,10 +118,7 @@ mod tests {
     fn wildcard_subscribers_do_not_receive_their_own_publishes() {
         let s = table();
         assert_eq!(s.targets("bridge", "clients/d1/hello/world"), vec!["hello"]);
-        assert_eq!(
-            s.targets("other", "clients/d1/hello/world"),
-            vec!["hello", "bridge"]
-        );
+        assert_eq!(s.targets("other", "clients/d1/hello/world"), vec!["hello", "bridge"]);
     }
 
     #[test]
@@ -174,16 +145,8 @@ mod tests {
     fn dollar_topics_need_an_explicit_dollar_filter() {
         let mut s = Subscriptions::default();
         s.subscribe("all", "#", ReceiveMode::FromOthers, "all");
-        s.subscribe(
-            "shadow",
-            "$aws/things/+/shadow/#",
-            ReceiveMode::FromOthers,
-            "shadow",
-        );
-        assert_eq!(
-            s.targets("x", "$aws/things/t/shadow/update"),
-            vec!["shadow"]
-        );
+        s.subscribe("shadow", "$aws/things/+/shadow/#", ReceiveMode::FromOthers, "shadow");
+        assert_eq!(s.targets("x", "$aws/things/t/shadow/update"), vec!["shadow"]);
         assert_eq!(s.targets("x", "a"), vec!["all"]);
     }
 }

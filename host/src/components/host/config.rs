@@ -27,9 +27,7 @@ pub(crate) fn read_config(config: &Value, key_path: &[String]) -> Result<Value, 
         if key.is_empty() {
             return Err(ConfigPathError::EmptyKey(i));
         }
-        node = node
-            .get(key)
-            .ok_or_else(|| ConfigPathError::KeyNotFound(key_path[..=i].join("/")))?;
+        node = node.get(key).ok_or_else(|| ConfigPathError::KeyNotFound(key_path[..=i].join("/")))?;
     }
     match (node, key_path.last()) {
         (Value::Object(_), _) | (_, None) => Ok(node.clone()),
@@ -42,11 +40,7 @@ pub(crate) fn read_config(config: &Value, key_path: &[String]) -> Result<Value, 
 }
 
 impl config::Host for HostState {
-    async fn get_configuration(
-        &mut self,
-        component: Option<String>,
-        key_path: Vec<String>,
-    ) -> Result<String, Error> {
+    async fn get_configuration(&mut self, component: Option<String>, key_path: Vec<String>) -> Result<String, Error> {
         let name = component.unwrap_or_else(|| self.name.clone());
         let config = self
             .configs
@@ -76,31 +70,19 @@ mod tests {
             read_config(&config, &path(&["smartLightDeviceNames"])).unwrap(),
             json!({"smartLightDeviceNames": ["MyClientDevice1"]})
         );
-        assert_eq!(
-            read_config(&config, &path(&["a"])).unwrap(),
-            json!({"b": 1})
-        );
-        assert_eq!(
-            read_config(&config, &path(&["a", "b"])).unwrap(),
-            json!({"b": 1})
-        );
+        assert_eq!(read_config(&config, &path(&["a"])).unwrap(), json!({"b": 1}));
+        assert_eq!(read_config(&config, &path(&["a", "b"])).unwrap(), json!({"b": 1}));
         assert_eq!(read_config(&config, &[]).unwrap(), config);
     }
 
     #[test]
     fn missing_and_empty_keys_are_reported() {
         let config = json!({"a": {"b": 1}});
-        assert_eq!(
-            read_config(&config, &path(&["a", "x"])),
-            Err(ConfigPathError::KeyNotFound("a/x".to_owned()))
-        );
+        assert_eq!(read_config(&config, &path(&["a", "x"])), Err(ConfigPathError::KeyNotFound("a/x".to_owned())));
         assert_eq!(
             read_config(&config, &path(&["a", "b", "c"])),
             Err(ConfigPathError::KeyNotFound("a/b/c".to_owned()))
         );
-        assert_eq!(
-            read_config(&config, &path(&["", "b"])),
-            Err(ConfigPathError::EmptyKey(0))
-        );
+        assert_eq!(read_config(&config, &path(&["", "b"])), Err(ConfigPathError::EmptyKey(0)));
     }
 }

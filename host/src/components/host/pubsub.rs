@@ -11,18 +11,11 @@ use crate::topic;
 impl HostState {
     /// Checks `operation` on `resource`; a denial is logged in the component's log and returned.
     fn authorize(&self, operation: &str, resource: &str) -> Result<(), Error> {
-        self.access
-            .check(&self.name, PUBSUB_SERVICE, operation, resource)
-            .map_err(|denied| {
-                self.log.line(Level::Warn, "access", &denied.to_string());
-                tracing::warn!(
-                    component = self.name,
-                    operation,
-                    resource,
-                    "pubsub request denied"
-                );
-                Error::Unauthorized(denied.to_string())
-            })
+        self.access.check(&self.name, PUBSUB_SERVICE, operation, resource).map_err(|denied| {
+            self.log.line(Level::Warn, "access", &denied.to_string());
+            tracing::warn!(component = self.name, operation, resource, "pubsub request denied");
+            Error::Unauthorized(denied.to_string())
+        })
     }
 }
 
@@ -37,58 +30,26 @@ fn bus_error(error: PubsubError) -> Error {
 impl pubsub::Host for HostState {
     async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<(), Error> {
         if topic::has_wildcard(&topic) {
-            return Err(Error::InvalidArguments(
-                "Publish topic must not contain a wildcard.".to_owned(),
-            ));
+            return Err(Error::InvalidArguments("Publish topic must not contain a wildcard.".to_owned()));
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(PUBLISH_TO_TOPIC, &topic)?;
-        let publish = Publish {
-            publisher: self.name.clone(),
-            topic,
-            payload: payload.into(),
-        };
-        self.peers
-            .publish
-            .send(publish)
-            .await
-            .map_err(service_error)?
-            .map_err(bus_error)
+        let publish = Publish { publisher: self.name.clone(), topic, payload: payload.into() };
+        self.peers.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
     }
 
     async fn subscribe(&mut self, filter: String) -> Result<(), Error> {
         topic::validate_filter(&filter).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(SUBSCRIBE_TO_TOPIC, &filter)?;
-        let subscribe = Subscribe {
-            subscriber: self.name.clone(),
-            filter,
-            mode: None,
-            recipient: self.inbox.clone(),
-        };
-        self.peers
-            .subscribe
-            .send(subscribe)
-            .await
-            .map_err(service_error)?
-            .map_err(bus_error)
+        let subscribe = Subscribe { subscriber: self.name.clone(), filter, mode: None, recipient: self.inbox.clone() };
+        self.peers.subscribe.send(subscribe).await.map_err(service_error)?.map_err(bus_error)
     }
 
     async fn unsubscribe(&mut self, filter: String) -> Result<(), Error> {
-        let unsubscribe = Unsubscribe {
-            subscriber: self.name.clone(),
-            filter: filter.clone(),
-        };
-        match self
-            .peers
-            .unsubscribe
-            .send(unsubscribe)
-            .await
-            .map_err(service_error)?
-        {
+        let unsubscribe = Unsubscribe { subscriber: self.name.clone(), filter: filter.clone() };
+        match self.peers.unsubscribe.send(unsubscribe).await.map_err(service_error)? {
             true => Ok(()),
-            false => Err(Error::ResourceNotFound(format!(
-                "not subscribed to {filter:?}"
-            ))),
+            false => Err(Error::ResourceNotFound(format!("not subscribed to {filter:?}"))),
         }
     }
 }

@@ -21,9 +21,7 @@ impl timer::Host for HostState {
             )));
         }
         if self.active_timers.len() >= MAX_TIMERS {
-            return Err(Error::InvalidArguments(format!(
-                "a component may run at most {MAX_TIMERS} timers"
-            )));
+            return Err(Error::InvalidArguments(format!("a component may run at most {MAX_TIMERS} timers")));
         }
         let id = self.next_timer;
         self.next_timer = self.next_timer.wrapping_add(1).max(1);

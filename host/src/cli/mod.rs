@@ -1,0 +1,165 @@
+//! The `turf` command line: argument definitions and dispatch, one file per command.
+//!
+//! Every command takes `--root` (env `TURF_ROOT`) to find the host's state and its socket.
+//! Commands that need a running host say so when it is not; `turf device add|list` work on the
+//! root directly when the host is stopped. Output is for people; exit status says success.
+//!
+//! - `run`: start a host. `device`: devices and certificates. `deployment`: local deployments.
+//! - `status`: what runs. `client`: a simulated client device.
+
+mod client;
+mod deployment;
+mod device;
+mod run;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use thiserror::Error;
+
+use crate::config::{DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME, RootLayout};
+
+/// Turf: an IoT core device host for local client devices (Greengrass-compatible).
+#[derive(Debug, Parser)]
+#[command(name = "turf", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Root directory of the host's state.
+    #[arg(long, global = true, env = "TURF_ROOT", default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the host: broker, bridge, components; stops cleanly on SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Register client devices and issue their certificates.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Create and inspect local deployments.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// Show what the running host listens on and which components run.
+    Status,
+    /// Act as a client device (for trying Turf without real hardware).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+/// `turf run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Mutual-TLS listener for client devices.
+    #[arg(long, default_value = DEFAULT_MQTT_LISTEN)]
+    pub mqtt_listen: std::net::SocketAddr,
+    /// Optional plain-TCP listener for local tools; must be a loopback address.
+    #[arg(long)]
+    pub plain_listen: Option<std::net::SocketAddr>,
+    /// Log level (error, warn, info, debug, trace) or a filter directive.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Thing name of this core device.
+    #[arg(long, default_value = DEFAULT_THING_NAME)]
+    pub thing_name: String,
+}
+
+/// `turf device ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Issue a certificate for a new device and register it.
+    Add {
+        /// Thing name (the device connects with it as MQTT client id).
+        thing: String,
+        /// Folder to write device.pem.crt, private.pem.key and ca.pem into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List registered devices.
+    List,
+}
+
+/// `turf deployment ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Deploy components and configuration (greengrass-cli compatible flags).
+    Create(CreateArgs),
+    /// List recent deployments.
+    List,
+    /// Show one deployment.
+    Status {
+        /// Deployment id.
+        id: String,
+    },
+}
+
+/// `turf deployment create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Folder of recipes (JSON or YAML, searched recursively).
+    #[arg(long, visible_alias = "recipeDir", short = 'r')]
+    pub recipe_dir: Option<PathBuf>,
+    /// Folder of artifacts laid out <component>/<version>/....
+    #[arg(long, visible_alias = "artifactDir", short = 'a')]
+    pub artifact_dir: Option<PathBuf>,
+    /// Component to add or update, NAME=VERSION (repeatable).
+    #[arg(long, short = 'm')]
+    pub merge: Vec<String>,
+    /// Root components to remove, NAME[,NAME] (repeatable).
+    #[arg(long)]
+    pub remove: Vec<String>,
+    /// Configuration update: JSON, @FILE or a file path, {"<component>": {"MERGE": {...}, "RESET": [...]}}.
+    #[arg(long, short = 'c')]
+    pub update_config: Option<String>,
+    /// Return after submitting instead of waiting for the outcome.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Longest to wait for the outcome, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// `turf client ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Connect as a device, subscribe to a topic and publish numbered messages to it.
+    Publish(client::PublishArgs),
+}
+
+/// A command that failed; the text is what the user sees after `error:`.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// The request to the host failed.
+    #[error(transparent)]
+    Client(#[from] crate::mgmt::client::ClientError),
+    /// A device operation failed.
+    #[error(transparent)]
+    Device(#[from] crate::devices::DeviceError),
+    /// The host failed to start.
+    #[error(transparent)]
+    Start(#[from] crate::supervisor::StartError),
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Logging(#[from] crate::logging::LoggingError),
+    /// The arguments are wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran but did not succeed (a failed deployment, a device that got no echo).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs the parsed command. Must be called inside an actix system.
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    let layout = RootLayout::new(&cli.root);
+    match cli.command {
+        Command::Run(args) => run::run(&cli.root, args).await,
+        Command::Device(command) => device::execute(&layout, command).await,
+        Command::Deployment(command) => deployment::execute(&layout, command).await,
+        Command::Status => status::execute(&layout).await,
+        Command::Client(ClientCommand::Publish(args)) => client::publish(args).await,
+    }
+}

@@ -1,0 +1,74 @@
+//! The host log: `logs/turf.log` under the root, and stderr.
+//!
+//! `tracing` events from Turf at the requested level; dependencies (rmqtt, actix, wasmtime) at
+//! `warn`, so a refused TLS handshake still shows. A full `RUST_LOG`-style directive string is
+//! accepted too. Component output never goes here: it has its own files (see
+//! `components::log`).
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// The level or directive string is invalid.
+    #[error("--log-level {level:?} is not a level (error, warn, info, debug, trace) or a filter directive: {reason}")]
+    BadLevel {
+        /// What was given.
+        level: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The log directory could not be created.
+    #[error("cannot create log directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A global subscriber was already installed.
+    #[error("logging was already initialised: {0}")]
+    Init(String),
+}
+
+fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
+    let directives = match level {
+        "error" | "warn" | "info" | "debug" | "trace" => format!("warn,turf_host={level},turf={level}"),
+        custom => custom.to_owned(),
+    };
+    EnvFilter::try_new(&directives)
+        .map_err(|e| LoggingError::BadLevel { level: level.to_owned(), reason: e.to_string() })
+}
+
+/// Sends logs to `logs_dir/turf.log` and stderr. Keep the guard alive until exit so the file
+/// writer flushes.
+pub fn init(logs_dir: &Path, level: &str) -> Result<WorkerGuard, LoggingError> {
+    let filter = filter(level)?;
+    std::fs::create_dir_all(logs_dir).map_err(|source| LoggingError::Dir { path: logs_dir.to_path_buf(), source })?;
+    let (file, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(logs_dir, "turf.log"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).compact())
+        .with(tracing_subscriber::fmt::layer().with_writer(file).with_ansi(false))
+        .try_init()
+        .map_err(|e| LoggingError::Init(e.to_string()))?;
+    Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_directives_parse_and_garbage_does_not() {
+        assert!(filter("info").is_ok());
+        assert!(filter("turf_host::broker=trace,warn").is_ok());
+        assert!(matches!(filter("loud=="), Err(LoggingError::BadLevel { .. })));
+    }
+}

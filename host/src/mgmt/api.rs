@@ -1,0 +1,45 @@
+//! Types and paths of the management API (JSON over HTTP/1.1 on `DIR/turf.sock`), shared by the
+//! server and the CLI's client. Plain serde data.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::model::ComponentInfo;
+
+/// Path prefix of every endpoint.
+pub const PREFIX: &str = "/v1";
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Turf version.
+    pub version: String,
+    /// Thing name of this core device.
+    pub thing_name: String,
+    /// Root directory.
+    pub root: PathBuf,
+    /// Mutual-TLS device listener.
+    pub mqtt: SocketAddr,
+    /// Plain loopback listener.
+    pub plain: Option<SocketAddr>,
+    /// Seconds since the epoch when the host started.
+    pub started_at: i64,
+    /// Components and their states.
+    pub components: Vec<ComponentInfo>,
+}
+
+/// `POST /v1/devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddDeviceRequest {
+    /// Thing name of the new device.
+    pub thing: String,
+}
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+}

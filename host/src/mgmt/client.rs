@@ -1,0 +1,149 @@
+//! The management API client the `turf` CLI uses: HTTP/1.1 over the host's Unix socket.
+//!
+//! Must run inside an actix system (the CLI's `main` provides one). Errors say whether the host
+//! is not running, refused the request (with its reason), or answered something unreadable.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_service::fn_service;
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
+use awc::http::Uri;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use super::api::{AddDeviceRequest, ErrorBody, PREFIX, StatusReport};
+use crate::deploy::model::{DeploymentRecord, DeploymentRequest};
+use crate::devices::IssuedDevice;
+use crate::devices::registry::DeviceRecord;
+
+/// A failed API call.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Nothing answers on the socket.
+    #[error(
+        "no turf host is running with root {root} (no answer on {socket}); start one with `turf run --root {root}`"
+    )]
+    NotRunning {
+        /// The root directory.
+        root: String,
+        /// The socket path.
+        socket: PathBuf,
+    },
+    /// The request could not be sent or the reply not read.
+    #[error("talking to the host failed: {0}")]
+    Transport(String),
+    /// The host refused the request.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A client bound to one host's socket.
+pub struct Client {
+    http: awc::Client,
+    socket: PathBuf,
+}
+
+impl Client {
+    /// A client for the host listening on `socket`.
+    pub fn new(socket: &Path) -> Self {
+        let path = socket.to_path_buf();
+        let connector = fn_service(move |request: ConnectInfo<Uri>| {
+            let path = path.clone();
+            async move {
+                let stream = actix_rt::net::UnixStream::connect(&path).await.map_err(ConnectError::Io)?;
+                Ok::<_, ConnectError>(Connection::new(request.request().clone(), stream))
+            }
+        });
+        let http = awc::Client::builder()
+            .connector(awc::Connector::new().connector(connector))
+            .timeout(Duration::from_secs(30))
+            .finish();
+        Self { http, socket: socket.to_path_buf() }
+    }
+
+    /// True when a host answers on `socket`.
+    pub fn is_running(socket: &Path) -> bool {
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    }
+
+    fn url(path: &str) -> String {
+        format!("http://turf.local{PREFIX}{path}")
+    }
+
+    fn not_running(&self) -> ClientError {
+        let root = self.socket.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        ClientError::NotRunning { root, socket: self.socket.clone() }
+    }
+
+    async fn read<T: DeserializeOwned>(
+        &self,
+        sent: Result<
+            awc::ClientResponse<impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>,
+            awc::error::SendRequestError,
+        >,
+    ) -> Result<(u16, T), ClientError> {
+        let mut response = sent.map_err(|e| match e {
+            awc::error::SendRequestError::Connect(_) => self.not_running(),
+            other => ClientError::Transport(other.to_string()),
+        })?;
+        let status = response.status();
+        let body = response.body().limit(64 << 20).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            let text = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+            return Err(ClientError::Refused(text));
+        }
+        let value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Transport(format!("unreadable reply ({status}): {e}")))?;
+        Ok((status.as_u16(), value))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, timeout: Duration) -> Result<(u16, T), ClientError> {
+        let sent = self.http.get(Self::url(path)).timeout(timeout).send().await;
+        self.read(sent).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let sent = self.http.post(Self::url(path)).send_json(body).await;
+        Ok(self.read(sent).await?.1)
+    }
+
+    /// The host's status and components.
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        Ok(self.get("/status", Duration::from_secs(30)).await?.1)
+    }
+
+    /// Issues and registers a device.
+    pub async fn add_device(&self, thing: &str) -> Result<IssuedDevice, ClientError> {
+        self.post("/devices", &AddDeviceRequest { thing: thing.to_owned() }).await
+    }
+
+    /// Registered devices.
+    pub async fn list_devices(&self) -> Result<Vec<DeviceRecord>, ClientError> {
+        Ok(self.get("/devices", Duration::from_secs(30)).await?.1)
+    }
+
+    /// Submits a deployment.
+    pub async fn create_deployment(&self, request: &DeploymentRequest) -> Result<DeploymentRecord, ClientError> {
+        self.post("/deployments", request).await
+    }
+
+    /// One deployment.
+    pub async fn deployment(&self, id: &str) -> Result<DeploymentRecord, ClientError> {
+        Ok(self.get(&format!("/deployments/{id}"), Duration::from_secs(30)).await?.1)
+    }
+
+    /// Recent deployments, newest first.
+    pub async fn deployments(&self) -> Result<Vec<DeploymentRecord>, ClientError> {
+        Ok(self.get("/deployments", Duration::from_secs(30)).await?.1)
+    }
+
+    /// Waits up to `timeout` for a deployment to finish; the record tells whether it did.
+    pub async fn wait_deployment(&self, id: &str, timeout: Duration) -> Result<DeploymentRecord, ClientError> {
+        let path = format!("/deployments/{id}/wait?timeout_secs={}", timeout.as_secs().max(1));
+        Ok(self.get(&path, timeout + Duration::from_secs(10)).await?.1)
+    }
+}

@@ -1,0 +1,211 @@
+//! The management API server: actix-web on the Unix socket `DIR/turf.sock` (0600).
+//!
+//! Each handler turns an HTTP request into one message to the owning service and its reply into
+//! JSON; it keeps no state of its own. Refuses to start when another host already answers on the
+//! socket, and removes a stale socket file left by a crash.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde::Deserialize;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::api::{AddDeviceRequest, ErrorBody, StatusReport};
+use crate::deploy::model::DeploymentRequest;
+use crate::deploy::{CreateDeployment, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
+use crate::devices::{AddDevice, ListDevices};
+
+/// Longest a `wait` request may block.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// A failure to start the API.
+#[derive(Debug, Error)]
+pub enum MgmtError {
+    /// A host already runs on this root.
+    #[error(
+        "another turf host is already running with this root (it answers on {0}); stop it first or use another --root"
+    )]
+    AlreadyRunning(PathBuf),
+    /// The socket could not be bound.
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The services the API talks to, and the static facts it reports.
+#[derive(Clone)]
+pub struct MgmtPeers {
+    /// Device auth: add a device.
+    pub add_device: Recipient<AddDevice>,
+    /// Device auth: list devices.
+    pub list_devices: Recipient<ListDevices>,
+    /// Deployments: submit.
+    pub create_deployment: Recipient<CreateDeployment>,
+    /// Deployments: look up.
+    pub get_deployment: Recipient<GetDeployment>,
+    /// Deployments: wait for one to finish.
+    pub wait_deployment: Recipient<WaitDeployment>,
+    /// Deployments: history.
+    pub list_deployments: Recipient<ListDeployments>,
+    /// Deployments: components.
+    pub list_components: Recipient<ListComponents>,
+    /// Static part of the status report (components are filled in per request).
+    pub status: StatusReport,
+}
+
+fn error(status: StatusCode, text: impl ToString) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody { error: text.to_string() })
+}
+
+fn unavailable(e: MailboxError) -> HttpResponse {
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("host service unavailable: {e}"))
+}
+
+fn json<T: Serialize>(value: T) -> HttpResponse {
+    HttpResponse::Ok().json(value)
+}
+
+async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
+    match peers.list_components.send(ListComponents).await {
+        Ok(components) => json(StatusReport { components, ..peers.status.clone() }),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn list_devices(peers: web::Data<MgmtPeers>) -> HttpResponse {
+    match peers.list_devices.send(ListDevices).await {
+        Ok(Ok(devices)) => json(devices),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn add_device(peers: web::Data<MgmtPeers>, body: web::Json<AddDeviceRequest>) -> HttpResponse {
+    match peers.add_device.send(AddDevice { thing: body.into_inner().thing }).await {
+        Ok(Ok(issued)) => json(issued),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn create_deployment(peers: web::Data<MgmtPeers>, body: web::Json<DeploymentRequest>) -> HttpResponse {
+    match peers.create_deployment.send(CreateDeployment(body.into_inner())).await {
+        Ok(Ok(record)) => json(record),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn list_deployments(peers: web::Data<MgmtPeers>) -> HttpResponse {
+    match peers.list_deployments.send(ListDeployments).await {
+        Ok(records) => json(records),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> HttpResponse {
+    let id = id.into_inner();
+    match peers.get_deployment.send(GetDeployment { id: id.clone() }).await {
+        Ok(Some(record)) => json(record),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    timeout_secs: Option<u64>,
+}
+
+async fn wait_deployment(
+    peers: web::Data<MgmtPeers>,
+    id: web::Path<String>,
+    query: web::Query<WaitQuery>,
+) -> HttpResponse {
+    let id = id.into_inner();
+    let timeout = query.timeout_secs.map(Duration::from_secs).unwrap_or(MAX_WAIT).min(MAX_WAIT);
+    let waited = tokio::time::timeout(timeout, peers.wait_deployment.send(WaitDeployment { id: id.clone() })).await;
+    match waited {
+        Ok(Ok(Some(record))) => json(record),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
+        Ok(Err(e)) => unavailable(e),
+        Err(_) => match peers.get_deployment.send(GetDeployment { id }).await {
+            Ok(Some(record)) => HttpResponse::build(StatusCode::ACCEPTED).json(record),
+            Ok(None) => error(StatusCode::NOT_FOUND, "deployment vanished"),
+            Err(e) => unavailable(e),
+        },
+    }
+}
+
+async fn list_components(peers: web::Data<MgmtPeers>) -> HttpResponse {
+    match peers.list_components.send(ListComponents).await {
+        Ok(components) => json(components),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn routes(config: &mut web::ServiceConfig) {
+    config.service(
+        web::scope(super::api::PREFIX)
+            .route("/status", web::get().to(status))
+            .route("/devices", web::get().to(list_devices))
+            .route("/devices", web::post().to(add_device))
+            .route("/deployments", web::get().to(list_deployments))
+            .route("/deployments", web::post().to(create_deployment))
+            .route("/deployments/{id}", web::get().to(get_deployment))
+            .route("/deployments/{id}/wait", web::get().to(wait_deployment))
+            .route("/components", web::get().to(list_components)),
+    );
+}
+
+/// Fails when another host already answers on `socket`.
+pub fn ensure_free(socket: &Path) -> Result<(), MgmtError> {
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Err(MgmtError::AlreadyRunning(socket.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Starts serving on `socket`; returns the handle that stops it.
+pub fn start(socket: &Path, peers: MgmtPeers) -> Result<ServerHandle, MgmtError> {
+    ensure_free(socket)?;
+    let bind = |source| MgmtError::Bind { path: socket.to_path_buf(), source };
+    if socket.exists() {
+        std::fs::remove_file(socket).map_err(bind)?;
+    }
+    let data = web::Data::new(peers);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(4 << 20).error_handler(|err, _| {
+                let text = format!("invalid request body: {err}");
+                actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, text)).into()
+            }))
+            .configure(routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind_uds(socket)
+    .map_err(bind)?
+    .run();
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "management API stopped");
+        }
+    });
+    Ok(handle)
+}

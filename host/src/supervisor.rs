@@ -1,0 +1,207 @@
+//! The supervisor: the only place that knows every service's concrete type and wires them.
+//!
+//! Startup order: root directories → CA and server certificate → broker (listening) → device auth
+//! (pushes the device directory to the broker) → pubsub bus → bridge → component runtime and
+//! deployments (restoring the last successful deployment) → management API. The host is "ready"
+//! when [`start`] returns. Shutdown is the reverse and explicit: stop accepting (API, broker
+//! listeners, device sessions), stop components, then the services' actors end with the system.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use thiserror::Error;
+
+use crate::bridge::{Bridge, BridgePeers};
+use crate::broker::{Broker, BrokerError, BrokerOptions, StopBroker};
+use crate::components::instance::ServicePeers;
+use crate::components::{ComponentRuntime, RuntimePeers, StopAll};
+use crate::config::HostConfig;
+use crate::deploy::records::RecordsError;
+use crate::deploy::{DeploymentPeers, Deployments, Restore};
+use crate::devices::DeviceAuth;
+use crate::devices::ca::{CaError, CoreCa, default_server_sans};
+use crate::devices::registry::{Registry, RegistryError};
+use crate::mgmt::api::StatusReport;
+use crate::mgmt::server::{self, MgmtError, MgmtPeers};
+use crate::pubsub::PubsubBus;
+use crate::{components, fsutil, store};
+
+/// Why the host could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The root directory could not be prepared.
+    #[error("cannot prepare root directory {path}: {source}")]
+    Root {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA failed.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Deployment records failed.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// The WebAssembly engine failed.
+    #[error(transparent)]
+    Engine(#[from] components::engine::EngineError),
+    /// The management API failed.
+    #[error(transparent)]
+    Mgmt(#[from] MgmtError),
+}
+
+/// Where a running host can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Mutual-TLS device listener.
+    pub mqtt: SocketAddr,
+    /// Plain loopback listener, if enabled.
+    pub plain: Option<SocketAddr>,
+    /// Management API socket.
+    pub socket: PathBuf,
+    /// Root directory.
+    pub root: PathBuf,
+    /// The core CA certificate (what devices trust).
+    pub ca_cert: PathBuf,
+}
+
+/// A started host.
+pub struct Host {
+    endpoints: Endpoints,
+    broker: Addr<Broker>,
+    runtime: Addr<ComponentRuntime>,
+    mgmt: ServerHandle,
+}
+
+impl Host {
+    /// Where the host can be reached.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Stops accepting, disconnects devices, stops components. Services end with the system.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.mgmt.stop(true).await;
+        if let Err(error) = self.broker.send(StopBroker).await {
+            tracing::warn!(%error, "broker already stopped");
+        }
+        if let Err(error) = self.runtime.send(StopAll).await {
+            tracing::warn!(%error, "component runtime already stopped");
+        }
+        let _ = std::fs::remove_file(&self.endpoints.socket);
+        tracing::info!("stopped");
+    }
+}
+
+fn prepare_root(config: &HostConfig) -> Result<(), StartError> {
+    let layout = config.layout();
+    server::ensure_free(&layout.socket())?;
+    let root_err = |path: PathBuf| move |source| StartError::Root { path, source };
+    fsutil::create_private_dir(layout.root()).map_err(root_err(layout.root().to_path_buf()))?;
+    for dir in [layout.logs_dir(), layout.recipes_dir(), layout.plugins_dir()] {
+        std::fs::create_dir_all(&dir).map_err(root_err(dir.clone()))?;
+    }
+    store::open(&layout.database())
+        .map_err(|e| StartError::Root { path: layout.database(), source: std::io::Error::other(e.to_string()) })?;
+    Ok(())
+}
+
+/// Starts every service; must be called inside an actix system.
+pub async fn start(config: HostConfig) -> Result<Host, StartError> {
+    let layout = config.layout();
+    prepare_root(&config)?;
+
+    let ca = CoreCa::load_or_create(&layout.ca_dir())?;
+    let tls = ca.ensure_server_cert(&config.thing_name, &default_server_sans())?;
+    let ca_cert = ca.cert_path();
+    let (broker, addrs) =
+        Broker::start(&BrokerOptions { mqtt_listen: config.mqtt_listen, plain_listen: config.plain_listen, tls })
+            .await?;
+    let broker = broker.start();
+
+    let registry = Registry::open(&layout.database())?;
+    let devices = DeviceAuth::new(ca, registry, broker.clone().recipient()).start();
+
+    let bus = PubsubBus::new().start();
+    let bridge = Bridge::new(BridgePeers {
+        taps: broker.clone().recipient(),
+        to_devices: broker.clone().recipient(),
+        subscribe: bus.clone().recipient(),
+        unsubscribe_all: bus.clone().recipient(),
+        publish: bus.clone().recipient(),
+    })
+    .start();
+
+    let deployments_ctx = Context::<Deployments>::new();
+    let runtime = ComponentRuntime::new(
+        layout.clone(),
+        config.component_limits.clone(),
+        RuntimePeers {
+            services: ServicePeers {
+                subscribe: bus.clone().recipient(),
+                unsubscribe: bus.clone().recipient(),
+                publish: bus.clone().recipient(),
+            },
+            unsubscribe_all: bus.clone().recipient(),
+            status: deployments_ctx.address().recipient(),
+        },
+    )?
+    .start();
+    let deployments = deployments_ctx.run(Deployments::new(
+        layout.clone(),
+        config.thing_name.clone(),
+        DeploymentPeers {
+            prepare: runtime.clone().recipient(),
+            launch: runtime.clone().recipient(),
+            configure: runtime.clone().recipient(),
+            stop: runtime.clone().recipient(),
+            bridge: bridge.recipient(),
+        },
+    )?);
+    if deployments.send(Restore).await.is_err() {
+        tracing::error!("deployment service stopped while restoring");
+    }
+
+    let status = StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        thing_name: config.thing_name.clone(),
+        root: layout.root().to_path_buf(),
+        mqtt: addrs.mqtt,
+        plain: addrs.plain,
+        started_at: store::now_secs(),
+        components: Vec::new(),
+    };
+    let mgmt = server::start(
+        &layout.socket(),
+        MgmtPeers {
+            add_device: devices.clone().recipient(),
+            list_devices: devices.recipient(),
+            create_deployment: deployments.clone().recipient(),
+            get_deployment: deployments.clone().recipient(),
+            wait_deployment: deployments.clone().recipient(),
+            list_deployments: deployments.clone().recipient(),
+            list_components: deployments.recipient(),
+            status,
+        },
+    )?;
+    let endpoints = Endpoints {
+        mqtt: addrs.mqtt,
+        plain: addrs.plain,
+        socket: layout.socket(),
+        root: layout.root().to_path_buf(),
+        ca_cert,
+    };
+    tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, socket = %endpoints.socket.display(), "turf ready");
+    Ok(Host { endpoints, broker, runtime, mgmt })
+}

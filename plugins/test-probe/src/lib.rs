@@ -1,0 +1,94 @@
+//! A configurable component the end-to-end tests use to probe the host API from a real guest.
+//!
+//! Configuration (all optional):
+//! - `subscribe`: filters to subscribe to in `init`; each outcome is printed.
+//! - `publish`: `[{"topic", "payload"}]` published in `init`; each outcome is printed.
+//! - `echoPrefix`: every received message is republished on `<echoPrefix><topic>` (except
+//!   messages already under the prefix).
+//! - `initFails`: `init` returns an error.
+//! - `timerMs`: start a timer with this period; each tick is printed.
+//!
+//! A message whose payload is `trap` makes the guest trap; `spin` makes it loop forever (the
+//! host must cut it off). Every line it prints is something a test looks for.
+#![allow(clippy::print_stdout)] // stdout is this component's log
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use serde_json::Value;
+use turf_sdk::{Component, config, pubsub, timer};
+
+thread_local! {
+    static TICKS: Cell<u32> = const { Cell::new(0) };
+}
+
+fn setting(key: &str) -> Option<Value> {
+    let text = config::get(&[key]).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    value.get(key).cloned()
+}
+
+struct Probe;
+
+impl Component for Probe {
+    fn init() -> Result<(), String> {
+        if setting("initFails").and_then(|v| v.as_bool()) == Some(true) {
+            return Err("configured to fail in init".to_owned());
+        }
+        for filter in setting("subscribe").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            let filter = filter.as_str().unwrap_or_default().to_owned();
+            match pubsub::subscribe(&filter) {
+                Ok(()) => println!("subscribed {filter}"),
+                Err(e) => println!("subscribe {filter} failed: {e}"),
+            }
+        }
+        for item in setting("publish").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            let topic = item.get("topic").and_then(Value::as_str).unwrap_or_default();
+            let payload = item.get("payload").and_then(Value::as_str).unwrap_or_default();
+            match pubsub::publish(topic, payload.as_bytes()) {
+                Ok(()) => println!("published {topic}"),
+                Err(e) => println!("publish {topic} failed: {e}"),
+            }
+        }
+        if let Some(ms) = setting("timerMs").and_then(|v| v.as_u64()) {
+            timer::set_interval(Duration::from_millis(ms)).map_err(|e| e.to_string())?;
+        }
+        println!("probe ready");
+        Ok(())
+    }
+
+    fn on_message(topic: String, payload: Vec<u8>) {
+        let text = String::from_utf8_lossy(&payload).into_owned();
+        println!("message {topic}: {text}");
+        match text.as_str() {
+            "trap" => std::process::abort(),
+            "spin" => loop {
+                std::hint::spin_loop();
+            },
+            _ => {}
+        }
+        if let Some(prefix) = setting("echoPrefix").and_then(|v| v.as_str().map(str::to_owned)) {
+            if topic.starts_with(&prefix) {
+                return;
+            }
+            let target = format!("{prefix}{topic}");
+            if let Err(e) = pubsub::publish(&target, &payload) {
+                println!("echo to {target} failed: {e}");
+            }
+        }
+    }
+
+    fn on_configuration_update(component: String, key_path: Vec<String>) {
+        println!("configuration update {component} {}", key_path.join("/"));
+    }
+
+    fn on_timer(id: u32) {
+        let n = TICKS.with(|t| {
+            t.set(t.get() + 1);
+            t.get()
+        });
+        println!("tick {id} {n}");
+    }
+}
+
+turf_sdk::export_component!(Probe);

@@ -1,0 +1,215 @@
+//! The `turf` binary end to end: the tutorial's step 4 exactly as a user types it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use turf_tests::{TIMEOUT, plugin_wasm, turf_bin, wait_until, workspace};
+
+const HELLO: &str = "com.example.clientdevices.MyHelloWorldSubscriber";
+
+/// `turf run` in a child process, with its stdout lines.
+struct RunningTurf {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    root: std::path::PathBuf,
+}
+
+impl RunningTurf {
+    fn start(root: &Path) -> Result<(Self, u16)> {
+        let mut child = Command::new(turf_bin())
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "run",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--plain-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let running = Self { child, lines, root: root.to_path_buf() };
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let line = running
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .context("turf run printed no listener address")?;
+            if let Some(addr) = line.strip_prefix("  devices (MQTT, mutual TLS): ") {
+                let port = addr.rsplit(':').next().unwrap().parse()?;
+                return Ok((running, port));
+            }
+        }
+    }
+
+    fn turf(&self, args: &[&str]) -> std::process::Output {
+        Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
+    }
+
+    fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        assert!(status.success());
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        bail!("turf run did not exit within {TIMEOUT:?} of SIGTERM")
+    }
+}
+
+fn ok(output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "command failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[actix_rt::test]
+async fn tutorial_step_4_with_the_turf_cli() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, port) = RunningTurf::start(&root)?;
+
+    let certs = dir.path().join("certs");
+    ok(&turf.turf(&["device", "add", "MyClientDevice1", "--out", certs.to_str().unwrap()]));
+    assert!(ok(&turf.turf(&["device", "list"])).contains("MyClientDevice1"));
+
+    let artifacts = dir.path().join("artifacts").join(HELLO).join("1.0.0");
+    std::fs::create_dir_all(&artifacts)?;
+    std::fs::copy(plugin_wasm("hello_world_subscriber"), artifacts.join("hello_world_subscriber.wasm"))?;
+    let recipes = workspace().join("recipes/components");
+    let bridge = workspace().join("recipes/tutorial/step4-bridge.json");
+    let deployed = ok(&turf.turf(&[
+        "deployment",
+        "create",
+        "--recipeDir",
+        recipes.to_str().unwrap(),
+        "--artifactDir",
+        dir.path().join("artifacts").to_str().unwrap(),
+        "--merge",
+        &format!("{HELLO}=1.0.0"),
+        "--update-config",
+        &format!("@{}", bridge.display()),
+    ]));
+    assert!(deployed.contains("Local deployment submitted! Deployment Id: "), "{deployed}");
+    assert!(deployed.contains(": SUCCEEDED"), "{deployed}");
+
+    let hello_log = root.join("logs").join(format!("{HELLO}.log"));
+    let published = ok(&turf.turf(&[
+        "client",
+        "publish",
+        "--thing",
+        "MyClientDevice1",
+        "--certs",
+        certs.to_str().unwrap(),
+        "--broker",
+        &format!("localhost:{port}"),
+        "--interval-ms",
+        "0",
+    ]));
+    assert_eq!(
+        published.matches("Publish received on topic clients/MyClientDevice1/hello/world").count(),
+        10,
+        "{published}"
+    );
+    let read_log = || std::fs::read_to_string(&hello_log).unwrap_or_default();
+    wait_until(TIMEOUT, "10 hello messages in the component log", || async {
+        read_log().matches("Received new message: ").count() >= 10
+    })
+    .await
+    .with_context(|| read_log())?;
+    let lines: Vec<String> =
+        read_log().lines().filter(|l| l.contains("Received new message: ")).map(str::to_owned).collect();
+    for (i, line) in lines.iter().enumerate() {
+        let expected = format!("stdout. Received new message: {{\"message\": \"Hello World!\", \"sequence\": {i}}}");
+        assert!(line.ends_with(&expected), "line {i} out of order: {line}");
+    }
+
+    let refused = turf.turf(&[
+        "client",
+        "publish",
+        "--thing",
+        "OtherDevice",
+        "--certs",
+        certs.to_str().unwrap(),
+        "--broker",
+        &format!("127.0.0.1:{port}"),
+        "--count",
+        "1",
+        "--timeout",
+        "5",
+    ]);
+    assert!(!refused.status.success(), "a certificate used with another thing's client id must be refused");
+    let host_log = || std::fs::read_to_string(root.join("logs/turf.log")).unwrap_or_default();
+    wait_until(TIMEOUT, "the refusal in the host log", || async {
+        host_log().contains("connection refused") && host_log().contains("OtherDevice")
+    })
+    .await
+    .with_context(host_log)?;
+    assert!(
+        host_log().contains("not to \\\"OtherDevice\\\"") || host_log().contains("not to \"OtherDevice\""),
+        "{}",
+        host_log()
+    );
+
+    let status = ok(&turf.turf(&["status"]));
+    assert!(status.contains(HELLO) && status.contains("RUNNING"), "{status}");
+
+    let exit = turf.terminate()?;
+    assert!(exit.success(), "turf run exited with {exit}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener still open after exit");
+    Ok(())
+}
+
+#[test]
+fn device_add_works_while_the_host_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let out = dir.path().join("certs");
+    let output = Command::new(turf_bin())
+        .args(["--root", root.to_str().unwrap(), "device", "add", "Offline-1", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("private.pem.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let bad = Command::new(turf_bin())
+        .args(["--root", root.to_str().unwrap(), "device", "add", "no/slashes", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("only letters, digits"));
+}
+
+#[test]
+fn commands_that_need_a_host_say_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(turf_bin())
+        .args(["--root", dir.path().to_str().unwrap(), "status"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("turf run --root"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
