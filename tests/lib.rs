@@ -262,6 +262,26 @@ pub fn bridge_update(routes: &[(&str, &str, &str, &str)]) -> DeploymentRequest {
     }
 }
 
+/// A certificate folder for `thing` signed by a CA no host has seen; trusts the host CA in `trust`.
+pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "Rogue CA");
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, thing);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let out = dir.join(format!("foreign-{thing}"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("device.pem.crt"), cert.pem()).unwrap();
+    std::fs::write(out.join("private.pem.key"), key.serialize_pem()).unwrap();
+    std::fs::copy(trust.join("ca.pem"), out.join("ca.pem")).unwrap();
+    out
+}
+
 /// rustls client configuration from a certificate folder written by `turf device add`.
 pub fn device_tls(certs: &Path) -> rustls::ClientConfig {
     use rustls::pki_types::pem::PemObject;

@@ -1,31 +1,10 @@
 //! The device broker: who may connect, and MQTT behaviour devices rely on.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use rumqttc::{Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-use turf_tests::{Device, HostOptions, TIMEOUT, TestHost, device_tls};
-
-/// A certificate folder signed by a CA the host has never seen, for `thing`.
-fn foreign_certs(dir: &std::path::Path, thing: &str, trust: &std::path::Path) -> std::path::PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Rogue CA");
-    let issuer = Issuer::new(ca_params, &ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, thing);
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let out = dir.join(format!("foreign-{thing}"));
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("device.pem.crt"), cert.pem()).unwrap();
-    std::fs::write(out.join("private.pem.key"), key.serialize_pem()).unwrap();
-    std::fs::copy(trust.join("ca.pem"), out.join("ca.pem")).unwrap();
-    out
-}
+use turf_tests::{Device, HostOptions, TIMEOUT, TestHost, device_tls, foreign_certs};
 
 /// Attempts a TLS connection and reports how it ended.
 async fn try_connect(host: &TestHost, client_id: &str, tls: rustls::ClientConfig) -> Result<()> {

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use turf_tests::{TIMEOUT, plugin_wasm, turf_bin, wait_until, workspace};
+use turf_tests::{TIMEOUT, foreign_certs, plugin_wasm, turf_bin, wait_until, workspace};
 
 const HELLO: &str = "com.example.clientdevices.MyHelloWorldSubscriber";
 
@@ -133,7 +133,7 @@ async fn tutorial_step_4_with_the_turf_cli() -> Result<()> {
         read_log().matches("Received new message: ").count() >= 10
     })
     .await
-    .with_context(|| read_log())?;
+    .with_context(read_log)?;
     let lines: Vec<String> =
         read_log().lines().filter(|l| l.contains("Received new message: ")).map(str::to_owned).collect();
     for (i, line) in lines.iter().enumerate() {

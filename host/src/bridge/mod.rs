@@ -89,7 +89,7 @@ impl Bridge {
         }
     }
 
-    fn from_devices(&mut self, msg: DeviceMessage) {
+    fn relay_device_message(&mut self, msg: DeviceMessage) {
         let mut inactive = Vec::new();
         for (route, target_topic) in self.config.forwards(Endpoint::LocalMqtt, &msg.topic) {
             match route.target {
@@ -105,7 +105,7 @@ impl Bridge {
         inactive.iter().for_each(|name| self.warn_inactive(name));
     }
 
-    fn from_pubsub(&mut self, msg: PubsubMessage) {
+    fn relay_pubsub_message(&mut self, msg: PubsubMessage) {
         let mut inactive = Vec::new();
         for (route, target_topic) in self.config.forwards(Endpoint::Pubsub, &msg.topic) {
             match route.target {
@@ -139,7 +139,7 @@ impl Handler<DeviceMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: DeviceMessage, _ctx: &mut Self::Context) {
-        self.from_devices(msg);
+        self.relay_device_message(msg);
     }
 }
 
@@ -147,6 +147,6 @@ impl Handler<PubsubMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
-        self.from_pubsub(msg);
+        self.relay_pubsub_message(msg);
     }
 }

@@ -14,10 +14,12 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!();
-    println!("{:<52} {:<9} {:<9} {:>8}", "COMPONENT", "VERSION", "STATE", "RESTARTS");
-    for c in status.components {
-        let kind = if c.builtin { " (built-in)" } else { "" };
-        println!("{:<52} {:<9} {:<9} {:>8}", format!("{}{kind}", c.name), c.version, c.state.to_string(), c.restarts);
+    let names: Vec<String> =
+        status.components.iter().map(|c| format!("{}{}", c.name, if c.builtin { " (built-in)" } else { "" })).collect();
+    let width = names.iter().map(String::len).max().unwrap_or(9).max(9);
+    println!("{:<width$}  {:<9} {:<9} {:>8}", "COMPONENT", "VERSION", "STATE", "RESTARTS");
+    for (c, name) in status.components.into_iter().zip(names) {
+        println!("{name:<width$}  {:<9} {:<9} {:>8}", c.version, c.state.to_string(), c.restarts);
         if let Some(error) = c.error {
             println!("    last error: {error}");
         }

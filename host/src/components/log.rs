@@ -97,11 +97,11 @@ impl ComponentLog {
             Some(file) => file.write_all(line.as_bytes()),
             None => return,
         };
-        if let Err(error) = result {
-            if !inner.failed {
-                inner.failed = true;
-                tracing::error!(component = %self.name, path = %self.path.display(), %error, "cannot write component log; dropping lines");
-            }
+        if let Err(error) = result
+            && !inner.failed
+        {
+            inner.failed = true;
+            tracing::error!(component = %self.name, path = %self.path.display(), %error, "cannot write component log; dropping lines");
         }
     }
 

@@ -85,12 +85,12 @@ pub async fn apply(plan: &Plan, layout: &RootLayout, peers: &DeploymentPeers) ->
 
 /// Copies a component's artifacts and writes its recipe into the store.
 fn install(layout: &RootLayout, step: &InstallStep) -> Result<(), String> {
-    if let Some(from) = &step.artifacts_from {
-        if from != &step.artifacts_to {
-            replace_dir(from, &step.artifacts_to).map_err(|e| {
-                format!("cannot install artifacts {} -> {}: {e}", from.display(), step.artifacts_to.display())
-            })?;
-        }
+    if let Some(from) = &step.artifacts_from
+        && from != &step.artifacts_to
+    {
+        replace_dir(from, &step.artifacts_to).map_err(|e| {
+            format!("cannot install artifacts {} -> {}: {e}", from.display(), step.artifacts_to.display())
+        })?;
     }
     let path = layout.recipes_dir().join(recipe_file_name(&step.name, &step.version));
     let text = serde_json::to_string_pretty(&step.recipe).map_err(|e| e.to_string())?;

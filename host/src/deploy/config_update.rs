@@ -34,10 +34,10 @@ pub enum UpdateError {
 impl ConfigUpdate {
     /// Checks the update's shape.
     pub fn validate(&self) -> Result<(), UpdateError> {
-        if let Some(merge) = &self.merge {
-            if !merge.is_object() {
-                return Err(UpdateError::MergeNotObject(merge.to_string()));
-            }
+        if let Some(merge) = &self.merge
+            && !merge.is_object()
+        {
+            return Err(UpdateError::MergeNotObject(merge.to_string()));
         }
         if let Some(bad) = self.reset.iter().find(|p| !p.is_empty() && !p.starts_with('/')) {
             return Err(UpdateError::BadPointer(bad.clone()));

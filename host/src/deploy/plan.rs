@@ -235,7 +235,7 @@ impl Catalog {
 #[derive(Debug, Clone)]
 enum Selected {
     Builtin(&'static builtin::Builtin),
-    Wasm(Recipe),
+    Wasm(Box<Recipe>),
 }
 
 impl Selected {
@@ -277,7 +277,7 @@ fn select_roots(
     }
     for (name, deployed) in current.iter().filter(|(n, d)| d.root && !request.remove.contains(n)) {
         let selected = match (&deployed.recipe, builtin::find(name)) {
-            (Some(recipe), _) => Selected::Wasm(recipe.clone()),
+            (Some(recipe), _) => Selected::Wasm(Box::new(recipe.clone())),
             (None, Some(b)) => Selected::Builtin(b),
             (None, None) => continue,
         };
@@ -303,7 +303,7 @@ fn select_roots(
                 version: version.to_string(),
                 installed: catalog.versions(name),
             })?;
-            Selected::Wasm(recipe.clone())
+            Selected::Wasm(Box::new(recipe.clone()))
         };
         roots.insert(name.clone(), selected);
     }
@@ -347,7 +347,7 @@ fn close_dependencies(
                         catalog.versions(dep)
                     ))
                 })?;
-                Selected::Wasm(recipe.clone())
+                Selected::Wasm(Box::new(recipe.clone()))
             };
             selected.insert(dep.clone(), chosen);
             work.push((dep.clone(), chain));
@@ -557,7 +557,7 @@ fn build_plan(
             action: action.to_owned(),
         });
         let recipe = match choice {
-            Selected::Wasm(r) => Some(r),
+            Selected::Wasm(r) => Some(*r),
             Selected::Builtin(_) => None,
         };
         plan.target.insert(name.clone(), Deployed { version, root: roots.contains(name), config, recipe });

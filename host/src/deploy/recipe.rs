@@ -229,13 +229,13 @@ impl Recipe {
         let version_text = cx.string(&top, "ComponentVersion", true)?.unwrap_or_default();
         let version = semver::Version::parse(&version_text)
             .map_err(|e| cx.err("ComponentVersion", format!("{version_text:?} is not a semantic version: {e}")))?;
-        if let Some(kind) = cx.string(&top, "ComponentType", false)? {
-            if kind != "aws.greengrass.generic" {
-                return Err(cx.err(
-                    "ComponentType",
-                    format!("{kind:?} is not supported; Turf runs aws.greengrass.generic components"),
-                ));
-            }
+        if let Some(kind) = cx.string(&top, "ComponentType", false)?
+            && kind != "aws.greengrass.generic"
+        {
+            return Err(cx.err(
+                "ComponentType",
+                format!("{kind:?} is not supported; Turf runs aws.greengrass.generic components"),
+            ));
         }
         let dependencies = parse_dependencies(&cx, &top)?;
         let default_configuration = parse_configuration(&cx, &top)?;

@@ -1,0 +1,51 @@
+# Turf: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else here is what those two do. Builds use -j2 (this project is developed on 2 cores).
+
+CARGO        ?= cargo
+JOBS         ?= 2
+PLUGIN_DIR   := target/wasm32-wasip2/plugin
+ARTIFACTS    := target/artifacts
+# crate:ComponentName:version of every example component; `make plugins` lays each .wasm out as
+# $(ARTIFACTS)/<ComponentName>/<version>/<crate>.wasm, the folder `--artifact-dir` expects.
+PLUGINS      := hello_world_subscriber:com.example.clientdevices.MyHelloWorldSubscriber:1.0.0
+PLUGIN_CRATES := hello-world-subscriber test-probe
+
+.PHONY: all setup build plugins test lint demo clean
+
+all: build plugins
+
+## setup: the WebAssembly target for components (rustup ships with the Rust toolchain).
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+## build: the turf binary (debug; `cargo build --release` for measurements).
+build:
+	$(CARGO) build -j$(JOBS) -p turf-host
+
+## plugins: build the WebAssembly components and lay them out as an artifacts folder.
+plugins: setup
+	$(CARGO) build -j$(JOBS) --target wasm32-wasip2 --profile plugin $(addprefix -p ,$(PLUGIN_CRATES))
+	@for spec in $(PLUGINS); do \
+		crate=$${spec%%:*}; rest=$${spec#*:}; name=$${rest%%:*}; version=$${rest#*:}; \
+		mkdir -p $(ARTIFACTS)/$$name/$$version; \
+		cp $(PLUGIN_DIR)/$$crate.wasm $(ARTIFACTS)/$$name/$$version/; \
+		echo "artifact $(ARTIFACTS)/$$name/$$version/$$crate.wasm"; \
+	done
+
+## lint: formatting and clippy with the workspace lints, warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -j$(JOBS) --target wasm32-wasip2 $(addprefix -p ,$(PLUGIN_CRATES)) -p turf-sdk -- -D warnings
+
+## test: everything, from a fresh checkout.
+test: setup plugins lint
+	$(CARGO) test -j$(JOBS) --workspace --exclude hello-world-subscriber --exclude test-probe --exclude turf-sdk
+
+## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
+## Hello World messages through it, then stop everything.
+demo: setup plugins build
+	@sh scripts/demo.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,82 @@
+#!/bin/sh
+# `make demo`: the Greengrass client-device tutorial's step 4 on this machine, end to end.
+# A core device starts, a client device is registered, the bridge route and the hello-world
+# subscriber component are deployed, the device sends Hello World over mutual TLS, and the
+# component's log shows each message. Then everything stops. Every wait is bounded.
+set -eu
+
+TURF=${TURF:-target/debug/turf}
+WORK="$(pwd)/target/demo"
+ROOT="$WORK/turf-root"
+CERTS="$WORK/certs/MyClientDevice1"
+HELLO=com.example.clientdevices.MyHelloWorldSubscriber
+HELLO_LOG="$ROOT/logs/$HELLO.log"
+HOST_PID=
+TAIL_PID=
+
+if [ -t 1 ]; then BOLD=$(printf '\033[1m'); DIM=$(printf '\033[2m'); OFF=$(printf '\033[0m'); else BOLD= DIM= OFF=; fi
+say() { printf '\n%s==> %s%s\n' "$BOLD" "$*" "$OFF"; }
+show() { printf '%s$ %s%s\n' "$DIM" "$*" "$OFF"; "$@" 2>&1 | sed 's/^/  /'; }
+cleanup() {
+    [ -n "$TAIL_PID" ] && kill "$TAIL_PID" 2>/dev/null || true
+    [ -n "$HOST_PID" ] && kill -TERM "$HOST_PID" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds or time runs out.
+wait_for() {
+    tries=$(( $1 * 10 )); shift
+    while ! "$@" >/dev/null 2>&1; do
+        tries=$((tries - 1))
+        if [ "$tries" -le 0 ]; then return 1; fi
+        sleep 0.1
+    done
+}
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+say "1/5 Start the core device"
+printf '%s$ turf run --mqtt-listen 127.0.0.1:0%s\n' "$DIM" "$OFF"
+"$TURF" --root "$ROOT" run --mqtt-listen 127.0.0.1:0 --log-level warn >"$WORK/turf.out" 2>"$WORK/turf.err" &
+HOST_PID=$!
+if ! wait_for 60 grep -q 'devices (MQTT' "$WORK/turf.out"; then
+    echo "turf did not start; its log:" >&2
+    cat "$WORK/turf.err" >&2
+    exit 1
+fi
+sed 's/^/  /' "$WORK/turf.out"
+PORT=$(sed -n 's/.*devices (MQTT, mutual TLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
+
+say "2/5 Register the client device MyClientDevice1 and issue its certificate"
+show "$TURF" --root "$ROOT" device add MyClientDevice1 --out "$CERTS"
+
+say "3/5 Deploy the tutorial's step 4: bridge LocalMqtt -> Pubsub, and the hello-world subscriber (WebAssembly)"
+show "$TURF" --root "$ROOT" deployment create \
+    --recipeDir recipes/components \
+    --artifactDir target/artifacts \
+    --merge "$HELLO=1.0.0" \
+    --update-config @recipes/tutorial/step4-bridge.json
+show "$TURF" --root "$ROOT" status
+
+say "4/5 MyClientDevice1 publishes 10 Hello World messages over mutual TLS; the component logs each one"
+touch "$HELLO_LOG"
+tail -n 0 -F "$HELLO_LOG" 2>/dev/null | sed -u 's/^/  [component log] /' &
+TAIL_PID=$!
+printf '%s$ turf client publish --thing MyClientDevice1 --certs %s --broker localhost:%s%s\n' "$DIM" "$CERTS" "$PORT" "$OFF"
+"$TURF" --root "$ROOT" client publish --thing MyClientDevice1 --certs "$CERTS" \
+    --broker "localhost:$PORT" --interval-ms 200 2>&1 | sed -u 's/^/  [device] /'
+count_messages() { [ "$(grep -c 'Received new message' "$HELLO_LOG")" -ge 10 ]; }
+wait_for 10 count_messages || { echo "the component did not log all 10 messages" >&2; exit 1; }
+sleep 0.3
+kill "$TAIL_PID" 2>/dev/null || true
+TAIL_PID=
+
+say "5/5 Stop the core device (SIGTERM)"
+kill -TERM "$HOST_PID"
+status=0
+wait "$HOST_PID" || status=$?
+HOST_PID=
+echo "  turf exited with status $status"
+printf '\nEverything the demo made is under %s (host log: %s).\n' "$WORK" "$ROOT/logs/turf.log"
+exit "$status"
