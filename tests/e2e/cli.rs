@@ -168,6 +168,27 @@ async fn tutorial_step_4_with_the_turf_cli() -> Result<()> {
         host_log()
     );
 
+    let rogue = foreign_certs(dir.path(), "MyClientDevice1", &certs);
+    let broker = format!("localhost:{port}");
+    let rogue_attempt = turf.turf(&[
+        "client",
+        "publish",
+        "--thing",
+        "MyClientDevice1",
+        "--certs",
+        rogue.to_str().unwrap(),
+        "--broker",
+        &broker,
+        "--count",
+        "1",
+        "--timeout",
+        "5",
+    ]);
+    assert!(!rogue_attempt.status.success(), "a certificate from another CA must be refused");
+    wait_until(TIMEOUT, "the TLS refusal in the host log", || async { host_log().contains("TLS accept error") })
+        .await
+        .with_context(host_log)?;
+
     let status = ok(&turf.turf(&["status"]));
     assert!(status.contains(HELLO) && status.contains("RUNNING"), "{status}");
 
