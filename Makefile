@@ -38,8 +38,8 @@ lint:
 	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -j$(JOBS) --target wasm32-wasip2 $(addprefix -p ,$(PLUGIN_CRATES)) -p turf-sdk -- -D warnings
 
-## test: everything, from a fresh checkout.
-test: setup plugins lint
+## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
+test: setup plugins lint build
 	$(CARGO) test -j$(JOBS) --workspace --exclude hello-world-subscriber --exclude test-probe --exclude turf-sdk
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
