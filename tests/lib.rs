@@ -83,11 +83,39 @@ pub struct HostOptions {
     pub plain: bool,
     pub root: Option<(Arc<TempDir>, PathBuf)>,
     pub mqtt_listen: SocketAddr,
+    /// Auth configuration deployed once the host is up (`None`: leave it unconfigured).
+    pub auth: Option<Value>,
 }
 
 impl Default for HostOptions {
     fn default() -> Self {
-        Self { plain: true, root: None, mqtt_listen: "127.0.0.1:0".parse().unwrap() }
+        Self { plain: true, root: None, mqtt_listen: "127.0.0.1:0".parse().unwrap(), auth: Some(permissive_auth()) }
+    }
+}
+
+/// Device groups that let every thing do everything (tests that are not about policies).
+pub fn permissive_auth() -> Value {
+    json!({"deviceGroups": {
+        "formatVersion": "2021-03-05",
+        "definitions": {"Everyone": {"selectionRule": "thingName: *", "policyName": "AllowAll"}},
+        "policies": {"AllowAll": {"All": {"operations": ["*"], "resources": ["*"]}}}
+    }})
+}
+
+/// The tutorial's step-2 Auth configuration, from `recipes/tutorial/`.
+pub fn tutorial_auth() -> Value {
+    let path = workspace().join("recipes/tutorial/step2-client-device-auth.json");
+    let document: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    document["aws.greengrass.clientdevices.Auth"]["MERGE"].clone()
+}
+
+/// A deployment that merges `config` into the Auth component.
+pub fn auth_update(config: Value) -> DeploymentRequest {
+    let update =
+        turf_host::deploy::config_update::ConfigUpdate { merge: Some(config), reset: vec!["/deviceGroups".to_owned()] };
+    DeploymentRequest {
+        update_config: [("aws.greengrass.clientdevices.Auth".to_owned(), update)].into_iter().collect(),
+        ..DeploymentRequest::default()
     }
 }
 
@@ -110,6 +138,7 @@ impl TestHost {
         let mut config = HostConfig::new(&root);
         config.mqtt_listen = options.mqtt_listen;
         config.plain_listen = options.plain.then(|| "127.0.0.1:0".parse().unwrap());
+        config.discovery_listen = "127.0.0.1:0".parse().unwrap();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<Endpoints, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,7 +163,14 @@ impl TestHost {
             .await?
             .ok_or_else(|| anyhow!("host thread ended before it was ready"))?
             .map_err(|e| anyhow!("host failed to start: {e}"))?;
-        Ok(Self { dir, root, endpoints, stop: Some(stop_tx), done: Some(done_rx) })
+        let host = Self { dir, root, endpoints, stop: Some(stop_tx), done: Some(done_rx) };
+        if let Some(auth) = options.auth {
+            let record = host.deploy(&auth_update(auth)).await?;
+            if record.state != turf_host::deploy::model::DeploymentState::Succeeded {
+                bail!("auth deployment failed: {:?}", record.error);
+            }
+        }
+        Ok(host)
     }
 
     /// Stops the host and waits for its thread to finish.
@@ -152,7 +188,7 @@ impl TestHost {
     pub async fn restart(self) -> Result<Self> {
         let (dir, root) = (Arc::clone(&self.dir), self.root.clone());
         self.shutdown().await?;
-        Self::start_with(HostOptions { root: Some((dir, root)), ..HostOptions::default() }).await
+        Self::start_with(HostOptions { root: Some((dir, root)), auth: None, ..HostOptions::default() }).await
     }
 
     /// A management client (call inside an actix system, e.g. `#[actix_rt::test]`).
@@ -170,6 +206,20 @@ impl TestHost {
     /// Runs the `turf` binary against this host's root.
     pub fn turf(&self, args: &[&str]) -> Output {
         Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
+    }
+
+    /// Runs the `turf` binary and fails unless it succeeds; returns its stdout.
+    pub fn turf_ok(&self, args: &[&str]) -> Result<String> {
+        let output = self.turf(args);
+        if !output.status.success() {
+            bail!(
+                "turf {} failed:\n{}\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Adds a device through the CLI and returns its certificate folder.
@@ -269,6 +319,8 @@ pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "Rogue CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer_pem = |_: &KeyPair| ca_cert.pem();
     let issuer = Issuer::new(ca_params, &ca_key);
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -278,6 +330,7 @@ pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("device.pem.crt"), cert.pem()).unwrap();
     std::fs::write(out.join("private.pem.key"), key.serialize_pem()).unwrap();
+    std::fs::write(out.join("rogue-ca.pem"), issuer_pem(&ca_key)).unwrap();
     std::fs::copy(trust.join("ca.pem"), out.join("ca.pem")).unwrap();
     out
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Default device listener: mutual TLS on all interfaces, as Greengrass's broker.
 pub const DEFAULT_MQTT_LISTEN: &str = "0.0.0.0:8883";
+/// Default Greengrass discovery endpoint (HTTPS, mutual TLS).
+pub const DEFAULT_DISCOVERY_LISTEN: &str = "0.0.0.0:8443";
 /// Default root directory, relative to the working directory.
 pub const DEFAULT_ROOT: &str = "./turf-root";
 /// Default thing name of this core device.
@@ -41,6 +43,8 @@ pub struct HostConfig {
     pub mqtt_listen: SocketAddr,
     /// Optional plain-TCP listener; must be a loopback address.
     pub plain_listen: Option<SocketAddr>,
+    /// Greengrass discovery endpoint.
+    pub discovery_listen: SocketAddr,
     /// Thing name of this core device.
     pub thing_name: String,
     /// Limits for WebAssembly components.
@@ -54,6 +58,7 @@ impl HostConfig {
             root: root.into(),
             mqtt_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
             plain_listen: None,
+            discovery_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             thing_name: DEFAULT_THING_NAME.to_owned(),
             component_limits: ComponentLimits::default(),
         }

@@ -4,7 +4,9 @@
 //! # Layout
 //! - [`supervisor`]: starts and wires every service (the only module that knows their types).
 //! - [`broker`]: the device MQTT broker (rmqtt embedded): mutual TLS, identity, taps.
-//! - [`devices`]: client device auth: core CA, device registry, who may connect.
+//! - [`devices`]: client device auth: core CA, device registry, device groups and policies.
+//! - [`discovery`]: the Greengrass discovery endpoint (HTTPS, mutual TLS).
+//! - [`connectivity`]: the IP detector and manual endpoints discovery reports.
 //! - [`pubsub`]: the local publish/subscribe bus (Greengrass IPC pub/sub).
 //! - [`bridge`]: `mqttTopicMapping` routes between LocalMqtt, Pubsub and IotCore.
 //! - [`components`]: WebAssembly components: engine, one actor per component, WIT host side.
@@ -22,8 +24,10 @@ pub mod broker;
 pub mod cli;
 pub mod components;
 pub mod config;
+pub mod connectivity;
 pub mod deploy;
 pub mod devices;
+pub mod discovery;
 pub mod fsutil;
 pub mod glob;
 pub mod logging;

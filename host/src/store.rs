@@ -1,8 +1,8 @@
 //! The SQLite database `turf.db`: opening, pragmas and schema migrations.
 //!
 //! Owns the schema. Every service that keeps state opens its own [`rusqlite::Connection`] with
-//! [`open`] and touches only its own tables (device registry: `things`, `certificates`;
-//! deployments: `deployments`, `components`). WAL mode lets those connections work side by side,
+//! [`open`] and touches only its own tables (device registry: `things`, `certificates`,
+//! `trusted_cas`; deployments: `deployments`, `components`; connectivity: `settings`). WAL mode lets those connections work side by side,
 //! and also lets `turf device add` write while the host is stopped. Never holds a connection
 //! across services.
 
@@ -66,6 +66,18 @@ const MIGRATIONS: &[&str] = &[
          version     TEXT NOT NULL,
          root        INTEGER NOT NULL,
          config      TEXT NOT NULL              -- JSON, the effective configuration
+     );",
+    // 2: association with this core, CAs trusted for device certificates, small settings.
+    "ALTER TABLE things ADD COLUMN associated INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE trusted_cas (
+         id          TEXT PRIMARY KEY,          -- SHA-256 of the DER, hex
+         subject     TEXT NOT NULL,
+         pem         TEXT NOT NULL,
+         created_at  INTEGER NOT NULL
+     );
+     CREATE TABLE settings (
+         key         TEXT PRIMARY KEY,
+         value       TEXT NOT NULL              -- JSON
      );",
 ];
 

@@ -1,10 +1,11 @@
 //! The supervisor: the only place that knows every service's concrete type and wires them.
 //!
-//! Startup order: root directories → CA and server certificate → broker (listening) → device auth
-//! (pushes the device directory to the broker) → pubsub bus → bridge → component runtime and
-//! deployments (restoring the last successful deployment) → management API. The host is "ready"
-//! when [`start`] returns. Shutdown is the reverse and explicit: stop accepting (API, broker
-//! listeners, device sessions), stop components, then the services' actors end with the system.
+//! Startup order: root directories → CA and server certificate → broker (listening) → discovery →
+//! device auth (pushes the authorization snapshot to the broker) → connectivity → pubsub bus →
+//! bridge → component runtime and deployments (restoring the last successful deployment) →
+//! management API. The host is "ready" when [`start`] returns. Shutdown is the reverse and
+//! explicit: stop accepting (API, discovery, broker listeners, device sessions), stop components,
+//! then the services' actors end with the system.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,11 +19,13 @@ use crate::broker::{Broker, BrokerError, BrokerOptions, StopBroker};
 use crate::components::instance::ServicePeers;
 use crate::components::{ComponentRuntime, RuntimePeers, StopAll};
 use crate::config::HostConfig;
+use crate::connectivity::{self, Connectivity};
 use crate::deploy::records::RecordsError;
 use crate::deploy::{DeploymentPeers, Deployments, Restore};
-use crate::devices::DeviceAuth;
-use crate::devices::ca::{CaError, CoreCa, default_server_sans};
-use crate::devices::registry::{Registry, RegistryError};
+use crate::devices::ca::{CaError, server_sans};
+use crate::devices::registry::RegistryError;
+use crate::devices::{DeviceAuth, DeviceBook, DeviceError, DevicePeers};
+use crate::discovery::{Discovery, DiscoveryError, StopDiscovery};
 use crate::mgmt::api::StatusReport;
 use crate::mgmt::server::{self, MgmtError, MgmtPeers};
 use crate::pubsub::PubsubBus;
@@ -49,6 +52,15 @@ pub enum StartError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Opening the device book failed.
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
+    /// The discovery endpoint failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// Deployment records failed.
     #[error(transparent)]
     Records(#[from] RecordsError),
@@ -67,6 +79,8 @@ pub struct Endpoints {
     pub mqtt: SocketAddr,
     /// Plain loopback listener, if enabled.
     pub plain: Option<SocketAddr>,
+    /// Discovery endpoint.
+    pub discovery: SocketAddr,
     /// Management API socket.
     pub socket: PathBuf,
     /// Root directory.
@@ -79,6 +93,7 @@ pub struct Endpoints {
 pub struct Host {
     endpoints: Endpoints,
     broker: Addr<Broker>,
+    discovery: Addr<Discovery>,
     runtime: Addr<ComponentRuntime>,
     mgmt: ServerHandle,
 }
@@ -93,6 +108,9 @@ impl Host {
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.mgmt.stop(true).await;
+        if let Err(error) = self.discovery.send(StopDiscovery).await {
+            tracing::warn!(%error, "discovery already stopped");
+        }
         if let Err(error) = self.broker.send(StopBroker).await {
             tracing::warn!(%error, "broker already stopped");
         }
@@ -122,16 +140,34 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let layout = config.layout();
     prepare_root(&config)?;
 
-    let ca = CoreCa::load_or_create(&layout.ca_dir())?;
-    let tls = ca.ensure_server_cert(&config.thing_name, &default_server_sans())?;
-    let ca_cert = ca.cert_path();
-    let (broker, addrs) =
-        Broker::start(&BrokerOptions { mqtt_listen: config.mqtt_listen, plain_listen: config.plain_listen, tls })
-            .await?;
+    let book = DeviceBook::open(&layout)?;
+    let manual =
+        store::open(&layout.database()).ok().and_then(|conn| connectivity::load_manual(&conn)).unwrap_or_default();
+    let sans = server_sans(manual.iter().map(|c| c.host_address.as_str()));
+    let (tls, _) = book.ca().ensure_server_cert(&config.thing_name, &sans)?;
+    book.ca().write_client_roots(&book.trusted()?[1..])?;
+    let ca_cert = book.ca().cert_path();
+    let (broker, addrs) = Broker::start(&BrokerOptions {
+        mqtt_listen: config.mqtt_listen,
+        plain_listen: config.plain_listen,
+        tls: tls.clone(),
+    })
+    .await?;
     let broker = broker.start();
 
-    let registry = Registry::open(&layout.database())?;
-    let devices = DeviceAuth::new(ca, registry, broker.clone().recipient()).start();
+    let devices_ctx = Context::<DeviceAuth>::new();
+    let (discovery, discovery_addr) =
+        Discovery::start(config.discovery_listen, &tls, devices_ctx.address().recipient())?;
+    let discovery = discovery.start();
+    let devices = devices_ctx.run(DeviceAuth::new(
+        book,
+        config.thing_name.clone(),
+        DevicePeers {
+            auth: broker.clone().recipient(),
+            tls: vec![broker.clone().recipient(), discovery.clone().recipient()],
+        },
+    ));
+    let connectivity = Connectivity::new(&layout.database(), addrs.mqtt.port(), devices.clone().recipient())?.start();
 
     let bus = PubsubBus::new().start();
     let bridge = Bridge::new(BridgePeers {
@@ -167,6 +203,8 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             configure: runtime.clone().recipient(),
             stop: runtime.clone().recipient(),
             bridge: bridge.recipient(),
+            auth: devices.clone().recipient(),
+            ip_detector: connectivity.clone().recipient(),
         },
     )?);
     if deployments.send(Restore).await.is_err() {
@@ -179,14 +217,16 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         root: layout.root().to_path_buf(),
         mqtt: addrs.mqtt,
         plain: addrs.plain,
+        discovery: discovery_addr,
         started_at: store::now_secs(),
         components: Vec::new(),
     };
     let mgmt = server::start(
         &layout.socket(),
         MgmtPeers {
-            add_device: devices.clone().recipient(),
-            list_devices: devices.recipient(),
+            devices: devices.recipient(),
+            get_connectivity: connectivity.clone().recipient(),
+            set_connectivity: connectivity.recipient(),
             create_deployment: deployments.clone().recipient(),
             get_deployment: deployments.clone().recipient(),
             wait_deployment: deployments.clone().recipient(),
@@ -198,10 +238,11 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let endpoints = Endpoints {
         mqtt: addrs.mqtt,
         plain: addrs.plain,
+        discovery: discovery_addr,
         socket: layout.socket(),
         root: layout.root().to_path_buf(),
         ca_cert,
     };
-    tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, socket = %endpoints.socket.display(), "turf ready");
-    Ok(Host { endpoints, broker, runtime, mgmt })
+    tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
+    Ok(Host { endpoints, broker, discovery, runtime, mgmt })
 }

@@ -18,17 +18,11 @@ struct RunningTurf {
 }
 
 impl RunningTurf {
-    fn start(root: &Path) -> Result<(Self, u16)> {
+    /// Starts `turf run`; returns it with the MQTT and discovery ports.
+    fn start(root: &Path) -> Result<(Self, u16, u16)> {
         let mut child = Command::new(turf_bin())
-            .args([
-                "--root",
-                root.to_str().unwrap(),
-                "run",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--plain-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
+            .args(["--plain-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -43,16 +37,21 @@ impl RunningTurf {
         });
         let running = Self { child, lines, root: root.to_path_buf() };
         let deadline = Instant::now() + TIMEOUT;
-        loop {
+        let port = |line: &str| line.rsplit(':').next().unwrap().parse::<u16>();
+        let (mut mqtt, mut discovery) = (None, None);
+        while mqtt.is_none() || discovery.is_none() {
             let line = running
                 .lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .context("turf run printed no listener address")?;
-            if let Some(addr) = line.strip_prefix("  devices (MQTT, mutual TLS): ") {
-                let port = addr.rsplit(':').next().unwrap().parse()?;
-                return Ok((running, port));
+            if line.starts_with("  devices (MQTT, mutual TLS): ") {
+                mqtt = Some(port(&line)?);
+            }
+            if line.starts_with("  discovery (HTTPS, mTLS): ") {
+                discovery = Some(port(&line)?);
             }
         }
+        Ok((running, mqtt.unwrap(), discovery.unwrap()))
     }
 
     fn turf(&self, args: &[&str]) -> std::process::Output {
@@ -81,20 +80,28 @@ fn ok(output: &std::process::Output) -> String {
 }
 
 #[actix_rt::test]
-async fn tutorial_step_4_with_the_turf_cli() -> Result<()> {
+async fn tutorial_steps_2_to_4_with_the_turf_cli() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("root");
-    let (turf, port) = RunningTurf::start(&root)?;
+    let (turf, port, discovery_port) = RunningTurf::start(&root)?;
+    let tutorial = workspace().join("recipes/tutorial");
 
+    // Step 2: the client device, its association, the auth policy, and the core's endpoint.
     let certs = dir.path().join("certs");
     ok(&turf.turf(&["device", "add", "MyClientDevice1", "--out", certs.to_str().unwrap()]));
-    assert!(ok(&turf.turf(&["device", "list"])).contains("MyClientDevice1"));
+    ok(&turf.turf(&["device", "associate", "MyClientDevice1"]));
+    assert!(ok(&turf.turf(&["device", "list"])).contains("MyClientDevice1                  associated"));
+    let auth = tutorial.join("step2-client-device-auth.json");
+    let deployed = ok(&turf.turf(&["deployment", "create", "--update-config", &format!("@{}", auth.display())]));
+    assert!(deployed.contains(": SUCCEEDED"), "{deployed}");
+    ok(&turf.turf(&["connectivity", "set", &format!("127.0.0.1:{port}")]));
 
+    // Step 4: the bridge route and the hello-world subscriber.
     let artifacts = dir.path().join("artifacts").join(HELLO).join("1.0.0");
     std::fs::create_dir_all(&artifacts)?;
     std::fs::copy(plugin_wasm("hello_world_subscriber"), artifacts.join("hello_world_subscriber.wasm"))?;
     let recipes = workspace().join("recipes/components");
-    let bridge = workspace().join("recipes/tutorial/step4-bridge.json");
+    let bridge = tutorial.join("step4-bridge.json");
     let deployed = ok(&turf.turf(&[
         "deployment",
         "create",
@@ -110,6 +117,7 @@ async fn tutorial_step_4_with_the_turf_cli() -> Result<()> {
     assert!(deployed.contains("Local deployment submitted! Deployment Id: "), "{deployed}");
     assert!(deployed.contains(": SUCCEEDED"), "{deployed}");
 
+    // Step 3: the device discovers the core and sends its messages.
     let hello_log = root.join("logs").join(format!("{HELLO}.log"));
     let published = ok(&turf.turf(&[
         "client",
@@ -118,11 +126,16 @@ async fn tutorial_step_4_with_the_turf_cli() -> Result<()> {
         "MyClientDevice1",
         "--certs",
         certs.to_str().unwrap(),
-        "--broker",
-        &format!("localhost:{port}"),
+        "--core",
+        &format!("localhost:{discovery_port}"),
         "--interval-ms",
         "0",
     ]));
+    assert!(
+        published.contains("Performing greengrass discovery...") && published.contains("Connected!"),
+        "{published}"
+    );
+    assert!(published.contains(&format!("at host 127.0.0.1 port {port}")), "{published}");
     assert_eq!(
         published.matches("Publish received on topic clients/MyClientDevice1/hello/world").count(),
         10,

@@ -76,6 +76,6 @@ async fn last_deployment_comes_back_after_a_restart() -> Result<()> {
     device.client.publish("persist/x", rumqttc::QoS::AtLeastOnce, false, "still routed").await?;
     host.wait_for_log(PROBE, "message persist/x: still routed", 1).await?;
     let history = host.client().deployments().await?;
-    assert_eq!(history.len(), 2);
+    assert_eq!(history.len(), 3, "the auth deployment, the bridge route and the component");
     host.shutdown().await
 }

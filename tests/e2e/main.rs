@@ -1,8 +1,10 @@
 //! End-to-end tests: a real host, real sockets, real TLS, real WebAssembly components.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, missing_docs)]
 
+mod auth;
 mod bridge;
 mod broker;
 mod cli;
 mod components;
 mod deployments;
+mod discovery;

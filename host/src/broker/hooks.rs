@@ -1,21 +1,27 @@
-//! rmqtt hook handlers: who may connect, and taps that copy device publishes to host services.
+//! rmqtt hook handlers: who may connect, what they may subscribe and publish, and taps that copy
+//! allowed device publishes to host services.
 //!
 //! Runs inside rmqtt's connection tasks, reading [`HookState`], which only the broker actor
-//! writes (from [`crate::devices::DirectoryChanged`] and tap registrations). Handlers decide from
-//! that snapshot without awaiting other services. Taps run in the publish ACL hook *after* the
-//! message is allowed, so host services never see a publish the broker refused, and publishes
-//! the host itself injects (`forwards`) never come back through a tap.
+//! writes (from [`crate::devices::AuthChanged`] and tap registrations). Every decision comes from
+//! the immutable [`AuthSnapshot`] without awaiting other services. Denials are logged with the
+//! client id, the resource and the reason. Taps run after a publish is allowed, so host services
+//! never see a refused publish, and host publishes (`forwards`) never come back through a tap.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmqtt::codec::types::QoS;
+use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::{AuthResult, ListenerId, PublishAclResult, Reason};
+use rmqtt::types::{AuthResult, ListenerId, PublishAclResult, Reason, SubscribeAclResult};
 
-use crate::devices::identity::{DeviceDirectory, ListenerKind, PeerCert};
+use crate::devices::AuthSnapshot;
+use crate::devices::identity::{ListenerKind, PeerCert};
+use crate::devices::policy::{self, topic_filter_resource, topic_resource};
 use crate::topic;
 
 /// A message a device published, copied to a host service whose tap filter matched.
@@ -45,32 +51,56 @@ pub struct Tap {
     pub recipient: Recipient<DeviceMessage>,
 }
 
+/// How a live session authenticated, to re-check it when devices or policies change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCredentials {
+    /// Where it connected from.
+    pub remote: Option<SocketAddr>,
+    /// Which listener.
+    pub listener: ListenerKind,
+    /// Its certificate, on TLS.
+    pub cert: Option<PeerCert>,
+}
+
 /// What the hooks read; written only by the broker actor.
 pub struct HookState {
-    /// Registered certificates, for authentication.
-    pub directory: RwLock<Arc<DeviceDirectory>>,
+    /// Who may connect and do what.
+    pub auth: RwLock<Arc<AuthSnapshot>>,
     /// Current taps.
     pub taps: RwLock<Arc<Vec<Tap>>>,
+    /// Credentials of admitted sessions, by client id.
+    pub sessions: Mutex<HashMap<String, SessionCredentials>>,
     /// Listener id of the plain-TCP listener, if any.
     pub plain_listener: Option<ListenerId>,
 }
 
 impl HookState {
-    /// State with no registered devices and no taps.
+    /// State that admits nobody and taps nothing.
     pub fn new(plain_listener: Option<ListenerId>) -> Self {
         Self {
-            directory: RwLock::new(Arc::new(DeviceDirectory::default())),
+            auth: RwLock::new(Arc::new(AuthSnapshot::default())),
             taps: RwLock::new(Arc::new(Vec::new())),
+            sessions: Mutex::new(HashMap::new()),
             plain_listener,
         }
     }
 
-    fn directory(&self) -> Arc<DeviceDirectory> {
-        self.directory.read().map(|d| Arc::clone(&d)).unwrap_or_default()
+    /// The current snapshot.
+    pub fn auth(&self) -> Arc<AuthSnapshot> {
+        self.auth.read().map(|a| Arc::clone(&a)).unwrap_or_default()
     }
 
     fn taps(&self) -> Arc<Vec<Tap>> {
         self.taps.read().map(|t| Arc::clone(&t)).unwrap_or_default()
+    }
+
+    fn listener(&self, lid: ListenerId) -> ListenerKind {
+        if Some(lid) == self.plain_listener { ListenerKind::Plain } else { ListenerKind::Tls }
+    }
+
+    /// Credentials recorded for `client_id`.
+    pub fn credentials(&self, client_id: &str) -> Option<SessionCredentials> {
+        self.sessions.lock().ok().and_then(|s| s.get(client_id).cloned())
     }
 }
 
@@ -82,28 +112,29 @@ fn qos_number(qos: QoS) -> u8 {
     }
 }
 
-/// `ClientAuthenticate`: client id must be the thing the certificate is registered to.
+/// `ClientAuthenticate`: the client id must be the thing the certificate is registered to, and
+/// its groups must allow `mqtt:connect`.
 pub struct Authenticate(pub Arc<HookState>);
 
 #[async_trait]
 impl Handler for Authenticate {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        let Parameter::ClientAuthenticate(info) = param else {
-            return (true, acc);
-        };
-        let listener =
-            if Some(info.id().lid) == self.0.plain_listener { ListenerKind::Plain } else { ListenerKind::Tls };
+        let Parameter::ClientAuthenticate(info) = param else { return (true, acc) };
+        let listener = self.0.listener(info.id().lid);
         let cert =
             info.cert().and_then(|c| c.serial.clone().map(|serial| PeerCert { serial, subject: c.subject.clone() }));
         let client_id: &str = info.client_id();
-        let remote = info.ipaddress().map(|a| a.to_string()).unwrap_or_default();
-        let result = match self.0.directory().authenticate(listener, client_id, cert.as_ref()) {
+        let remote = info.ipaddress();
+        let result = match self.0.auth().admit(listener, client_id, cert.as_ref()) {
             Ok(identity) => {
-                tracing::info!(client_id, remote, verified = identity.verified, "device connected");
+                tracing::info!(client_id, remote = ?remote, verified = identity.verified, "device connected");
+                if let Ok(mut sessions) = self.0.sessions.lock() {
+                    sessions.insert(client_id.to_owned(), SessionCredentials { remote, listener, cert });
+                }
                 AuthResult::Allow(false, None)
             }
-            Err(refusal) => {
-                tracing::warn!(client_id, remote, reason = %refusal, "connection refused");
+            Err(reason) => {
+                tracing::warn!(client_id, remote = ?remote, reason, "connection refused");
                 AuthResult::NotAuthorized
             }
         };
@@ -111,26 +142,69 @@ impl Handler for Authenticate {
     }
 }
 
-/// `MessagePublishCheckAcl`: allow, then copy the message to every matching tap.
-pub struct PublishTap(pub Arc<HookState>);
+/// `ClientSubscribeCheckAcl`: `mqtt:subscribe` on `mqtt:topicfilter:<filter as sent>`; a denied
+/// filter gets a failure return code, the others in the same SUBSCRIBE are unaffected.
+pub struct SubscribeCheck(pub Arc<HookState>);
 
 #[async_trait]
-impl Handler for PublishTap {
+impl Handler for SubscribeCheck {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        let Parameter::MessagePublishCheckAcl(session, publish) = param else {
-            return (true, acc);
-        };
+        let Parameter::ClientSubscribeCheckAcl(session, subscribe) = param else { return (true, acc) };
+        let client_id: &str = &session.id.client_id;
+        let filter: &str = &subscribe.topic_filter;
+        match self.0.auth().authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(filter)) {
+            Ok(()) => (true, acc),
+            Err(reason) => {
+                tracing::warn!(client_id, filter, reason, "subscribe denied");
+                let failure = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
+                (false, Some(HookResult::SubscribeAclResult(failure)))
+            }
+        }
+    }
+}
+
+/// `MessagePublishCheckAcl`: `mqtt:publish` on `mqtt:topic:<topic>`; a denied publish is dropped
+/// (MQTT 5: PUBACK 0x87), an allowed one is copied to every matching tap.
+pub struct PublishCheck(pub Arc<HookState>);
+
+#[async_trait]
+impl Handler for PublishCheck {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let Parameter::MessagePublishCheckAcl(session, publish) = param else { return (true, acc) };
+        let client_id: &str = &session.id.client_id;
         let topic: &str = &publish.topic;
+        if let Err(reason) = self.0.auth().authorize(client_id, policy::PUBLISH, &topic_resource(topic)) {
+            tracing::warn!(client_id, topic, reason, "publish denied");
+            let rejected = PublishAclResult::rejected(false, Some("Not authorized".into()));
+            return (false, Some(HookResult::PublishAclResult(rejected)));
+        }
         for tap in self.0.taps().iter().filter(|tap| topic::matches(&tap.filter, topic)) {
             tap.recipient.do_send(DeviceMessage {
                 topic: topic.to_owned(),
                 payload: publish.payload.clone(),
                 qos: qos_number(publish.qos),
                 retain: publish.retain,
-                client_id: session.id.client_id.to_string(),
+                client_id: client_id.to_owned(),
             });
         }
         (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
+    }
+}
+
+/// `SessionTerminated`: forget the credentials of a session that ended.
+pub struct Forget(pub Arc<HookState>);
+
+#[async_trait]
+impl Handler for Forget {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        if let Parameter::SessionTerminated(session, _) = param
+            && let Ok(mut sessions) = self.0.sessions.lock() {
+                let client_id: &str = &session.id.client_id;
+                if sessions.get(client_id).is_some_and(|c| c.remote == session.id.remote_addr) {
+                    sessions.remove(client_id);
+                }
+            }
+        (true, acc)
     }
 }
 
@@ -147,9 +221,7 @@ impl Handler for Dropped {
                 Reason::MessageQueueFull => {
                     tracing::warn!(to, from = %from.client_id, topic, "message dropped: subscriber queue full");
                 }
-                other => {
-                    tracing::debug!(to, from = %from.client_id, topic, reason = %other, "message dropped")
-                }
+                other => tracing::debug!(to, from = %from.client_id, topic, reason = %other, "message dropped"),
             }
         }
         (true, acc)

@@ -2,16 +2,19 @@
 //!
 //! The `Broker` actor owns rmqtt's `ServerContext`, its listeners (mutual TLS for devices, an
 //! optional loopback plain-TCP port for local tools) and the state its hooks read. Messages in:
-//! [`crate::devices::DirectoryChanged`] (who may connect), [`SetTaps`] (a service wants copies of
-//! device publishes), [`PublishToDevices`] (a host service publishes to devices), [`StopBroker`].
+//! [`AuthChanged`] (who may connect and do what; sessions no longer admitted are disconnected),
+//! [`TlsChanged`] (rebind with new certificates), [`SetTaps`] (a service wants copies of device
+//! publishes), [`PublishToDevices`] (a host service publishes to devices), [`StopBroker`].
 //! Messages out: [`DeviceMessage`] to tap owners. Everything rmqtt-specific stays in this module;
 //! no other module names an rmqtt type. It never calls `MqttServer::start()` (which exits the
 //! process on error).
 //!
-//! - `hooks`: authentication and publish taps.
+//! - `hooks`: authentication, authorization and publish taps.
+//! - `listeners`: binding (and rebinding) the listeners.
 //! - `retain`: our retained-message store.
 
 mod hooks;
+mod listeners;
 mod retain;
 
 use std::net::SocketAddr;
@@ -22,30 +25,17 @@ use bytes::Bytes;
 use rmqtt::codec::types::{Publish as CodecPublish, QoS};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
-use rmqtt::net::Builder;
-use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
-use rmqtt::types::{From, Id, ListenerId, Publish};
+use rmqtt::types::{From, Id, Publish};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
 pub use self::hooks::DeviceMessage;
-use self::hooks::{Authenticate, Dropped, HookState, PublishTap, Tap};
+use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, SubscribeCheck, Tap};
 use self::retain::RetainStore;
-use crate::devices::DirectoryChanged;
 use crate::devices::ca::ServerTlsFiles;
-
-/// Listener id of the mutual-TLS device listener.
-const TLS_LISTENER: ListenerId = 1;
-/// Listener id of the plain loopback listener.
-const PLAIN_LISTENER: ListenerId = 2;
-/// Largest MQTT packet accepted (Greengrass's Moquette default, 128 KiB).
-const MAX_PACKET_SIZE: u32 = 128 * 1024;
-/// Unacknowledged QoS 1/2 messages per session, each way. rmqtt's default (16) also caps a
-/// client's *incoming* unfinished QoS 2 publishes and drops the connection beyond it, which
-/// MQTT 3.1.1 clients (no Receive Maximum) hit with ordinary bursts. 1024 keeps memory per
-/// session bounded while no sane client reaches it; MQTT 5 clients are told it as Receive Maximum.
-const MAX_INFLIGHT: u16 = 1024;
+use crate::devices::identity::ListenerKind;
+use crate::devices::{AuthChanged, AuthSnapshot, TlsChanged};
 
 /// A failure to start the broker.
 #[derive(Debug, Error)]
@@ -124,6 +114,7 @@ pub struct Broker {
     hooks: Arc<HookState>,
     server: Option<JoinHandle<()>>,
     host_id: Id,
+    addrs: BrokerAddrs,
 }
 
 impl Broker {
@@ -134,49 +125,64 @@ impl Broker {
         }
         let scx = ServerContext::new().busy_check_enable(false).build().await;
         *scx.extends.retain_mut().await = Box::new(RetainStore::new());
-        let hooks = Arc::new(HookState::new(options.plain_listen.map(|_| PLAIN_LISTENER)));
+        let hooks = Arc::new(HookState::new(options.plain_listen.map(|_| listeners::PLAIN_LISTENER)));
         let register = scx.extends.hook_mgr().register();
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
-        register.add(Type::MessagePublishCheckAcl, Box::new(PublishTap(Arc::clone(&hooks)))).await;
+        register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
+        register.add(Type::MessagePublishCheckAcl, Box::new(PublishCheck(Arc::clone(&hooks)))).await;
+        register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks)))).await;
         register.add(Type::MessageDropped, Box::new(Dropped)).await;
         register.start().await;
-
-        let tls = listener(options.mqtt_listen)
-            .name("devices/mtls")
-            .tls_cert(Some(path_str(&options.tls.cert)))
-            .tls_key(Some(path_str(&options.tls.key)))
-            .tls_client_ca_certs(Some(path_str(&options.tls.client_roots)))
-            .tls_cross_certificate(true)
-            .collect_cert_info(true)
-            .bind()
-            .and_then(|l| l.tls())
-            .map_err(|e| listen_error(options.mqtt_listen, "mutual-TLS device listener", e))?;
-        let mqtt = tls.local_addr().map_err(|e| listen_error(options.mqtt_listen, "mutual-TLS device listener", e))?;
-        let mut server = MqttServer::new(scx.clone()).listener_by_id(tls, TLS_LISTENER);
-        let mut plain = None;
-        if let Some(addr) = options.plain_listen {
-            let l = listener(addr)
-                .name("local/plain")
-                .bind()
-                .and_then(|l| l.tcp())
-                .map_err(|e| listen_error(addr, "plain loopback listener", e))?;
-            plain = Some(l.local_addr().map_err(|e| listen_error(addr, "plain loopback listener", e))?);
-            server = server.listener_by_id(l, PLAIN_LISTENER);
-        }
-        let server = server.build();
-        let task = tokio::spawn(async move {
-            if let Err(error) = server.run().await {
-                tracing::error!(%error, "MQTT broker stopped");
-            }
-        });
+        let (task, addrs) = listeners::bind(&scx, options.mqtt_listen, options.plain_listen, &options.tls)?;
         let host_id = Id::new(scx.node.id(), 0, None, None, "turf-host".into(), None);
-        tracing::info!(%mqtt, plain = ?plain, "MQTT broker listening");
-        Ok((Self { scx, hooks, server: Some(task), host_id }, BrokerAddrs { mqtt, plain }))
+        tracing::info!(mqtt = %addrs.mqtt, plain = ?addrs.plain, "MQTT broker listening");
+        Ok((Self { scx, hooks, server: Some(task), host_id, addrs }, addrs))
     }
 
-    fn set_directory(&mut self, directory: DirectoryChanged) {
-        if let Ok(mut current) = self.hooks.directory.write() {
-            *current = directory.0;
+    /// Installs a new snapshot and disconnects sessions it no longer admits.
+    fn set_auth(&mut self, snapshot: Arc<AuthSnapshot>) -> impl Future<Output = ()> + 'static {
+        if let Ok(mut current) = self.hooks.auth.write() {
+            *current = Arc::clone(&snapshot);
+        }
+        let (scx, hooks) = (self.scx.clone(), Arc::clone(&self.hooks));
+        async move {
+            let entries: Vec<_> = scx.extends.shared().await.iter().collect();
+            for entry in entries {
+                let id = entry.id();
+                let client_id = id.client_id.to_string();
+                let credentials = hooks.credentials(&client_id);
+                let listener = credentials.as_ref().map(|c| c.listener).unwrap_or(ListenerKind::Tls);
+                let cert = credentials.and_then(|c| c.cert);
+                if let Err(reason) = snapshot.admit(listener, &client_id, cert.as_ref()) {
+                    tracing::warn!(client_id, reason, "disconnecting device: no longer admitted");
+                    if let Ok(mut locked) = entry.try_lock().await {
+                        let _ = locked.kick(true, true, true).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rebinds the listeners on the same addresses with the new certificate files; sessions on
+    /// existing connections are not interrupted.
+    fn reload_tls(&mut self, files: ServerTlsFiles) -> impl Future<Output = Option<JoinHandle<()>>> + 'static {
+        let old = self.server.take();
+        let (scx, addrs) = (self.scx.clone(), self.addrs);
+        async move {
+            if let Some(old) = old {
+                old.abort();
+                let _ = old.await;
+            }
+            match listeners::bind(&scx, addrs.mqtt, addrs.plain, &files) {
+                Ok((task, _)) => {
+                    tracing::info!(mqtt = %addrs.mqtt, "broker TLS reloaded");
+                    Some(task)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot rebind the broker after a certificate change; devices cannot connect");
+                    None
+                }
+            }
         }
     }
 
@@ -236,25 +242,6 @@ impl Broker {
     }
 }
 
-fn listener(addr: SocketAddr) -> Builder {
-    Builder::new()
-        .laddr(addr)
-        .reuseaddr(Some(true))
-        .nodelay(true)
-        .allow_anonymous(false)
-        .max_packet_size(MAX_PACKET_SIZE)
-        .max_inflight(std::num::NonZeroU16::new(MAX_INFLIGHT).unwrap_or(std::num::NonZeroU16::MIN))
-        .handshake_timeout(std::time::Duration::from_secs(10))
-}
-
-fn path_str(path: &std::path::Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-fn listen_error(addr: SocketAddr, what: &'static str, error: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Listen { addr, what, reason: error.to_string() }
-}
-
 impl Actor for Broker {
     type Context = Context<Self>;
 
@@ -265,11 +252,19 @@ impl Actor for Broker {
     }
 }
 
-impl Handler<DirectoryChanged> for Broker {
-    type Result = ();
+impl Handler<AuthChanged> for Broker {
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: DirectoryChanged, _ctx: &mut Self::Context) {
-        self.set_directory(msg);
+    fn handle(&mut self, msg: AuthChanged, _ctx: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.set_auth(msg.0).into_actor(self)))
+    }
+}
+
+impl Handler<TlsChanged> for Broker {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: TlsChanged, _ctx: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.reload_tls(msg.0).into_actor(self).map(|task, act, _| act.server = task)))
     }
 }
 

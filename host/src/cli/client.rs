@@ -1,7 +1,9 @@
 //! `turf client publish`: a simulated client device, like the tutorial's `basic_discovery.py`.
 //!
-//! Connects with its thing name as client id and its issued certificate (mutual TLS, clean
-//! session off, keepalive 30 s), subscribes to the topic, publishes
+//! With `--core` it first runs Greengrass discovery against the core (mutual TLS with the
+//! device certificate, trusting `ca.pem`), then tries each returned endpoint in order with the
+//! returned CA; with `--broker` it connects directly. It connects with its thing name as client
+//! id (clean session off, keepalive 30 s), subscribes to the topic, publishes
 //! `{"message": M, "sequence": i}` N times at QoS 1, prints every publish and every message it
 //! receives, and succeeds when all of its messages came back. Every wait is bounded.
 
@@ -16,7 +18,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::mpsc;
 
 use super::CliError;
+use crate::connectivity::detect::parse_endpoint;
 use crate::devices::files;
+use crate::discovery::client::discover;
+
+/// Default port of the discovery endpoint.
+const DISCOVERY_PORT: u16 = 8443;
 
 /// `turf client publish`.
 #[derive(Debug, Args)]
@@ -27,9 +34,12 @@ pub struct PublishArgs {
     /// Folder holding device.pem.crt, private.pem.key and ca.pem (from `turf device add`).
     #[arg(long)]
     pub certs: PathBuf,
-    /// Broker address, HOST:PORT.
-    #[arg(long, default_value = "localhost:8883")]
-    pub broker: String,
+    /// Core device to discover, HOST[:PORT] (discovery port, default 8443).
+    #[arg(long, conflicts_with = "broker", required_unless_present = "broker")]
+    pub core: Option<String>,
+    /// Broker to connect to directly, HOST:PORT (skips discovery).
+    #[arg(long)]
+    pub broker: Option<String>,
     /// Topic to subscribe and publish to (default clients/<thing>/hello/world).
     #[arg(long)]
     pub topic: Option<String>,
@@ -51,14 +61,16 @@ fn failed(text: impl Into<String>) -> CliError {
     CliError::Failed(text.into())
 }
 
-/// A rustls client configuration with the device's certificate, trusting `ca.pem`.
-pub fn device_tls(certs: &Path) -> Result<rustls::ClientConfig, CliError> {
+/// A rustls client configuration with the device's certificate from `certs`, trusting the CA
+/// certificates in `ca_pem` (PEM text).
+pub fn device_tls(certs: &Path, ca_pem: &str) -> Result<rustls::ClientConfig, CliError> {
     let read = |name: &str| certs.join(name);
     let bad = |path: PathBuf, e: &dyn std::fmt::Display| failed(format!("{}: {e}", path.display()));
     let mut roots = rustls::RootCertStore::empty();
-    let ca_path = read(files::CA);
-    for cert in CertificateDer::pem_file_iter(&ca_path).map_err(|e| bad(ca_path.clone(), &e))? {
-        roots.add(cert.map_err(|e| bad(ca_path.clone(), &e))?).map_err(|e| bad(ca_path.clone(), &e))?;
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| failed(format!("CA certificate: {e}")))?)
+            .map_err(|e| failed(format!("CA certificate: {e}")))?;
     }
     let cert_path = read(files::CERT);
     let chain = CertificateDer::pem_file_iter(&cert_path)
@@ -75,11 +87,47 @@ pub fn device_tls(certs: &Path) -> Result<rustls::ClientConfig, CliError> {
         .map_err(|e| failed(format!("device certificate and key do not match: {e}")))
 }
 
-fn split_broker(broker: &str) -> Result<(String, u16), CliError> {
-    let (host, port) =
-        broker.rsplit_once(':').ok_or_else(|| CliError::Usage(format!("--broker {broker:?}: expected HOST:PORT")))?;
-    let port = port.parse().map_err(|_| CliError::Usage(format!("--broker {broker:?}: bad port")))?;
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+fn split_host(text: &str, flag: &str, default_port: Option<u16>) -> Result<(String, u16), CliError> {
+    let endpoint = parse_endpoint(text, default_port.unwrap_or(0))
+        .map_err(|e| CliError::Usage(format!("{flag} {text:?}: {}", e.problem)))?;
+    if default_port.is_none() && !text.trim_end_matches(']').contains(':') {
+        return Err(CliError::Usage(format!("{flag} {text:?}: expected HOST:PORT")));
+    }
+    Ok((endpoint.host_address, endpoint.port))
+}
+
+/// Where to connect: endpoints in order (host, port, core ARN), and the CA that signs the
+/// broker's certificate.
+#[allow(clippy::print_stdout)] // command output
+async fn endpoints(args: &PublishArgs) -> Result<(Vec<(String, u16, String)>, String), CliError> {
+    let ca_path = args.certs.join(files::CA);
+    let local_ca = std::fs::read_to_string(&ca_path).map_err(|e| failed(format!("{}: {e}", ca_path.display())))?;
+    if let Some(broker) = &args.broker {
+        let (host, port) = split_host(broker, "--broker", None)?;
+        return Ok((vec![(host.clone(), port, host)], local_ca));
+    }
+    let core = args.core.as_deref().unwrap_or_default();
+    let (host, port) = split_host(core, "--core", Some(DISCOVERY_PORT))?;
+    println!("Performing greengrass discovery...");
+    let answer = discover(&host, port, &args.thing, device_tls(&args.certs, &local_ca)?)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut targets = Vec::new();
+    let mut ca = None;
+    for group in &answer.gg_groups {
+        println!("Discovered group {} ({} CA certificate(s))", group.gg_group_id, group.cas.len());
+        ca = ca.or_else(|| group.cas.first().cloned());
+        for core in &group.cores {
+            for endpoint in &core.connectivity {
+                targets.push((endpoint.host_address.clone(), endpoint.port_number, core.thing_arn.clone()));
+            }
+        }
+    }
+    let ca = ca.ok_or_else(|| failed("discovery returned no CA certificate"))?;
+    if targets.is_empty() {
+        return Err(failed("discovery returned no endpoints; set them with `turf connectivity set` on the core"));
+    }
+    Ok((targets, ca))
 }
 
 /// The payload the tutorial's sample publishes (Python `json.dumps` spacing).
@@ -88,16 +136,20 @@ pub fn hello_payload(message: &str, sequence: u32) -> String {
     format!("{{\"message\": {message}, \"sequence\": {sequence}}}")
 }
 
-/// Runs the simulated device.
-#[allow(clippy::print_stdout)] // command output
-pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
-    let (host, port) = split_broker(&args.broker)?;
-    let topic = args.topic.clone().unwrap_or_else(|| format!("clients/{}/hello/world", args.thing));
-    let tls = device_tls(&args.certs)?;
-    let mut options = MqttOptions::new(args.thing.clone(), host.clone(), port);
+type Events = mpsc::UnboundedReceiver<Result<Event, rumqttc::ConnectionError>>;
+
+/// Connects to one endpoint; returns the client, its events and the pump task.
+async fn connect(
+    thing: &str,
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<(AsyncClient, Events, tokio::task::JoinHandle<()>), String> {
+    let mut options = MqttOptions::new(thing.to_owned(), host.to_owned(), port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(false);
-    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
@@ -109,16 +161,43 @@ pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
             }
         }
     });
-    let timeout = Duration::from_secs(args.timeout);
-    println!("Connecting to {host}:{port} as {}...", args.thing);
     loop {
         match tokio::time::timeout(timeout, events.recv()).await.ok().flatten() {
-            Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+            Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok((client, events, pump)),
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(failed(format!("connection failed: {e}"))),
-            None => return Err(failed(format!("no CONNACK within {} s", args.timeout))),
+            Some(Err(e)) => {
+                pump.abort();
+                return Err(e.to_string());
+            }
+            None => {
+                pump.abort();
+                return Err(format!("no CONNACK within {} s", timeout.as_secs()));
+            }
         }
     }
+}
+
+/// Runs the simulated device.
+#[allow(clippy::print_stdout)] // command output
+pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
+    let topic = args.topic.clone().unwrap_or_else(|| format!("clients/{}/hello/world", args.thing));
+    let (targets, ca) = endpoints(&args).await?;
+    let tls = Arc::new(device_tls(&args.certs, &ca)?);
+    let timeout = Duration::from_secs(args.timeout);
+    let mut connected = None;
+    for (host, port, core) in &targets {
+        println!("Trying core {core} at host {host} port {port}");
+        match connect(&args.thing, host, *port, Arc::clone(&tls), timeout).await {
+            Ok(session) => {
+                connected = Some(session);
+                break;
+            }
+            Err(e) => println!("Connection failed with exception {e}"),
+        }
+    }
+    let Some((client, mut events, pump)) = connected else {
+        return Err(failed("All connection attempts failed"));
+    };
     println!("Connected!");
     client.subscribe(&topic, QoS::AtLeastOnce).await.map_err(|e| failed(e.to_string()))?;
     loop {
@@ -186,10 +265,11 @@ mod tests {
     }
 
     #[test]
-    fn broker_addresses_split_into_host_and_port() {
-        assert_eq!(split_broker("localhost:8883").unwrap(), ("localhost".to_owned(), 8883));
-        assert_eq!(split_broker("[::1]:1883").unwrap(), ("::1".to_owned(), 1883));
-        assert!(split_broker("nohost").is_err());
-        assert!(split_broker("h:notaport").is_err());
+    fn addresses_split_into_host_and_port() {
+        assert_eq!(split_host("localhost:8883", "--broker", None).unwrap(), ("localhost".to_owned(), 8883));
+        assert_eq!(split_host("[::1]:1883", "--broker", None).unwrap(), ("::1".to_owned(), 1883));
+        assert_eq!(split_host("core.local", "--core", Some(8443)).unwrap(), ("core.local".to_owned(), 8443));
+        assert!(split_host("nohost", "--broker", None).is_err());
+        assert!(split_host("h:notaport", "--broker", None).is_err());
     }
 }

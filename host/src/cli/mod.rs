@@ -8,6 +8,7 @@
 //! - `status`: what runs. `client`: a simulated client device.
 
 mod client;
+mod connectivity;
 mod deployment;
 mod device;
 mod run;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
-use crate::config::{DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME, RootLayout};
+use crate::config::{DEFAULT_DISCOVERY_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME, RootLayout};
 
 /// Turf: an IoT core device host for local client devices (Greengrass-compatible).
 #[derive(Debug, Parser)]
@@ -45,6 +46,9 @@ pub enum Command {
     Deployment(DeploymentCommand),
     /// Show what the running host listens on and which components run.
     Status,
+    /// Show or set the endpoints discovery hands to devices ("Manage core device endpoints").
+    #[command(subcommand)]
+    Connectivity(ConnectivityCommand),
     /// Act as a client device (for trying Turf without real hardware).
     #[command(subcommand)]
     Client(ClientCommand),
@@ -59,6 +63,9 @@ pub struct RunArgs {
     /// Optional plain-TCP listener for local tools; must be a loopback address.
     #[arg(long)]
     pub plain_listen: Option<std::net::SocketAddr>,
+    /// Greengrass discovery endpoint (HTTPS, mutual TLS).
+    #[arg(long, default_value = DEFAULT_DISCOVERY_LISTEN)]
+    pub discovery_listen: std::net::SocketAddr,
     /// Log level (error, warn, info, debug, trace) or a filter directive.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -78,8 +85,51 @@ pub enum DeviceCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Register a certificate issued by another CA (trust that CA first with `trust-ca`).
+    Register {
+        /// Thing name.
+        thing: String,
+        /// The device certificate, PEM.
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Remove a thing and its certificates; its connections are closed.
+    Remove {
+        /// Thing name.
+        thing: String,
+    },
+    /// Trust a CA for device certificates (as AWS IoT trusts registered CAs).
+    TrustCa {
+        /// The CA certificate, PEM.
+        file: PathBuf,
+    },
+    /// Associate a thing with this core device, so it may use discovery.
+    Associate {
+        /// Thing name.
+        thing: String,
+    },
+    /// Undo `associate`.
+    Disassociate {
+        /// Thing name.
+        thing: String,
+    },
     /// List registered devices.
     List,
+}
+
+/// `turf connectivity ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConnectivityCommand {
+    /// Show the endpoints and where they come from.
+    Show,
+    /// Use these endpoints instead of the IP detector (HOST:PORT or HOST, meaning port 8883).
+    Set {
+        /// Endpoints, in the order devices should try them.
+        #[arg(required = true)]
+        endpoints: Vec<String>,
+    },
+    /// Go back to the IP detector.
+    Clear,
 }
 
 /// `turf deployment ...`.
@@ -147,6 +197,9 @@ pub enum CliError {
     /// The arguments are wrong.
     #[error("{0}")]
     Usage(String),
+    /// The host refused or failed an operation.
+    #[error("{0}")]
+    Host(String),
     /// The command ran but did not succeed (a failed deployment, a device that got no echo).
     #[error("{0}")]
     Failed(String),
@@ -160,6 +213,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Device(command) => device::execute(&layout, command).await,
         Command::Deployment(command) => deployment::execute(&layout, command).await,
         Command::Status => status::execute(&layout).await,
+        Command::Connectivity(command) => connectivity::execute(&layout, command).await,
         Command::Client(ClientCommand::Publish(args)) => client::publish(args).await,
     }
 }

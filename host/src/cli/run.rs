@@ -30,6 +30,7 @@ fn print_ready(endpoints: &Endpoints) {
     if let Some(plain) = endpoints.plain {
         println!("  local tools (MQTT, plain):  {plain}");
     }
+    println!("  discovery (HTTPS, mTLS):    {}", endpoints.discovery);
     println!("  management socket:          {}", endpoints.socket.display());
     println!("  core CA certificate:        {}", endpoints.ca_cert.display());
     println!("  host log:                   {}", endpoints.root.join("logs/turf.log").display());
@@ -40,6 +41,7 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     let mut config = HostConfig::new(root);
     config.mqtt_listen = args.mqtt_listen;
     config.plain_listen = args.plain_listen;
+    config.discovery_listen = args.discovery_listen;
     config.thing_name = args.thing_name;
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
     crate::run(config, print_ready, shutdown_signal()).await?;

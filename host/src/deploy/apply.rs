@@ -12,12 +12,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use serde_json::Value;
+
+use super::builtin;
 use super::plan::{InstallStep, Plan, recipe_file_name};
 use crate::bridge::ConfigureBridge;
 use crate::bridge::routes::BridgeConfig;
 use crate::components::instance::ConfigSnapshot;
 use crate::components::{Configure, Launch, Prepare, Prepared, Stop};
 use crate::config::RootLayout;
+use crate::connectivity::{ConfigureIpDetector, IpDetectorConfig};
+use crate::devices::ConfigureAuth;
+use crate::devices::policy::DeviceGroups;
 use crate::fsutil::{self, Access};
 
 /// The services a deployment drives; wired by the supervisor.
@@ -33,6 +39,10 @@ pub struct DeploymentPeers {
     pub stop: Recipient<Stop>,
     /// Bridge: new routes.
     pub bridge: Recipient<ConfigureBridge>,
+    /// Device auth: new device groups.
+    pub auth: Recipient<ConfigureAuth>,
+    /// Connectivity: new IP detector settings.
+    pub ip_detector: Recipient<ConfigureIpDetector>,
 }
 
 fn mailbox(error: MailboxError) -> String {
@@ -58,9 +68,8 @@ pub async fn apply(plan: &Plan, layout: &RootLayout, peers: &DeploymentPeers) ->
             .await
             .map_err(|e| format!("installer thread failed: {e}"))??;
     }
-    if let Some(config) = &plan.bridge {
-        let routes = BridgeConfig::from_json(config).map_err(|e| e.to_string())?;
-        peers.bridge.send(ConfigureBridge(routes)).await.map_err(mailbox)?;
+    for (name, config) in &plan.builtins {
+        configure_builtin(name, config, peers).await?;
     }
     let configs = snapshot(plan);
     peers
@@ -81,6 +90,25 @@ pub async fn apply(plan: &Plan, layout: &RootLayout, peers: &DeploymentPeers) ->
         peers.launch.send(launch).await.map_err(mailbox)?.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Hands a built-in component's validated configuration to the service behind it.
+async fn configure_builtin(name: &str, config: &Value, peers: &DeploymentPeers) -> Result<(), String> {
+    match name {
+        builtin::BRIDGE => {
+            let routes = BridgeConfig::from_json(config).map_err(|e| e.to_string())?;
+            peers.bridge.send(ConfigureBridge(routes)).await.map_err(mailbox)
+        }
+        builtin::AUTH => {
+            let groups = DeviceGroups::from_config(config).map_err(|e| e.to_string())?;
+            peers.auth.send(ConfigureAuth(groups.map(Arc::new))).await.map_err(mailbox)
+        }
+        builtin::IP_DETECTOR => {
+            let detector = IpDetectorConfig::from_config(config).map_err(|e| e.to_string())?;
+            peers.ip_detector.send(ConfigureIpDetector(detector)).await.map_err(mailbox)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Copies a component's artifacts and writes its recipe into the store.

@@ -8,6 +8,8 @@
 use serde_json::Value;
 
 use crate::bridge::routes::BridgeConfig;
+use crate::connectivity::IpDetectorConfig;
+use crate::devices::policy::DeviceGroups;
 
 /// Name of the nucleus component.
 pub const NUCLEUS: &str = "aws.greengrass.Nucleus";
@@ -15,6 +17,10 @@ pub const NUCLEUS: &str = "aws.greengrass.Nucleus";
 pub const BRIDGE: &str = crate::bridge::COMPONENT_NAME;
 /// Name of the Moquette broker component (Turf's embedded broker answers to it).
 pub const MOQUETTE: &str = "aws.greengrass.clientdevices.mqtt.Moquette";
+/// Name of the client device auth component.
+pub const AUTH: &str = "aws.greengrass.clientdevices.Auth";
+/// Name of the IP detector component.
+pub const IP_DETECTOR: &str = "aws.greengrass.clientdevices.IPDetector";
 
 /// A built-in component.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +54,25 @@ fn bridge(config: &Value) -> Result<(), String> {
     BridgeConfig::from_json(config).map(|_| ()).map_err(|e| e.to_string())
 }
 
+fn auth(config: &Value) -> Result<(), String> {
+    any_object(config)?;
+    if let Some(key) = config.as_object().and_then(|m| {
+        m.keys().find(|k| {
+            !["deviceGroups", "certificates", "certificateAuthority", "performance", "security", "metrics"]
+                .contains(&k.as_str())
+        })
+    }) {
+        return Err(format!("{key}: unknown setting of aws.greengrass.clientdevices.Auth"));
+    }
+    DeviceGroups::from_config(config).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn ip_detector(config: &Value) -> Result<(), String> {
+    IpDetectorConfig::from_config(config)
+        .map(|_| ())
+        .map_err(|e| format!("aws.greengrass.clientdevices.IPDetector configuration: {e}"))
+}
+
 /// Every built-in component.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -63,6 +88,18 @@ pub const BUILTINS: &[Builtin] = &[
         validate: any_object,
     },
     Builtin { name: BRIDGE, version: "2.3.2", description: "Turf's MQTT bridge (mqttTopicMapping)", validate: bridge },
+    Builtin {
+        name: AUTH,
+        version: "2.5.3",
+        description: "Turf's client device auth (deviceGroups; certificates come from Turf's CA)",
+        validate: auth,
+    },
+    Builtin {
+        name: IP_DETECTOR,
+        version: "2.2.2",
+        description: "Turf's IP detector (the endpoints discovery reports)",
+        validate: ip_detector,
+    },
 ];
 
 /// The built-in component called `name`.

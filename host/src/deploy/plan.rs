@@ -158,8 +158,8 @@ pub struct Plan {
     pub reconfigure: BTreeMap<String, Vec<String>>,
     /// Components to stop.
     pub stops: Vec<String>,
-    /// New bridge configuration, if it changed.
-    pub bridge: Option<Value>,
+    /// New configurations of built-in components whose configuration changed.
+    pub builtins: BTreeMap<String, Value>,
     /// Access rights of every WebAssembly component in the target.
     pub access: HashMap<String, Arc<AccessControl>>,
     /// Per-component outcome.
@@ -474,7 +474,7 @@ fn build_plan(
         launches: Vec::new(),
         reconfigure: BTreeMap::new(),
         stops: Vec::new(),
-        bridge: None,
+        builtins: BTreeMap::new(),
         access: HashMap::new(),
         outcomes: Vec::new(),
     };
@@ -503,8 +503,8 @@ fn build_plan(
         let action = match &choice {
             Selected::Builtin(b) => {
                 b.validate(&config).map_err(|problem| PlanError::Config { component: name.clone(), problem })?;
-                if name == builtin::BRIDGE && !changed.is_empty() {
-                    plan.bridge = Some(config.clone());
+                if !changed.is_empty() {
+                    plan.builtins.insert(name.clone(), config.clone());
                 }
                 if changed.is_empty() { "unchanged" } else { "reconfigured" }
             }
@@ -709,7 +709,7 @@ mod tests {
             },
         );
         let plan = plan(&f.cx(), &DeployedSet::new(), &request).unwrap();
-        assert!(plan.bridge.is_some());
+        assert!(plan.builtins.contains_key(builtin::BRIDGE));
         assert!(!plan.target[builtin::BRIDGE].root);
 
         let mut bad = DeploymentRequest::default();

@@ -174,29 +174,56 @@ impl CoreCa {
         Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
-    /// Makes sure `ca/` holds a server certificate covering `sans` with enough validity left,
-    /// and a client-roots bundle; re-issues the certificate when the SANs changed.
-    pub fn ensure_server_cert(&self, common_name: &str, sans: &[String]) -> Result<ServerTlsFiles, CaError> {
-        let files = ServerTlsFiles {
+    /// Paths of the broker's TLS files in `ca/`.
+    pub fn tls_files(&self) -> ServerTlsFiles {
+        ServerTlsFiles {
             cert: self.dir.join("server.pem"),
             key: self.dir.join("server.key"),
             client_roots: self.dir.join("client-roots.pem"),
-        };
+        }
+    }
+
+    /// Writes the bundle of CAs whose device certificates are accepted: the core CA followed by
+    /// `extra`. Returns whether the file changed.
+    pub fn write_client_roots(&self, extra: &[String]) -> Result<bool, CaError> {
+        let path = self.tls_files().client_roots;
+        let mut bundle = self.cert_pem.clone();
+        for pem in extra {
+            if !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(pem);
+        }
+        if fs::read_to_string(&path).ok().as_deref() == Some(bundle.as_str()) {
+            return Ok(false);
+        }
+        write(&path, bundle.as_bytes(), Access::Public)?;
+        Ok(true)
+    }
+
+    /// Makes sure `ca/` holds a server certificate covering `sans` with enough validity left,
+    /// and a client-roots bundle; re-issues the certificate when the SANs changed. Returns the
+    /// files and whether anything was (re)written.
+    pub fn ensure_server_cert(&self, common_name: &str, sans: &[String]) -> Result<(ServerTlsFiles, bool), CaError> {
+        let files = self.tls_files();
         let wanted: BTreeSet<String> = sans.iter().cloned().collect();
         let current = existing_server_cert(&files.cert);
         let fresh = match current {
             Some((have, not_after)) => have == wanted && not_after > OffsetDateTime::now_utc() + SERVER_RENEW_BEFORE,
             None => false,
         };
+        let mut changed = false;
         if !fresh || !files.key.exists() {
             let issued = self.issue_server(common_name, &wanted)?;
             write(&files.key, issued.key_pem.as_bytes(), Access::Private)?;
             write(&files.cert, issued.cert_pem.as_bytes(), Access::Public)?;
+            changed = true;
         }
         if !files.client_roots.exists() {
             write(&files.client_roots, self.cert_pem.as_bytes(), Access::Public)?;
+            changed = true;
         }
-        Ok(files)
+        Ok((files, changed))
     }
 
     fn issue_server(&self, common_name: &str, sans: &BTreeSet<String>) -> Result<IssuedCert, CaError> {
@@ -214,8 +241,16 @@ impl CoreCa {
     }
 }
 
-/// The names the server certificate should cover: `localhost`, loopback, this host's name and
-/// every address of its interfaces (as Greengrass: connectivity entries plus `localhost`).
+/// The names the server certificate should cover: `localhost`, loopback, this host's name, every
+/// address of its interfaces, and every connectivity host (Greengrass: connectivity plus
+/// `localhost`), sorted and deduplicated.
+pub fn server_sans<'a>(connectivity_hosts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut sans: BTreeSet<String> = default_server_sans().into_iter().collect();
+    sans.extend(connectivity_hosts.into_iter().filter(|h| !h.is_empty()).map(str::to_owned));
+    sans.into_iter().collect()
+}
+
+/// `localhost`, loopback, this host's name and every address of its interfaces.
 pub fn default_server_sans() -> Vec<String> {
     let mut sans: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].iter().map(|s| (*s).to_owned()).collect();
     if let Ok(interfaces) = if_addrs::get_if_addrs() {
@@ -337,14 +372,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CoreCa::load_or_create(dir.path()).unwrap();
         let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let files = ca.ensure_server_cert("core", &sans).unwrap();
+        let (files, changed) = ca.ensure_server_cert("core", &sans).unwrap();
+        assert!(changed);
         let first = fs::read(&files.cert).unwrap();
-        ca.ensure_server_cert("core", &sans).unwrap();
+        assert!(!ca.ensure_server_cert("core", &sans).unwrap().1);
         assert_eq!(fs::read(&files.cert).unwrap(), first);
-        ca.ensure_server_cert("core", &["localhost".to_owned(), "10.0.0.9".to_owned()]).unwrap();
+        assert!(ca.ensure_server_cert("core", &["localhost".to_owned(), "10.0.0.9".to_owned()]).unwrap().1);
         assert_ne!(fs::read(&files.cert).unwrap(), first);
         let (have, _) = existing_server_cert(&files.cert).unwrap();
         assert!(have.contains("10.0.0.9") && have.contains("localhost"));
+    }
+
+    #[test]
+    fn client_roots_list_the_core_ca_then_trusted_cas() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CoreCa::load_or_create(&dir.path().join("a")).unwrap();
+        let other = CoreCa::load_or_create(&dir.path().join("b")).unwrap();
+        ca.ensure_server_cert("core", &["localhost".to_owned()]).unwrap();
+        assert!(!ca.write_client_roots(&[]).unwrap());
+        assert!(ca.write_client_roots(&[other.cert_pem().to_owned()]).unwrap());
+        let bundle = fs::read_to_string(ca.tls_files().client_roots).unwrap();
+        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(server_sans(["core.local"]).contains(&"core.local".to_owned()));
     }
 
     #[test]

@@ -1,169 +1,272 @@
-//! Client device auth: the core CA, the device registry and who may connect.
+//! Client device auth (`aws.greengrass.clientdevices.Auth`): the core CA, the device registry,
+//! device groups and policies, and who may discover this core.
 //!
-//! The `DeviceAuth` actor owns the CA (`ca/`) and the registry tables. Messages in:
-//! [`AddDevice`], [`ListDevices`]. Messages out: [`DirectoryChanged`] to the broker whenever the
-//! set of registered certificates changes, so the broker authenticates CONNECTs from an
-//! immutable snapshot without asking. It never sees MQTT traffic and never logs key material.
+//! The `DeviceAuth` actor owns the CA (`ca/`), the registry tables and the deployed
+//! `deviceGroups`. Messages in: [`DeviceRequest`] (add, register, remove, trust a CA,
+//! associate, list), [`ConfigureAuth`] (from deployments), [`ConnectivityChanged`] (re-issue the
+//! broker certificate for new endpoints), [`Discover`]. Messages out: [`AuthChanged`] to the broker
+//! whenever devices or policies change, so it authorizes from an immutable snapshot without asking;
+//! [`TlsChanged`] to the broker and discovery when certificates or trusted CAs change. It never sees
+//! MQTT traffic and never logs key material.
 //!
-//! - `ca`: certificate authority files and issuing.
-//! - `registry`: SQLite tables of things and certificates.
-//! - `identity`: pure thing-name and certificate → thing rules.
+//! - `ca`: certificate authority files and issuing. `registry`: SQLite tables.
+//! - `book`: CA + registry operations shared with the offline CLI.
+//! - `identity`, `selection`, `policy`: pure rules for who a client is and what it may do.
 
+pub mod book;
 pub mod ca;
 pub mod identity;
+pub mod policy;
 pub mod registry;
+pub mod selection;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
-use self::ca::{CaError, CoreCa};
-use self::identity::DeviceDirectory;
-use self::registry::{DeviceRecord, Registry, RegistryError};
-use crate::config::RootLayout;
-use crate::fsutil::{self, Access};
+pub use self::book::{DeviceBook, DeviceError, IssuedDevice, files};
+use self::ca::{ServerTlsFiles, server_sans};
+use self::identity::{DeviceDirectory, Identity, ListenerKind, PeerCert, Refusal};
+use self::policy::{DeviceGroups, client_id_resource};
+use self::registry::DeviceRecord;
+use crate::connectivity::{ConnectivityChanged, ConnectivityInfo};
+use crate::discovery::response::{self, DiscoverResponse};
+use crate::discovery::{Discover, DiscoverError};
 
-/// A failure of a device operation.
-#[derive(Debug, Error)]
-pub enum DeviceError {
-    /// The CA failed.
-    #[error(transparent)]
-    Ca(#[from] CaError),
-    /// The registry failed.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Writing the device's files failed.
-    #[error("cannot write {path}: {source}")]
-    WriteFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+/// Everything the broker needs to decide who may connect and what they may do.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSnapshot {
+    /// Registered certificates.
+    pub directory: DeviceDirectory,
+    /// Deployed device groups; `None` until the Auth component is configured (deny all).
+    pub groups: Option<Arc<DeviceGroups>>,
+}
+
+impl AuthSnapshot {
+    /// Whether `thing` may perform `operation` on `resource`; `Err` says why not.
+    pub fn authorize(&self, thing: &str, operation: &str, resource: &str) -> Result<(), String> {
+        let Some(groups) = &self.groups else {
+            return Err(
+                "no device groups are configured; deploy aws.greengrass.clientdevices.Auth deviceGroups".to_owned()
+            );
+        };
+        let decision = groups.decide(thing, operation, resource);
+        if decision.allowed { Ok(()) } else { Err(decision.reason(operation, resource)) }
+    }
+
+    /// Authenticates a CONNECT and checks `mqtt:connect` on `mqtt:clientId:<client_id>`.
+    pub fn admit(&self, listener: ListenerKind, client_id: &str, cert: Option<&PeerCert>) -> Result<Identity, String> {
+        let identity = self.directory.authenticate(listener, client_id, cert).map_err(|r: Refusal| r.to_string())?;
+        self.authorize(&identity.thing, policy::CONNECT, &client_id_resource(client_id))?;
+        Ok(identity)
+    }
+}
+
+/// Devices or policies changed (sent to the broker).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct AuthChanged(pub Arc<AuthSnapshot>);
+
+/// The broker's certificate or the accepted client CAs changed; reload from these files.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct TlsChanged(pub ServerTlsFiles);
+
+/// New `deviceGroups` (from a deployment); `None` removes them (deny all).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConfigureAuth(pub Option<Arc<DeviceGroups>>);
+
+/// A `turf device` operation.
+#[derive(Message, Debug, Clone, Serialize, Deserialize)]
+#[rtype(result = "Result<DeviceReply, String>")]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum DeviceRequest {
+    /// Issue and register a certificate.
+    Add {
+        /// Thing name.
+        thing: String,
+    },
+    /// Register a certificate issued elsewhere.
+    Register {
+        /// Thing name.
+        thing: String,
+        /// The certificate, PEM.
+        cert_pem: String,
+    },
+    /// Remove a thing and its certificates (its connections are closed).
+    Remove {
+        /// Thing name.
+        thing: String,
+    },
+    /// Trust another CA for device certificates.
+    TrustCa {
+        /// The CA certificate, PEM.
+        pem: String,
+    },
+    /// Associate a thing with this core (or not).
+    Associate {
+        /// Thing name.
+        thing: String,
+        /// Associate (true) or disassociate (false).
+        associated: bool,
+    },
+    /// List things.
+    List,
+}
+
+impl DeviceRequest {
+    /// The operation's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeviceRequest::Add { .. } => "add",
+            DeviceRequest::Register { .. } => "register",
+            DeviceRequest::Remove { .. } => "remove",
+            DeviceRequest::TrustCa { .. } => "trust-ca",
+            DeviceRequest::Associate { .. } => "associate",
+            DeviceRequest::List => "list",
+        }
+    }
+}
+
+/// The answer to a [`DeviceRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DeviceReply {
+    /// A new device's credentials.
+    Issued(IssuedDevice),
+    /// The id of a registered certificate or trusted CA.
+    Id {
+        /// Certificate id.
+        id: String,
+    },
+    /// Done.
+    Done,
+    /// The things.
+    Devices {
+        /// Records.
+        devices: Vec<DeviceRecord>,
     },
 }
 
-/// Credentials issued to a new device.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct IssuedDevice {
-    /// Thing name.
-    pub thing: String,
-    /// Certificate id (SHA-256 of the DER, hex).
-    pub certificate_id: String,
-    /// Device certificate, PEM.
-    pub cert_pem: String,
-    /// Device private key, PEM. Never logged.
-    pub key_pem: String,
-    /// Core CA certificate, PEM (the device trusts the broker with it).
-    pub ca_pem: String,
-}
-
-impl std::fmt::Debug for IssuedDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedDevice")
-            .field("thing", &self.thing)
-            .field("certificate_id", &self.certificate_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// File names written into a device's certificate folder, as the AWS IoT console names them.
-pub mod files {
-    /// Device certificate.
-    pub const CERT: &str = "device.pem.crt";
-    /// Device private key (0600).
-    pub const KEY: &str = "private.pem.key";
-    /// Core CA certificate.
-    pub const CA: &str = "ca.pem";
-}
-
-impl IssuedDevice {
-    /// Writes `device.pem.crt`, `private.pem.key` (0600) and `ca.pem` into `dir`.
-    pub fn write_to(&self, dir: &Path) -> Result<(), DeviceError> {
-        for (name, content, access) in [
-            (files::CERT, &self.cert_pem, Access::Public),
-            (files::KEY, &self.key_pem, Access::Private),
-            (files::CA, &self.ca_pem, Access::Public),
-        ] {
-            let path = dir.join(name);
-            fsutil::write_atomic(&path, content.as_bytes(), access)
-                .map_err(|source| DeviceError::WriteFile { path, source })?;
+/// Performs a device operation on a book (used by the actor, and by the CLI when the host is
+/// stopped). The flag says whether the broker's view or TLS changed.
+pub fn perform(book: &mut DeviceBook, request: DeviceRequest) -> Result<(DeviceReply, Effects), DeviceError> {
+    Ok(match request {
+        DeviceRequest::Add { thing } => (DeviceReply::Issued(book.add(&thing)?), Effects::DIRECTORY),
+        DeviceRequest::Register { thing, cert_pem } => {
+            (DeviceReply::Id { id: book.register(&thing, &cert_pem)? }, Effects::DIRECTORY)
         }
-        Ok(())
-    }
-}
-
-fn issue_and_register(ca: &CoreCa, registry: &mut Registry, thing: &str) -> Result<IssuedDevice, DeviceError> {
-    identity::validate_thing_name(thing).map_err(RegistryError::from)?;
-    let issued = ca.issue_device(thing)?;
-    let facts = registry.register(thing, &issued.cert_pem)?;
-    Ok(IssuedDevice {
-        thing: thing.to_owned(),
-        certificate_id: facts.id,
-        cert_pem: issued.cert_pem,
-        key_pem: issued.key_pem,
-        ca_pem: ca.cert_pem().to_owned(),
+        DeviceRequest::Remove { thing } => {
+            book.remove(&thing)?;
+            (DeviceReply::Done, Effects::DIRECTORY)
+        }
+        DeviceRequest::TrustCa { pem } => (DeviceReply::Id { id: book.trust_ca(&pem)? }, Effects::TLS),
+        DeviceRequest::Associate { thing, associated } => {
+            book.associate(&thing, associated)?;
+            (DeviceReply::Done, Effects::NONE)
+        }
+        DeviceRequest::List => (DeviceReply::Devices { devices: book.list()? }, Effects::NONE),
     })
 }
 
-/// Issues and registers a device while the host is stopped, working on the root directly.
-pub fn add_device_offline(layout: &RootLayout, thing: &str) -> Result<IssuedDevice, DeviceError> {
-    let ca = CoreCa::load_or_create(&layout.ca_dir())?;
-    let mut registry = Registry::open(&layout.database())?;
-    issue_and_register(&ca, &mut registry, thing)
+/// What an operation changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effects {
+    directory: bool,
+    tls: bool,
 }
 
-/// Lists devices while the host is stopped.
-pub fn list_devices_offline(layout: &RootLayout) -> Result<Vec<DeviceRecord>, DeviceError> {
-    Ok(Registry::open(&layout.database())?.list()?)
+impl Effects {
+    const NONE: Self = Self { directory: false, tls: false };
+    const DIRECTORY: Self = Self { directory: true, tls: false };
+    const TLS: Self = Self { directory: false, tls: true };
 }
 
-/// Issue a certificate for a new device and register it.
-#[derive(Message)]
-#[rtype(result = "Result<IssuedDevice, DeviceError>")]
-pub struct AddDevice {
-    /// Thing name of the device (its MQTT client id).
-    pub thing: String,
+/// Where device auth sends things; wired by the supervisor.
+pub struct DevicePeers {
+    /// The broker's authorization snapshot.
+    pub auth: Recipient<AuthChanged>,
+    /// Listeners that reload TLS (broker, discovery).
+    pub tls: Vec<Recipient<TlsChanged>>,
 }
-
-/// List registered devices.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<DeviceRecord>, DeviceError>")]
-pub struct ListDevices;
-
-/// The set of registered certificates changed (sent to the broker).
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct DirectoryChanged(pub Arc<DeviceDirectory>);
 
 /// The device-auth service.
 pub struct DeviceAuth {
-    ca: CoreCa,
-    registry: Registry,
-    broker: Recipient<DirectoryChanged>,
+    book: DeviceBook,
+    core_thing: String,
+    groups: Option<Arc<DeviceGroups>>,
+    connectivity: Vec<ConnectivityInfo>,
+    peers: DevicePeers,
 }
 
 impl DeviceAuth {
-    /// A service over an opened CA and registry, reporting to `broker`.
-    pub fn new(ca: CoreCa, registry: Registry, broker: Recipient<DirectoryChanged>) -> Self {
-        Self { ca, registry, broker }
+    /// A service over an opened book for core `core_thing`.
+    pub fn new(book: DeviceBook, core_thing: String, peers: DevicePeers) -> Self {
+        Self { book, core_thing, groups: None, connectivity: Vec::new(), peers }
     }
 
-    fn publish_directory(&self) -> Result<(), DeviceError> {
-        let directory = self.registry.directory()?;
-        tracing::debug!(certificates = directory.len(), "device directory updated");
-        self.broker.do_send(DirectoryChanged(Arc::new(directory)));
+    fn publish_auth(&self) -> Result<(), DeviceError> {
+        let directory = self.book.registry().directory()?;
+        tracing::debug!(
+            certificates = directory.len(),
+            groups = self.groups.is_some(),
+            "authorization snapshot updated"
+        );
+        self.peers.auth.do_send(AuthChanged(Arc::new(AuthSnapshot { directory, groups: self.groups.clone() })));
         Ok(())
     }
 
-    fn add_device(&mut self, thing: &str) -> Result<IssuedDevice, DeviceError> {
-        let issued = issue_and_register(&self.ca, &mut self.registry, thing)?;
-        tracing::info!(thing, certificate_id = %issued.certificate_id, "device added");
-        self.publish_directory()?;
-        Ok(issued)
+    fn publish_tls(&self) {
+        let files = self.book.ca().tls_files();
+        for peer in &self.peers.tls {
+            peer.do_send(TlsChanged(files.clone()));
+        }
+    }
+
+    fn request(&mut self, request: DeviceRequest) -> Result<DeviceReply, String> {
+        let what = request.name();
+        let (reply, effects) = perform(&mut self.book, request).map_err(|e| e.to_string())?;
+        if effects.directory {
+            self.publish_auth().map_err(|e| e.to_string())?;
+        }
+        if effects.tls {
+            self.publish_tls();
+        }
+        if what != "list" {
+            tracing::info!(operation = what, "device registry changed");
+        }
+        Ok(reply)
+    }
+
+    fn connectivity_changed(&mut self, list: Vec<ConnectivityInfo>) {
+        self.connectivity = list;
+        let sans = server_sans(self.connectivity.iter().map(|c| c.host_address.as_str()));
+        match self.book.ca().ensure_server_cert(&self.core_thing, &sans) {
+            Ok((_, true)) => {
+                tracing::info!(?sans, "broker certificate re-issued for new connectivity");
+                self.publish_tls();
+            }
+            Ok((_, false)) => {}
+            Err(error) => tracing::error!(%error, "cannot re-issue the broker certificate"),
+        }
+    }
+
+    fn discover(&self, msg: Discover) -> Result<DiscoverResponse, DiscoverError> {
+        let internal = |e: registry::RegistryError| DiscoverError::Internal(e.to_string());
+        if !self.book.registry().exists(&msg.thing).map_err(internal)? {
+            return Err(DiscoverError::UnknownThing(msg.thing));
+        }
+        match self.book.registry().certificate_owner(&msg.certificate_id).map_err(internal)? {
+            Some((owner, associated)) if owner == msg.thing => {
+                if !associated {
+                    return Err(DiscoverError::NotAssociated { thing: msg.thing, core: self.core_thing.clone() });
+                }
+                Ok(response::build(&self.core_thing, &self.connectivity, self.book.ca().cert_pem()))
+            }
+            _ => Err(DiscoverError::NotOwnCertificate(msg.thing)),
+        }
     }
 }
 
@@ -171,24 +274,78 @@ impl Actor for DeviceAuth {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Self::Context) {
-        if let Err(error) = self.publish_directory() {
+        if let Err(error) = self.publish_auth() {
             tracing::error!(%error, "cannot load the device registry");
         }
     }
 }
 
-impl Handler<AddDevice> for DeviceAuth {
-    type Result = Result<IssuedDevice, DeviceError>;
+impl Handler<DeviceRequest> for DeviceAuth {
+    type Result = Result<DeviceReply, String>;
 
-    fn handle(&mut self, msg: AddDevice, _ctx: &mut Self::Context) -> Self::Result {
-        self.add_device(&msg.thing)
+    fn handle(&mut self, msg: DeviceRequest, _ctx: &mut Self::Context) -> Self::Result {
+        self.request(msg)
     }
 }
 
-impl Handler<ListDevices> for DeviceAuth {
-    type Result = Result<Vec<DeviceRecord>, DeviceError>;
+impl Handler<ConfigureAuth> for DeviceAuth {
+    type Result = ();
 
-    fn handle(&mut self, _msg: ListDevices, _ctx: &mut Self::Context) -> Self::Result {
-        Ok(self.registry.list()?)
+    fn handle(&mut self, msg: ConfigureAuth, _ctx: &mut Self::Context) {
+        self.groups = msg.0;
+        if let Err(error) = self.publish_auth() {
+            tracing::error!(%error, "cannot publish the new device policies");
+        }
+    }
+}
+
+impl Handler<ConnectivityChanged> for DeviceAuth {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectivityChanged, _ctx: &mut Self::Context) {
+        self.connectivity_changed(msg.0);
+    }
+}
+
+impl Handler<Discover> for DeviceAuth {
+    type Result = Result<DiscoverResponse, DiscoverError>;
+
+    fn handle(&mut self, msg: Discover, _ctx: &mut Self::Context) -> Self::Result {
+        self.discover(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn without_device_groups_nobody_may_connect() {
+        let snapshot = AuthSnapshot::default();
+        let err = snapshot.admit(ListenerKind::Plain, "tool", None).unwrap_err();
+        assert!(err.contains("no device groups are configured"), "{err}");
+    }
+
+    #[test]
+    fn admission_needs_identity_and_connect_permission() {
+        let groups = DeviceGroups::from_config(&json!({"deviceGroups": {
+            "definitions": {"G": {"selectionRule": "thingName: ok*", "policyName": "P"}},
+            "policies": {"P": {"S": {"operations": ["mqtt:connect"], "resources": ["mqtt:clientId:ok-1"]}}}}}))
+        .unwrap()
+        .map(Arc::new);
+        let snapshot = AuthSnapshot { directory: DeviceDirectory::default(), groups };
+        assert!(snapshot.admit(ListenerKind::Plain, "ok-1", None).is_ok());
+        assert!(snapshot.admit(ListenerKind::Plain, "ok-2", None).is_err());
+        assert!(snapshot.admit(ListenerKind::Plain, "other", None).unwrap_err().contains("no device group"));
+        assert!(snapshot.admit(ListenerKind::Tls, "ok-1", None).is_err(), "TLS needs a registered certificate");
+    }
+
+    #[test]
+    fn requests_round_trip_as_json() {
+        let request = DeviceRequest::Associate { thing: "t".to_owned(), associated: true };
+        let text = serde_json::to_string(&request).unwrap();
+        assert_eq!(text, r#"{"op":"associate","thing":"t","associated":true}"#);
+        assert!(matches!(serde_json::from_str::<DeviceRequest>(&text).unwrap(), DeviceRequest::Associate { .. }));
     }
 }

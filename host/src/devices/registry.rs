@@ -1,8 +1,9 @@
-//! The device registry: things and the certificates registered to them (tables `things`,
-//! `certificates` in `turf.db`).
+//! The device registry: things, their certificates, their association with this core, and the
+//! extra CAs trusted for device certificates (tables `things`, `certificates`, `trusted_cas`).
 //!
-//! Owns those two tables and nothing else. Used by the device-auth actor while the host runs,
-//! and directly by `turf device add` when it is stopped. Never stores private keys.
+//! Owns those tables and nothing else. Used by the device-auth actor while the host runs and
+//! directly by `turf device ...` when it is stopped. Never stores private keys. A certificate is
+//! registered only if it was issued by the core CA or a trusted CA.
 
 use std::path::Path;
 
@@ -40,6 +41,16 @@ pub enum RegistryError {
         /// Why it was refused.
         reason: String,
     },
+    /// The certificate was not issued by a trusted CA.
+    #[error(
+        "certificate for thing {thing:?} is issued by {issuer}, which is not trusted; add that CA with `turf device trust-ca FILE`"
+    )]
+    UntrustedIssuer {
+        /// The thing it was meant for.
+        thing: String,
+        /// Its issuer.
+        issuer: String,
+    },
     /// The certificate is already registered to another thing.
     #[error("certificate {id} is already registered to thing {owner:?}")]
     AlreadyRegistered {
@@ -48,6 +59,16 @@ pub enum RegistryError {
         /// The thing that owns it.
         owner: String,
     },
+    /// No such thing.
+    #[error("no thing named {0:?} is registered")]
+    UnknownThing(String),
+    /// A CA certificate could not be used.
+    #[error("{0}")]
+    BadCa(String),
+}
+
+fn sql(action: &str) -> impl Fn(rusqlite::Error) -> RegistryError + '_ {
+    move |source| RegistryError::Sql { action: action.to_owned(), source }
 }
 
 /// Identifying facts of a certificate, as the registry stores them.
@@ -57,6 +78,8 @@ pub struct CertificateFacts {
     pub id: String,
     /// What the TLS layer will report for it.
     pub peer: PeerCert,
+    /// Issuer distinguished name.
+    pub issuer: String,
 }
 
 /// Parses the first certificate of `pem`.
@@ -67,8 +90,25 @@ pub fn certificate_facts(pem: &str) -> Result<CertificateFacts, String> {
     }
     let cert = parsed.parse_x509().map_err(|e| e.to_string())?;
     Ok(CertificateFacts {
-        id: hex::encode(Sha256::digest(&parsed.contents)),
+        id: certificate_id(&parsed.contents),
         peer: PeerCert { serial: cert.serial.to_str_radix(16), subject: cert.subject().to_string() },
+        issuer: cert.issuer().to_string(),
+    })
+}
+
+/// The AWS IoT certificate id of a DER certificate: SHA-256, lowercase hex.
+pub fn certificate_id(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// Whether the certificate `cert_pem` was signed by one of `ca_pems`.
+pub fn issued_by_any(cert_pem: &str, ca_pems: &[String]) -> bool {
+    let Ok((_, cert_block)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else { return false };
+    let Ok(cert) = cert_block.parse_x509() else { return false };
+    ca_pems.iter().any(|ca_pem| {
+        let Ok((_, ca_block)) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()) else { return false };
+        let Ok(ca) = ca_block.parse_x509() else { return false };
+        cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
     })
 }
 
@@ -81,6 +121,9 @@ pub struct DeviceRecord {
     pub created_at: i64,
     /// Ids of its certificates.
     pub certificates: Vec<String>,
+    /// Associated with this core (may use discovery).
+    #[serde(default)]
+    pub associated: bool,
 }
 
 /// The registry, over its own database connection.
@@ -94,15 +137,20 @@ impl Registry {
         Ok(Self { conn: store::open(db)? })
     }
 
-    /// Registers `cert_pem` to `thing`, creating the thing if needed.
-    pub fn register(&mut self, thing: &str, cert_pem: &str) -> Result<CertificateFacts, RegistryError> {
+    /// Registers `cert_pem` to `thing`, creating the thing if needed. The certificate must be
+    /// issued by one of `trusted` (PEM CA certificates).
+    pub fn register(
+        &mut self,
+        thing: &str,
+        cert_pem: &str,
+        trusted: &[String],
+    ) -> Result<CertificateFacts, RegistryError> {
         validate_thing_name(thing)?;
         let facts = certificate_facts(cert_pem)
             .map_err(|reason| RegistryError::BadCertificate { thing: thing.to_owned(), reason })?;
-        let sql = |action: &str| {
-            let action = action.to_owned();
-            move |source| RegistryError::Sql { action, source }
-        };
+        if !issued_by_any(cert_pem, trusted) {
+            return Err(RegistryError::UntrustedIssuer { thing: thing.to_owned(), issuer: facts.issuer });
+        }
         let tx = self.conn.transaction().map_err(sql("begin a transaction"))?;
         let owner: Option<String> = tx
             .query_row("SELECT thing FROM certificates WHERE id = ?1", [&facts.id], |r| r.get(0))
@@ -127,24 +175,66 @@ impl Registry {
         Ok(facts)
     }
 
+    /// Removes `thing` and its certificates.
+    pub fn remove(&mut self, thing: &str) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction().map_err(sql("begin a transaction"))?;
+        tx.execute("DELETE FROM certificates WHERE thing = ?1", [thing]).map_err(sql("remove certificates"))?;
+        let removed = tx.execute("DELETE FROM things WHERE name = ?1", [thing]).map_err(sql("remove a thing"))?;
+        if removed == 0 {
+            return Err(RegistryError::UnknownThing(thing.to_owned()));
+        }
+        tx.commit().map_err(sql("commit"))
+    }
+
+    /// Associates `thing` with this core (or not).
+    pub fn set_associated(&mut self, thing: &str, associated: bool) -> Result<(), RegistryError> {
+        let changed = self
+            .conn
+            .execute("UPDATE things SET associated = ?2 WHERE name = ?1", params![thing, associated])
+            .map_err(sql("update an association"))?;
+        if changed == 0 { Err(RegistryError::UnknownThing(thing.to_owned())) } else { Ok(()) }
+    }
+
+    /// The thing a certificate (by id) is registered to, and whether that thing is associated.
+    pub fn certificate_owner(&self, certificate_id: &str) -> Result<Option<(String, bool)>, RegistryError> {
+        self.conn
+            .query_row(
+                "SELECT t.name, t.associated FROM certificates c JOIN things t ON t.name = c.thing WHERE c.id = ?1",
+                [certificate_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("look up a certificate"))
+    }
+
+    /// Whether `thing` is registered.
+    pub fn exists(&self, thing: &str) -> Result<bool, RegistryError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM things WHERE name = ?1", [thing], |r| r.get(0))
+            .map_err(sql("look up a thing"))?;
+        Ok(n > 0)
+    }
+
     /// Every thing with its certificate ids, sorted by name.
     pub fn list(&self) -> Result<Vec<DeviceRecord>, RegistryError> {
-        let sql = |source| RegistryError::Sql { action: "list things".to_owned(), source };
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT t.name, t.created_at, c.id FROM things t LEFT JOIN certificates c ON c.thing = t.name \
+                "SELECT t.name, t.created_at, t.associated, c.id FROM things t LEFT JOIN certificates c ON c.thing = t.name \
                  ORDER BY t.name, c.created_at, c.id",
             )
-            .map_err(sql)?;
+            .map_err(sql("list things"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)))
-            .map_err(sql)?;
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?, r.get::<_, Option<String>>(3)?))
+            })
+            .map_err(sql("list things"))?;
         let mut out: Vec<DeviceRecord> = Vec::new();
         for row in rows {
-            let (thing, created_at, cert) = row.map_err(sql)?;
+            let (thing, created_at, associated, cert) = row.map_err(sql("list things"))?;
             if out.last().map(|d| d.thing != thing).unwrap_or(true) {
-                out.push(DeviceRecord { thing, created_at, certificates: Vec::new() });
+                out.push(DeviceRecord { thing, created_at, certificates: Vec::new(), associated });
             }
             if let (Some(cert), Some(last)) = (cert, out.last_mut()) {
                 last.certificates.push(cert);
@@ -155,14 +245,57 @@ impl Registry {
 
     /// The certificate → thing snapshot the broker authenticates against.
     pub fn directory(&self) -> Result<DeviceDirectory, RegistryError> {
-        let sql = |source| RegistryError::Sql { action: "read certificates".to_owned(), source };
-        let mut stmt = self.conn.prepare("SELECT serial, subject, thing FROM certificates").map_err(sql)?;
+        let mut stmt =
+            self.conn.prepare("SELECT serial, subject, thing FROM certificates").map_err(sql("read certificates"))?;
         let rows = stmt
             .query_map([], |r| Ok((PeerCert { serial: r.get(0)?, subject: r.get(1)? }, r.get::<_, String>(2)?)))
-            .map_err(sql)?;
-        let entries = rows.collect::<Result<Vec<_>, _>>().map_err(sql)?;
+            .map_err(sql("read certificates"))?;
+        let entries = rows.collect::<Result<Vec<_>, _>>().map_err(sql("read certificates"))?;
         Ok(DeviceDirectory::new(entries))
     }
+
+    /// Adds a CA whose device certificates are accepted; returns its id.
+    pub fn trust_ca(&mut self, pem: &str) -> Result<String, RegistryError> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| RegistryError::BadCa(format!("not a PEM certificate: {e}")))?;
+        let cert = block.parse_x509().map_err(|e| RegistryError::BadCa(format!("not an X.509 certificate: {e}")))?;
+        if !cert.is_ca() {
+            return Err(RegistryError::BadCa(format!(
+                "{} is not a CA certificate (basicConstraints CA is not set)",
+                cert.subject()
+            )));
+        }
+        let id = certificate_id(&block.contents);
+        let pem = pem_of(&block.contents);
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO trusted_cas(id, subject, pem, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, cert.subject().to_string(), pem, store::now_secs()],
+            )
+            .map_err(sql("trust a CA"))?;
+        Ok(id)
+    }
+
+    /// PEMs of the CAs trusted in addition to the core CA.
+    pub fn trusted_cas(&self) -> Result<Vec<String>, RegistryError> {
+        let mut stmt =
+            self.conn.prepare("SELECT pem FROM trusted_cas ORDER BY created_at, id").map_err(sql("read CAs"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql("read CAs"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql("read CAs"))
+    }
+}
+
+/// Re-encodes a DER certificate as PEM.
+pub fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }
 
 #[cfg(test)]
@@ -171,42 +304,84 @@ mod tests {
     use crate::devices::ca::CoreCa;
     use crate::devices::identity::ListenerKind;
 
-    #[test]
-    fn registered_certificates_authenticate_their_thing() {
+    fn setup() -> (tempfile::TempDir, CoreCa, Registry) {
         let dir = tempfile::tempdir().unwrap();
         let ca = CoreCa::load_or_create(&dir.path().join("ca")).unwrap();
-        let mut registry = Registry::open(&dir.path().join("t.db")).unwrap();
+        let registry = Registry::open(&dir.path().join("t.db")).unwrap();
+        (dir, ca, registry)
+    }
+
+    #[test]
+    fn registered_certificates_authenticate_their_thing() {
+        let (_dir, ca, mut registry) = setup();
         let issued = ca.issue_device("MyClientDevice1").unwrap();
-        let facts = registry.register("MyClientDevice1", &issued.cert_pem).unwrap();
+        let facts = registry.register("MyClientDevice1", &issued.cert_pem, &[ca.cert_pem().to_owned()]).unwrap();
         assert_eq!(facts.id.len(), 64);
         let directory = registry.directory().unwrap();
         let id = directory.authenticate(ListenerKind::Tls, "MyClientDevice1", Some(&facts.peer)).unwrap();
         assert!(id.verified);
         let list = registry.list().unwrap();
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].certificates, vec![facts.id]);
+        assert_eq!(list[0].certificates, vec![facts.id.clone()]);
+        assert_eq!(registry.certificate_owner(&facts.id).unwrap(), Some(("MyClientDevice1".to_owned(), false)));
     }
 
     #[test]
     fn a_certificate_cannot_belong_to_two_things() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = CoreCa::load_or_create(&dir.path().join("ca")).unwrap();
-        let mut registry = Registry::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, ca, mut registry) = setup();
+        let trusted = [ca.cert_pem().to_owned()];
         let issued = ca.issue_device("A").unwrap();
-        registry.register("A", &issued.cert_pem).unwrap();
-        registry.register("A", &issued.cert_pem).unwrap();
-        let err = registry.register("B", &issued.cert_pem).unwrap_err();
+        registry.register("A", &issued.cert_pem, &trusted).unwrap();
+        registry.register("A", &issued.cert_pem, &trusted).unwrap();
+        let err = registry.register("B", &issued.cert_pem, &trusted).unwrap_err();
         assert!(matches!(err, RegistryError::AlreadyRegistered { ref owner, .. } if owner == "A"));
     }
 
     #[test]
+    fn certificates_from_untrusted_issuers_need_their_ca_trusted_first() {
+        let (dir, ca, mut registry) = setup();
+        let other = CoreCa::load_or_create(&dir.path().join("other")).unwrap();
+        let foreign = other.issue_device("Foreign").unwrap();
+        let err = registry.register("Foreign", &foreign.cert_pem, &[ca.cert_pem().to_owned()]).unwrap_err();
+        assert!(matches!(err, RegistryError::UntrustedIssuer { .. }), "{err}");
+        registry.trust_ca(other.cert_pem()).unwrap();
+        let mut trusted = vec![ca.cert_pem().to_owned()];
+        trusted.extend(registry.trusted_cas().unwrap());
+        registry.register("Foreign", &foreign.cert_pem, &trusted).unwrap();
+        let leaf = ca.issue_device("leaf").unwrap();
+        assert!(matches!(registry.trust_ca(&leaf.cert_pem), Err(RegistryError::BadCa(_))));
+    }
+
+    #[test]
+    fn removal_and_association_need_an_existing_thing() {
+        let (_dir, ca, mut registry) = setup();
+        let issued = ca.issue_device("A").unwrap();
+        registry.register("A", &issued.cert_pem, &[ca.cert_pem().to_owned()]).unwrap();
+        registry.set_associated("A", true).unwrap();
+        assert!(registry.list().unwrap()[0].associated);
+        assert!(matches!(registry.set_associated("ghost", true), Err(RegistryError::UnknownThing(_))));
+        registry.remove("A").unwrap();
+        assert!(registry.directory().unwrap().is_empty());
+        assert!(matches!(registry.remove("A"), Err(RegistryError::UnknownThing(_))));
+    }
+
+    #[test]
     fn garbage_certificates_and_names_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut registry = Registry::open(&dir.path().join("t.db")).unwrap();
-        assert!(matches!(registry.register("A", "not a pem"), Err(RegistryError::BadCertificate { .. })));
+        let (_dir, ca, mut registry) = setup();
+        let trusted = [ca.cert_pem().to_owned()];
+        assert!(matches!(registry.register("A", "not a pem", &trusted), Err(RegistryError::BadCertificate { .. })));
         let key_pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        assert!(matches!(registry.register("A", key_pem), Err(RegistryError::BadCertificate { .. })));
-        assert!(matches!(registry.register("a/b", "x"), Err(RegistryError::ThingName(_))));
+        assert!(matches!(registry.register("A", key_pem, &trusted), Err(RegistryError::BadCertificate { .. })));
+        assert!(matches!(registry.register("a/b", "x", &trusted), Err(RegistryError::ThingName(_))));
         assert!(registry.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn pem_round_trips() {
+        let (_dir, ca, _registry) = setup();
+        let (_, block) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
+        let again = pem_of(&block.contents);
+        let (_, block2) = x509_parser::pem::parse_x509_pem(again.as_bytes()).unwrap();
+        assert_eq!(block.contents, block2.contents);
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::connectivity::ConnectivityInfo;
 use crate::deploy::model::ComponentInfo;
 
 /// Path prefix of every endpoint.
@@ -24,17 +25,19 @@ pub struct StatusReport {
     pub mqtt: SocketAddr,
     /// Plain loopback listener.
     pub plain: Option<SocketAddr>,
+    /// Discovery endpoint (HTTPS, mutual TLS).
+    pub discovery: SocketAddr,
     /// Seconds since the epoch when the host started.
     pub started_at: i64,
     /// Components and their states.
     pub components: Vec<ComponentInfo>,
 }
 
-/// `POST /v1/devices`.
+/// `PUT /v1/connectivity`: a manual endpoint list, or `None` to go back to the IP detector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddDeviceRequest {
-    /// Thing name of the new device.
-    pub thing: String,
+pub struct ConnectivityUpdate {
+    /// The endpoints.
+    pub manual: Option<Vec<ConnectivityInfo>>,
 }
 
 /// Body of every error response.

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::api::{AddDeviceRequest, ErrorBody, PREFIX, StatusReport};
+use super::api::{ConnectivityUpdate, ErrorBody, PREFIX, StatusReport};
+use crate::connectivity::{ConnectivityInfo, ConnectivityReport};
 use crate::deploy::model::{DeploymentRecord, DeploymentRequest};
-use crate::devices::IssuedDevice;
-use crate::devices::registry::DeviceRecord;
+use crate::devices::{DeviceReply, DeviceRequest};
 
 /// A failed API call.
 #[derive(Debug, Error)]
@@ -116,14 +116,23 @@ impl Client {
         Ok(self.get("/status", Duration::from_secs(30)).await?.1)
     }
 
-    /// Issues and registers a device.
-    pub async fn add_device(&self, thing: &str) -> Result<IssuedDevice, ClientError> {
-        self.post("/devices", &AddDeviceRequest { thing: thing.to_owned() }).await
+    /// Performs a device operation.
+    pub async fn device(&self, request: &DeviceRequest) -> Result<DeviceReply, ClientError> {
+        self.post("/devices", request).await
     }
 
-    /// Registered devices.
-    pub async fn list_devices(&self) -> Result<Vec<DeviceRecord>, ClientError> {
-        Ok(self.get("/devices", Duration::from_secs(30)).await?.1)
+    /// The current connectivity.
+    pub async fn connectivity(&self) -> Result<ConnectivityReport, ClientError> {
+        Ok(self.get("/connectivity", Duration::from_secs(30)).await?.1)
+    }
+
+    /// Sets (or with `None` clears) the manual connectivity.
+    pub async fn set_connectivity(
+        &self,
+        manual: Option<Vec<ConnectivityInfo>>,
+    ) -> Result<ConnectivityReport, ClientError> {
+        let sent = self.http.put(Self::url("/connectivity")).send_json(&ConnectivityUpdate { manual }).await;
+        Ok(self.read(sent).await?.1)
     }
 
     /// Submits a deployment.

@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::api::{AddDeviceRequest, ErrorBody, StatusReport};
+use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
+use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
 use crate::deploy::{CreateDeployment, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
-use crate::devices::{AddDevice, ListDevices};
+use crate::devices::DeviceRequest;
 
 /// Longest a `wait` request may block.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -46,10 +47,12 @@ pub enum MgmtError {
 /// The services the API talks to, and the static facts it reports.
 #[derive(Clone)]
 pub struct MgmtPeers {
-    /// Device auth: add a device.
-    pub add_device: Recipient<AddDevice>,
-    /// Device auth: list devices.
-    pub list_devices: Recipient<ListDevices>,
+    /// Device auth: every device operation.
+    pub devices: Recipient<DeviceRequest>,
+    /// Connectivity: read.
+    pub get_connectivity: Recipient<GetConnectivity>,
+    /// Connectivity: set or clear the manual list.
+    pub set_connectivity: Recipient<SetManualConnectivity>,
     /// Deployments: submit.
     pub create_deployment: Recipient<CreateDeployment>,
     /// Deployments: look up.
@@ -83,18 +86,25 @@ async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
     }
 }
 
-async fn list_devices(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    match peers.list_devices.send(ListDevices).await {
-        Ok(Ok(devices)) => json(devices),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+async fn devices(peers: web::Data<MgmtPeers>, body: web::Json<DeviceRequest>) -> HttpResponse {
+    match peers.devices.send(body.into_inner()).await {
+        Ok(Ok(reply)) => json(reply),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(e) => unavailable(e),
     }
 }
 
-async fn add_device(peers: web::Data<MgmtPeers>, body: web::Json<AddDeviceRequest>) -> HttpResponse {
-    match peers.add_device.send(AddDevice { thing: body.into_inner().thing }).await {
-        Ok(Ok(issued)) => json(issued),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+async fn get_connectivity(peers: web::Data<MgmtPeers>) -> HttpResponse {
+    match peers.get_connectivity.send(GetConnectivity).await {
+        Ok(report) => json(report),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn set_connectivity(peers: web::Data<MgmtPeers>, body: web::Json<ConnectivityUpdate>) -> HttpResponse {
+    match peers.set_connectivity.send(SetManualConnectivity(body.into_inner().manual)).await {
+        Ok(Ok(report)) => json(report),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => unavailable(e),
     }
 }
@@ -159,8 +169,9 @@ fn routes(config: &mut web::ServiceConfig) {
     config.service(
         web::scope(super::api::PREFIX)
             .route("/status", web::get().to(status))
-            .route("/devices", web::get().to(list_devices))
-            .route("/devices", web::post().to(add_device))
+            .route("/devices", web::post().to(devices))
+            .route("/connectivity", web::get().to(get_connectivity))
+            .route("/connectivity", web::put().to(set_connectivity))
             .route("/deployments", web::get().to(list_deployments))
             .route("/deployments", web::post().to(create_deployment))
             .route("/deployments/{id}", web::get().to(get_deployment))

@@ -1,0 +1,90 @@
+//! Binding rmqtt's listeners: mutual TLS for devices and the optional plain loopback port.
+//!
+//! rmqtt builds its TLS configuration from files when a listener is bound, so a new certificate
+//! or a newly trusted CA means binding again; [`bind`] replaces our listener registrations in the
+//! server context so it can run more than once. Connections already accepted keep running. Every
+//! listener sets `SO_REUSEADDR`, `TCP_NODELAY` and refuses anonymous clients.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+use rmqtt::context::ServerContext;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::types::ListenerId;
+use tokio::task::JoinHandle;
+
+use super::{BrokerAddrs, BrokerError};
+use crate::devices::ca::ServerTlsFiles;
+
+/// Listener id of the mutual-TLS device listener.
+pub const TLS_LISTENER: ListenerId = 1;
+/// Listener id of the plain loopback listener.
+pub const PLAIN_LISTENER: ListenerId = 2;
+/// Largest MQTT packet accepted (Greengrass's Moquette default, 128 KiB).
+const MAX_PACKET_SIZE: u32 = 128 * 1024;
+/// Unacknowledged QoS 1/2 messages per session, each way. rmqtt's default (16) also caps a
+/// client's *incoming* unfinished QoS 2 publishes and drops the connection beyond it, which
+/// MQTT 3.1.1 clients (no Receive Maximum) hit with ordinary bursts. 1024 keeps memory per
+/// session bounded while no sane client reaches it; MQTT 5 clients are told it as Receive Maximum.
+const MAX_INFLIGHT: u16 = 1024;
+
+fn builder(addr: SocketAddr) -> Builder {
+    Builder::new()
+        .laddr(addr)
+        .reuseaddr(Some(true))
+        .nodelay(true)
+        .allow_anonymous(false)
+        .max_packet_size(MAX_PACKET_SIZE)
+        .max_inflight(NonZeroU16::new(MAX_INFLIGHT).unwrap_or(NonZeroU16::MIN))
+        .handshake_timeout(Duration::from_secs(10))
+}
+
+fn path_str(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn listen_error(addr: SocketAddr, what: &'static str, error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Listen { addr, what, reason: error.to_string() }
+}
+
+/// Binds the listeners and runs the accept loops; returns the task (abort it to close the
+/// listening sockets) and the bound addresses.
+pub fn bind(
+    scx: &ServerContext,
+    mqtt: SocketAddr,
+    plain: Option<SocketAddr>,
+    files: &ServerTlsFiles,
+) -> Result<(JoinHandle<()>, BrokerAddrs), BrokerError> {
+    const TLS: &str = "mutual-TLS device listener";
+    const PLAIN: &str = "plain loopback listener";
+    let tls = builder(mqtt)
+        .name("devices/mtls")
+        .tls_cert(Some(path_str(&files.cert)))
+        .tls_key(Some(path_str(&files.key)))
+        .tls_client_ca_certs(Some(path_str(&files.client_roots)))
+        .tls_cross_certificate(true)
+        .collect_cert_info(true)
+        .bind()
+        .and_then(|l| l.tls())
+        .map_err(|e| listen_error(mqtt, TLS, e))?;
+    let mqtt = tls.local_addr().map_err(|e| listen_error(mqtt, TLS, e))?;
+    scx.listen_cfgs.remove(&TLS_LISTENER);
+    scx.listen_cfgs.remove(&PLAIN_LISTENER);
+    let mut server = MqttServer::new(scx.clone()).listener_by_id(tls, TLS_LISTENER);
+    let mut plain_bound = None;
+    if let Some(addr) = plain {
+        let listener =
+            builder(addr).name("local/plain").bind().and_then(|l| l.tcp()).map_err(|e| listen_error(addr, PLAIN, e))?;
+        plain_bound = Some(listener.local_addr().map_err(|e| listen_error(addr, PLAIN, e))?);
+        server = server.listener_by_id(listener, PLAIN_LISTENER);
+    }
+    let server = server.build();
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.run().await {
+            tracing::error!(%error, "MQTT broker stopped");
+        }
+    });
+    Ok((task, BrokerAddrs { mqtt, plain: plain_bound }))
+}

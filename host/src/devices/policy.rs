@@ -1,0 +1,407 @@
+//! Client device authorization: `aws.greengrass.clientdevices.Auth` `deviceGroups`.
+//!
+//! The configuration is Greengrass's: groups (`definitions`) select things with a selection rule
+//! and name a policy; a policy's statements allow `operations` on `resources`. A thing gets the
+//! union of the policies of every group that selects it; nothing selected or nothing allowed means
+//! deny. Requests are Greengrass's strings: `mqtt:connect` on `mqtt:clientId:<id>`, `mqtt:publish`
+//! on `mqtt:topic:<topic>`, `mqtt:subscribe` on `mqtt:topicfilter:<filter as sent>`. Resources
+//! match as `*` globs (MQTT wildcards are literal), after `${iot:Connection.Thing.ThingName}` is
+//! replaced by the thing's name. Errors name the JSON path. Pure logic: no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use super::selection::{RuleError, SelectionRule};
+use crate::glob::Glob;
+
+/// The only `formatVersion`.
+pub const FORMAT_VERSION: &str = "2021-03-05";
+/// The one policy variable Greengrass supports.
+pub const THING_NAME_VARIABLE: &str = "${iot:Connection.Thing.ThingName}";
+/// Operation: connect.
+pub const CONNECT: &str = "mqtt:connect";
+/// Operation: publish.
+pub const PUBLISH: &str = "mqtt:publish";
+/// Operation: subscribe.
+pub const SUBSCRIBE: &str = "mqtt:subscribe";
+
+const OPERATIONS: &[&str] = &[CONNECT, PUBLISH, SUBSCRIBE, "mqtt:*", "*"];
+const RESOURCE_TYPES: &[&str] = &["mqtt:clientId:", "mqtt:topic:", "mqtt:topicfilter:"];
+
+/// Why a `deviceGroups` configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PolicyError {
+    /// A value is malformed.
+    #[error("aws.greengrass.clientdevices.Auth configuration: {path}: {problem}")]
+    Invalid {
+        /// JSON path of the value.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A selection rule does not parse.
+    #[error("aws.greengrass.clientdevices.Auth configuration: {path}: {source}")]
+    Rule {
+        /// JSON path of the rule.
+        path: String,
+        /// The parse error.
+        #[source]
+        source: RuleError,
+    },
+}
+
+fn invalid(path: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid { path: path.into(), problem: problem.into() }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireGroups {
+    #[serde(default)]
+    format_version: Option<String>,
+    #[serde(default)]
+    definitions: BTreeMap<String, Value>,
+    #[serde(default)]
+    policies: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireDefinition {
+    selection_rule: String,
+    policy_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireStatement {
+    #[serde(default)]
+    statement_description: Option<String>,
+    #[serde(default)]
+    effect: Option<String>,
+    operations: Vec<String>,
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Resource {
+    text: String,
+    uses_thing_name: bool,
+    glob: Glob,
+}
+
+#[derive(Debug, Clone)]
+struct Statement {
+    operations: Vec<String>,
+    resources: Vec<Resource>,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    rule: SelectionRule,
+    policy: String,
+}
+
+/// Validated device groups and policies.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceGroups {
+    groups: Vec<Group>,
+    policies: BTreeMap<String, Vec<Statement>>,
+}
+
+/// An authorization decision with what led to it (for logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Groups that selected the thing.
+    pub groups: Vec<String>,
+}
+
+impl Decision {
+    /// Why a denied request was denied, in words.
+    pub fn reason(&self, operation: &str, resource: &str) -> String {
+        if self.groups.is_empty() {
+            "the thing is in no device group (no selectionRule matches it)".to_owned()
+        } else {
+            format!("no policy of its groups ({}) allows {operation} on {resource}", self.groups.join(", "))
+        }
+    }
+}
+
+fn parse_resource(path: &str, text: &str) -> Result<Resource, PolicyError> {
+    if text != "*" && !RESOURCE_TYPES.iter().any(|t| text.starts_with(t)) {
+        return Err(invalid(
+            path,
+            format!("{text:?} is not a resource; use mqtt:clientId:..., mqtt:topic:..., mqtt:topicfilter:... or *"),
+        ));
+    }
+    let mut rest = text.replace(THING_NAME_VARIABLE, "");
+    for escape in ["${*}", "${?}", "${$}"] {
+        rest = rest.replace(escape, "");
+    }
+    if let Some(start) = rest.find("${") {
+        let variable: String = rest[start..].chars().take_while(|c| *c != '}').chain(['}']).collect();
+        return Err(invalid(
+            path,
+            format!("Policy contains unknown variables: {variable} (only {THING_NAME_VARIABLE} is supported)"),
+        ));
+    }
+    Ok(Resource { text: text.to_owned(), uses_thing_name: text.contains(THING_NAME_VARIABLE), glob: Glob::new(text) })
+}
+
+impl DeviceGroups {
+    /// Reads `deviceGroups` from the Auth component's whole configuration. `Ok(None)` when the
+    /// configuration has no `deviceGroups`.
+    pub fn from_config(config: &Value) -> Result<Option<Self>, PolicyError> {
+        match config.get("deviceGroups") {
+            None | Some(Value::Null) => Ok(None),
+            Some(groups) => Self::parse(groups).map(Some),
+        }
+    }
+
+    fn parse(value: &Value) -> Result<Self, PolicyError> {
+        let wire: WireGroups = serde_json::from_value(value.clone())
+            .map_err(|e| invalid("deviceGroups", format!("{e} (expected formatVersion, definitions and policies)")))?;
+        if let Some(version) = wire.format_version.filter(|v| v != FORMAT_VERSION) {
+            return Err(invalid(
+                "deviceGroups.formatVersion",
+                format!("{version:?} is not supported; use \"{FORMAT_VERSION}\""),
+            ));
+        }
+        let mut policies = BTreeMap::new();
+        for (policy, statements) in wire.policies {
+            let mut compiled = Vec::new();
+            for (name, statement) in statements {
+                let path = format!("deviceGroups.policies.{policy}.{name}");
+                let wire: WireStatement = serde_json::from_value(statement).map_err(|e| {
+                    invalid(
+                        &path,
+                        format!("{e} (a statement has operations, resources and optionally statementDescription)"),
+                    )
+                })?;
+                let _ = wire.statement_description;
+                if let Some(effect) = wire.effect.filter(|e| !e.eq_ignore_ascii_case("ALLOW")) {
+                    return Err(invalid(format!("{path}.effect"), format!("{effect:?}: only ALLOW exists")));
+                }
+                if wire.operations.is_empty() {
+                    return Err(invalid(format!("{path}.operations"), "must list at least one operation"));
+                }
+                if let Some(bad) = wire.operations.iter().find(|o| !OPERATIONS.contains(&o.as_str())) {
+                    return Err(invalid(
+                        format!("{path}.operations"),
+                        format!("{bad:?} is not one of {}", OPERATIONS.join(", ")),
+                    ));
+                }
+                if wire.resources.is_empty() {
+                    return Err(invalid(format!("{path}.resources"), "must list at least one resource"));
+                }
+                let resources = wire
+                    .resources
+                    .iter()
+                    .map(|r| parse_resource(&format!("{path}.resources"), r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                compiled.push(Statement { operations: wire.operations, resources });
+            }
+            policies.insert(policy, compiled);
+        }
+        let mut groups = Vec::new();
+        for (name, definition) in wire.definitions {
+            let path = format!("deviceGroups.definitions.{name}");
+            let wire: WireDefinition = serde_json::from_value(definition)
+                .map_err(|e| invalid(&path, format!("{e} (a group has selectionRule and policyName)")))?;
+            let rule = SelectionRule::parse(&wire.selection_rule)
+                .map_err(|source| PolicyError::Rule { path: format!("{path}.selectionRule"), source })?;
+            if !policies.contains_key(&wire.policy_name) {
+                let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("{path}.policyName"),
+                    format!(
+                        "{:?} is not defined in deviceGroups.policies (defined: {})",
+                        wire.policy_name,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            groups.push(Group { name, rule, policy: wire.policy_name });
+        }
+        Ok(Self { groups, policies })
+    }
+
+    /// Decides whether `thing` may perform `operation` on `resource`.
+    pub fn decide(&self, thing: &str, operation: &str, resource: &str) -> Decision {
+        let selected: Vec<&Group> = self.groups.iter().filter(|g| g.rule.matches(thing)).collect();
+        let allowed = selected.iter().any(|group| {
+            self.policies.get(&group.policy).is_some_and(|statements| {
+                statements.iter().any(|s| {
+                    s.operations.iter().any(|op| op == "*" || op == "mqtt:*" || op == operation)
+                        && s.resources.iter().any(|r| resource_matches(r, thing, resource))
+                })
+            })
+        });
+        Decision { allowed, groups: selected.iter().map(|g| g.name.clone()).collect() }
+    }
+
+    /// Shorthand for `decide(..).allowed`.
+    pub fn allows(&self, thing: &str, operation: &str, resource: &str) -> bool {
+        self.decide(thing, operation, resource).allowed
+    }
+}
+
+fn resource_matches(pattern: &Resource, thing: &str, resource: &str) -> bool {
+    if pattern.uses_thing_name {
+        Glob::new(&pattern.text.replace(THING_NAME_VARIABLE, thing)).matches(resource)
+    } else {
+        pattern.glob.matches(resource)
+    }
+}
+
+/// The resource string for a connect by `client_id`.
+pub fn client_id_resource(client_id: &str) -> String {
+    format!("mqtt:clientId:{client_id}")
+}
+
+/// The resource string for a publish to `topic`.
+pub fn topic_resource(topic: &str) -> String {
+    format!("mqtt:topic:{topic}")
+}
+
+/// The resource string for a subscription to `filter`.
+pub fn topic_filter_resource(filter: &str) -> String {
+    format!("mqtt:topicfilter:{filter}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The tutorial's step-2 configuration, verbatim.
+    fn tutorial() -> Value {
+        json!({"deviceGroups": {
+          "formatVersion": "2021-03-05",
+          "definitions": {"MyDeviceGroup": {
+              "selectionRule": "thingName: MyClientDevice* OR thingName: MyOtherClientDevice*",
+              "policyName": "MyClientDevicePolicy"}},
+          "policies": {"MyClientDevicePolicy": {
+              "AllowConnect": {"statementDescription": "Allow client devices to connect.", "operations": ["mqtt:connect"], "resources": ["*"]},
+              "AllowPublish": {"statementDescription": "Allow client devices to publish to all topics.", "operations": ["mqtt:publish"], "resources": ["*"]},
+              "AllowSubscribe": {"statementDescription": "Allow client devices to subscribe to all topics.", "operations": ["mqtt:subscribe"], "resources": ["*"]}}}
+        }})
+    }
+
+    fn groups(value: Value) -> DeviceGroups {
+        DeviceGroups::from_config(&value).unwrap().unwrap()
+    }
+
+    #[test]
+    fn tutorial_policy_lets_my_client_devices_do_everything_and_others_nothing() {
+        let g = groups(tutorial());
+        assert!(g.allows("MyClientDevice1", CONNECT, &client_id_resource("MyClientDevice1")));
+        assert!(g.allows("MyClientDevice1", PUBLISH, &topic_resource("clients/MyClientDevice1/hello/world")));
+        assert!(g.allows("MyClientDevice1", SUBSCRIBE, &topic_filter_resource("$aws/things/+/shadow/#")));
+        let other = g.decide("OtherDevice", CONNECT, &client_id_resource("OtherDevice"));
+        assert!(!other.allowed);
+        assert!(other.reason(CONNECT, "x").contains("no device group"));
+    }
+
+    #[test]
+    fn thing_name_variable_confines_devices_to_their_own_topics() {
+        let g = groups(json!({"deviceGroups": {
+            "definitions": {"All": {"selectionRule": "thingName: *", "policyName": "Own"}},
+            "policies": {"Own": {
+                "Connect": {"operations": ["mqtt:connect"], "resources": ["mqtt:clientId:${iot:Connection.Thing.ThingName}"]},
+                "Publish": {"operations": ["mqtt:publish"], "resources": ["mqtt:topic:clients/${iot:Connection.Thing.ThingName}/*"]},
+                "Subscribe": {"operations": ["mqtt:subscribe"], "resources": ["mqtt:topicfilter:clients/${iot:Connection.Thing.ThingName}/+/status"]}}}}}));
+        assert!(g.allows("dev1", CONNECT, &client_id_resource("dev1")));
+        assert!(!g.allows("dev1", CONNECT, &client_id_resource("dev2")));
+        assert!(g.allows("dev1", PUBLISH, &topic_resource("clients/dev1/hello/world")));
+        assert!(!g.allows("dev1", PUBLISH, &topic_resource("clients/dev2/hello/world")));
+        assert!(!g.allows("dev1", PUBLISH, &topic_resource("clients/dev1")));
+        assert!(g.allows("dev1", SUBSCRIBE, &topic_filter_resource("clients/dev1/+/status")));
+        assert!(
+            !g.allows("dev1", SUBSCRIBE, &topic_filter_resource("clients/dev1/x/status")),
+            "filters match literally"
+        );
+        assert!(!g.allows("dev1", SUBSCRIBE, &topic_filter_resource("clients/+/+/status")));
+    }
+
+    #[test]
+    fn union_over_groups_and_operation_wildcards() {
+        let g = groups(json!({"deviceGroups": {
+            "definitions": {
+                "Sensors": {"selectionRule": "thingName: sensor*", "policyName": "ReadOnly"},
+                "Admins": {"selectionRule": "thingName: *admin", "policyName": "Everything"}},
+            "policies": {
+                "ReadOnly": {"S": {"operations": ["mqtt:connect", "mqtt:subscribe"], "resources": ["*"]}},
+                "Everything": {"S": {"operations": ["mqtt:*"], "resources": ["*"]}}}}}));
+        assert!(!g.allows("sensor1", PUBLISH, &topic_resource("a")));
+        assert!(g.allows("sensor-admin", PUBLISH, &topic_resource("a")));
+        assert_eq!(g.decide("sensor-admin", PUBLISH, "x").groups, vec!["Admins".to_owned(), "Sensors".to_owned()]);
+        assert!(!g.allows("nobody", CONNECT, &client_id_resource("nobody")));
+    }
+
+    #[test]
+    fn bad_configurations_name_their_path() {
+        let cases = [
+            (json!({"deviceGroups": {"formatVersion": "2020-01-01"}}), "deviceGroups.formatVersion"),
+            (
+                json!({"deviceGroups": {"definitions": {"G": {"selectionRule": "thingName: a", "policyName": "Missing"}}}}),
+                "deviceGroups.definitions.G.policyName",
+            ),
+            (
+                json!({"deviceGroups": {"definitions": {"G": {"selectionRule": "thingname: a", "policyName": "P"}}, "policies": {"P": {}}}}),
+                "deviceGroups.definitions.G.selectionRule",
+            ),
+            (
+                json!({"deviceGroups": {"policies": {"P": {"S": {"operations": ["mqtt:pub"], "resources": ["*"]}}}}}),
+                "deviceGroups.policies.P.S.operations",
+            ),
+            (
+                json!({"deviceGroups": {"policies": {"P": {"S": {"operations": ["*"], "resources": ["mqtt:topic:${iot:ClientId}"]}}}}}),
+                "deviceGroups.policies.P.S.resources",
+            ),
+            (
+                json!({"deviceGroups": {"policies": {"P": {"S": {"operations": ["*"], "resources": ["topic:a"]}}}}}),
+                "deviceGroups.policies.P.S.resources",
+            ),
+            (
+                json!({"deviceGroups": {"policies": {"P": {"S": {"operations": ["*"], "resources": ["*"], "effect": "DENY"}}}}}),
+                "deviceGroups.policies.P.S.effect",
+            ),
+            (
+                json!({"deviceGroups": {"policies": {"P": {"S": {"operations": [], "resources": ["*"]}}}}}),
+                "deviceGroups.policies.P.S.operations",
+            ),
+            (json!({"deviceGroups": {"policies": {"P": {"S": {"operations": ["*"]}}}}}), "deviceGroups.policies.P.S"),
+            (json!({"deviceGroups": {"definitons": {}}}), "deviceGroups"),
+        ];
+        for (config, path) in cases {
+            let err = DeviceGroups::from_config(&config).unwrap_err();
+            let got = match &err {
+                PolicyError::Invalid { path, .. } | PolicyError::Rule { path, .. } => path.clone(),
+            };
+            assert_eq!(got, path, "{config} -> {err}");
+        }
+        let unknown = DeviceGroups::from_config(&json!({"deviceGroups": {"policies": {"P": {"S": {"operations": ["*"], "resources": ["mqtt:topic:${iot:ClientId}/x"]}}}}})).unwrap_err();
+        assert!(unknown.to_string().contains("Policy contains unknown variables: ${iot:ClientId}"), "{unknown}");
+    }
+
+    #[test]
+    fn hostile_names_and_resources_are_handled() {
+        let g = groups(tutorial());
+        let long = format!("MyClientDevice{}", "x".repeat(10_000));
+        assert!(g.allows(&long, CONNECT, &client_id_resource(&long)));
+        assert!(!g.allows("", CONNECT, &client_id_resource("")));
+        let escaped = groups(json!({"deviceGroups": {
+            "definitions": {"G": {"selectionRule": "thingName: a\\:b", "policyName": "P"}},
+            "policies": {"P": {"S": {"operations": ["*"], "resources": ["mqtt:topic:literal${*}star"]}}}}}));
+        assert!(escaped.allows("a:b", PUBLISH, &topic_resource("literal*star")));
+        assert!(!escaped.allows("a:b", PUBLISH, &topic_resource("literalXstar")));
+        assert!(DeviceGroups::from_config(&json!({})).unwrap().is_none());
+    }
+}

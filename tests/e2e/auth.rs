@@ -1,0 +1,172 @@
+//! Client device auth: device groups and policies enforced by the broker, live.
+
+use anyhow::Result;
+use rumqttc::{Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
+use serde_json::json;
+use turf_host::deploy::model::DeploymentState;
+use turf_tests::{Device, HostOptions, TIMEOUT, TestHost, auth_update, foreign_certs, permissive_auth, tutorial_auth};
+
+/// Observers see everything; devices `dev*` may only use topics under their own name.
+fn own_topics_policy() -> serde_json::Value {
+    json!({"deviceGroups": {
+        "formatVersion": "2021-03-05",
+        "definitions": {
+            "Devices": {"selectionRule": "thingName: dev*", "policyName": "OwnTopics"},
+            "Observers": {"selectionRule": "thingName: observer", "policyName": "Observe"}},
+        "policies": {
+            "OwnTopics": {
+                "Connect": {"operations": ["mqtt:connect"], "resources": ["mqtt:clientId:${iot:Connection.Thing.ThingName}"]},
+                "Publish": {"operations": ["mqtt:publish"], "resources": ["mqtt:topic:clients/${iot:Connection.Thing.ThingName}/*"]},
+                "Subscribe": {"operations": ["mqtt:subscribe"], "resources": ["mqtt:topicfilter:clients/${iot:Connection.Thing.ThingName}/#"]}},
+            "Observe": {"All": {"operations": ["mqtt:connect", "mqtt:subscribe"], "resources": ["*"]}}}
+    }})
+}
+
+#[actix_rt::test]
+async fn tutorial_policy_admits_my_client_device_and_refuses_other_device() -> Result<()> {
+    let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
+    let mine = host.add_device("MyClientDevice1")?;
+    let other = host.add_device("OtherDevice")?;
+    let mut device = Device::tls(&host, "MyClientDevice1", &mine).await?;
+    device.subscribe("clients/MyClientDevice1/hello/world", QoS::AtLeastOnce).await?;
+    device.client.publish("clients/MyClientDevice1/hello/world", QoS::AtLeastOnce, false, "hello").await?;
+    let got = device.collect_until(TIMEOUT, |_| true).await?;
+    assert_eq!(&got[0].payload[..], b"hello");
+    let refused = Device::tls(&host, "OtherDevice", &other).await.err().expect("OtherDevice must be refused");
+    assert!(refused.to_string().contains("NotAuthorized"), "{refused}");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn without_an_auth_configuration_nobody_connects() -> Result<()> {
+    let host = TestHost::start_with(HostOptions { auth: None, ..HostOptions::default() }).await?;
+    let certs = host.add_device("MyClientDevice1")?;
+    assert!(Device::tls(&host, "MyClientDevice1", &certs).await.is_err());
+    assert!(Device::plain(&host, "tool").await.is_err(), "the plain listener applies the same policies");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn thing_name_policies_confine_devices_to_their_own_topics() -> Result<()> {
+    let host = TestHost::start_with(HostOptions { auth: Some(own_topics_policy()), ..HostOptions::default() }).await?;
+    let mut observer = Device::plain(&host, "observer").await?;
+    observer.subscribe("clients/#", QoS::AtLeastOnce).await?;
+    let mut dev1 = Device::plain(&host, "dev1").await?;
+    dev1.client.publish("clients/dev2/spoof", QoS::AtLeastOnce, false, "not mine").await?;
+    dev1.client.publish("clients/dev1/done", QoS::AtLeastOnce, false, "mine").await?;
+    let seen = observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev1/done").await?;
+    let topics: Vec<_> = seen.iter().map(|p| p.topic.as_str()).collect();
+    assert_eq!(topics, vec!["clients/dev1/done"], "a denied publish must be dropped");
+
+    // One SUBSCRIBE with an allowed and a denied filter: only the denied one fails.
+    dev1.client
+        .subscribe_many([
+            SubscribeFilter::new("clients/dev1/#".to_owned(), QoS::AtLeastOnce),
+            SubscribeFilter::new("clients/dev2/#".to_owned(), QoS::AtLeastOnce),
+        ])
+        .await?;
+    let codes = loop {
+        if let Event::Incoming(Packet::SubAck(ack)) = dev1.next(TIMEOUT).await? {
+            break ack.return_codes;
+        }
+    };
+    assert!(matches!(codes[0], SubscribeReasonCode::Success(_)), "{codes:?}");
+    assert!(matches!(codes[1], SubscribeReasonCode::Failure), "{codes:?}");
+    assert!(Device::plain(&host, "stranger").await.is_err(), "a thing in no group is refused");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn mqtt5_publish_denial_gets_puback_not_authorized() -> Result<()> {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
+    use rumqttc::v5::{AsyncClient, Event as Event5, MqttOptions};
+    let host = TestHost::start_with(HostOptions { auth: Some(own_topics_policy()), ..HostOptions::default() }).await?;
+    let plain = host.endpoints.plain.unwrap();
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("dev1", "127.0.0.1", plain.port()), 10);
+    client.publish("clients/dev2/spoof", QoS5::AtLeastOnce, false, "x").await?;
+    client.publish("clients/dev1/ok", QoS5::AtLeastOnce, false, "y").await?;
+    let mut reasons = Vec::new();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while reasons.len() < 2 && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(Event5::Incoming(Packet5::PubAck(ack)))) = tokio::time::timeout(TIMEOUT, eventloop.poll()).await {
+            reasons.push(ack.reason);
+        }
+    }
+    assert_eq!(reasons, vec![PubAckReason::NotAuthorized, PubAckReason::Success]);
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn policy_changes_apply_at_once_and_disconnect_devices_that_lose_connect() -> Result<()> {
+    let host = TestHost::start().await?;
+    let mut device = Device::plain(&host, "dev1").await?;
+    let mut observer = Device::plain(&host, "observer").await?;
+    observer.subscribe("clients/#", QoS::AtLeastOnce).await?;
+    device.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "allowed for now").await?;
+    observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev2/x").await?;
+
+    assert_eq!(host.deploy(&auth_update(own_topics_policy())).await?.state, DeploymentState::Succeeded);
+    device.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "now denied").await?;
+    device.client.publish("clients/dev1/marker", QoS::AtLeastOnce, false, "m").await?;
+    let seen = observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev1/marker").await?;
+    assert!(seen.iter().all(|p| p.topic != "clients/dev2/x"), "the new policy applies to the next publish");
+
+    let no_dev = json!({"deviceGroups": {"definitions": {"Observers": {"selectionRule": "thingName: observer", "policyName": "Observe"}},
+        "policies": {"Observe": {"All": {"operations": ["*"], "resources": ["*"]}}}}});
+    assert_eq!(host.deploy(&auth_update(no_dev)).await?.state, DeploymentState::Succeeded);
+    let closed = async {
+        loop {
+            if device.next(TIMEOUT).await.is_err() {
+                return;
+            }
+        }
+    };
+    turf_tests::with_timeout(TIMEOUT, "dev1 to be disconnected", closed).await?;
+    observer.client.publish("clients/observer/still", QoS::AtLeastOnce, false, "here").await?;
+    observer.collect_until(TIMEOUT, |p| p.topic == "clients/observer/still").await?;
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn removed_device_is_disconnected_and_cannot_return() -> Result<()> {
+    let host = TestHost::start().await?;
+    let certs = host.add_device("Doomed")?;
+    let mut device = Device::tls(&host, "Doomed", &certs).await?;
+    host.turf_ok(&["device", "remove", "Doomed"])?;
+    let closed = async {
+        loop {
+            if device.next(TIMEOUT).await.is_err() {
+                return;
+            }
+        }
+    };
+    turf_tests::with_timeout(TIMEOUT, "Doomed to be disconnected", closed).await?;
+    assert!(Device::tls(&host, "Doomed", &certs).await.is_err());
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn certificates_from_a_trusted_ca_can_be_registered_without_restart() -> Result<()> {
+    let host = TestHost::start_with(HostOptions { auth: Some(permissive_auth()), ..HostOptions::default() }).await?;
+    let own = host.add_device("Anchor")?;
+    let foreign = foreign_certs(host.dir.path(), "Foreign1", &own);
+    let cert = foreign.join("device.pem.crt");
+    let refused = host.turf(&["device", "register", "Foreign1", "--cert", cert.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("trust-ca"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    host.turf_ok(&["device", "trust-ca", foreign.join("rogue-ca.pem").to_str().unwrap()])?;
+    host.turf_ok(&["device", "register", "Foreign1", "--cert", cert.to_str().unwrap()])?;
+    let connected = turf_tests::wait_until(TIMEOUT, "the foreign device to connect", || async {
+        Device::tls(&host, "Foreign1", &foreign).await.is_ok()
+    })
+    .await;
+    connected?;
+    let anchor = Device::tls(&host, "Anchor", &own).await;
+    assert!(anchor.is_ok(), "devices of the core CA still connect after the reload");
+    host.shutdown().await
+}
