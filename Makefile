@@ -9,8 +9,10 @@ ARTIFACTS    := target/artifacts
 # $(ARTIFACTS)/<ComponentName>/<version>/<crate>.wasm, the folder `--artifact-dir` expects.
 PLUGINS      := hello_world_subscriber:com.example.clientdevices.MyHelloWorldSubscriber:1.0.0
 PLUGIN_CRATES := hello-world-subscriber test-probe
+# The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
+PYENV        := target/pyenv
 
-.PHONY: all setup build plugins test lint demo clean
+.PHONY: all setup build plugins sdk-env test lint demo clean
 
 all: build plugins
 
@@ -32,6 +34,14 @@ plugins: setup
 		echo "artifact $(ARTIFACTS)/$$name/$$version/$$crate.wasm"; \
 	done
 
+## sdk-env: a Python virtualenv with awsiotsdk (installs Debian's python3 and venv if missing).
+sdk-env: $(PYENV)/.installed
+$(PYENV)/.installed: tests/sdk/requirements.txt
+	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+	@python3 -m venv $(PYENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(PYENV); }
+	$(PYENV)/bin/pip install -q -r tests/sdk/requirements.txt
+	@touch $@
+
 ## lint: formatting and clippy with the workspace lints, warnings as errors.
 lint:
 	$(CARGO) fmt --all --check
@@ -39,7 +49,7 @@ lint:
 	$(CARGO) clippy -j$(JOBS) --target wasm32-wasip2 $(addprefix -p ,$(PLUGIN_CRATES)) -p turf-sdk -- -D warnings
 
 ## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
-test: setup plugins lint build
+test: setup plugins sdk-env lint build
 	$(CARGO) test -j$(JOBS) --workspace --exclude hello-world-subscriber --exclude test-probe --exclude turf-sdk
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send

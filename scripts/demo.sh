@@ -1,8 +1,9 @@
 #!/bin/sh
-# `make demo`: the Greengrass client-device tutorial's step 4 on this machine, end to end.
-# A core device starts, a client device is registered, the bridge route and the hello-world
-# subscriber component are deployed, the device sends Hello World over mutual TLS, and the
-# component's log shows each message. Then everything stops. Every wait is bounded.
+# `make demo`: the Greengrass client-device tutorial's steps 2 to 4 on this machine, end to end.
+# A core device starts; a client device is registered, associated and given the tutorial's auth
+# policy; the bridge route and the hello-world subscriber component are deployed; the device
+# discovers the core and sends Hello World over mutual TLS, and the component's log shows each
+# message. Then everything stops. Every wait is bounded.
 set -eu
 
 TURF=${TURF:-target/debug/turf}
@@ -37,21 +38,26 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 
 say "1/5 Start the core device"
-printf '%s$ turf run --mqtt-listen 127.0.0.1:0%s\n' "$DIM" "$OFF"
-"$TURF" --root "$ROOT" run --mqtt-listen 127.0.0.1:0 --log-level warn >"$WORK/turf.out" 2>"$WORK/turf.err" &
+printf '%s$ turf run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0%s\n' "$DIM" "$OFF"
+"$TURF" --root "$ROOT" run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0 --log-level warn \
+    >"$WORK/turf.out" 2>"$WORK/turf.err" &
 HOST_PID=$!
-if ! wait_for 60 grep -q 'devices (MQTT' "$WORK/turf.out"; then
+if ! wait_for 60 grep -q 'discovery (HTTPS' "$WORK/turf.out"; then
     echo "turf did not start; its log:" >&2
     cat "$WORK/turf.err" >&2
     exit 1
 fi
 sed 's/^/  /' "$WORK/turf.out"
 PORT=$(sed -n 's/.*devices (MQTT, mutual TLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
+DISCOVERY=$(sed -n 's/.*discovery (HTTPS, mTLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
 
-say "2/5 Register the client device MyClientDevice1 and issue its certificate"
+say "2/5 Tutorial step 2: register and associate MyClientDevice1, deploy the client device auth policy, publish the core's endpoint"
 show "$TURF" --root "$ROOT" device add MyClientDevice1 --out "$CERTS"
+show "$TURF" --root "$ROOT" device associate MyClientDevice1
+show "$TURF" --root "$ROOT" deployment create --update-config @recipes/tutorial/step2-client-device-auth.json
+show "$TURF" --root "$ROOT" connectivity set "127.0.0.1:$PORT"
 
-say "3/5 Deploy the tutorial's step 4: bridge LocalMqtt -> Pubsub, and the hello-world subscriber (WebAssembly)"
+say "3/5 Tutorial step 4: deploy the bridge route LocalMqtt -> Pubsub and the hello-world subscriber (WebAssembly)"
 show "$TURF" --root "$ROOT" deployment create \
     --recipeDir recipes/components \
     --artifactDir target/artifacts \
@@ -59,13 +65,13 @@ show "$TURF" --root "$ROOT" deployment create \
     --update-config @recipes/tutorial/step4-bridge.json
 show "$TURF" --root "$ROOT" status
 
-say "4/5 MyClientDevice1 publishes 10 Hello World messages over mutual TLS; the component logs each one"
+say "4/5 Tutorial step 3: MyClientDevice1 discovers the core and publishes 10 Hello World messages; the component logs each one"
 touch "$HELLO_LOG"
 tail -n 0 -F "$HELLO_LOG" 2>/dev/null | sed -u 's/^/  [component log] /' &
 TAIL_PID=$!
-printf '%s$ turf client publish --thing MyClientDevice1 --certs %s --broker localhost:%s%s\n' "$DIM" "$CERTS" "$PORT" "$OFF"
+printf '%s$ turf client publish --thing MyClientDevice1 --certs %s --core localhost:%s%s\n' "$DIM" "$CERTS" "$DISCOVERY" "$OFF"
 "$TURF" --root "$ROOT" client publish --thing MyClientDevice1 --certs "$CERTS" \
-    --broker "localhost:$PORT" --interval-ms 200 2>&1 | sed -u 's/^/  [device] /'
+    --core "localhost:$DISCOVERY" --interval-ms 200 2>&1 | sed -u 's/^/  [device] /'
 count_messages() { [ "$(grep -c 'Received new message' "$HELLO_LOG")" -ge 10 ]; }
 wait_for 10 count_messages || { echo "the component did not log all 10 messages" >&2; exit 1; }
 sleep 0.3

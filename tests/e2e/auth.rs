@@ -170,3 +170,22 @@ async fn certificates_from_a_trusted_ca_can_be_registered_without_restart() -> R
     assert!(anchor.is_ok(), "devices of the core CA still connect after the reload");
     host.shutdown().await
 }
+
+#[actix_rt::test]
+async fn a_bad_selection_rule_fails_the_deployment_with_its_position() -> Result<()> {
+    let host = TestHost::start().await?;
+    let bad = json!({"deviceGroups": {
+        "definitions": {"G": {"selectionRule": "thingName: MyClientDevice* or thingName: x", "policyName": "P"}},
+        "policies": {"P": {"S": {"operations": ["*"], "resources": ["*"]}}}}});
+    let record = host.deploy(&auth_update(bad)).await?;
+    assert_eq!(record.state, DeploymentState::Failed);
+    let error = record.error.unwrap_or_default();
+    assert!(
+        error.contains("deviceGroups.definitions.G.selectionRule")
+            && error.contains("at character 28")
+            && error.contains("expected 'OR', 'AND'"),
+        "{error}"
+    );
+    assert!(Device::plain(&host, "still-permitted").await.is_ok(), "the previous policy stays in force");
+    host.shutdown().await
+}

@@ -79,3 +79,38 @@ async fn connectivity_changes_reissue_the_broker_certificate() -> Result<()> {
     assert!(host.turf_ok(&["connectivity", "show"])?.contains("ip-detector"));
     host.shutdown().await
 }
+
+#[actix_rt::test]
+async fn ip_detector_configuration_decides_which_addresses_are_reported() -> Result<()> {
+    let host = TestHost::start().await?;
+    let shown = host.turf_ok(&["connectivity", "show"])?;
+    assert!(
+        shown.contains("ip-detector") && !shown.contains("127.0.0.1"),
+        "loopback is not reported by default:\n{shown}"
+    );
+    let update = turf_host::deploy::config_update::ConfigUpdate {
+        merge: Some(serde_json::json!({"includeIPv4LoopbackAddrs": true, "defaultPort": "18883"})),
+        reset: Vec::new(),
+    };
+    let request = turf_host::deploy::model::DeploymentRequest {
+        update_config: [("aws.greengrass.clientdevices.IPDetector".to_owned(), update)].into_iter().collect(),
+        ..Default::default()
+    };
+    let record = host.deploy(&request).await?;
+    assert_eq!(record.state, turf_host::deploy::model::DeploymentState::Succeeded, "{:?}", record.error);
+    wait_until(TIMEOUT, "the loopback address in the connectivity", || async {
+        host.turf_ok(&["connectivity", "show"]).map(|s| s.contains("127.0.0.1:18883")).unwrap_or(false)
+    })
+    .await?;
+    let bad = turf_host::deploy::config_update::ConfigUpdate {
+        merge: Some(serde_json::json!({"defaultPort": "http"})),
+        reset: Vec::new(),
+    };
+    let request = turf_host::deploy::model::DeploymentRequest {
+        update_config: [("aws.greengrass.clientdevices.IPDetector".to_owned(), bad)].into_iter().collect(),
+        ..Default::default()
+    };
+    let record = host.deploy(&request).await?;
+    assert!(record.error.unwrap_or_default().contains("defaultPort"));
+    host.shutdown().await
+}

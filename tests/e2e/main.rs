@@ -8,3 +8,4 @@ mod cli;
 mod components;
 mod deployments;
 mod discovery;
+mod sdk;

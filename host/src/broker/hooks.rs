@@ -198,12 +198,13 @@ pub struct Forget(pub Arc<HookState>);
 impl Handler for Forget {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         if let Parameter::SessionTerminated(session, _) = param
-            && let Ok(mut sessions) = self.0.sessions.lock() {
-                let client_id: &str = &session.id.client_id;
-                if sessions.get(client_id).is_some_and(|c| c.remote == session.id.remote_addr) {
-                    sessions.remove(client_id);
-                }
+            && let Ok(mut sessions) = self.0.sessions.lock()
+        {
+            let client_id: &str = &session.id.client_id;
+            if sessions.get(client_id).is_some_and(|c| c.remote == session.id.remote_addr) {
+                sessions.remove(client_id);
             }
+        }
         (true, acc)
     }
 }

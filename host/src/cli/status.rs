@@ -13,6 +13,7 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
     if let Some(plain) = status.plain {
         println!("  local tools (MQTT, plain):  {plain}");
     }
+    println!("  discovery (HTTPS, mTLS):    {}", status.discovery);
     println!();
     let names: Vec<String> =
         status.components.iter().map(|c| format!("{}{}", c.name, if c.builtin { " (built-in)" } else { "" })).collect();
