@@ -7,8 +7,9 @@ PLUGIN_DIR   := target/wasm32-wasip2/plugin
 ARTIFACTS    := target/artifacts
 # crate:ComponentName:version of every example component; `make plugins` lays each .wasm out as
 # $(ARTIFACTS)/<ComponentName>/<version>/<crate>.wasm, the folder `--artifact-dir` expects.
-PLUGINS      := hello_world_subscriber:com.example.clientdevices.MyHelloWorldSubscriber:1.0.0
-PLUGIN_CRATES := hello-world-subscriber test-probe
+PLUGINS      := hello_world_subscriber:com.example.clientdevices.MyHelloWorldSubscriber:1.0.0 \
+                smart_light_manager:com.example.clientdevices.MySmartLightManager:1.0.0
+PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe
 # The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
 PYENV        := target/pyenv
 

@@ -33,6 +33,7 @@ pub mod glob;
 pub mod logging;
 pub mod mgmt;
 pub mod pubsub;
+pub mod shadow;
 pub mod store;
 pub mod supervisor;
 pub mod topic;

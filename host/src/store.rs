@@ -2,7 +2,8 @@
 //!
 //! Owns the schema. Every service that keeps state opens its own [`rusqlite::Connection`] with
 //! [`open`] and touches only its own tables (device registry: `things`, `certificates`,
-//! `trusted_cas`; deployments: `deployments`, `components`; connectivity: `settings`). WAL mode lets those connections work side by side,
+//! `trusted_cas`; deployments: `deployments`, `components`; connectivity: `settings`; shadows:
+//! `shadows`). WAL mode lets those connections work side by side,
 //! and also lets `turf device add` write while the host is stopped. Never holds a connection
 //! across services.
 
@@ -78,6 +79,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE settings (
          key         TEXT PRIMARY KEY,
          value       TEXT NOT NULL              -- JSON
+     );",
+    // 3: device shadows.
+    "CREATE TABLE shadows (
+         thing       TEXT NOT NULL,
+         name        TEXT NOT NULL,             -- '' for the classic shadow
+         document    TEXT NOT NULL,             -- JSON: state, metadata, version
+         version     INTEGER NOT NULL,
+         updated_at  INTEGER NOT NULL,
+         PRIMARY KEY (thing, name)
      );",
 ];
 

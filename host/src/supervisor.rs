@@ -29,6 +29,8 @@ use crate::discovery::{Discovery, DiscoveryError, StopDiscovery};
 use crate::mgmt::api::StatusReport;
 use crate::mgmt::server::{self, MgmtError, MgmtPeers};
 use crate::pubsub::PubsubBus;
+use crate::shadow::ShadowManager;
+use crate::shadow::store::ShadowStore;
 use crate::{components, fsutil, store};
 
 /// Why the host could not start.
@@ -170,6 +172,11 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let connectivity = Connectivity::new(&layout.database(), addrs.mqtt.port(), devices.clone().recipient())?.start();
 
     let bus = PubsubBus::new().start();
+    let shadow_store = ShadowStore::open(&layout.database())?;
+    let (shadow_subscribe, shadow_publish) = (bus.clone().recipient(), bus.clone().recipient());
+    let shadows = ShadowManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        ShadowManager::new(shadow_store, shadow_subscribe, shadow_publish)
+    });
     let bridge = Bridge::new(BridgePeers {
         taps: broker.clone().recipient(),
         to_devices: broker.clone().recipient(),
@@ -188,6 +195,8 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
                 subscribe: bus.clone().recipient(),
                 unsubscribe: bus.clone().recipient(),
                 publish: bus.clone().recipient(),
+                shadows: shadows.clone().recipient(),
+                update_config: deployments_ctx.address().recipient(),
             },
             unsubscribe_all: bus.clone().recipient(),
             status: deployments_ctx.address().recipient(),
@@ -205,6 +214,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             bridge: bridge.recipient(),
             auth: devices.clone().recipient(),
             ip_detector: connectivity.clone().recipient(),
+            shadows: shadows.clone().recipient(),
         },
     )?);
     if deployments.send(Restore).await.is_err() {
@@ -227,6 +237,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             devices: devices.recipient(),
             get_connectivity: connectivity.clone().recipient(),
             set_connectivity: connectivity.recipient(),
+            shadows: shadows.clone().recipient(),
             create_deployment: deployments.clone().recipient(),
             get_deployment: deployments.clone().recipient(),
             wait_deployment: deployments.clone().recipient(),

@@ -25,9 +25,9 @@ use crate::discovery::client::discover;
 /// Default port of the discovery endpoint.
 const DISCOVERY_PORT: u16 = 8443;
 
-/// `turf client publish`.
+/// How a simulated device reaches the core (shared by every `turf client` command).
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub struct ConnectArgs {
     /// Thing name (also the MQTT client id).
     #[arg(long)]
     pub thing: String,
@@ -40,6 +40,17 @@ pub struct PublishArgs {
     /// Broker to connect to directly, HOST:PORT (skips discovery).
     #[arg(long)]
     pub broker: Option<String>,
+    /// Longest to wait for the connection (and for any reply), in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// `turf client publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Where and who.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Topic to subscribe and publish to (default clients/<thing>/hello/world).
     #[arg(long)]
     pub topic: Option<String>,
@@ -52,12 +63,9 @@ pub struct PublishArgs {
     /// Pause between publishes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub interval_ms: u64,
-    /// Longest to wait for the connection and for the last echo, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub timeout: u64,
 }
 
-fn failed(text: impl Into<String>) -> CliError {
+pub(super) fn failed(text: impl Into<String>) -> CliError {
     CliError::Failed(text.into())
 }
 
@@ -99,7 +107,7 @@ fn split_host(text: &str, flag: &str, default_port: Option<u16>) -> Result<(Stri
 /// Where to connect: endpoints in order (host, port, core ARN), and the CA that signs the
 /// broker's certificate.
 #[allow(clippy::print_stdout)] // command output
-async fn endpoints(args: &PublishArgs) -> Result<(Vec<(String, u16, String)>, String), CliError> {
+async fn endpoints(args: &ConnectArgs) -> Result<(Vec<(String, u16, String)>, String), CliError> {
     let ca_path = args.certs.join(files::CA);
     let local_ca = std::fs::read_to_string(&ca_path).map_err(|e| failed(format!("{}: {e}", ca_path.display())))?;
     if let Some(broker) = &args.broker {
@@ -136,7 +144,46 @@ pub fn hello_payload(message: &str, sequence: u32) -> String {
     format!("{{\"message\": {message}, \"sequence\": {sequence}}}")
 }
 
-type Events = mpsc::UnboundedReceiver<Result<Event, rumqttc::ConnectionError>>;
+/// Events of a connected client.
+pub(super) type Events = mpsc::UnboundedReceiver<Result<Event, rumqttc::ConnectionError>>;
+
+/// A connected simulated device.
+pub(super) struct Session {
+    /// The client.
+    pub client: AsyncClient,
+    /// Its events.
+    pub events: Events,
+    /// The task polling its event loop.
+    pub pump: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Disconnects and waits (bounded) for the event loop to end.
+    pub async fn close(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.pump).await;
+    }
+}
+
+/// Discovery (with `--core`) or the given broker, then each endpoint in turn until one accepts,
+/// printing each step as the tutorial's samples do.
+#[allow(clippy::print_stdout)] // command output
+pub(super) async fn connect_device(args: &ConnectArgs) -> Result<Session, CliError> {
+    let (targets, ca) = endpoints(args).await?;
+    let tls = Arc::new(device_tls(&args.certs, &ca)?);
+    let timeout = Duration::from_secs(args.timeout);
+    for (host, port, core) in &targets {
+        println!("Trying core {core} at host {host} port {port}");
+        match connect(&args.thing, host, *port, Arc::clone(&tls), timeout).await {
+            Ok((client, events, pump)) => {
+                println!("Connected!");
+                return Ok(Session { client, events, pump });
+            }
+            Err(e) => println!("Connection failed with exception {e}"),
+        }
+    }
+    Err(failed("All connection attempts failed"))
+}
 
 /// Connects to one endpoint; returns the client, its events and the pump task.
 async fn connect(
@@ -180,25 +227,9 @@ async fn connect(
 /// Runs the simulated device.
 #[allow(clippy::print_stdout)] // command output
 pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
-    let topic = args.topic.clone().unwrap_or_else(|| format!("clients/{}/hello/world", args.thing));
-    let (targets, ca) = endpoints(&args).await?;
-    let tls = Arc::new(device_tls(&args.certs, &ca)?);
-    let timeout = Duration::from_secs(args.timeout);
-    let mut connected = None;
-    for (host, port, core) in &targets {
-        println!("Trying core {core} at host {host} port {port}");
-        match connect(&args.thing, host, *port, Arc::clone(&tls), timeout).await {
-            Ok(session) => {
-                connected = Some(session);
-                break;
-            }
-            Err(e) => println!("Connection failed with exception {e}"),
-        }
-    }
-    let Some((client, mut events, pump)) = connected else {
-        return Err(failed("All connection attempts failed"));
-    };
-    println!("Connected!");
+    let topic = args.topic.clone().unwrap_or_else(|| format!("clients/{}/hello/world", args.connect.thing));
+    let timeout = Duration::from_secs(args.connect.timeout);
+    let Session { client, mut events, pump } = connect_device(&args.connect).await?;
     client.subscribe(&topic, QoS::AtLeastOnce).await.map_err(|e| failed(e.to_string()))?;
     loop {
         match tokio::time::timeout(timeout, events.recv()).await.ok().flatten() {
@@ -210,7 +241,7 @@ pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(failed(format!("connection lost: {e}"))),
-            None => return Err(failed(format!("no SUBACK within {} s", args.timeout))),
+            None => return Err(failed(format!("no SUBACK within {} s", args.connect.timeout))),
         }
     }
     let mut received = 0u32;

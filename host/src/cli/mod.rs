@@ -12,6 +12,8 @@ mod connectivity;
 mod deployment;
 mod device;
 mod run;
+mod shadow;
+mod shadow_client;
 mod status;
 
 use std::path::PathBuf;
@@ -49,6 +51,9 @@ pub enum Command {
     /// Show or set the endpoints discovery hands to devices ("Manage core device endpoints").
     #[command(subcommand)]
     Connectivity(ConnectivityCommand),
+    /// Read, update or delete device shadows on the running host.
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Act as a client device (for trying Turf without real hardware).
     #[command(subcommand)]
     Client(ClientCommand),
@@ -172,11 +177,45 @@ pub struct CreateArgs {
     pub timeout: u64,
 }
 
+/// `turf shadow ...`.
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Print a shadow document.
+    Get(ShadowArgs),
+    /// Apply an update request, e.g. '{"state": {"desired": {"color": "red"}}}'.
+    Update {
+        #[command(flatten)]
+        /// Which shadow.
+        shadow: ShadowArgs,
+        /// The update request (JSON, or @FILE).
+        request: String,
+    },
+    /// Delete a shadow.
+    Delete(ShadowArgs),
+    /// List a thing's named shadows.
+    List {
+        /// Thing name.
+        thing: String,
+    },
+}
+
+/// Which shadow.
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    /// Thing name.
+    pub thing: String,
+    /// Named shadow (omit for the classic shadow).
+    #[arg(long, default_value = "")]
+    pub name: String,
+}
+
 /// `turf client ...`.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Connect as a device, subscribe to a topic and publish numbered messages to it.
     Publish(client::PublishArgs),
+    /// Be a smart light: follow shadow deltas for a property and report it back.
+    Shadow(shadow_client::ShadowArgs),
 }
 
 /// A command that failed; the text is what the user sees after `error:`.
@@ -215,5 +254,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Status => status::execute(&layout).await,
         Command::Connectivity(command) => connectivity::execute(&layout, command).await,
         Command::Client(ClientCommand::Publish(args)) => client::publish(args).await,
+        Command::Client(ClientCommand::Shadow(args)) => shadow_client::run(args).await,
+        Command::Shadow(command) => shadow::execute(&layout, command).await,
     }
 }

@@ -20,6 +20,16 @@ pub const PUBSUB_SERVICE: &str = "aws.greengrass.ipc.pubsub";
 pub const PUBLISH_TO_TOPIC: &str = "aws.greengrass#PublishToTopic";
 /// Operation: subscribe to a local topic filter.
 pub const SUBSCRIBE_TO_TOPIC: &str = "aws.greengrass#SubscribeToTopic";
+/// IPC service id of the shadow manager.
+pub const SHADOW_SERVICE: &str = "aws.greengrass.ShadowManager";
+/// Operation: read a shadow.
+pub const GET_THING_SHADOW: &str = "aws.greengrass#GetThingShadow";
+/// Operation: update a shadow.
+pub const UPDATE_THING_SHADOW: &str = "aws.greengrass#UpdateThingShadow";
+/// Operation: delete a shadow.
+pub const DELETE_THING_SHADOW: &str = "aws.greengrass#DeleteThingShadow";
+/// Operation: list a thing's named shadows.
+pub const LIST_NAMED_SHADOWS: &str = "aws.greengrass#ListNamedShadowsForThing";
 
 /// Why an `accessControl` block was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -18,6 +18,7 @@ use wasmtime::Engine;
 
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
+use super::host::changed_subscriptions;
 use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, ServicePeers, TimerControl, Trapped};
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
@@ -48,8 +49,6 @@ pub struct Reconfigure {
     pub configs: Arc<ConfigSnapshot>,
     /// This component's access rights.
     pub access: Arc<AccessControl>,
-    /// Top-level keys of this component's configuration that changed.
-    pub changed_keys: Vec<String>,
 }
 
 /// Stop the component: drop its instance and end the actor. Replies when done.
@@ -306,14 +305,14 @@ impl Handler<Reconfigure> for ComponentActor {
     fn handle(&mut self, msg: Reconfigure, _ctx: &mut Self::Context) -> Self::Result {
         self.spec.configs = Arc::clone(&msg.configs);
         self.spec.access = Arc::clone(&msg.access);
-        let name = self.spec.name.clone();
         let budget = self.spec.limits.call_budget;
         self.with_instance("on-configuration-update", move |mut instance| async move {
             let state = instance.state();
+            let changed = changed_subscriptions(&state.configs, &msg.configs, &state.config_subscriptions);
             state.configs = msg.configs;
             state.access = msg.access;
-            for key in msg.changed_keys {
-                if let Err(trap) = instance.on_configuration_update(budget, &name, &[key]).await {
+            for (component, key_path) in changed {
+                if let Err(trap) = instance.on_configuration_update(budget, &component, &key_path).await {
                     return (instance, Err(trap));
                 }
             }

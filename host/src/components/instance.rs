@@ -21,7 +21,9 @@ use super::bindings::{TurfComponent, TurfComponentPre};
 use super::engine::TICK;
 use super::log::{ComponentLog, Level};
 use crate::config::ComponentLimits;
+use crate::deploy::UpdateConfiguration;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe, Unsubscribe};
+use crate::shadow::ShadowRequest;
 
 /// Every component's configuration, by component name (what `config.get-configuration` reads).
 pub type ConfigSnapshot = BTreeMap<String, Value>;
@@ -35,6 +37,10 @@ pub struct ServicePeers {
     pub unsubscribe: Recipient<Unsubscribe>,
     /// Bus: publish.
     pub publish: Recipient<Publish>,
+    /// Shadow manager.
+    pub shadows: Recipient<ShadowRequest>,
+    /// Deployments: a component updates its own configuration.
+    pub update_config: Recipient<UpdateConfiguration>,
 }
 
 /// Start or stop a timer (sent by the `timer` import to the component's own actor).
@@ -70,6 +76,8 @@ pub struct HostState {
     pub(super) timers: Recipient<TimerControl>,
     pub(super) next_timer: u32,
     pub(super) active_timers: HashSet<u32>,
+    /// Configuration paths (component, key path) the guest subscribed to.
+    pub(super) config_subscriptions: Vec<(String, Vec<String>)>,
     ticks_used: u64,
     tick_budget: u64,
 }
@@ -128,6 +136,7 @@ impl HostState {
             timers: setup.timers,
             next_timer: 1,
             active_timers: HashSet::new(),
+            config_subscriptions: Vec::new(),
             ticks_used: 0,
             tick_budget: 0,
         }

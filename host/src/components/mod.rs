@@ -120,8 +120,7 @@ pub struct Launch {
     pub configs: Arc<ConfigSnapshot>,
 }
 
-/// New configurations for running components; `changed` lists, per component, the top-level keys
-/// whose values changed.
+/// New configurations for running components (each notifies its guest of subscribed changes).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Configure {
@@ -129,8 +128,6 @@ pub struct Configure {
     pub configs: Arc<ConfigSnapshot>,
     /// Access rights per running component.
     pub access: HashMap<String, Arc<AccessControl>>,
-    /// Changed top-level keys per component.
-    pub changed: HashMap<String, Vec<String>>,
 }
 
 /// Stop one component; replies when it stopped.
@@ -225,8 +222,7 @@ impl ComponentRuntime {
     fn configure(&mut self, msg: Configure) {
         for (name, actor) in &self.running {
             let access = msg.access.get(name).cloned().unwrap_or_default();
-            let changed_keys = msg.changed.get(name).cloned().unwrap_or_default();
-            actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access, changed_keys });
+            actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access });
         }
     }
 }

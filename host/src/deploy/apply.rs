@@ -15,9 +15,10 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use super::builtin;
-use super::plan::{InstallStep, Plan, recipe_file_name};
+use super::plan::{DeployedSet, InstallStep, Plan, recipe_file_name};
 use crate::bridge::ConfigureBridge;
 use crate::bridge::routes::BridgeConfig;
+use crate::components::access::AccessControl;
 use crate::components::instance::ConfigSnapshot;
 use crate::components::{Configure, Launch, Prepare, Prepared, Stop};
 use crate::config::RootLayout;
@@ -25,6 +26,9 @@ use crate::connectivity::{ConfigureIpDetector, IpDetectorConfig};
 use crate::devices::ConfigureAuth;
 use crate::devices::policy::DeviceGroups;
 use crate::fsutil::{self, Access};
+use crate::shadow::ConfigureShadows;
+use crate::shadow::settings::ShadowSettings;
+use std::collections::HashMap;
 
 /// The services a deployment drives; wired by the supervisor.
 #[derive(Clone)]
@@ -43,6 +47,8 @@ pub struct DeploymentPeers {
     pub auth: Recipient<ConfigureAuth>,
     /// Connectivity: new IP detector settings.
     pub ip_detector: Recipient<ConfigureIpDetector>,
+    /// Shadow manager: new settings.
+    pub shadows: Recipient<ConfigureShadows>,
 }
 
 fn mailbox(error: MailboxError) -> String {
@@ -50,8 +56,16 @@ fn mailbox(error: MailboxError) -> String {
 }
 
 /// The configuration snapshot components read.
-pub fn snapshot(plan: &Plan) -> Arc<ConfigSnapshot> {
-    Arc::new(plan.target.iter().map(|(name, d)| (name.clone(), d.config.clone())).collect::<BTreeMap<_, _>>())
+pub fn snapshot_of(set: &DeployedSet) -> Arc<ConfigSnapshot> {
+    Arc::new(set.iter().map(|(name, d)| (name.clone(), d.config.clone())).collect::<BTreeMap<_, _>>())
+}
+
+/// Access rights of every WebAssembly component in `set` (already validated when deployed).
+pub fn access_of(set: &DeployedSet) -> HashMap<String, Arc<AccessControl>> {
+    set.iter()
+        .filter(|(_, d)| d.recipe.is_some())
+        .filter_map(|(name, d)| AccessControl::from_config(&d.config).ok().map(|a| (name.clone(), Arc::new(a))))
+        .collect()
 }
 
 /// Applies `plan`; the error text says which step failed and why.
@@ -71,14 +85,10 @@ pub async fn apply(plan: &Plan, layout: &RootLayout, peers: &DeploymentPeers) ->
     for (name, config) in &plan.builtins {
         configure_builtin(name, config, peers).await?;
     }
-    let configs = snapshot(plan);
+    let configs = snapshot_of(&plan.target);
     peers
         .configure
-        .send(Configure {
-            configs: Arc::clone(&configs),
-            access: plan.access.clone().into_iter().collect(),
-            changed: plan.reconfigure.clone().into_iter().collect(),
-        })
+        .send(Configure { configs: Arc::clone(&configs), access: plan.access.clone().into_iter().collect() })
         .await
         .map_err(mailbox)?;
     for name in &plan.stops {
@@ -102,6 +112,10 @@ async fn configure_builtin(name: &str, config: &Value, peers: &DeploymentPeers) 
         builtin::AUTH => {
             let groups = DeviceGroups::from_config(config).map_err(|e| e.to_string())?;
             peers.auth.send(ConfigureAuth(groups.map(Arc::new))).await.map_err(mailbox)
+        }
+        builtin::SHADOW_MANAGER => {
+            let settings = ShadowSettings::from_config(config)?;
+            peers.shadows.send(ConfigureShadows(settings)).await.map_err(mailbox)
         }
         builtin::IP_DETECTOR => {
             let detector = IpDetectorConfig::from_config(config).map_err(|e| e.to_string())?;

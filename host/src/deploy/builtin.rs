@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::bridge::routes::BridgeConfig;
 use crate::connectivity::IpDetectorConfig;
 use crate::devices::policy::DeviceGroups;
+use crate::shadow::settings::ShadowSettings;
 
 /// Name of the nucleus component.
 pub const NUCLEUS: &str = "aws.greengrass.Nucleus";
@@ -21,6 +22,8 @@ pub const MOQUETTE: &str = "aws.greengrass.clientdevices.mqtt.Moquette";
 pub const AUTH: &str = "aws.greengrass.clientdevices.Auth";
 /// Name of the IP detector component.
 pub const IP_DETECTOR: &str = "aws.greengrass.clientdevices.IPDetector";
+/// Name of the shadow manager component.
+pub const SHADOW_MANAGER: &str = crate::shadow::COMPONENT_NAME;
 
 /// A built-in component.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +70,12 @@ fn auth(config: &Value) -> Result<(), String> {
     DeviceGroups::from_config(config).map(|_| ()).map_err(|e| e.to_string())
 }
 
+fn shadow_manager(config: &Value) -> Result<(), String> {
+    ShadowSettings::from_config(config)
+        .map(|_| ())
+        .map_err(|e| format!("aws.greengrass.ShadowManager configuration: {e}"))
+}
+
 fn ip_detector(config: &Value) -> Result<(), String> {
     IpDetectorConfig::from_config(config)
         .map(|_| ())
@@ -95,6 +104,12 @@ pub const BUILTINS: &[Builtin] = &[
         validate: auth,
     },
     Builtin {
+        name: SHADOW_MANAGER,
+        version: "2.3.9",
+        description: "Turf's shadow manager (local shadows in turf.db)",
+        validate: shadow_manager,
+    },
+    Builtin {
         name: IP_DETECTOR,
         version: "2.2.2",
         description: "Turf's IP detector (the endpoints discovery reports)",
@@ -117,8 +132,10 @@ mod tests {
     fn builtin_versions_satisfy_the_tutorial_requirements() {
         let nucleus = find(NUCLEUS).unwrap().semver();
         let bridge = find(BRIDGE).unwrap().semver();
+        let shadows = find(SHADOW_MANAGER).unwrap().semver();
         assert!(VersionRange::parse("^2.6.0").unwrap().matches(&nucleus));
         assert!(VersionRange::parse("^2.2.0").unwrap().matches(&bridge));
+        assert!(VersionRange::parse("^2.2.0").unwrap().matches(&shadows));
     }
 
     #[test]

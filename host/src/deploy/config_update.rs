@@ -152,6 +152,20 @@ pub fn deep_merge(config: &mut Value, patch: &Value) {
     }
 }
 
+/// Deep-merges `value` into `config` at `key_path`, creating (or replacing non-objects with)
+/// objects along the way (Greengrass `UpdateConfiguration`).
+pub fn merge_at(config: &mut Value, key_path: &[String], value: &Value) {
+    let mut node = config;
+    for key in key_path {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let Value::Object(map) = node else { return };
+        node = map.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+    }
+    deep_merge(node, value);
+}
+
 /// Top-level keys whose values differ between `before` and `after`.
 pub fn changed_keys(before: Option<&Value>, after: &Value) -> Vec<String> {
     let empty = Map::new();
@@ -261,6 +275,15 @@ mod tests {
         ] {
             assert!(parse_updates(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn merge_at_creates_the_path_and_merges_there() {
+        let mut config = json!({"a": {"keep": 1}, "leaf": 5});
+        merge_at(&mut config, &["a".to_owned(), "b".to_owned()], &json!({"c": 2}));
+        merge_at(&mut config, &["leaf".to_owned()], &json!({"now": "object"}));
+        merge_at(&mut config, &[], &json!({"top": true}));
+        assert_eq!(config, json!({"a": {"keep": 1, "b": {"c": 2}}, "leaf": {"now": "object"}, "top": true}));
     }
 
     #[test]

@@ -34,8 +34,8 @@ use self::model::{ComponentInfo, DeploymentRecord, DeploymentRequest, Deployment
 use self::plan::{DeployedSet, Plan, PlanContext};
 use self::recipe::Platform;
 use self::records::{Records, RecordsError};
-use crate::components::ComponentStatus;
 use crate::components::lifecycle::State;
+use crate::components::{ComponentStatus, Configure};
 use crate::config::RootLayout;
 use crate::store;
 
@@ -73,6 +73,18 @@ pub struct ListDeployments;
 #[rtype(result = "Vec<ComponentInfo>")]
 pub struct ListComponents;
 
+/// A component merges `value` into its own configuration at `key_path` (IPC UpdateConfiguration).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct UpdateConfiguration {
+    /// The component.
+    pub component: String,
+    /// Where to merge.
+    pub key_path: Vec<String>,
+    /// A JSON object to deep-merge.
+    pub value: serde_json::Value,
+}
+
 /// Bring back the last successful deployment (sent once at start); replies when done.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -89,6 +101,9 @@ pub struct Deployments {
     active: Option<DeploymentRecord>,
     waiters: HashMap<String, Vec<oneshot::Sender<DeploymentRecord>>>,
     statuses: BTreeMap<String, ComponentStatus>,
+    /// Configuration updates made by components while a deployment was being applied; they are
+    /// re-applied to its result.
+    updates_during_apply: Vec<UpdateConfiguration>,
     peers: DeploymentPeers,
 }
 
@@ -110,6 +125,7 @@ impl Deployments {
             active: None,
             waiters: HashMap::new(),
             statuses: BTreeMap::new(),
+            updates_during_apply: Vec::new(),
             peers,
         })
     }
@@ -170,6 +186,14 @@ impl Deployments {
                 record.state = DeploymentState::Succeeded;
                 record.components = plan.outcomes;
                 self.current = plan.target;
+                for update in std::mem::take(&mut self.updates_during_apply) {
+                    if let Some(deployed) = self.current.get_mut(&update.component) {
+                        config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
+                    }
+                }
+                if !self.current.is_empty() {
+                    self.push_configurations();
+                }
                 if let Err(error) = self.records.save_set(&self.current) {
                     tracing::error!(%error, "deployment applied but not saved; it will not survive a restart");
                 }
@@ -188,6 +212,28 @@ impl Deployments {
             let _ = waiter.send(record.clone());
         }
         self.run_next(ctx);
+    }
+
+    /// Sends every running component the current configurations.
+    fn push_configurations(&self) {
+        self.peers
+            .configure
+            .do_send(Configure { configs: apply::snapshot_of(&self.current), access: apply::access_of(&self.current) });
+    }
+
+    fn update_configuration(&mut self, update: UpdateConfiguration) -> Result<(), String> {
+        let deployed = self
+            .current
+            .get_mut(&update.component)
+            .ok_or_else(|| format!("component {} is not deployed", update.component))?;
+        config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
+        if self.active.is_some() {
+            self.updates_during_apply.push(update.clone());
+        }
+        self.records.save_set(&self.current).map_err(|e| e.to_string())?;
+        tracing::info!(component = update.component, key_path = ?update.key_path, "configuration updated by its component");
+        self.push_configurations();
+        Ok(())
     }
 
     fn save(&self, record: &DeploymentRecord) {
@@ -342,6 +388,14 @@ impl Handler<ComponentStatus> for Deployments {
 
     fn handle(&mut self, msg: ComponentStatus, _ctx: &mut Self::Context) {
         self.statuses.insert(msg.name.clone(), msg);
+    }
+}
+
+impl Handler<UpdateConfiguration> for Deployments {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: UpdateConfiguration, _ctx: &mut Self::Context) -> Self::Result {
+        self.update_configuration(msg)
     }
 }
 

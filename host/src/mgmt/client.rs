@@ -17,6 +17,7 @@ use super::api::{ConnectivityUpdate, ErrorBody, PREFIX, StatusReport};
 use crate::connectivity::{ConnectivityInfo, ConnectivityReport};
 use crate::deploy::model::{DeploymentRecord, DeploymentRequest};
 use crate::devices::{DeviceReply, DeviceRequest};
+use crate::shadow::{ShadowReply, ShadowRequest};
 
 /// A failed API call.
 #[derive(Debug, Error)]
@@ -119,6 +120,11 @@ impl Client {
     /// Performs a device operation.
     pub async fn device(&self, request: &DeviceRequest) -> Result<DeviceReply, ClientError> {
         self.post("/devices", request).await
+    }
+
+    /// Performs a shadow operation.
+    pub async fn shadow(&self, request: &ShadowRequest) -> Result<ShadowReply, ClientError> {
+        self.post("/shadows", request).await
     }
 
     /// The current connectivity.

@@ -21,6 +21,7 @@ use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
 use crate::deploy::{CreateDeployment, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
 use crate::devices::DeviceRequest;
+use crate::shadow::ShadowRequest;
 
 /// Longest a `wait` request may block.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -53,6 +54,8 @@ pub struct MgmtPeers {
     pub get_connectivity: Recipient<GetConnectivity>,
     /// Connectivity: set or clear the manual list.
     pub set_connectivity: Recipient<SetManualConnectivity>,
+    /// Shadow manager.
+    pub shadows: Recipient<ShadowRequest>,
     /// Deployments: submit.
     pub create_deployment: Recipient<CreateDeployment>,
     /// Deployments: look up.
@@ -90,6 +93,16 @@ async fn devices(peers: web::Data<MgmtPeers>, body: web::Json<DeviceRequest>) ->
     match peers.devices.send(body.into_inner()).await {
         Ok(Ok(reply)) => json(reply),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn shadows(peers: web::Data<MgmtPeers>, body: web::Json<ShadowRequest>) -> HttpResponse {
+    match peers.shadows.send(body.into_inner()).await {
+        Ok(Ok(reply)) => json(reply),
+        Ok(Err(e)) => {
+            error(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), format!("{} {}", e.code, e.message))
+        }
         Err(e) => unavailable(e),
     }
 }
@@ -170,6 +183,7 @@ fn routes(config: &mut web::ServiceConfig) {
         web::scope(super::api::PREFIX)
             .route("/status", web::get().to(status))
             .route("/devices", web::post().to(devices))
+            .route("/shadows", web::post().to(shadows))
             .route("/connectivity", web::get().to(get_connectivity))
             .route("/connectivity", web::put().to(set_connectivity))
             .route("/deployments", web::get().to(list_deployments))

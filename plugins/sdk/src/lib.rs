@@ -110,6 +110,52 @@ pub mod config {
         let path: Vec<String> = key_path.iter().map(|k| (*k).to_owned()).collect();
         host::config::get_configuration(Some(component), &path).map_err(Error::from)
     }
+
+    /// Deep-merges the JSON object `value` into this component's configuration at `key_path`.
+    pub fn update(key_path: &[&str], value: &str) -> Result<(), Error> {
+        let path: Vec<String> = key_path.iter().map(|k| (*k).to_owned()).collect();
+        host::config::update_configuration(&path, value).map_err(Error::from)
+    }
+
+    /// Calls [`crate::Component::on_configuration_update`] when this component's configuration
+    /// changes at or below `key_path`.
+    pub fn subscribe(key_path: &[&str]) -> Result<(), Error> {
+        let path: Vec<String> = key_path.iter().map(|k| (*k).to_owned()).collect();
+        host::config::subscribe_to_configuration_update(None, &path).map_err(Error::from)
+    }
+
+    /// Like [`subscribe`], for another component's configuration.
+    pub fn subscribe_of(component: &str, key_path: &[&str]) -> Result<(), Error> {
+        let path: Vec<String> = key_path.iter().map(|k| (*k).to_owned()).collect();
+        host::config::subscribe_to_configuration_update(Some(component), &path).map_err(Error::from)
+    }
+}
+
+/// Local device shadows; documents are AWS IoT shadow JSON (bytes).
+pub mod shadow {
+    use super::{Error, host};
+
+    pub use super::host::shadow::NamedShadows;
+
+    /// The shadow document of `thing`'s shadow `name` ("" for the classic shadow).
+    pub fn get(thing: &str, name: &str) -> Result<Vec<u8>, Error> {
+        host::shadow::get_thing_shadow(thing, name).map_err(Error::from)
+    }
+
+    /// Applies an update request; returns the `update/accepted` document.
+    pub fn update(thing: &str, name: &str, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        host::shadow::update_thing_shadow(thing, name, payload).map_err(Error::from)
+    }
+
+    /// Deletes the shadow; returns the `delete/accepted` document.
+    pub fn delete(thing: &str, name: &str) -> Result<Vec<u8>, Error> {
+        host::shadow::delete_thing_shadow(thing, name).map_err(Error::from)
+    }
+
+    /// One page of `thing`'s named shadows.
+    pub fn list_named(thing: &str, next_token: Option<&str>, page_size: Option<u32>) -> Result<NamedShadows, Error> {
+        host::shadow::list_named_shadows_for_thing(thing, next_token, page_size).map_err(Error::from)
+    }
 }
 
 /// Structured log lines (besides plain `println!`).

@@ -1,12 +1,34 @@
 //! `turf:host/config`: reading this or another component's configuration (no policy needed, as
-//! in Greengrass `GetConfiguration`).
+//! in Greengrass `GetConfiguration`), updating its own, and subscribing to changes.
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::components::bindings::turf::host::config;
 use crate::components::bindings::turf::host::types::Error;
-use crate::components::instance::HostState;
+use crate::components::instance::{ConfigSnapshot, HostState};
+use crate::deploy::UpdateConfiguration;
+use crate::deploy::config_update::merge_at;
+
+/// The value at `key_path` in `config`, if any.
+fn value_at<'a>(config: Option<&'a Value>, key_path: &[String]) -> Option<&'a Value> {
+    key_path.iter().try_fold(config?, |node, key| node.get(key))
+}
+
+/// The subscriptions (component, key path) whose value differs between `old` and `new`.
+pub(crate) fn changed_subscriptions(
+    old: &ConfigSnapshot,
+    new: &ConfigSnapshot,
+    subscriptions: &[(String, Vec<String>)],
+) -> Vec<(String, Vec<String>)> {
+    subscriptions
+        .iter()
+        .filter(|(component, path)| value_at(old.get(component), path) != value_at(new.get(component), path))
+        .cloned()
+        .collect()
+}
 
 /// Why a key path could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -52,6 +74,50 @@ impl config::Host for HostState {
         })?;
         Ok(value.to_string())
     }
+
+    async fn update_configuration(&mut self, key_path: Vec<String>, value_to_merge: String) -> Result<(), Error> {
+        let value: Value = serde_json::from_str(&value_to_merge)
+            .map_err(|e| Error::InvalidArguments(format!("valueToMerge is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(Error::InvalidArguments("valueToMerge must be a JSON object".to_owned()));
+        }
+        let touches_access = match key_path.first() {
+            Some(first) => first == "accessControl",
+            None => value.get("accessControl").is_some(),
+        };
+        if touches_access {
+            return Err(Error::InvalidArguments(
+                "Config update is not allowed for following fields [accessControl]".to_owned(),
+            ));
+        }
+        if let Some(i) = key_path.iter().position(String::is_empty) {
+            return Err(Error::InvalidArguments(format!("key path element {i} is empty")));
+        }
+        let request =
+            UpdateConfiguration { component: self.name.clone(), key_path: key_path.clone(), value: value.clone() };
+        let update_config = self.peers.update_config.clone();
+        update_config
+            .send(request)
+            .await
+            .map_err(|e| Error::ServiceError(format!("configuration store unavailable: {e}")))?
+            .map_err(Error::InvalidArguments)?;
+        let mut configs = (*self.configs).clone();
+        merge_at(configs.entry(self.name.clone()).or_insert_with(|| Value::Object(Map::new())), &key_path, &value);
+        self.configs = Arc::new(configs);
+        Ok(())
+    }
+
+    async fn subscribe_to_configuration_update(
+        &mut self,
+        component: Option<String>,
+        key_path: Vec<String>,
+    ) -> Result<(), Error> {
+        let subscription = (component.unwrap_or_else(|| self.name.clone()), key_path);
+        if !self.config_subscriptions.contains(&subscription) {
+            self.config_subscriptions.push(subscription);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +139,22 @@ mod tests {
         assert_eq!(read_config(&config, &path(&["a"])).unwrap(), json!({"b": 1}));
         assert_eq!(read_config(&config, &path(&["a", "b"])).unwrap(), json!({"b": 1}));
         assert_eq!(read_config(&config, &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn only_subscriptions_whose_value_changed_fire() {
+        let old: ConfigSnapshot = [("c".to_owned(), json!({"names": ["a"], "other": 1}))].into_iter().collect();
+        let new: ConfigSnapshot = [("c".to_owned(), json!({"names": ["a", "b"], "other": 1}))].into_iter().collect();
+        let subs = vec![
+            ("c".to_owned(), path(&["names"])),
+            ("c".to_owned(), path(&["other"])),
+            ("c".to_owned(), path(&[])),
+            ("gone".to_owned(), path(&["x"])),
+        ];
+        assert_eq!(
+            changed_subscriptions(&old, &new, &subs),
+            vec![("c".to_owned(), path(&["names"])), ("c".to_owned(), path(&[]))]
+        );
     }
 
     #[test]

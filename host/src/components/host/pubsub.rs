@@ -4,20 +4,8 @@ use crate::components::access::{PUBLISH_TO_TOPIC, PUBSUB_SERVICE, SUBSCRIBE_TO_T
 use crate::components::bindings::turf::host::pubsub;
 use crate::components::bindings::turf::host::types::Error;
 use crate::components::instance::HostState;
-use crate::components::log::Level;
 use crate::pubsub::{Publish, PubsubError, Subscribe, Unsubscribe};
 use crate::topic;
-
-impl HostState {
-    /// Checks `operation` on `resource`; a denial is logged in the component's log and returned.
-    fn authorize(&self, operation: &str, resource: &str) -> Result<(), Error> {
-        self.access.check(&self.name, PUBSUB_SERVICE, operation, resource).map_err(|denied| {
-            self.log.line(Level::Warn, "access", &denied.to_string());
-            tracing::warn!(component = self.name, operation, resource, "pubsub request denied");
-            Error::Unauthorized(denied.to_string())
-        })
-    }
-}
 
 fn service_error(error: impl std::fmt::Display) -> Error {
     Error::ServiceError(format!("pubsub bus unavailable: {error}"))
@@ -33,14 +21,14 @@ impl pubsub::Host for HostState {
             return Err(Error::InvalidArguments("Publish topic must not contain a wildcard.".to_owned()));
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
-        self.authorize(PUBLISH_TO_TOPIC, &topic)?;
+        self.authorize(PUBSUB_SERVICE, PUBLISH_TO_TOPIC, &topic)?;
         let publish = Publish { publisher: self.name.clone(), topic, payload: payload.into() };
         self.peers.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
     }
 
     async fn subscribe(&mut self, filter: String) -> Result<(), Error> {
         topic::validate_filter(&filter).map_err(|e| Error::InvalidArguments(e.to_string()))?;
-        self.authorize(SUBSCRIBE_TO_TOPIC, &filter)?;
+        self.authorize(PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, &filter)?;
         let subscribe = Subscribe { subscriber: self.name.clone(), filter, mode: None, recipient: self.inbox.clone() };
         self.peers.subscribe.send(subscribe).await.map_err(service_error)?.map_err(bus_error)
     }

@@ -1,0 +1,294 @@
+//! The shadow manager (`aws.greengrass.ShadowManager`): local device shadows.
+//!
+//! The `ShadowManager` actor owns the `shadows` table and runs on its own arbiter thread, so the
+//! fsync that makes every update durable never stalls the broker. It lives on the local pubsub
+//! bus like Greengrass's: it subscribes to `$aws/things/+/shadow/#`, answers requests on
+//! `…/{get,update,delete}` with `/accepted` or `/rejected`, and publishes `update/delta` and
+//! `update/documents`; devices reach it only through bridge routes. Messages in: [`PubsubMessage`]
+//! (requests from the bus), [`ShadowRequest`] (components' `shadow` imports, the CLI),
+//! [`ConfigureShadows`]. Messages out: [`Publish`] to the bus. An update is acknowledged only
+//! after it is on disk.
+//!
+//! - `document`: update, merge, metadata, delta, versions, payloads (pure).
+//! - `topics`: topic parsing and names (pure). `settings`: configuration (pure).
+//! - `store`: SQLite persistence.
+
+pub mod document;
+pub mod settings;
+pub mod store;
+pub mod topics;
+
+use actix::prelude::*;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use self::document::{ShadowError, apply_update, delete_payload, parse_update};
+use self::settings::ShadowSettings;
+use self::store::ShadowStore;
+use self::topics::{Operation, ShadowId, parse_request};
+use crate::pubsub::subscriptions::ReceiveMode;
+use crate::pubsub::{Publish, PubsubMessage, Subscribe};
+
+/// Component name of the shadow manager, also its identity on the pubsub bus.
+pub const COMPONENT_NAME: &str = "aws.greengrass.ShadowManager";
+/// What the shadow manager listens to.
+pub const REQUEST_FILTER: &str = "$aws/things/+/shadow/#";
+/// Default and largest page of `ListNamedShadowsForThing`.
+const PAGE_SIZE: (u32, u32) = (25, 100);
+
+/// What to do with a shadow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum ShadowOperation {
+    /// Read the document.
+    Get,
+    /// Apply an update request (JSON text).
+    Update {
+        /// The request document.
+        payload: String,
+    },
+    /// Delete the shadow.
+    Delete,
+    /// List the thing's named shadows (the shadow name is ignored).
+    ListNamed {
+        /// From a previous page.
+        next_token: Option<String>,
+        /// 1 to 100, default 25.
+        page_size: Option<u32>,
+    },
+}
+
+/// A shadow request from a component or the CLI.
+#[derive(Message, Debug, Clone, Serialize, Deserialize)]
+#[rtype(result = "Result<ShadowReply, ShadowError>")]
+pub struct ShadowRequest {
+    /// Thing name.
+    pub thing: String,
+    /// Shadow name; empty for the classic shadow.
+    #[serde(default)]
+    pub name: String,
+    /// What to do.
+    #[serde(flatten)]
+    pub operation: ShadowOperation,
+}
+
+/// One page of named shadows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedShadowsPage {
+    /// Names.
+    pub results: Vec<String>,
+    /// Seconds since the epoch.
+    pub timestamp: i64,
+    /// Token of the next page.
+    pub next_token: Option<String>,
+}
+
+/// The answer to a [`ShadowRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ShadowReply {
+    /// A response document (get/accepted, update/accepted, delete/accepted).
+    Document {
+        /// The JSON.
+        document: Value,
+    },
+    /// A page of names.
+    Named(NamedShadowsPage),
+}
+
+/// New settings from a deployment.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ConfigureShadows(pub ShadowSettings);
+
+/// The shadow manager service.
+pub struct ShadowManager {
+    store: ShadowStore,
+    settings: ShadowSettings,
+    subscribe: Recipient<Subscribe>,
+    publish: Recipient<Publish>,
+}
+
+fn now() -> i64 {
+    crate::store::now_secs()
+}
+
+/// The client token of a get/delete request payload, when it has one.
+fn token_of(payload: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(payload).ok()?.get("clientToken")?.as_str().map(str::to_owned)
+}
+
+fn encode_token(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+fn decode_token(token: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    String::from_utf8(bytes).ok()?.strip_prefix("offset:")?.parse().ok()
+}
+
+impl ShadowManager {
+    /// A manager over `store`, publishing on the bus.
+    pub fn new(store: ShadowStore, subscribe: Recipient<Subscribe>, publish: Recipient<Publish>) -> Self {
+        Self { store, settings: ShadowSettings::default(), subscribe, publish }
+    }
+
+    fn send(&self, shadow: &ShadowId, operation: Operation, suffix: &str, payload: &Value) {
+        self.publish.do_send(Publish {
+            publisher: COMPONENT_NAME.to_owned(),
+            topic: shadow.topic(operation, suffix),
+            payload: payload.to_string().into(),
+        });
+    }
+
+    fn internal(&self, error: impl std::fmt::Display, token: &Option<String>) -> ShadowError {
+        tracing::error!(%error, "shadow storage failed");
+        ShadowError { client_token: token.clone(), ..ShadowError::internal() }
+    }
+
+    /// Performs one operation, publishing its responses; returns the answer document.
+    fn perform(&mut self, shadow: &ShadowId, operation: Operation, payload: &[u8]) -> Result<Value, ShadowError> {
+        let result = match operation {
+            Operation::Get => self.get(shadow, token_of(payload)),
+            Operation::Update => self.update(shadow, payload),
+            Operation::Delete => self.delete(shadow, token_of(payload)),
+        };
+        if let Err(error) = &result {
+            self.send(shadow, operation, "rejected", &error.payload(now()));
+        }
+        result
+    }
+
+    fn get(&mut self, shadow: &ShadowId, token: Option<String>) -> Result<Value, ShadowError> {
+        let document = self.store.get(shadow).map_err(|e| self.internal(e, &token))?;
+        let document = document
+            .ok_or_else(|| ShadowError { client_token: token.clone(), ..ShadowError::not_found(&shadow.name) })?;
+        let answer = document.get_payload(now(), &token);
+        self.send(shadow, Operation::Get, "accepted", &answer);
+        Ok(answer)
+    }
+
+    fn update(&mut self, shadow: &ShadowId, payload: &[u8]) -> Result<Value, ShadowError> {
+        let request = parse_update(payload)?;
+        let token = request.client_token.clone();
+        let current = self.store.get(shadow).map_err(|e| self.internal(e, &token))?;
+        let outcome = apply_update(current.as_ref(), &request, now(), self.settings.max_document_size)?;
+        self.store.put(shadow, &outcome.document).map_err(|e| self.internal(e, &token))?;
+        tracing::debug!(shadow = %shadow, version = outcome.document.version, "shadow updated");
+        if let Some(delta) = &outcome.delta {
+            self.send(shadow, Operation::Update, "delta", delta);
+        }
+        self.send(shadow, Operation::Update, "documents", &outcome.documents);
+        self.send(shadow, Operation::Update, "accepted", &outcome.accepted);
+        Ok(outcome.accepted)
+    }
+
+    fn delete(&mut self, shadow: &ShadowId, token: Option<String>) -> Result<Value, ShadowError> {
+        let current = self.store.get(shadow).map_err(|e| self.internal(e, &token))?;
+        let current = current
+            .ok_or_else(|| ShadowError { client_token: token.clone(), ..ShadowError::not_found(&shadow.name) })?;
+        self.store.delete(shadow).map_err(|e| self.internal(e, &token))?;
+        let answer = delete_payload(current.version, now(), &token);
+        self.send(shadow, Operation::Delete, "accepted", &answer);
+        Ok(answer)
+    }
+
+    fn list(
+        &self,
+        thing: &str,
+        next_token: Option<String>,
+        page_size: Option<u32>,
+    ) -> Result<NamedShadowsPage, ShadowError> {
+        ShadowId::new(thing, "")?;
+        let size = page_size.unwrap_or(PAGE_SIZE.0);
+        if !(1..=PAGE_SIZE.1).contains(&size) {
+            return Err(document::invalid("pageSize argument must be between 1 and 100"));
+        }
+        let offset = match next_token.filter(|t| !t.is_empty()) {
+            Some(token) => decode_token(&token).ok_or_else(|| document::invalid("Invalid nextToken argument"))?,
+            None => 0,
+        };
+        let results = self.store.list_named(thing, offset, size as usize).map_err(|e| self.internal(e, &None))?;
+        let next_token = (results.len() == size as usize).then(|| encode_token(offset + results.len()));
+        Ok(NamedShadowsPage { results, timestamp: now(), next_token })
+    }
+
+    fn request(&mut self, msg: ShadowRequest) -> Result<ShadowReply, ShadowError> {
+        let operation = match msg.operation {
+            ShadowOperation::ListNamed { next_token, page_size } => {
+                return self.list(&msg.thing, next_token, page_size).map(ShadowReply::Named);
+            }
+            ShadowOperation::Get => (Operation::Get, Vec::new()),
+            ShadowOperation::Update { payload } => (Operation::Update, payload.into_bytes()),
+            ShadowOperation::Delete => (Operation::Delete, Vec::new()),
+        };
+        let shadow = ShadowId::new(&msg.thing, &msg.name)?;
+        self.perform(&shadow, operation.0, &operation.1).map(|document| ShadowReply::Document { document })
+    }
+
+    fn from_bus(&mut self, msg: PubsubMessage) {
+        match parse_request(&msg.topic) {
+            None => {}
+            Some(Err(error)) => {
+                tracing::warn!(topic = msg.topic, %error, "ignoring shadow request with an invalid name")
+            }
+            Some(Ok(request)) => {
+                if let Err(error) = self.perform(&request.shadow, request.operation, &msg.payload) {
+                    tracing::debug!(shadow = %request.shadow, %error, "shadow request rejected");
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ShadowManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.subscribe.do_send(Subscribe {
+            subscriber: COMPONENT_NAME.to_owned(),
+            filter: REQUEST_FILTER.to_owned(),
+            mode: Some(ReceiveMode::FromOthers),
+            recipient: ctx.address().recipient(),
+        });
+    }
+}
+
+impl Handler<PubsubMessage> for ShadowManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
+        self.from_bus(msg);
+    }
+}
+
+impl Handler<ShadowRequest> for ShadowManager {
+    type Result = Result<ShadowReply, ShadowError>;
+
+    fn handle(&mut self, msg: ShadowRequest, _ctx: &mut Self::Context) -> Self::Result {
+        self.request(msg)
+    }
+}
+
+impl Handler<ConfigureShadows> for ShadowManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigureShadows, _ctx: &mut Self::Context) {
+        self.settings = msg.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_token(&encode_token(50)), Some(50));
+        assert_eq!(decode_token("!!!"), None);
+        assert_eq!(decode_token(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("offset:x")), None);
+        assert_eq!(token_of(br#"{"clientToken": "abc"}"#), Some("abc".to_owned()));
+        assert_eq!(token_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! `aws.greengrass.ShadowManager` configuration.
+//!
+//! Turf keeps shadows locally; it honours `shadowDocumentSizeLimitBytes` (0 means the default of
+//! 8192, at most 30720). Cloud synchronization needs the IotCore link, so a `synchronize` section
+//! is refused rather than silently ignored; `strategy` and `rateLimits` are accepted and checked
+//! for shape. Pure logic: no I/O.
+
+use serde_json::Value;
+
+use super::document::{DEFAULT_MAX_SIZE, MAX_SIZE_LIMIT};
+
+/// Validated shadow manager settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowSettings {
+    /// Largest desired + reported size in bytes.
+    pub max_document_size: usize,
+}
+
+impl Default for ShadowSettings {
+    fn default() -> Self {
+        Self { max_document_size: DEFAULT_MAX_SIZE }
+    }
+}
+
+const KEYS: &[&str] = &["shadowDocumentSizeLimitBytes", "synchronize", "strategy", "rateLimits"];
+
+impl ShadowSettings {
+    /// Reads the component configuration; errors name the key.
+    pub fn from_config(config: &Value) -> Result<Self, String> {
+        let Value::Object(map) = config else {
+            return if config.is_null() {
+                Ok(Self::default())
+            } else {
+                Err("configuration must be a JSON object".to_owned())
+            };
+        };
+        if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!("{key}: unknown setting; expected one of {}", KEYS.join(", ")));
+        }
+        if map.get("synchronize").is_some_and(|s| !s.is_null() && s.as_object().is_none_or(|o| !o.is_empty())) {
+            return Err("synchronize: syncing shadows with AWS IoT Core is not supported by Turf; remove this section"
+                .to_owned());
+        }
+        for key in ["strategy", "rateLimits"] {
+            if let Some(value) = map.get(key).filter(|v| !v.is_null() && !v.is_object()) {
+                return Err(format!("{key}: must be an object, found {value}"));
+            }
+        }
+        let size = match map.get("shadowDocumentSizeLimitBytes") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_u64()),
+            Some(Value::String(s)) => Some(s.trim().parse::<u64>().ok()),
+            Some(_) => Some(None),
+        };
+        let max_document_size = match size {
+            None | Some(Some(0)) => DEFAULT_MAX_SIZE,
+            Some(Some(n)) if n <= MAX_SIZE_LIMIT as u64 => n as usize,
+            _ => return Err(format!("shadowDocumentSizeLimitBytes: must be a number from 0 to {MAX_SIZE_LIMIT}")),
+        };
+        Ok(Self { max_document_size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn size_limit_and_refused_settings() {
+        assert_eq!(ShadowSettings::from_config(&json!({})).unwrap().max_document_size, DEFAULT_MAX_SIZE);
+        assert_eq!(
+            ShadowSettings::from_config(&json!({"shadowDocumentSizeLimitBytes": "0"})).unwrap().max_document_size,
+            DEFAULT_MAX_SIZE
+        );
+        assert_eq!(
+            ShadowSettings::from_config(&json!({"shadowDocumentSizeLimitBytes": 30720})).unwrap().max_document_size,
+            30720
+        );
+        for bad in [
+            json!({"shadowDocumentSizeLimitBytes": 30721}),
+            json!({"shadowDocumentSizeLimitBytes": "big"}),
+            json!({"synchronize": {"coreThing": {"classic": true}}}),
+            json!({"strategy": "realTime"}),
+            json!({"shadowSize": 1}),
+        ] {
+            assert!(ShadowSettings::from_config(&bad).is_err(), "{bad}");
+        }
+        assert!(ShadowSettings::from_config(&json!({"synchronize": {}, "strategy": {"type": "realTime"}})).is_ok());
+    }
+}
