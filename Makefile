@@ -51,7 +51,7 @@ lint:
 
 ## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
 test: setup plugins sdk-env lint build
-	$(CARGO) test -j$(JOBS) --workspace --exclude hello-world-subscriber --exclude test-probe --exclude turf-sdk
+	$(CARGO) test -j$(JOBS) --workspace
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
 ## Hello World messages through it, then stop everything.

@@ -1,9 +1,10 @@
 #!/bin/sh
-# `make demo`: the Greengrass client-device tutorial's steps 2 to 4 on this machine, end to end.
+# `make demo`: the Greengrass client-device tutorial's steps 2 to 5 on this machine, end to end.
 # A core device starts; a client device is registered, associated and given the tutorial's auth
 # policy; the bridge route and the hello-world subscriber component are deployed; the device
 # discovers the core and sends Hello World over mutual TLS, and the component's log shows each
-# message. Then everything stops. Every wait is bounded.
+# message. Then the smart light manager changes the light's color through its shadow and the
+# light (a simulated device) follows. Then everything stops. Every wait is bounded.
 set -eu
 
 TURF=${TURF:-target/debug/turf}
@@ -12,6 +13,8 @@ ROOT="$WORK/turf-root"
 CERTS="$WORK/certs/MyClientDevice1"
 HELLO=com.example.clientdevices.MyHelloWorldSubscriber
 HELLO_LOG="$ROOT/logs/$HELLO.log"
+MANAGER=com.example.clientdevices.MySmartLightManager
+MANAGER_LOG="$ROOT/logs/$MANAGER.log"
 HOST_PID=
 TAIL_PID=
 
@@ -37,7 +40,7 @@ wait_for() {
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
-say "1/5 Start the core device"
+say "1/6 Start the core device"
 printf '%s$ turf run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0%s\n' "$DIM" "$OFF"
 "$TURF" --root "$ROOT" run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0 --log-level warn \
     >"$WORK/turf.out" 2>"$WORK/turf.err" &
@@ -51,13 +54,13 @@ sed 's/^/  /' "$WORK/turf.out"
 PORT=$(sed -n 's/.*devices (MQTT, mutual TLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
 DISCOVERY=$(sed -n 's/.*discovery (HTTPS, mTLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
 
-say "2/5 Tutorial step 2: register and associate MyClientDevice1, deploy the client device auth policy, publish the core's endpoint"
+say "2/6 Tutorial step 2: register and associate MyClientDevice1, deploy the client device auth policy, publish the core's endpoint"
 show "$TURF" --root "$ROOT" device add MyClientDevice1 --out "$CERTS"
 show "$TURF" --root "$ROOT" device associate MyClientDevice1
 show "$TURF" --root "$ROOT" deployment create --update-config @recipes/tutorial/step2-client-device-auth.json
 show "$TURF" --root "$ROOT" connectivity set "127.0.0.1:$PORT"
 
-say "3/5 Tutorial step 4: deploy the bridge route LocalMqtt -> Pubsub and the hello-world subscriber (WebAssembly)"
+say "3/6 Tutorial step 4: deploy the bridge route LocalMqtt -> Pubsub and the hello-world subscriber (WebAssembly)"
 show "$TURF" --root "$ROOT" deployment create \
     --recipeDir recipes/components \
     --artifactDir target/artifacts \
@@ -65,7 +68,7 @@ show "$TURF" --root "$ROOT" deployment create \
     --update-config @recipes/tutorial/step4-bridge.json
 show "$TURF" --root "$ROOT" status
 
-say "4/5 Tutorial step 3: MyClientDevice1 discovers the core and publishes 10 Hello World messages; the component logs each one"
+say "4/6 Tutorial step 3: MyClientDevice1 discovers the core and publishes 10 Hello World messages; the component logs each one"
 touch "$HELLO_LOG"
 tail -n 0 -F "$HELLO_LOG" 2>/dev/null | sed -u 's/^/  [component log] /' &
 TAIL_PID=$!
@@ -78,7 +81,27 @@ sleep 0.3
 kill "$TAIL_PID" 2>/dev/null || true
 TAIL_PID=
 
-say "5/5 Stop the core device (SIGTERM)"
+say "5/6 Tutorial step 5: the shadow routes and the smart light manager (color every 2 s here, 15 s in the tutorial); MyClientDevice1 acts as the light"
+show "$TURF" --root "$ROOT" deployment create --update-config @recipes/tutorial/step5-bridge.json
+show "$TURF" --root "$ROOT" deployment create \
+    --recipeDir recipes/components \
+    --artifactDir target/artifacts \
+    --merge "$MANAGER=1.0.0" \
+    --update-config '{"com.example.clientdevices.MySmartLightManager":{"MERGE":{"smartLightDeviceNames":["MyClientDevice1"],"setColorIntervalSeconds":2}}}'
+touch "$MANAGER_LOG"
+tail -n +1 -F "$MANAGER_LOG" 2>/dev/null | sed -u 's/^/  [manager log] /' &
+TAIL_PID=$!
+printf '%s$ turf client shadow --thing MyClientDevice1 --certs %s --core localhost:%s --max-updates 3%s\n' "$DIM" "$CERTS" "$DISCOVERY" "$OFF"
+"$TURF" --root "$ROOT" client shadow --thing MyClientDevice1 --certs "$CERTS" \
+    --core "localhost:$DISCOVERY" --max-updates 3 --duration 60 2>&1 | sed -u 's/^/  [light] /'
+confirmations() { [ "$(grep -c 'Received shadow update confirmation' "$MANAGER_LOG")" -ge 2 ]; }
+wait_for 20 confirmations || { echo "the manager did not log the light's confirmations" >&2; exit 1; }
+sleep 0.3
+kill "$TAIL_PID" 2>/dev/null || true
+TAIL_PID=
+show "$TURF" --root "$ROOT" shadow get MyClientDevice1
+
+say "6/6 Stop the core device (SIGTERM)"
 kill -TERM "$HOST_PID"
 status=0
 wait "$HOST_PID" || status=$?

@@ -8,6 +8,7 @@
 //! - [`discovery`]: the Greengrass discovery endpoint (HTTPS, mutual TLS).
 //! - [`connectivity`]: the IP detector and manual endpoints discovery reports.
 //! - [`pubsub`]: the local publish/subscribe bus (Greengrass IPC pub/sub).
+//! - [`shadow`]: the shadow manager: local device shadows in SQLite.
 //! - [`bridge`]: `mqttTopicMapping` routes between LocalMqtt, Pubsub and IotCore.
 //! - [`components`]: WebAssembly components: engine, one actor per component, WIT host side.
 //! - [`deploy`]: recipes, configuration merges, deployments and their history.

@@ -58,6 +58,13 @@ impl RunningTurf {
         Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
     }
 
+    /// SIGKILL: no shutdown path runs at all.
+    fn kill_9(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     fn terminate(mut self) -> Result<std::process::ExitStatus> {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         assert!(status.success());
@@ -246,4 +253,28 @@ fn commands_that_need_a_host_say_how_to_start_one() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn shadow_updates_acknowledged_before_kill_9_survive() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    for i in 1..=20 {
+        let request = format!(r#"{{"state":{{"reported":{{"count":{i}}}}},"clientToken":"n{i}"}}"#);
+        let accepted = ok(&turf.turf(&["shadow", "update", "Counter", &request]));
+        assert!(accepted.contains(&format!("\"version\": {i}")), "{accepted}");
+    }
+    ok(&turf.turf(&["shadow", "update", "Counter", "--name", "extra", r#"{"state":{"desired":{"on":true}}}"#]));
+    turf.kill_9()?;
+
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let document: serde_json::Value = serde_json::from_str(&ok(&turf.turf(&["shadow", "get", "Counter"])))?;
+    assert_eq!(document["version"], 20);
+    assert_eq!(document["state"]["reported"]["count"], 20);
+    let named: serde_json::Value = serde_json::from_str(&ok(&turf.turf(&["shadow", "list", "Counter"])))?;
+    assert_eq!(named["results"], serde_json::json!(["extra"]));
+    let exit = turf.terminate()?;
+    assert!(exit.success());
+    Ok(())
 }

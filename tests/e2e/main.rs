@@ -9,3 +9,5 @@ mod components;
 mod deployments;
 mod discovery;
 mod sdk;
+mod shadows;
+mod tutorial;

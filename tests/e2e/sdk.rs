@@ -1,11 +1,12 @@
-//! The real AWS IoT Device SDK v2 for Python against Turf: discovery, then MQTT with the
-//! discovered CA. `make test` installs the SDK into `target/pyenv`; this is what our users run.
+//! The real AWS IoT Device SDK v2 for Python against Turf: discovery, MQTT with the discovered
+//! CA, and the shadow client. `make test` installs the SDK into `target/pyenv`; this is what our
+//! users run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Result, bail};
-use turf_tests::{TestHost, tutorial_auth, workspace};
+use turf_tests::{HostOptions, TestHost, bridge_update, tutorial_auth, workspace};
 
 /// The Python with `awsiotsdk` installed (`make sdk-env`), or `TURF_SDK_PYTHON`.
 fn sdk_python() -> PathBuf {
@@ -20,17 +21,21 @@ fn sdk_python() -> PathBuf {
     python
 }
 
-#[actix_rt::test]
-async fn aws_iot_device_sdk_discovers_the_core_and_round_trips_messages() -> Result<()> {
-    let host =
-        TestHost::start_with(turf_tests::HostOptions { auth: Some(tutorial_auth()), ..Default::default() }).await?;
+/// A host with the tutorial's auth policy and MyClientDevice1 registered, associated and
+/// discoverable; returns it with the device's certificate folder.
+async fn tutorial_host() -> Result<(TestHost, PathBuf)> {
+    let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
     let certs = host.add_device("MyClientDevice1")?;
     host.turf_ok(&["device", "associate", "MyClientDevice1"])?;
     host.turf_ok(&["connectivity", "set", &format!("127.0.0.1:{}", host.endpoints.mqtt.port())])?;
-    let script = workspace().join("tests/sdk/discover_and_publish.py");
+    Ok((host, certs))
+}
+
+/// Runs a script from `tests/sdk` as MyClientDevice1; returns its stdout, failing on a non-zero exit.
+fn run_script(host: &TestHost, certs: &Path, script: &str, extra: &[&str]) -> Result<String> {
     let output = Command::new(sdk_python())
-        .arg(&script)
-        .args(["--thing", "MyClientDevice1", "--topic", "clients/MyClientDevice1/hello/world", "--count", "10"])
+        .arg(workspace().join("tests/sdk").join(script))
+        .args(["--thing", "MyClientDevice1"])
         .arg("--cert")
         .arg(certs.join("device.pem.crt"))
         .arg("--key")
@@ -39,16 +44,35 @@ async fn aws_iot_device_sdk_discovers_the_core_and_round_trips_messages() -> Res
         .arg(certs.join("ca.pem"))
         .arg("--discovery-port")
         .arg(host.endpoints.discovery.port().to_string())
+        .args(extra)
         .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        bail!("the SDK sample failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        bail!("{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     }
-    assert!(
-        stdout.contains("GGGroupId") || stdout.contains("gg_group_id='greengrassV2-coreDevice-TurfCore'"),
-        "{stdout}"
-    );
+    Ok(stdout)
+}
+
+#[actix_rt::test]
+async fn aws_iot_device_sdk_discovers_the_core_and_round_trips_messages() -> Result<()> {
+    let (host, certs) = tutorial_host().await?;
+    let args = ["--topic", "clients/MyClientDevice1/hello/world", "--count", "10"];
+    let stdout = run_script(&host, &certs, "discover_and_publish.py", &args)?;
+    assert!(stdout.contains("gg_group_id='greengrassV2-coreDevice-TurfCore'"), "{stdout}");
     assert!(stdout.contains("Connected!"), "{stdout}");
     assert!(stdout.contains("received sequences [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"), "{stdout}");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn aws_iot_device_sdk_shadow_client_sees_the_documents_it_expects() -> Result<()> {
+    let (host, certs) = tutorial_host().await?;
+    let routes = [
+        ("ShadowsLocalMqttToPubsub", "$aws/things/+/shadow/#", "LocalMqtt", "Pubsub"),
+        ("ShadowsPubsubToLocalMqtt", "$aws/things/+/shadow/#", "Pubsub", "LocalMqtt"),
+    ];
+    host.deploy(&bridge_update(&routes)).await?;
+    let stdout = run_script(&host, &certs, "shadow.py", &[])?;
+    assert!(stdout.contains("shadow flow ok"), "{stdout}");
     host.shutdown().await
 }

@@ -4,7 +4,8 @@
 //! responses and to `update/delta`, asks for the current document, and answers every delta for
 //! the property by reporting the new value with the delta's client token, so whoever asked for the
 //! change sees its token come back on `update/accepted`. Prints each step with the sample's
-//! wording. Stops after `--max-updates` accepted reports, after `--duration`, or on Ctrl-C.
+//! wording. Unlike the sample, an `update/accepted` without `reported` (the requester's own update
+//! carrying the same token) is not taken as the answer to the light's report. Stops after `--max-updates` accepted reports, after `--duration`, or on Ctrl-C.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -128,7 +129,12 @@ impl Light {
                     shown(&message["message"])
                 )));
             }
-        } else if topic == self.topic("update/accepted") && ours(&mut self.tokens) {
+        } else if topic == self.topic("update/accepted")
+            && message["state"].get("reported").is_some()
+            && ours(&mut self.tokens)
+        {
+            // A delta's token is the requester's; its own update/accepted (desired only) carries
+            // that token too, so only an accepted report counts as the answer to ours.
             match message["state"]["reported"].get(&property) {
                 Some(value) => println!("Finished updating reported shadow value to '{}'.", shown(value)),
                 None => println!("Could not find shadow property with name: '{property}'."),

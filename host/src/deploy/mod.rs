@@ -222,14 +222,19 @@ impl Deployments {
     }
 
     fn update_configuration(&mut self, update: UpdateConfiguration) -> Result<(), String> {
-        let deployed = self
-            .current
-            .get_mut(&update.component)
-            .ok_or_else(|| format!("component {} is not deployed", update.component))?;
-        config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
         if self.active.is_some() {
+            // A component starting in this deployment is not in `current` yet; the update is
+            // applied to the deployment's result when it finishes.
             self.updates_during_apply.push(update.clone());
         }
+        let Some(deployed) = self.current.get_mut(&update.component) else {
+            return if self.active.is_some() {
+                Ok(())
+            } else {
+                Err(format!("component {} is not deployed", update.component))
+            };
+        };
+        config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
         self.records.save_set(&self.current).map_err(|e| e.to_string())?;
         tracing::info!(component = update.component, key_path = ?update.key_path, "configuration updated by its component");
         self.push_configurations();

@@ -227,7 +227,7 @@ impl ShadowManager {
         self.perform(&shadow, operation.0, &operation.1).map(|document| ShadowReply::Document { document })
     }
 
-    fn from_bus(&mut self, msg: PubsubMessage) {
+    fn handle_bus_request(&mut self, msg: PubsubMessage) {
         match parse_request(&msg.topic) {
             None => {}
             Some(Err(error)) => {
@@ -259,7 +259,7 @@ impl Handler<PubsubMessage> for ShadowManager {
     type Result = ();
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
-        self.from_bus(msg);
+        self.handle_bus_request(msg);
     }
 }
 

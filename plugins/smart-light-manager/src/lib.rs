@@ -89,7 +89,8 @@ impl SmartLightDeviceManager {
             println!("Removing {name} from smart light device manager");
             self.devices.remove(&name);
         }
-        for name in updated.into_iter().filter(|n| !self.devices.contains_key(n)) {
+        let added: Vec<String> = updated.into_iter().filter(|n| !self.devices.contains_key(n)).collect();
+        for name in added {
             println!("Adding {name} to smart light device manager");
             let reported_color = get_device_reported_color(&name).map_err(|e| e.to_string())?;
             println!("Current color for {name} is {}", shown(&reported_color));

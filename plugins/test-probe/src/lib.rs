@@ -7,6 +7,10 @@
 //!   messages already under the prefix).
 //! - `initFails`: `init` returns an error.
 //! - `timerMs`: start a timer with this period; each tick is printed.
+//! - `shadow`: `[{"op": "get"|"update"|"delete"|"list", "thing", "name", "payload"}]` run in
+//!   `init`; each outcome is printed.
+//! - `watchConfig`: key paths (lists of keys) to subscribe to; each notification is printed.
+//! - `updateConfig`: `{"keyPath": [...], "value": {...}}` merged into its own configuration in `init`.
 //!
 //! A message whose payload is `trap` makes the guest trap; `spin` makes it loop forever (the
 //! host must cut it off). Every line it prints is something a test looks for.
@@ -16,16 +20,34 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use serde_json::Value;
-use turf_sdk::{Component, config, pubsub, timer};
+use turf_sdk::{Component, config, pubsub, shadow, timer};
 
 thread_local! {
     static TICKS: Cell<u32> = const { Cell::new(0) };
 }
 
 fn setting(key: &str) -> Option<Value> {
-    let text = config::get(&[key]).ok()?;
+    let text = config::get(&[]).ok()?;
     let value: Value = serde_json::from_str(&text).ok()?;
     value.get(key).cloned()
+}
+
+fn shadow_call(call: &Value) {
+    let op = call["op"].as_str().unwrap_or_default();
+    let thing = call["thing"].as_str().unwrap_or_default();
+    let name = call["name"].as_str().unwrap_or_default();
+    let result = match op {
+        "get" => shadow::get(thing, name).map(|d| String::from_utf8_lossy(&d).into_owned()),
+        "update" => shadow::update(thing, name, call["payload"].to_string().as_bytes())
+            .map(|d| String::from_utf8_lossy(&d).into_owned()),
+        "delete" => shadow::delete(thing, name).map(|d| String::from_utf8_lossy(&d).into_owned()),
+        "list" => shadow::list_named(thing, None, None).map(|page| page.results.join(",")),
+        other => Ok(format!("unknown op {other}")),
+    };
+    match result {
+        Ok(text) => println!("shadow {op} {thing}/{name}: ok {text}"),
+        Err(e) => println!("shadow {op} {thing}/{name}: failed: {e}"),
+    }
 }
 
 struct Probe;
@@ -48,6 +70,31 @@ impl Component for Probe {
             match pubsub::publish(topic, payload.as_bytes()) {
                 Ok(()) => println!("published {topic}"),
                 Err(e) => println!("publish {topic} failed: {e}"),
+            }
+        }
+        for call in setting("shadow").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            shadow_call(&call);
+        }
+        for path in setting("watchConfig").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            let keys: Vec<String> = path
+                .as_array()
+                .map(|k| k.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            match config::subscribe(&keys) {
+                Ok(()) => println!("watching {}", keys.join("/")),
+                Err(e) => println!("watch {} failed: {e}", keys.join("/")),
+            }
+        }
+        if let Some(update) = setting("updateConfig") {
+            let keys: Vec<String> = update["keyPath"]
+                .as_array()
+                .map(|k| k.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            match config::update(&keys, &update["value"].to_string()) {
+                Ok(()) => println!("updated config {}", keys.join("/")),
+                Err(e) => println!("update config failed: {e}"),
             }
         }
         if let Some(ms) = setting("timerMs").and_then(|v| v.as_u64()) {
