@@ -236,7 +236,7 @@ impl TestHost {
     pub async fn deploy(&self, request: &DeploymentRequest) -> Result<DeploymentRecord> {
         let client = self.client();
         let record = client.create_deployment(request).await?;
-        Ok(client.wait_deployment(&record.id, TIMEOUT).await?)
+        Ok(client.wait_deployment(&record.id, TIMEOUT, None).await?)
     }
 
     /// The text of a component's log (empty when it does not exist yet).

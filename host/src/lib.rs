@@ -14,7 +14,7 @@
 //! - [`deploy`]: recipes, configuration merges, deployments and their history.
 //! - [`mgmt`]: the management API on `DIR/turf.sock` and its client.
 //! - [`cli`]: the `turf` command line, one file per command.
-//! - [`logging`]: the host log (`logs/turf.log` and stderr).
+//! - [`logging`]: the host log (`logs/turf.log` and stderr). [`rotate`]: size-rotated log files.
 //! - [`config`]: host configuration and the root-directory layout.
 //! - [`store`]: the SQLite database and its schema.
 //! - [`topic`], [`glob`]: MQTT topic matching and Greengrass resource globs (pure).
@@ -34,6 +34,7 @@ pub mod glob;
 pub mod logging;
 pub mod mgmt;
 pub mod pubsub;
+pub mod rotate;
 pub mod shadow;
 pub mod store;
 pub mod supervisor;

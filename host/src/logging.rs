@@ -1,4 +1,4 @@
-//! The host log: `logs/turf.log` under the root, and stderr.
+//! The host log: `logs/turf.log` under the root (rotated by size, see `rotate`), and stderr.
 //!
 //! `tracing` events from Turf at the requested level; dependencies (rmqtt, actix, wasmtime) at
 //! `warn`, so a refused TLS handshake still shows. A full `RUST_LOG`-style directive string is
@@ -6,6 +6,8 @@
 //! `components::log`).
 
 use std::path::Path;
+
+use crate::rotate::RotatingFile;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -23,8 +25,8 @@ pub enum LoggingError {
         /// What the parser said.
         reason: String,
     },
-    /// The log directory could not be created.
-    #[error("cannot create log directory {path}: {source}")]
+    /// The log directory or file could not be created.
+    #[error("cannot create log file {path}: {source}")]
     Dir {
         /// The directory.
         path: std::path::PathBuf,
@@ -51,7 +53,9 @@ fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
 pub fn init(logs_dir: &Path, level: &str) -> Result<WorkerGuard, LoggingError> {
     let filter = filter(level)?;
     std::fs::create_dir_all(logs_dir).map_err(|source| LoggingError::Dir { path: logs_dir.to_path_buf(), source })?;
-    let (file, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(logs_dir, "turf.log"));
+    let path = logs_dir.join("turf.log");
+    let file = RotatingFile::open(&path).map_err(|source| LoggingError::Dir { path, source })?;
+    let (file, guard) = tracing_appender::non_blocking(file);
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).compact())

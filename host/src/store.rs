@@ -123,6 +123,11 @@ pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// `time` as seconds since the epoch.
+pub fn secs_since_epoch(time: std::time::SystemTime) -> i64 {
+    chrono::DateTime::<chrono::Utc>::from(time).timestamp()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

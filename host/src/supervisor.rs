@@ -242,7 +242,9 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             get_deployment: deployments.clone().recipient(),
             wait_deployment: deployments.clone().recipient(),
             list_deployments: deployments.clone().recipient(),
-            list_components: deployments.recipient(),
+            list_components: deployments.clone().recipient(),
+            get_component: deployments.recipient(),
+            control: runtime.clone().recipient(),
             status,
         },
     )?;

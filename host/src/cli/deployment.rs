@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use super::device::absolute;
 use super::{CliError, CreateArgs, DeploymentCommand};
 use crate::config::RootLayout;
 use crate::deploy::config_update::parse_updates;
-use crate::deploy::model::{DeploymentRecord, DeploymentRequest, DeploymentState};
+use crate::deploy::model::{DeploymentRecord, DeploymentRequest, DeploymentState, ProgressEvent};
 use crate::mgmt::client::Client;
 
 /// Reads `--update-config`: inline JSON, `@FILE`, or a path to a file.
@@ -60,19 +61,88 @@ fn request(args: &CreateArgs) -> Result<DeploymentRequest, CliError> {
         merge,
         remove,
         update_config,
+        failure_handling_policy: args.failure_handling_policy,
     })
 }
 
+fn when(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// One progress line: `  +0.012s  com.example.Hello  RUNNING`.
+fn event_line(event: &ProgressEvent) -> String {
+    let secs = Duration::from_millis(event.at_ms).as_secs_f64();
+    format!("  +{secs:.3}s  {:<40} {}", event.component.as_deref().unwrap_or("(deployment)"), event.what)
+}
+
 #[allow(clippy::print_stdout)] // command output
-fn print_record(record: &DeploymentRecord) {
-    println!("Deployment {}: {}", record.id, record.state);
+fn print_record(record: &DeploymentRecord, with_progress: bool) {
+    match record.detail {
+        Some(detail) => println!("Deployment {}: {} ({detail})", record.id, record.state),
+        None => println!("Deployment {}: {}", record.id, record.state),
+    }
+    let mut timing = format!("  submitted {}", when(record.created_at));
+    if let Some(started) = record.started_at {
+        timing.push_str(&format!(", started {}", when(started)));
+    }
+    if let Some(ms) = record.took_ms {
+        timing.push_str(&format!(", took {:.3} s", Duration::from_millis(ms).as_secs_f64()));
+    }
+    println!("{timing}; policy {}", record.request.failure_handling_policy);
     for c in &record.components {
         println!("  {:<52} {:<9} {}", c.name, c.version, c.action);
+    }
+    if with_progress && !record.progress.is_empty() {
+        println!("  steps:");
+        for event in &record.progress {
+            println!("  {}", event_line(event));
+        }
     }
     if let Some(error) = &record.error {
         println!("  error: {error}");
     }
 }
+
+/// Follows a deployment until it finished or `timeout` passed: prints each step as it happens
+/// and, on a terminal, a spinner with the elapsed time.
+#[allow(clippy::print_stdout)] // command output
+async fn follow(client: &Client, id: &str, timeout: Duration) -> Result<DeploymentRecord, CliError> {
+    let tty = std::io::stdout().is_terminal();
+    let started = Instant::now();
+    let mut seen = 0;
+    let mut frame = 0usize;
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        let poll = client.wait_deployment(id, left.min(Duration::from_secs(30)), Some(seen));
+        tokio::pin!(poll);
+        let record = loop {
+            tokio::select! {
+                record = &mut poll => break record?,
+                _ = ticker.tick(), if tty => {
+                    frame += 1;
+                    let spin = SPINNER[frame % SPINNER.len()];
+                    print!("\r{spin} deploying… {:.1}s \x1b[K", started.elapsed().as_secs_f64());
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        };
+        if tty {
+            print!("\r\x1b[K");
+        }
+        for event in record.progress.iter().skip(seen) {
+            println!("{}", event_line(event));
+        }
+        seen = record.progress.len();
+        if record.state.is_final() || started.elapsed() >= timeout {
+            return Ok(record);
+        }
+    }
+}
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /// Runs a `turf deployment` command.
 #[allow(clippy::print_stdout)] // command output
@@ -86,8 +156,8 @@ pub async fn execute(layout: &RootLayout, command: DeploymentCommand) -> Result<
             if args.no_wait {
                 return Ok(());
             }
-            let record = client.wait_deployment(&record.id, Duration::from_secs(args.timeout)).await?;
-            print_record(&record);
+            let record = follow(&client, &record.id, Duration::from_secs(args.timeout)).await?;
+            print_record(&record, false);
             match record.state {
                 DeploymentState::Succeeded => Ok(()),
                 DeploymentState::Failed => Err(CliError::Failed(format!(
@@ -102,15 +172,22 @@ pub async fn execute(layout: &RootLayout, command: DeploymentCommand) -> Result<
             }
         }
         DeploymentCommand::List => {
+            println!("{:<36}  {:<11} {:<19}  {:>8}  DETAIL", "ID", "STATE", "SUBMITTED", "TOOK");
             for record in client.deployments().await? {
-                let when =
-                    chrono::DateTime::from_timestamp(record.created_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
-                println!("{}  {:<11} {when}", record.id, record.state.to_string());
+                let took =
+                    record.took_ms.map(|ms| format!("{:.2}s", Duration::from_millis(ms).as_secs_f64())).unwrap_or_default();
+                let detail = record.detail.map(|d| d.to_string()).unwrap_or_default();
+                println!(
+                    "{}  {:<11} {:<19}  {took:>8}  {detail}",
+                    record.id,
+                    record.state.to_string(),
+                    when(record.created_at)
+                );
             }
             Ok(())
         }
         DeploymentCommand::Status { id } => {
-            print_record(&client.deployment(&id).await?);
+            print_record(&client.deployment(&id).await?, true);
             Ok(())
         }
     }
@@ -119,6 +196,7 @@ pub async fn execute(layout: &RootLayout, command: DeploymentCommand) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::model::FailurePolicy;
 
     fn args(merge: &[&str], remove: &[&str], update: Option<&str>) -> CreateArgs {
         CreateArgs {
@@ -127,6 +205,7 @@ mod tests {
             merge: merge.iter().map(|s| (*s).to_owned()).collect(),
             remove: remove.iter().map(|s| (*s).to_owned()).collect(),
             update_config: update.map(str::to_owned),
+            failure_handling_policy: FailurePolicy::Rollback,
             no_wait: false,
             timeout: 1,
         }

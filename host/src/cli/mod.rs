@@ -5,12 +5,15 @@
 //! root directly when the host is stopped. Output is for people; exit status says success.
 //!
 //! - `run`: start a host. `device`: devices and certificates. `deployment`: local deployments.
-//! - `status`: what runs. `client`: a simulated client device.
+//! - `status`: what runs. `component`: list, details, restart, stop. `logs`: component logs.
+//! - `client`: a simulated client device.
 
 mod client;
+mod component;
 mod connectivity;
 mod deployment;
 mod device;
+mod logs;
 mod run;
 mod shadow;
 mod shadow_client;
@@ -21,6 +24,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
+use crate::deploy::model::FailurePolicy;
 use crate::config::{DEFAULT_DISCOVERY_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME, RootLayout};
 
 /// Turf: an IoT core device host for local client devices (Greengrass-compatible).
@@ -48,6 +52,11 @@ pub enum Command {
     Deployment(DeploymentCommand),
     /// Show what the running host listens on and which components run.
     Status,
+    /// List, inspect, restart or stop components.
+    #[command(subcommand)]
+    Component(ComponentCommand),
+    /// Print a component's log (or the host's: `turf logs turf`).
+    Logs(LogsArgs),
     /// Show or set the endpoints discovery hands to devices ("Manage core device endpoints").
     #[command(subcommand)]
     Connectivity(ConnectivityCommand),
@@ -77,6 +86,43 @@ pub struct RunArgs {
     /// Thing name of this core device.
     #[arg(long, default_value = DEFAULT_THING_NAME)]
     pub thing_name: String,
+}
+
+/// `turf component ...`.
+#[derive(Debug, Subcommand)]
+pub enum ComponentCommand {
+    /// Every component: version, state, uptime, restarts.
+    List,
+    /// One component: state, last error, effective configuration and recipe.
+    Details {
+        /// Component name.
+        name: String,
+    },
+    /// Restart components with a fresh instance (also brings back BROKEN or stopped ones).
+    Restart {
+        /// Component names (NAME[,NAME]).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop components until they are restarted or redeployed.
+    Stop {
+        /// Component names (NAME[,NAME]).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `turf logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Component name (`turf` for the host's own log).
+    pub name: String,
+    /// Keep printing new lines as they are written.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines from this long ago on: 30s, 10m, 2h, 1d, 1h30m.
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 /// `turf device ...`.
@@ -169,6 +215,10 @@ pub struct CreateArgs {
     /// Configuration update: JSON, @FILE or a file path, {"<component>": {"MERGE": {...}, "RESET": [...]}}.
     #[arg(long, short = 'c')]
     pub update_config: Option<String>,
+    /// What to do when a component fails to start: put the previous deployment back
+    /// (ROLLBACK, the default) or leave things as they are (DO_NOTHING).
+    #[arg(long, visible_alias = "fp", value_enum, default_value_t = FailurePolicy::Rollback)]
+    pub failure_handling_policy: FailurePolicy,
     /// Return after submitting instead of waiting for the outcome.
     #[arg(long)]
     pub no_wait: bool,
@@ -252,6 +302,8 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Device(command) => device::execute(&layout, command).await,
         Command::Deployment(command) => deployment::execute(&layout, command).await,
         Command::Status => status::execute(&layout).await,
+        Command::Component(command) => component::execute(&layout, command).await,
+        Command::Logs(args) => logs::execute(&layout, args).await,
         Command::Connectivity(command) => connectivity::execute(&layout, command).await,
         Command::Client(ClientCommand::Publish(args)) => client::publish(args).await,
         Command::Client(ClientCommand::Shadow(args)) => shadow_client::run(args).await,

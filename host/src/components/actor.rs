@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::collections::BTreeSet;
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, ServicePee
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::config::ComponentLimits;
-use crate::pubsub::{PubsubMessage, UnsubscribeAll};
+use crate::pubsub::{PubsubMessage, Unsubscribe, UnsubscribeAll};
 
 /// A component changed state (sent to whoever tracks deployments).
 #[derive(Message, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +36,12 @@ pub struct ComponentStatus {
     pub version: String,
     /// New state.
     pub state: State,
-    /// Why it errored, when it did.
+    /// The last error, kept after the component recovered.
     pub error: Option<String>,
     /// Restarts since it was deployed.
     pub restarts: u32,
+    /// Since when it has been RUNNING (seconds since the epoch); `None` when not running.
+    pub running_since: Option<i64>,
 }
 
 /// New configurations and access rights (after a deployment).
@@ -55,6 +58,31 @@ pub struct Reconfigure {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopComponent;
+
+/// Replace the component's code and rights in place, without losing a message: the new instance
+/// is initialised while deliveries wait in the mailbox, then takes over. Replies with the outcome
+/// of the new `init`; on failure the old instance keeps running.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Swap {
+    /// New version.
+    pub version: String,
+    /// New compiled code.
+    pub pre: TurfComponentPre<HostState>,
+    /// New access rights.
+    pub access: Arc<AccessControl>,
+    /// Every component's configuration.
+    pub configs: Arc<ConfigSnapshot>,
+}
+
+/// Restart the component with a fresh instance (clears its errors, so it also brings back a
+/// BROKEN one); the outcome of the new `init` is sent on `done`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestartComponent {
+    /// Receives the outcome of the new instance's `init`.
+    pub done: oneshot::Sender<Result<(), String>>,
+}
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -105,6 +133,8 @@ pub struct ComponentActor {
     state: State,
     errors: ErrorHistory,
     restarts: u32,
+    last_error: Option<String>,
+    running_since: Option<SystemTime>,
     generation: u64,
     timers: HashMap<u32, SpawnHandle>,
     first_start: Option<oneshot::Sender<Result<(), String>>>,
@@ -126,6 +156,8 @@ impl ComponentActor {
             state: State::Installed,
             errors: ErrorHistory::default(),
             restarts: 0,
+            last_error: None,
+            running_since: None,
             generation: 0,
             timers: HashMap::new(),
             first_start: Some(first_start),
@@ -133,8 +165,17 @@ impl ComponentActor {
     }
 
     fn set_state(&mut self, state: State, error: Option<String>) {
+        match state {
+            State::Running => {
+                self.running_since.get_or_insert_with(SystemTime::now);
+            }
+            _ => self.running_since = None,
+        }
         self.state = state;
         let level = if error.is_some() { Level::Error } else { Level::Info };
+        if error.is_some() {
+            self.last_error.clone_from(&error);
+        }
         let note = match &error {
             Some(e) => format!("{state}: {e}"),
             None => state.to_string(),
@@ -144,17 +185,22 @@ impl ComponentActor {
             name: self.spec.name.clone(),
             version: self.spec.version.clone(),
             state,
-            error,
+            error: error.or_else(|| self.last_error.clone()),
             restarts: self.restarts,
+            running_since: self.running_since.map(crate::store::secs_since_epoch),
         });
     }
 
     fn setup(&self, ctx: &Context<Self>) -> HostSetup {
+        self.setup_with(ctx, Arc::clone(&self.spec.access), Arc::clone(&self.spec.configs))
+    }
+
+    fn setup_with(&self, ctx: &Context<Self>, access: Arc<AccessControl>, configs: Arc<ConfigSnapshot>) -> HostSetup {
         HostSetup {
             name: self.spec.name.clone(),
             log: self.spec.log.clone(),
-            access: Arc::clone(&self.spec.access),
-            configs: Arc::clone(&self.spec.configs),
+            access,
+            configs,
             peers: self.peers.services.clone(),
             inbox: ctx.address().recipient(),
             timers: ctx.address().recipient(),
@@ -232,6 +278,63 @@ impl ComponentActor {
                 Err(Trapped(reason)) => act.failed(format!("{what}: {reason}"), ctx),
             }
         })))
+    }
+
+    /// Initialises `msg`'s code in a new instance and, if that works, makes it the instance.
+    ///
+    /// Runs as an atomic response, so deliveries arriving meanwhile wait in the mailbox and go
+    /// to whichever instance is current afterwards, in order. Both instances subscribe under
+    /// the component's name, so the bus keeps delivering throughout; filters only one of them
+    /// uses are dropped afterwards.
+    fn swap(&mut self, msg: Swap, ctx: &Context<Self>) -> AtomicResponse<Self, Result<(), String>> {
+        let engine = self.engine.clone();
+        let pre = msg.pre.clone();
+        let budget = self.spec.limits.init_budget;
+        let setup = self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs));
+        let started = async move {
+            let mut instance = Instance::new(&engine, &pre, setup).await.map_err(|t| (t, BTreeSet::new()))?;
+            let outcome = match instance.init(budget).await {
+                Ok(Ok(())) => return Ok(instance),
+                Ok(Err(reason)) => Trapped(format!("init returned an error: {reason}")),
+                Err(trapped) => trapped,
+            };
+            Err((outcome, instance.state().subscriptions.clone()))
+        };
+        AtomicResponse::new(Box::pin(started.into_actor(self).map(move |result, act, ctx| {
+            let old_filters = act.instance.as_mut().map(|i| i.state().subscriptions.clone()).unwrap_or_default();
+            match result {
+                Ok(mut instance) => {
+                    let new_filters = instance.state().subscriptions.clone();
+                    act.unsubscribe(old_filters.difference(&new_filters));
+                    for (_, handle) in act.timers.drain() {
+                        ctx.cancel_future(handle);
+                    }
+                    act.generation += 1;
+                    act.instance = Some(instance);
+                    act.errors = ErrorHistory::default();
+                    act.spec.version = msg.version;
+                    act.spec.pre = msg.pre;
+                    act.spec.access = msg.access;
+                    act.spec.configs = msg.configs;
+                    act.running_since = None;
+                    act.set_state(State::Running, None);
+                    Ok(())
+                }
+                Err((Trapped(reason), new_filters)) => {
+                    act.unsubscribe(new_filters.difference(&old_filters));
+                    let note = format!("version {} failed to start, the running one stays: {reason}", msg.version);
+                    act.spec.log.line(Level::Error, "lifecycle", &note);
+                    Err(reason)
+                }
+            }
+        })))
+    }
+
+    /// Drops the bus subscriptions to `filters`.
+    fn unsubscribe<'a>(&self, filters: impl Iterator<Item = &'a String>) {
+        for filter in filters {
+            self.peers.services.unsubscribe.do_send(Unsubscribe { subscriber: self.spec.name.clone(), filter: filter.clone() });
+        }
     }
 
     fn timer_control(&mut self, msg: TimerControl, ctx: &mut Context<Self>) {
@@ -329,6 +432,30 @@ impl Handler<Restart> for ComponentActor {
             self.restarts += 1;
             self.start_instance(ctx);
         }
+    }
+}
+
+impl Handler<Swap> for ComponentActor {
+    type Result = AtomicResponse<Self, Result<(), String>>;
+
+    fn handle(&mut self, msg: Swap, ctx: &mut Self::Context) -> Self::Result {
+        self.swap(msg, ctx)
+    }
+}
+
+impl Handler<RestartComponent> for ComponentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestartComponent, ctx: &mut Self::Context) {
+        self.first_start = Some(msg.done);
+        self.instance = None;
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
+        for (_, handle) in self.timers.drain() {
+            ctx.cancel_future(handle);
+        }
+        self.errors = ErrorHistory::default();
+        self.restarts += 1;
+        self.start_instance(ctx);
     }
 }
 

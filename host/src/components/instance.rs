@@ -78,6 +78,8 @@ pub struct HostState {
     pub(super) active_timers: HashSet<u32>,
     /// Configuration paths (component, key path) the guest subscribed to.
     pub(super) config_subscriptions: Vec<(String, Vec<String>)>,
+    /// Pubsub filters this instance subscribed to.
+    pub(super) subscriptions: std::collections::BTreeSet<String>,
     ticks_used: u64,
     tick_budget: u64,
 }
@@ -137,6 +139,7 @@ impl HostState {
             next_timer: 1,
             active_timers: HashSet::new(),
             config_subscriptions: Vec::new(),
+            subscriptions: std::collections::BTreeSet::new(),
             ticks_used: 0,
             tick_budget: 0,
         }

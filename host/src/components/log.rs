@@ -3,11 +3,11 @@
 //!
 //! Lines look like Greengrass's component logs:
 //! `2026-11-27T10:49:24.908Z [INFO] com.example.X: stdout. Received new message: …`.
+//! The file rotates by size (see `rotate`).
 //! Writes are synchronous appends under a mutex, so lines from every source keep their order.
 //! Implements WASI's stdout/stderr stream traits so guest `println!` lands here, one log line per
 //! text line. Never grows without bound in one line: partial lines longer than 64 KiB are flushed.
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+
+use crate::rotate::RotatingFile;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -49,7 +51,7 @@ impl Level {
 }
 
 struct Inner {
-    file: Option<File>,
+    file: Option<RotatingFile>,
     failed: bool,
 }
 
@@ -70,10 +72,7 @@ impl std::fmt::Debug for ComponentLog {
 impl ComponentLog {
     /// Opens (creating) `path` for appending lines of component `name`.
     pub fn open(name: &str, path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = RotatingFile::open(path)?;
         Ok(Self {
             name: Arc::from(name),
             path: Arc::new(path.to_path_buf()),

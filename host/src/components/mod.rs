@@ -4,7 +4,7 @@
 //! cache and the addresses of the component actors. Messages in: [`Prepare`] (compile and link a
 //! `.wasm` without starting it, so a deployment can validate first), [`Launch`] (start or replace
 //! a component; replies with the outcome of its first `init`), [`Configure`], [`Stop`],
-//! [`StopAll`]. Component actors report [`ComponentStatus`] to the peer given at start. The
+//! [`Control`] (operator restart/stop), [`StopAll`]. Component actors report [`ComponentStatus`] to the peer given at start. The
 //! runtime never blocks its mailbox on a guest: compiling runs on a blocking thread, guests run
 //! in their own actors.
 //!
@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use wasmtime::Engine;
@@ -38,7 +39,7 @@ use wasmtime::component::Linker;
 
 use self::access::AccessControl;
 pub use self::actor::ComponentStatus;
-use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, StopComponent};
+use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, RestartComponent, StopComponent, Swap};
 use self::bindings::TurfComponentPre;
 use self::engine::{CompileCache, EngineError};
 use self::instance::{ConfigSnapshot, HostState, ServicePeers};
@@ -138,6 +139,27 @@ pub struct Stop {
     pub name: String,
 }
 
+/// What an operator asks of one component (`turf component restart|stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlAction {
+    /// Start a fresh instance (clears errors; brings back BROKEN and stopped components).
+    Restart,
+    /// Stop it until it is restarted or redeployed.
+    Stop,
+}
+
+/// Restart or stop one deployed component; replies once done (for a restart: once its `init`
+/// finished).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct Control {
+    /// Component name.
+    pub name: String,
+    /// What to do.
+    pub action: ControlAction,
+}
+
 /// Stop every component; replies when all stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -163,6 +185,10 @@ pub struct ComponentRuntime {
     limits: ComponentLimits,
     peers: RuntimePeers,
     running: HashMap<String, Addr<ComponentActor>>,
+    /// What every deployed component was last launched with, so a stopped one can be restarted.
+    launched: HashMap<String, (Prepared, Arc<AccessControl>)>,
+    /// The newest configurations.
+    configs: Arc<ConfigSnapshot>,
 }
 
 impl ComponentRuntime {
@@ -171,7 +197,17 @@ impl ComponentRuntime {
         let engine = engine::new_engine()?;
         let linker = instance::linker(&engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
         let cache = CompileCache::new(&layout.compiled_cache_dir())?;
-        Ok(Self { engine, linker: Arc::new(linker), cache, layout, limits, peers, running: HashMap::new() })
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            layout,
+            limits,
+            peers,
+            running: HashMap::new(),
+            launched: HashMap::new(),
+            configs: Arc::default(),
+        })
     }
 
     fn prepare(&self, msg: Prepare) -> impl Future<Output = Result<Prepared, RuntimeError>> + 'static {
@@ -192,10 +228,25 @@ impl ComponentRuntime {
         }
     }
 
+    /// Starts a new actor for `msg`, or swaps the code of the running one in place.
     fn launch(&mut self, msg: Launch) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
         let name = msg.prepared.name.clone();
-        if let Some(old) = self.running.remove(&name) {
-            old.do_send(StopComponent);
+        self.launched.insert(name.clone(), (msg.prepared.clone(), Arc::clone(&msg.access)));
+        self.configs = Arc::clone(&msg.configs);
+        let (tx, rx) = oneshot::channel();
+        if let Some(running) = self.running.get(&name).filter(|a| a.connected()) {
+            let swap = Swap {
+                version: msg.prepared.version,
+                pre: msg.prepared.pre,
+                access: msg.access,
+                configs: msg.configs,
+            };
+            let request = running.send(swap);
+            actix_rt::spawn(async move {
+                let outcome = request.await.unwrap_or_else(|e| Err(format!("component actor gone: {e}")));
+                let _ = tx.send(outcome);
+            });
+            return Ok(rx);
         }
         let log = ComponentLog::open(&name, &self.layout.component_log(&name))
             .map_err(|e| RuntimeError::Log { name: name.clone(), reason: e.to_string() })?;
@@ -213,13 +264,44 @@ impl ComponentRuntime {
             unsubscribe_all: self.peers.unsubscribe_all.clone(),
             status: self.peers.status.clone(),
         };
-        let (tx, rx) = oneshot::channel();
         let actor = ComponentActor::new(spec, self.engine.clone(), peers, tx).start();
         self.running.insert(name, actor);
         Ok(rx)
     }
 
+    /// Restarts or stops a deployed component on an operator's request.
+    fn control(&mut self, msg: Control) -> ResponseFuture<Result<(), String>> {
+        let Some((prepared, access)) = self.launched.get(&msg.name).cloned() else {
+            let error = format!("{} is not a deployed WebAssembly component", msg.name);
+            return Box::pin(async move { Err(error) });
+        };
+        let running = self.running.get(&msg.name).filter(|a| a.connected()).cloned();
+        match (msg.action, running) {
+            (ControlAction::Stop, Some(actor)) => {
+                self.running.remove(&msg.name);
+                Box::pin(async move { actor.send(StopComponent).await.map_err(|e| e.to_string()) })
+            }
+            (ControlAction::Stop, None) => Box::pin(async { Ok(()) }),
+            (ControlAction::Restart, Some(actor)) => {
+                let (done, outcome) = oneshot::channel();
+                actor.do_send(RestartComponent { done });
+                Box::pin(async move { outcome.await.unwrap_or_else(|_| Err("the component stopped".to_owned())) })
+            }
+            (ControlAction::Restart, None) => {
+                let launch = Launch { prepared, access, configs: Arc::clone(&self.configs) };
+                let started = self.launch(launch);
+                Box::pin(async move {
+                    started
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .unwrap_or_else(|_| Err("the component stopped before it finished starting".to_owned()))
+                })
+            }
+        }
+    }
+
     fn configure(&mut self, msg: Configure) {
+        self.configs = Arc::clone(&msg.configs);
         for (name, actor) in &self.running {
             let access = msg.access.get(name).cloned().unwrap_or_default();
             actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access });
@@ -268,11 +350,20 @@ impl Handler<Stop> for ComponentRuntime {
 
     fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
         let actor = self.running.remove(&msg.name);
+        self.launched.remove(&msg.name);
         Box::pin(async move {
             if let Some(actor) = actor {
                 let _ = actor.send(StopComponent).await;
             }
         })
+    }
+}
+
+impl Handler<Control> for ComponentRuntime {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: Control, _ctx: &mut Self::Context) -> Self::Result {
+        self.control(msg)
     }
 }
 

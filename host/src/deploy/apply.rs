@@ -1,10 +1,11 @@
-//! Applying a validated [`Plan`]: compile first, then install, reconfigure, stop and launch.
+//! Applying a validated [`Plan`], and rolling it back.
 //!
 //! Every new or changed component is compiled and linked before anything on the host changes,
-//! so a broken artifact fails the deployment with the running state untouched. Then recipes
-//! and artifacts are installed, built-in services and running components get their new
-//! configuration, removed components stop, and changed components launch in dependency order,
-//! each awaited until its `init` finished.
+//! so a broken artifact fails the deployment with the running state untouched. Then built-in
+//! services and running components get their new configuration, removed components stop,
+//! changed components launch in dependency order (each awaited until its `init` finished), and
+//! recipes and artifacts are installed last. If a launch fails, [`rollback`] puts the previous
+//! set back. Each step is reported through [`Progress`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,38 +69,202 @@ pub fn access_of(set: &DeployedSet) -> HashMap<String, Arc<AccessControl>> {
         .collect()
 }
 
-/// Applies `plan`; the error text says which step failed and why.
-pub async fn apply(plan: &Plan, layout: &RootLayout, peers: &DeploymentPeers) -> Result<(), String> {
+/// One step of an active deployment, for its progress record.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct DeploymentProgress {
+    /// The component it concerns; `None` for the deployment as a whole.
+    pub component: Option<String>,
+    /// What happened.
+    pub what: String,
+}
+
+/// Where apply reports its steps (and logs them).
+#[derive(Clone)]
+pub struct Progress {
+    sink: Option<Recipient<DeploymentProgress>>,
+}
+
+impl Progress {
+    /// Reports to `sink`.
+    pub fn to(sink: Recipient<DeploymentProgress>) -> Self {
+        Self { sink: Some(sink) }
+    }
+
+    /// Only logs.
+    pub fn quiet() -> Self {
+        Self { sink: None }
+    }
+
+    fn note(&self, component: Option<&str>, what: impl Into<String>) {
+        let what = what.into();
+        tracing::debug!(component, what, "deployment step");
+        if let Some(sink) = &self.sink {
+            sink.do_send(DeploymentProgress { component: component.map(str::to_owned), what });
+        }
+    }
+}
+
+/// What applying did, when it got to the end.
+pub struct Applied {
+    /// The code of every component launched, to roll back to later.
+    pub prepared: Vec<Prepared>,
+    /// Components that failed to start, with why (only with `keep_going`; they keep their
+    /// restart policy).
+    pub failed: Vec<(String, String)>,
+}
+
+/// Why applying stopped, and how far it got.
+pub struct ApplyFailure {
+    /// What went wrong, naming the step and component.
+    pub error: String,
+    /// True if nothing on the host changed yet.
+    pub untouched: bool,
+    /// Components launched, in order.
+    pub launched: Vec<String>,
+    /// The component that failed to start, if that was the failure.
+    pub failed_launch: Option<String>,
+    /// Components stopped.
+    pub stopped: Vec<String>,
+}
+
+/// Applies `plan`. Compiles and links every new component first, so bad code fails with the
+/// host untouched; then configures built-ins and running components, stops removed ones,
+/// launches in dependency order and installs last, so a rolled-back deployment leaves the
+/// store as it was. With `keep_going` a component that fails to start is recorded and the rest
+/// continue (`DO_NOTHING`, and restoring after a restart).
+pub async fn apply(
+    plan: &Plan,
+    layout: &RootLayout,
+    peers: &DeploymentPeers,
+    progress: &Progress,
+    keep_going: bool,
+) -> Result<Applied, ApplyFailure> {
+    let mut failure = ApplyFailure {
+        error: String::new(),
+        untouched: true,
+        launched: Vec::new(),
+        failed_launch: None,
+        stopped: Vec::new(),
+    };
     let mut prepared: Vec<Prepared> = Vec::new();
     for step in &plan.launches {
         let request =
             Prepare { name: step.name.clone(), version: step.version.to_string(), wasm: step.source_wasm.clone() };
-        prepared.push(peers.prepare.send(request).await.map_err(mailbox)?.map_err(|e| e.to_string())?);
+        match peers.prepare.send(request).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(code) => prepared.push(code),
+            Err(error) => return Err(ApplyFailure { error, ..failure }),
+        }
+        progress.note(Some(&step.name), "compiled");
     }
-    for step in &plan.installs {
-        let (layout, step) = (layout.clone(), step.clone());
-        tokio::task::spawn_blocking(move || install(&layout, &step))
-            .await
-            .map_err(|e| format!("installer thread failed: {e}"))??;
-    }
+    failure.untouched = false;
     for (name, config) in &plan.builtins {
-        configure_builtin(name, config, peers).await?;
+        if let Err(error) = configure_builtin(name, config, peers).await {
+            return Err(ApplyFailure { error, ..failure });
+        }
+        progress.note(Some(name), "configured");
     }
     let configs = snapshot_of(&plan.target);
-    peers
-        .configure
-        .send(Configure { configs: Arc::clone(&configs), access: plan.access.clone().into_iter().collect() })
-        .await
-        .map_err(mailbox)?;
+    let access = plan.access.clone().into_iter().collect();
+    if let Err(error) = peers.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox) {
+        return Err(ApplyFailure { error, ..failure });
+    }
+    for name in plan.reconfigure.keys() {
+        progress.note(Some(name), "reconfigured");
+    }
     for name in &plan.stops {
-        peers.stop.send(Stop { name: name.clone() }).await.map_err(mailbox)?;
+        if let Err(error) = peers.stop.send(Stop { name: name.clone() }).await.map_err(mailbox) {
+            return Err(ApplyFailure { error, ..failure });
+        }
+        failure.stopped.push(name.clone());
+        progress.note(Some(name), "FINISHED");
     }
-    for prepared in prepared {
-        let access = plan.access.get(&prepared.name).cloned().unwrap_or_default();
-        let launch = Launch { prepared, access, configs: Arc::clone(&configs) };
-        peers.launch.send(launch).await.map_err(mailbox)?.map_err(|e| e.to_string())?;
+    let mut failed = Vec::new();
+    for code in &prepared {
+        let access = plan.access.get(&code.name).cloned().unwrap_or_default();
+        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
+        progress.note(Some(&code.name), "STARTING");
+        match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(()) => {
+                failure.launched.push(code.name.clone());
+                progress.note(Some(&code.name), "RUNNING");
+            }
+            Err(error) => {
+                progress.note(Some(&code.name), format!("failed: {error}"));
+                if !keep_going {
+                    failure.failed_launch = Some(code.name.clone());
+                    return Err(ApplyFailure { error, ..failure });
+                }
+                failed.push((code.name.clone(), error));
+            }
+        }
     }
-    Ok(())
+    for step in &plan.installs {
+        let (layout, install_step) = (layout.clone(), step.clone());
+        let installed = tokio::task::spawn_blocking(move || install(&layout, &install_step))
+            .await
+            .map_err(|e| format!("installer thread failed: {e}"))
+            .and_then(|r| r);
+        if let Err(error) = installed {
+            return Err(ApplyFailure { error, ..failure });
+        }
+        progress.note(Some(&step.name), "installed");
+    }
+    Ok(Applied { prepared, failed })
+}
+
+/// Puts back `previous` after `failure` stopped `plan` half way: the built-ins' and running
+/// components' configurations, the code of components that were relaunched, components that
+/// were stopped; components new in `plan` are stopped. A component whose in-place swap failed
+/// never stopped running its previous code, so it is left alone. Returns the steps that could
+/// not be undone.
+pub async fn rollback(
+    plan: &Plan,
+    failure: &ApplyFailure,
+    previous: &DeployedSet,
+    previous_code: &HashMap<String, Prepared>,
+    peers: &DeploymentPeers,
+    progress: &Progress,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    progress.note(None, "rolling back");
+    for name in plan.builtins.keys() {
+        let config = previous.get(name).map_or_else(|| Value::Object(serde_json::Map::new()), |d| d.config.clone());
+        if let Err(error) = configure_builtin(name, &config, peers).await {
+            problems.push(format!("{name}: {error}"));
+        }
+    }
+    let configs = snapshot_of(previous);
+    let configure = Configure { configs: Arc::clone(&configs), access: access_of(previous) };
+    if let Err(error) = peers.configure.send(configure).await {
+        problems.push(mailbox(error));
+    }
+    let mut relaunch: Vec<&String> = Vec::new();
+    let new_and_failed = failure.failed_launch.iter().filter(|name| !previous.contains_key(*name));
+    for name in failure.launched.iter().chain(new_and_failed) {
+        if previous.contains_key(name) {
+            relaunch.push(name);
+        } else if let Err(error) = peers.stop.send(Stop { name: name.clone() }).await {
+            problems.push(format!("{name}: {}", mailbox(error)));
+        } else {
+            progress.note(Some(name), "removed");
+        }
+    }
+    relaunch.extend(failure.stopped.iter());
+    for name in relaunch {
+        let Some(code) = previous_code.get(name) else {
+            problems.push(format!("{name}: its previous code is not loaded"));
+            continue;
+        };
+        let access = access_of(previous).remove(name).unwrap_or_default();
+        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
+        match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(()) => progress.note(Some(name), format!("RUNNING {} again", code.version)),
+            Err(error) => problems.push(format!("{name}: {error}")),
+        }
+    }
+    progress.note(None, if problems.is_empty() { "rolled back" } else { "rollback incomplete" });
+    problems
 }
 
 /// Hands a built-in component's validated configuration to the service behind it.

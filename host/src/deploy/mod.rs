@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod builtin;
 pub mod config_update;
+pub mod dropin;
 pub mod model;
 pub mod plan;
 pub mod recipe;
@@ -24,18 +25,22 @@ pub mod semver_range;
 pub mod variables;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use self::apply::{Applied, DeploymentProgress, Progress};
 pub use self::apply::DeploymentPeers;
 use self::config_update::ConfigUpdate;
-use self::model::{ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState};
+use self::model::{
+    ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail, FailurePolicy, ProgressEvent,
+};
 use self::plan::{DeployedSet, Plan, PlanContext};
 use self::recipe::Platform;
 use self::records::{Records, RecordsError};
 use crate::components::lifecycle::State;
-use crate::components::{ComponentStatus, Configure};
+use crate::components::{ComponentStatus, Configure, Prepared};
 use crate::config::RootLayout;
 use crate::store;
 
@@ -55,12 +60,42 @@ pub struct GetDeployment {
     pub id: String,
 }
 
-/// Wait until a deployment finished; replies with its final record (`None`: unknown id).
+/// Wait until a deployment finished, or (with `after`) until it has more than `after` progress
+/// events; replies with its record (`None`: unknown id).
 #[derive(Message)]
 #[rtype(result = "Option<DeploymentRecord>")]
 pub struct WaitDeployment {
     /// Deployment id.
     pub id: String,
+    /// Progress events the caller has already seen.
+    pub after: Option<usize>,
+}
+
+/// A caller waiting for a deployment to finish or move on.
+struct Waiter {
+    after: Option<usize>,
+    reply: oneshot::Sender<DeploymentRecord>,
+}
+
+impl Waiter {
+    fn satisfied_by(&self, record: &DeploymentRecord) -> bool {
+        record.state.is_final() || self.after.is_some_and(|seen| record.progress.len() > seen)
+    }
+}
+
+/// The deployment being applied.
+struct Active {
+    record: DeploymentRecord,
+    started: Instant,
+}
+
+/// How applying a deployment ended.
+struct Finished {
+    /// `None` if planning refused it.
+    plan: Option<Plan>,
+    result: Result<Applied, String>,
+    /// Steps that could not be undone, if it was rolled back.
+    rollback: Option<Vec<String>>,
 }
 
 /// The newest deployments, newest first.
@@ -72,6 +107,14 @@ pub struct ListDeployments;
 #[derive(Message)]
 #[rtype(result = "Vec<ComponentInfo>")]
 pub struct ListComponents;
+
+/// Everything about one component (`None`: no such component).
+#[derive(Message)]
+#[rtype(result = "Option<ComponentDetails>")]
+pub struct GetComponent {
+    /// Component name.
+    pub name: String,
+}
 
 /// A component merges `value` into its own configuration at `key_path` (IPC UpdateConfiguration).
 #[derive(Message, Debug, Clone)]
@@ -97,9 +140,11 @@ pub struct Deployments {
     thing_name: String,
     records: Records,
     current: DeployedSet,
+    /// The compiled code of every running WebAssembly component in `current`, to roll back to.
+    code: HashMap<String, Prepared>,
     queue: VecDeque<DeploymentRecord>,
-    active: Option<DeploymentRecord>,
-    waiters: HashMap<String, Vec<oneshot::Sender<DeploymentRecord>>>,
+    active: Option<Active>,
+    waiters: HashMap<String, Vec<Waiter>>,
     statuses: BTreeMap<String, ComponentStatus>,
     /// Configuration updates made by components while a deployment was being applied; they are
     /// re-applied to its result.
@@ -121,6 +166,7 @@ impl Deployments {
             thing_name,
             records,
             current: DeployedSet::new(),
+            code: HashMap::new(),
             queue: VecDeque::new(),
             active: None,
             waiters: HashMap::new(),
@@ -139,10 +185,14 @@ impl Deployments {
             id: uuid::Uuid::new_v4().to_string(),
             state: DeploymentState::Queued,
             created_at: store::now_secs(),
+            started_at: None,
             finished_at: None,
+            took_ms: None,
             request,
             error: None,
+            detail: None,
             components: Vec::new(),
+            progress: Vec::new(),
         };
         self.records.insert(&record).map_err(|e| e.to_string())?;
         tracing::info!(deployment = record.id, "deployment queued");
@@ -159,59 +209,130 @@ impl Deployments {
             return;
         };
         record.state = DeploymentState::InProgress;
+        record.started_at = Some(store::now_secs());
         self.save(&record);
         tracing::info!(deployment = record.id, "deployment started");
         let planned = plan::plan(&self.context(), &self.current, &record.request);
-        self.active = Some(record);
-        match planned {
-            Err(error) => self.finish(Err(error.to_string()), None, ctx),
-            Ok(plan) => {
-                let (layout, peers) = (self.layout.clone(), self.peers.clone());
-                let work = async move {
-                    let result = apply::apply(&plan, &layout, &peers).await;
-                    (result, plan)
-                };
-                ctx.spawn(work.into_actor(self).map(|(result, plan), act, ctx| act.finish(result, Some(plan), ctx)));
+        let policy = record.request.failure_handling_policy;
+        self.active = Some(Active { record, started: Instant::now() });
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(error) => {
+                let outcome = Finished { plan: None, result: Err(error.to_string()), rollback: None };
+                return self.finish(outcome, ctx);
             }
-        }
+        };
+        let (layout, peers) = (self.layout.clone(), self.peers.clone());
+        let (previous, previous_code) = (self.current.clone(), self.code.clone());
+        let progress = Progress::to(ctx.address().recipient());
+        let work = async move {
+            let keep_going = policy == FailurePolicy::DoNothing;
+            let result = apply::apply(&plan, &layout, &peers, &progress, keep_going).await;
+            let rollback = match &result {
+                Err(failure) if policy == FailurePolicy::Rollback && !failure.untouched => {
+                    Some(apply::rollback(&plan, failure, &previous, &previous_code, &peers, &progress).await)
+                }
+                _ => None,
+            };
+            Finished { plan: Some(plan), result: result.map_err(|f| f.error), rollback }
+        };
+        ctx.spawn(work.into_actor(self).map(|finished, act, ctx| act.finish(finished, ctx)));
     }
 
-    fn finish(&mut self, result: Result<(), String>, plan: Option<Plan>, ctx: &mut Context<Self>) {
-        let Some(mut record) = self.active.take() else {
+    fn finish(&mut self, finished: Finished, ctx: &mut Context<Self>) {
+        let Some(Active { mut record, started }) = self.active.take() else {
             return;
         };
         record.finished_at = Some(store::now_secs());
+        record.took_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let Finished { plan, result, rollback } = finished;
+        record.components = plan.as_ref().map(|p| p.outcomes.clone()).unwrap_or_default();
         match (result, plan) {
-            (Ok(()), Some(plan)) => {
-                record.state = DeploymentState::Succeeded;
-                record.components = plan.outcomes;
-                self.current = plan.target;
-                for update in std::mem::take(&mut self.updates_during_apply) {
-                    if let Some(deployed) = self.current.get_mut(&update.component) {
-                        config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
-                    }
+            (Ok(applied), Some(plan)) => {
+                if applied.failed.is_empty() {
+                    record.state = DeploymentState::Succeeded;
+                    tracing::info!(deployment = record.id, "deployment succeeded");
+                } else {
+                    let errors: Vec<String> = applied.failed.iter().map(|(_, e)| e.clone()).collect();
+                    record.state = DeploymentState::Failed;
+                    record.detail = Some(FailureDetail::FailedRollbackNotRequested);
+                    record.error = Some(errors.join("; "));
+                    tracing::warn!(deployment = record.id, error = record.error, "deployment failed; policy DO_NOTHING keeps it");
                 }
-                if !self.current.is_empty() {
-                    self.push_configurations();
-                }
-                if let Err(error) = self.records.save_set(&self.current) {
-                    tracing::error!(%error, "deployment applied but not saved; it will not survive a restart");
-                }
-                tracing::info!(deployment = record.id, "deployment succeeded");
+                self.adopt(plan, applied.prepared);
             }
             (Err(error), plan) => {
                 record.state = DeploymentState::Failed;
-                record.components = plan.map(|p| p.outcomes).unwrap_or_default();
-                tracing::warn!(deployment = record.id, error, "deployment failed");
-                record.error = Some(error);
+                let detail = match (&plan, rollback) {
+                    (None, _) => FailureDetail::FailedNoStateChange,
+                    (Some(_), None) if record.request.failure_handling_policy == FailurePolicy::Rollback => {
+                        FailureDetail::FailedNoStateChange
+                    }
+                    (Some(_), None) => FailureDetail::FailedRollbackNotRequested,
+                    (Some(_), Some(problems)) if problems.is_empty() => FailureDetail::FailedRollbackComplete,
+                    (Some(_), Some(problems)) => {
+                        record.error = Some(format!("{error}; rolling back failed too: {}", problems.join("; ")));
+                        FailureDetail::FailedUnableToRollback
+                    }
+                };
+                record.error.get_or_insert(error);
+                record.detail = Some(detail);
+                tracing::warn!(deployment = record.id, error = record.error, %detail, "deployment failed");
             }
-            (Ok(()), None) => record.state = DeploymentState::Failed,
+            (Ok(_), None) => record.state = DeploymentState::Failed,
         }
         self.save(&record);
-        for waiter in self.waiters.remove(&record.id).unwrap_or_default() {
-            let _ = waiter.send(record.clone());
-        }
+        self.wake(&record);
         self.run_next(ctx);
+    }
+
+    /// Makes `plan`'s target the deployed set and saves it.
+    fn adopt(&mut self, plan: Plan, prepared: Vec<Prepared>) {
+        self.current = plan.target;
+        for code in prepared {
+            self.code.insert(code.name.clone(), code);
+        }
+        let current = &self.current;
+        self.code.retain(|name, _| current.contains_key(name));
+        for update in std::mem::take(&mut self.updates_during_apply) {
+            if let Some(deployed) = self.current.get_mut(&update.component) {
+                config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
+            }
+        }
+        if !self.current.is_empty() {
+            self.push_configurations();
+        }
+        if let Err(error) = self.records.save_set(&self.current) {
+            tracing::error!(%error, "deployment applied but not saved; it will not survive a restart");
+        }
+    }
+
+    /// Answers the waiters that `record` satisfies.
+    fn wake(&mut self, record: &DeploymentRecord) {
+        let Some(waiters) = self.waiters.remove(&record.id) else {
+            return;
+        };
+        let mut still = Vec::new();
+        for waiter in waiters {
+            if waiter.satisfied_by(record) {
+                let _ = waiter.reply.send(record.clone());
+            } else if !waiter.reply.is_closed() {
+                still.push(waiter);
+            }
+        }
+        if !still.is_empty() {
+            self.waiters.insert(record.id.clone(), still);
+        }
+    }
+
+    fn progress(&mut self, msg: DeploymentProgress) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let at_ms = u64::try_from(active.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        active.record.progress.push(ProgressEvent { at_ms, component: msg.component, what: msg.what });
+        let record = active.record.clone();
+        self.wake(&record);
     }
 
     /// Sends every running component the current configurations.
@@ -248,8 +369,8 @@ impl Deployments {
     }
 
     fn get(&self, id: &str) -> Option<DeploymentRecord> {
-        if let Some(active) = self.active.as_ref().filter(|a| a.id == id) {
-            return Some(active.clone());
+        if let Some(active) = self.active.as_ref().filter(|a| a.record.id == id) {
+            return Some(active.record.clone());
         }
         if let Some(queued) = self.queue.iter().find(|q| q.id == id) {
             return Some(queued.clone());
@@ -257,16 +378,30 @@ impl Deployments {
         self.records.get(id).ok().flatten()
     }
 
-    fn wait(&mut self, id: String) -> ResponseFuture<Option<DeploymentRecord>> {
-        match self.get(&id) {
-            None => Box::pin(async { None }),
-            Some(record) if record.state.is_final() => Box::pin(async move { Some(record) }),
-            Some(_) => {
-                let (tx, rx) = oneshot::channel();
-                self.waiters.entry(id).or_default().push(tx);
-                Box::pin(async move { rx.await.ok() })
+    fn wait(&mut self, msg: WaitDeployment) -> ResponseFuture<Option<DeploymentRecord>> {
+        let (reply, answer) = oneshot::channel();
+        let waiter = Waiter { after: msg.after, reply };
+        match self.get(&msg.id) {
+            None => return Box::pin(async { None }),
+            Some(record) if waiter.satisfied_by(&record) => {
+                return Box::pin(async move { Some(record) });
             }
+            Some(_) => self.waiters.entry(msg.id).or_default().push(waiter),
         }
+        Box::pin(async move { answer.await.ok() })
+    }
+
+    fn details(&self, name: &str) -> Option<ComponentDetails> {
+        let info = self.components().into_iter().find(|c| c.name == name)?;
+        let deployed = self.current.get(name);
+        let recipe = deployed.and_then(|d| d.recipe.as_ref());
+        Some(ComponentDetails {
+            configuration: deployed.map_or_else(|| serde_json::json!({}), |d| d.config.clone()),
+            recipe: recipe.map(|r| r.document.clone()),
+            origin: recipe.and_then(dropin::origin_note),
+            log_file: recipe.map(|_| self.layout.component_log(name)),
+            info,
+        })
     }
 
     fn components(&self) -> Vec<ComponentInfo> {
@@ -280,6 +415,7 @@ impl Deployments {
                 root: self.current.get(b.name).is_some_and(|d| d.root),
                 restarts: 0,
                 error: None,
+                running_since: None,
             })
             .collect();
         for (name, deployed) in self.current.iter().filter(|(_, d)| d.recipe.is_some()) {
@@ -292,6 +428,7 @@ impl Deployments {
                 root: deployed.root,
                 restarts: status.map(|s| s.restarts).unwrap_or(0),
                 error: status.and_then(|s| s.error.clone()),
+                running_since: status.and_then(|s| s.running_since),
             });
         }
         out
@@ -329,17 +466,22 @@ impl Deployments {
         };
         let (layout, peers) = (self.layout.clone(), self.peers.clone());
         let work = async move {
-            let result = apply::apply(&plan, &layout, &peers).await;
+            let result = apply::apply(&plan, &layout, &peers, &Progress::quiet(), true).await;
             (result, plan)
         };
-        Box::pin(work.into_actor(self).map(|(result, plan), act, _| {
-            match result {
-                Ok(()) => {
-                    tracing::info!(components = plan.target.len(), "last deployment restored")
+        Box::pin(work.into_actor(self).map(|(result, plan), act, _| match result {
+            Ok(applied) => {
+                for (name, error) in &applied.failed {
+                    tracing::error!(component = name, error, "component of the last deployment failed to start");
                 }
-                Err(error) => tracing::error!(error, "restoring the last deployment failed"),
+                tracing::info!(components = plan.target.len(), "last deployment restored");
+                act.current = plan.target;
+                act.code = applied.prepared.into_iter().map(|p| (p.name.clone(), p)).collect();
             }
-            act.current = plan.target;
+            Err(failure) => {
+                tracing::error!(error = failure.error, "restoring the last deployment failed");
+                act.current = plan.target;
+            }
         }))
     }
 }
@@ -368,7 +510,7 @@ impl Handler<WaitDeployment> for Deployments {
     type Result = ResponseFuture<Option<DeploymentRecord>>;
 
     fn handle(&mut self, msg: WaitDeployment, _ctx: &mut Self::Context) -> Self::Result {
-        self.wait(msg.id)
+        self.wait(msg)
     }
 }
 
@@ -388,11 +530,27 @@ impl Handler<ListComponents> for Deployments {
     }
 }
 
+impl Handler<DeploymentProgress> for Deployments {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeploymentProgress, _ctx: &mut Self::Context) {
+        self.progress(msg);
+    }
+}
+
 impl Handler<ComponentStatus> for Deployments {
     type Result = ();
 
     fn handle(&mut self, msg: ComponentStatus, _ctx: &mut Self::Context) {
         self.statuses.insert(msg.name.clone(), msg);
+    }
+}
+
+impl Handler<GetComponent> for Deployments {
+    type Result = Option<ComponentDetails>;
+
+    fn handle(&mut self, msg: GetComponent, _ctx: &mut Self::Context) -> Self::Result {
+        self.details(&msg.name)
     }
 }
 

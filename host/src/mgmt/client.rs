@@ -15,7 +15,8 @@ use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, PREFIX, StatusReport};
 use crate::connectivity::{ConnectivityInfo, ConnectivityReport};
-use crate::deploy::model::{DeploymentRecord, DeploymentRequest};
+use crate::components::ControlAction;
+use crate::deploy::model::{ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest};
 use crate::devices::{DeviceReply, DeviceRequest};
 use crate::shadow::{ShadowReply, ShadowRequest};
 
@@ -156,9 +157,43 @@ impl Client {
         Ok(self.get("/deployments", Duration::from_secs(30)).await?.1)
     }
 
-    /// Waits up to `timeout` for a deployment to finish; the record tells whether it did.
-    pub async fn wait_deployment(&self, id: &str, timeout: Duration) -> Result<DeploymentRecord, ClientError> {
-        let path = format!("/deployments/{id}/wait?timeout_secs={}", timeout.as_secs().max(1));
+    /// Waits up to `timeout` for a deployment to finish, or with `after` for it to have more
+    /// than that many progress events; the record tells which happened.
+    pub async fn wait_deployment(
+        &self,
+        id: &str,
+        timeout: Duration,
+        after: Option<usize>,
+    ) -> Result<DeploymentRecord, ClientError> {
+        let mut path = format!("/deployments/{id}/wait?timeout_secs={}", timeout.as_secs().max(1));
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
         Ok(self.get(&path, timeout + Duration::from_secs(10)).await?.1)
+    }
+
+    /// Every component with its state.
+    pub async fn components(&self) -> Result<Vec<ComponentInfo>, ClientError> {
+        Ok(self.get("/components", Duration::from_secs(30)).await?.1)
+    }
+
+    /// One component in detail.
+    pub async fn component(&self, name: &str) -> Result<ComponentDetails, ClientError> {
+        Ok(self.get(&format!("/components/{name}"), Duration::from_secs(30)).await?.1)
+    }
+
+    /// Restarts or stops a component; a restart replies once its `init` finished.
+    pub async fn control(&self, name: &str, action: ControlAction) -> Result<(), ClientError> {
+        let action = match action {
+            ControlAction::Restart => "restart",
+            ControlAction::Stop => "stop",
+        };
+        let sent = self
+            .http
+            .post(Self::url(&format!("/components/{name}/{action}")))
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await;
+        self.read::<serde_json::Value>(sent).await.map(|_| ())
     }
 }

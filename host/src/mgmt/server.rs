@@ -19,7 +19,8 @@ use thiserror::Error;
 use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
 use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
-use crate::deploy::{CreateDeployment, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
+use crate::components::{Control, ControlAction};
+use crate::deploy::{CreateDeployment, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
 use crate::devices::DeviceRequest;
 use crate::shadow::ShadowRequest;
 
@@ -66,6 +67,10 @@ pub struct MgmtPeers {
     pub list_deployments: Recipient<ListDeployments>,
     /// Deployments: components.
     pub list_components: Recipient<ListComponents>,
+    /// Deployments: one component.
+    pub get_component: Recipient<GetComponent>,
+    /// Runtime: restart or stop a component.
+    pub control: Recipient<Control>,
     /// Static part of the status report (components are filled in per request).
     pub status: StatusReport,
 }
@@ -149,6 +154,8 @@ async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> H
 #[derive(Deserialize)]
 struct WaitQuery {
     timeout_secs: Option<u64>,
+    /// Progress events already seen: reply as soon as there are more (long poll).
+    after: Option<usize>,
 }
 
 async fn wait_deployment(
@@ -158,7 +165,7 @@ async fn wait_deployment(
 ) -> HttpResponse {
     let id = id.into_inner();
     let timeout = query.timeout_secs.map(Duration::from_secs).unwrap_or(MAX_WAIT).min(MAX_WAIT);
-    let waited = tokio::time::timeout(timeout, peers.wait_deployment.send(WaitDeployment { id: id.clone() })).await;
+    let waited = tokio::time::timeout(timeout, peers.wait_deployment.send(WaitDeployment { id: id.clone(), after: query.after })).await;
     match waited {
         Ok(Ok(Some(record))) => json(record),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
@@ -178,6 +185,27 @@ async fn list_components(peers: web::Data<MgmtPeers>) -> HttpResponse {
     }
 }
 
+async fn get_component(peers: web::Data<MgmtPeers>, name: web::Path<String>) -> HttpResponse {
+    let name = name.into_inner();
+    match peers.get_component.send(GetComponent { name: name.clone() }).await {
+        Ok(Some(details)) => json(details),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no component named {name} is deployed")),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn control_component(
+    peers: web::Data<MgmtPeers>,
+    path: web::Path<(String, ControlAction)>,
+) -> HttpResponse {
+    let (name, action) = path.into_inner();
+    match peers.control.send(Control { name, action }).await {
+        Ok(Ok(())) => json(serde_json::json!({})),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Err(e) => unavailable(e),
+    }
+}
+
 fn routes(config: &mut web::ServiceConfig) {
     config.service(
         web::scope(super::api::PREFIX)
@@ -190,7 +218,9 @@ fn routes(config: &mut web::ServiceConfig) {
             .route("/deployments", web::post().to(create_deployment))
             .route("/deployments/{id}", web::get().to(get_deployment))
             .route("/deployments/{id}/wait", web::get().to(wait_deployment))
-            .route("/components", web::get().to(list_components)),
+            .route("/components", web::get().to(list_components))
+            .route("/components/{name}", web::get().to(get_component))
+            .route("/components/{name}/{action}", web::post().to(control_component)),
     );
 }
 

@@ -29,12 +29,16 @@ impl pubsub::Host for HostState {
     async fn subscribe(&mut self, filter: String) -> Result<(), Error> {
         topic::validate_filter(&filter).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, &filter)?;
-        let subscribe = Subscribe { subscriber: self.name.clone(), filter, mode: None, recipient: self.inbox.clone() };
-        self.peers.subscribe.send(subscribe).await.map_err(service_error)?.map_err(bus_error)
+        let subscribe =
+            Subscribe { subscriber: self.name.clone(), filter: filter.clone(), mode: None, recipient: self.inbox.clone() };
+        self.peers.subscribe.send(subscribe).await.map_err(service_error)?.map_err(bus_error)?;
+        self.subscriptions.insert(filter);
+        Ok(())
     }
 
     async fn unsubscribe(&mut self, filter: String) -> Result<(), Error> {
         let unsubscribe = Unsubscribe { subscriber: self.name.clone(), filter: filter.clone() };
+        self.subscriptions.remove(&filter);
         match self.peers.unsubscribe.send(unsubscribe).await.map_err(service_error)? {
             true => Ok(()),
             false => Err(Error::ResourceNotFound(format!("not subscribed to {filter:?}"))),
