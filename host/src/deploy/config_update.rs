@@ -3,7 +3,9 @@
 //! Applied as the nucleus does (`KernelConfigResolver`): start from the running configuration,
 //! remove every RESET pointer (`""` resets everything), merge the recipe's defaults *under* what
 //! is left (only missing keys get a default), then deep-merge MERGE on top. Objects merge key by
-//! key; anything else, lists included, replaces whole. Pure logic: no I/O.
+//! key; anything else, lists included, replaces whole. One addition: when the recipe changed,
+//! values still equal to its old defaults first follow the new ones ([`follow_defaults`]), so an
+//! edited recipe takes effect without a RESET. Pure logic: no I/O.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -116,6 +118,33 @@ pub fn reset(config: &mut Value, pointer: &str) {
     }
     if let Value::Object(map) = node {
         map.remove(last.as_str());
+    }
+}
+
+/// Lets values that still hold the previous recipe's default follow the new recipe's default:
+/// where `config` equals `old` the value becomes `new`'s (or goes, if `new` has none there).
+/// Values a deployment or component changed stay. Runs before [`resolve`] when a component's
+/// recipe changes, so an edited `DefaultConfiguration` takes effect without a RESET.
+pub fn follow_defaults(config: &mut Value, old: &Value, new: &Value) {
+    let (Value::Object(target), Value::Object(old)) = (config, old) else {
+        return;
+    };
+    for (key, old_value) in old {
+        let new_value = new.get(key);
+        let Some(current) = target.get_mut(key) else {
+            continue;
+        };
+        if current == old_value {
+            match new_value {
+                Some(v) => *current = v.clone(),
+                None => {
+                    target.remove(key);
+                }
+            }
+        } else if let (Value::Object(_), Value::Object(_)) = (&*current, old_value) {
+            let empty = Value::Object(Map::new());
+            follow_defaults(current, old_value, new_value.unwrap_or(&empty));
+        }
     }
 }
 
@@ -275,6 +304,21 @@ mod tests {
         ] {
             assert!(parse_updates(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn untouched_defaults_follow_an_edited_recipe_and_overrides_stay() {
+        let old = json!({"interval": 15, "colors": ["red"], "nested": {"a": 1, "b": 2}, "gone": true});
+        let new = json!({"interval": 5, "colors": ["red", "blue"], "nested": {"a": 10, "b": 2}, "added": "x"});
+        let mut running = json!({"interval": 30, "colors": ["red"], "nested": {"a": 1, "b": 3}, "gone": true, "own": 1});
+        follow_defaults(&mut running, &old, &new);
+        assert_eq!(running, json!({"interval": 30, "colors": ["red", "blue"], "nested": {"a": 10, "b": 3}, "own": 1}));
+        let resolved = resolve(Some(&running), &new, None);
+        assert_eq!(resolved["added"], json!("x"));
+        // A type change in the old default, or a non-object config, is left alone.
+        let mut scalar = json!(5);
+        follow_defaults(&mut scalar, &old, &new);
+        assert_eq!(scalar, json!(5));
     }
 
     #[test]

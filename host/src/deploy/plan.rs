@@ -18,7 +18,7 @@ use thiserror::Error;
 use super::builtin;
 use super::config_update;
 use super::model::{ComponentOutcome, DeploymentRequest};
-use super::recipe::{self, Platform, Recipe, RecipeError};
+use super::recipe::{self, DependencyType, Platform, Recipe, RecipeError};
 use super::variables::{Scope, Variables};
 use crate::components::access::AccessControl;
 use crate::config::RootLayout;
@@ -418,25 +418,60 @@ fn file_digest(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok().map(|bytes| Sha256::digest(bytes).to_vec())
 }
 
-fn wasm_location(
-    cx: &PlanContext<'_>,
-    request: &DeploymentRequest,
-    recipe: &Recipe,
-    config: &Value,
-) -> Result<(PathBuf, PathBuf, Option<PathBuf>), PlanError> {
-    let version = recipe.version.to_string();
-    let installed_dir = cx.layout.artifacts_dir(&recipe.name, &version);
-    let variables = Variables {
+/// The variables of one component: its own folders and configuration.
+fn scope_of(cx: &PlanContext<'_>, name: &str, version: &Version, config: &Value, wasm: bool) -> Scope {
+    if !wasm {
+        return Scope { configuration: config.clone(), ..Scope::default() };
+    }
+    let version = version.to_string();
+    Scope {
+        artifacts_path: cx.layout.artifacts_dir(name, &version),
+        decompressed_path: cx.layout.root().join("packages/artifacts-unarchived").join(name).join(&version),
+        work_path: cx.layout.work_dir(name),
+        configuration: config.clone(),
+    }
+}
+
+/// What `recipe`'s variables resolve to: its own scope, and its direct dependencies'.
+fn variables_of(cx: &PlanContext<'_>, recipe: &Recipe, config: &Value, scopes: &BTreeMap<String, Scope>) -> Variables {
+    Variables {
         thing_name: cx.thing_name.to_owned(),
         root_path: cx.layout.root().to_path_buf(),
-        own: Scope {
-            artifacts_path: installed_dir.clone(),
-            decompressed_path: cx.layout.root().join("packages/artifacts-unarchived").join(&recipe.name).join(&version),
-            work_path: cx.layout.work_dir(&recipe.name),
-            configuration: config.clone(),
-        },
-        dependencies: BTreeMap::new(),
-    };
+        own: scope_of(cx, &recipe.name, &recipe.version, config, true),
+        dependencies: recipe
+            .dependencies
+            .keys()
+            .filter_map(|dep| scopes.get(dep).map(|scope| (dep.clone(), scope.clone())))
+            .collect(),
+    }
+}
+
+/// Interpolates recipe variables in every string of `config` (opt-in with the nucleus's
+/// `interpolateComponentConfiguration`). As in Greengrass, another component's
+/// `:configuration:` is not available here; its folders are.
+fn interpolate_config(config: &Value, variables: &Variables) -> Value {
+    let mut own_only = variables.clone();
+    for scope in own_only.dependencies.values_mut() {
+        scope.configuration = Value::Null;
+    }
+    fn walk(value: &Value, variables: &Variables) -> Value {
+        match value {
+            Value::String(text) => Value::String(variables.interpolate(text)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, variables)).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), walk(v, variables))).collect()),
+            other => other.clone(),
+        }
+    }
+    walk(config, &own_only)
+}
+
+fn wasm_location(
+    request: &DeploymentRequest,
+    recipe: &Recipe,
+    variables: &Variables,
+) -> Result<(PathBuf, PathBuf, Option<PathBuf>), PlanError> {
+    let version = recipe.version.to_string();
+    let installed_dir = variables.own.artifacts_path.clone();
     let run = variables.interpolate(&recipe.run);
     let err = |problem: String| PlanError::Artifact { component: recipe.name.clone(), problem };
     let relative = Path::new(&run).strip_prefix(&installed_dir).map_err(|_| {
@@ -461,6 +496,13 @@ fn wasm_location(
     Ok((source, installed_dir.join(relative), source_dir))
 }
 
+/// True when the nucleus configuration opts in to variables in component configuration.
+fn interpolation_enabled(configs: &BTreeMap<String, (Selected, Value)>) -> bool {
+    configs.get(builtin::NUCLEUS).and_then(|(_, c)| c.get("interpolateComponentConfiguration")).is_some_and(|v| {
+        v.as_bool() == Some(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+    })
+}
+
 fn build_plan(
     cx: &PlanContext<'_>,
     current: &DeployedSet,
@@ -482,10 +524,10 @@ fn build_plan(
     let mut names: BTreeSet<String> = selected.keys().cloned().collect();
     names.extend(current.iter().filter(|(n, _)| builtin::find(n).is_some()).map(|(n, _)| n.clone()));
     names.extend(request.update_config.keys().filter(|n| builtin::find(n).is_some()).cloned());
-    let mut launch_by_name: HashMap<String, LaunchStep> = HashMap::new();
+
+    // First every configuration, so variables can see dependencies' configurations.
+    let mut configs: BTreeMap<String, (Selected, Value)> = BTreeMap::new();
     for name in &names {
-        let before = current.get(name);
-        let update = request.update_config.get(name);
         let choice = match selected.get(name) {
             Some(s) => s.clone(),
             None => match builtin::find(name) {
@@ -497,22 +539,48 @@ fn build_plan(
             Selected::Wasm(r) => r.default_configuration.clone(),
             Selected::Builtin(_) => Value::Object(Map::new()),
         };
-        let config = config_update::resolve(before.map(|b| &b.config), &defaults, update);
-        let changed = config_update::changed_keys(before.map(|b| &b.config), &config);
+        let running = current.get(name).map(|b| {
+            let mut config = b.config.clone();
+            if let Some(previous) = &b.recipe {
+                config_update::follow_defaults(&mut config, &previous.default_configuration, &defaults);
+            }
+            config
+        });
+        let config = config_update::resolve(running.as_ref(), &defaults, request.update_config.get(name));
+        configs.insert(name.clone(), (choice, config));
+    }
+    let interpolate = interpolation_enabled(&configs);
+    let scopes: BTreeMap<String, Scope> = configs
+        .iter()
+        .map(|(name, (choice, config))| {
+            let wasm = matches!(choice, Selected::Wasm(_));
+            (name.clone(), scope_of(cx, name, &choice.version(), config, wasm))
+        })
+        .collect();
+
+    let mut launch_by_name: HashMap<String, LaunchStep> = HashMap::new();
+    let mut locations: HashMap<String, (PathBuf, PathBuf)> = HashMap::new();
+    for (name, (choice, config)) in configs {
+        let before = current.get(&name);
         let version = choice.version();
-        let action = match &choice {
+        let (config, action) = match &choice {
             Selected::Builtin(b) => {
                 b.validate(&config).map_err(|problem| PlanError::Config { component: name.clone(), problem })?;
+                let changed = config_update::changed_keys(before.map(|b| &b.config), &config);
                 if !changed.is_empty() {
                     plan.builtins.insert(name.clone(), config.clone());
                 }
-                if changed.is_empty() { "unchanged" } else { "reconfigured" }
+                (config, if changed.is_empty() { "unchanged" } else { "reconfigured" })
             }
             Selected::Wasm(recipe) => {
+                let variables = variables_of(cx, recipe, &config, &scopes);
+                let config = if interpolate { interpolate_config(&config, &variables) } else { config };
+                let changed = config_update::changed_keys(before.map(|b| &b.config), &config);
                 let access = AccessControl::from_config(&config)
                     .map_err(|e| PlanError::Config { component: name.clone(), problem: e.to_string() })?;
                 plan.access.insert(name.clone(), Arc::new(access));
-                let (source, installed, source_dir) = wasm_location(cx, request, recipe, &config)?;
+                let (source, installed, source_dir) = wasm_location(request, recipe, &variables)?;
+                locations.insert(name.clone(), (source.clone(), installed.clone()));
                 let previous_recipe = before.and_then(|b| b.recipe.as_ref());
                 let new_code = file_digest(&source) != file_digest(&installed);
                 let relaunch = previous_recipe
@@ -520,16 +588,16 @@ fn build_plan(
                     || new_code;
                 let install_needed =
                     source_dir.is_some() || previous_recipe.is_none_or(|p| p.document != recipe.document);
-                if install_needed || !cx.layout.recipes_dir().join(recipe_file_name(name, &version)).exists() {
+                if install_needed || !cx.layout.recipes_dir().join(recipe_file_name(&name, &version)).exists() {
                     plan.installs.push(InstallStep {
                         name: name.clone(),
                         version: version.clone(),
                         recipe: recipe.document.clone(),
                         artifacts_from: source_dir,
-                        artifacts_to: cx.layout.artifacts_dir(name, &version.to_string()),
+                        artifacts_to: cx.layout.artifacts_dir(&name, &version.to_string()),
                     });
                 }
-                if relaunch {
+                let action = if relaunch {
                     launch_by_name.insert(
                         name.clone(),
                         LaunchStep {
@@ -539,16 +607,14 @@ fn build_plan(
                             installed_wasm: installed,
                         },
                     );
-                    match before {
-                        None => "installed",
-                        Some(_) => "updated",
-                    }
+                    if before.is_none() { "installed" } else { "updated" }
                 } else if !changed.is_empty() {
-                    plan.reconfigure.insert(name.clone(), changed.clone());
+                    plan.reconfigure.insert(name.clone(), changed);
                     "reconfigured"
                 } else {
                     "unchanged"
-                }
+                };
+                (config, action)
             }
         };
         plan.outcomes.push(ComponentOutcome {
@@ -560,7 +626,8 @@ fn build_plan(
             Selected::Wasm(r) => Some(*r),
             Selected::Builtin(_) => None,
         };
-        plan.target.insert(name.clone(), Deployed { version, root: roots.contains(name), config, recipe });
+        let root = roots.contains(&name);
+        plan.target.insert(name, Deployed { version, root, config, recipe });
     }
     for (name, deployed) in current {
         if !plan.target.contains_key(name) {
@@ -574,12 +641,51 @@ fn build_plan(
             });
         }
     }
+    restart_hard_dependants(&mut plan, &selected, &mut launch_by_name, &locations, current);
     for name in dependency_order(&selected) {
         if let Some(step) = launch_by_name.remove(&name) {
             plan.launches.push(step);
         }
     }
     Ok(plan)
+}
+
+/// A component restarts when a HARD dependency of it restarts (Greengrass: the dependant
+/// follows its dependency's state); SOFT dependants are left running.
+fn restart_hard_dependants(
+    plan: &mut Plan,
+    selected: &BTreeMap<String, Selected>,
+    launch_by_name: &mut HashMap<String, LaunchStep>,
+    locations: &HashMap<String, (PathBuf, PathBuf)>,
+    current: &DeployedSet,
+) {
+    for name in dependency_order(selected) {
+        if launch_by_name.contains_key(&name) || !current.contains_key(&name) {
+            continue;
+        }
+        let (Some(Selected::Wasm(recipe)), Some((source, installed))) = (selected.get(&name), locations.get(&name))
+        else {
+            continue;
+        };
+        let Some(changed_dep) = recipe
+            .dependencies
+            .iter()
+            .find(|(dep, spec)| spec.kind == DependencyType::Hard && launch_by_name.contains_key(*dep))
+            .map(|(dep, _)| dep.clone())
+        else {
+            continue;
+        };
+        let step = LaunchStep {
+            name: name.clone(),
+            version: recipe.version.clone(),
+            source_wasm: source.clone(),
+            installed_wasm: installed.clone(),
+        };
+        launch_by_name.insert(name.clone(), step);
+        if let Some(outcome) = plan.outcomes.iter_mut().find(|o| o.name == name) {
+            outcome.action = format!("restarted (HARD dependency {changed_dep} changed)");
+        }
+    }
 }
 
 /// File name of an installed recipe.
@@ -753,5 +859,79 @@ mod tests {
         assert_eq!(removed.stops, vec!["app".to_owned()]);
         request.remove = vec!["ghost".to_owned()];
         assert_eq!(plan(&f.cx(), &first.target, &request).unwrap_err(), PlanError::NotDeployed("ghost".to_owned()));
+    }
+
+    fn install_all(plan: &Plan) {
+        for step in &plan.launches {
+            std::fs::create_dir_all(step.installed_wasm.parent().unwrap()).unwrap();
+            std::fs::copy(&step.source_wasm, &step.installed_wasm).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_relaunched_hard_dependency_restarts_its_dependants_but_not_soft_ones() {
+        let f = Fixture::new();
+        f.component("lib", "1.0.0", json!({}), b"l1");
+        f.component("hard", "1.0.0", json!({"lib": {"VersionRequirement": "^1.0.0"}}), b"h");
+        f.component("soft", "1.0.0", json!({"lib": {"VersionRequirement": "^1.0.0", "DependencyType": "SOFT"}}), b"s");
+        let first = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("hard", "1.0.0"), ("soft", "1.0.0")])).unwrap();
+        install_all(&first);
+        f.component("lib", "1.0.0", json!({}), b"l2");
+        let again = plan(&f.cx(), &first.target, &f.request(&[])).unwrap();
+        let order: Vec<&str> = again.launches.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(order, vec!["lib", "hard"]);
+        let hard = again.outcomes.iter().find(|o| o.name == "hard").unwrap();
+        assert!(hard.action.contains("HARD dependency lib"), "{}", hard.action);
+    }
+
+    #[test]
+    fn variables_see_direct_dependencies_and_configuration_interpolation_is_opt_in() {
+        let f = Fixture::new();
+        f.component("lib", "1.0.0", json!({}), b"l");
+        let recipe = json!({
+            "RecipeFormatVersion": "2020-01-25", "ComponentName": "app", "ComponentVersion": "1.0.0",
+            "ComponentDependencies": {"lib": {"VersionRequirement": "1.0.0"}},
+            "ComponentConfiguration": {"DefaultConfiguration": {
+                "file": "b", "where": "{work:path}", "thing": "{iot:thingName}",
+                "libPath": "{lib:artifacts:path}", "libConf": "{lib:configuration:/n}"}},
+            "Manifests": [{"Lifecycle": {"Run": "{artifacts:path}/{configuration:/file}.wasm"}}]
+        });
+        std::fs::write(f.recipes().join("app-1.0.0.json"), recipe.to_string()).unwrap();
+        let dir = f.artifacts().join("app/1.0.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.wasm"), b"b").unwrap();
+        let plain = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap();
+        assert!(plain.launches.iter().any(|l| l.source_wasm.ends_with("app/1.0.0/b.wasm")));
+        assert_eq!(plain.target["app"].config["thing"], json!("{iot:thingName}"), "not interpolated by default");
+
+        let mut request = f.request(&[("app", "1.0.0")]);
+        request.update_config.insert(
+            builtin::NUCLEUS.to_owned(),
+            ConfigUpdate { merge: Some(json!({"interpolateComponentConfiguration": true})), reset: vec![] },
+        );
+        let on = plan(&f.cx(), &DeployedSet::new(), &request).unwrap();
+        let config = &on.target["app"].config;
+        assert_eq!(config["thing"], json!("Core"));
+        assert!(config["where"].as_str().unwrap().ends_with("work/app"));
+        assert!(config["libPath"].as_str().unwrap().ends_with("packages/artifacts/lib/1.0.0"));
+        assert_eq!(config["libConf"], json!("{lib:configuration:/n}"), "another component's configuration stays out");
+    }
+
+    #[test]
+    fn an_edited_default_reaches_a_running_component_unless_overridden() {
+        let f = Fixture::new();
+        f.component("app", "1.0.0", json!({}), b"a");
+        let first = plan(&f.cx(), &DeployedSet::new(), &f.request(&[("app", "1.0.0")])).unwrap();
+        install_all(&first);
+        let recipe_path = f.recipes().join("app-1.0.0.json");
+        let edited = std::fs::read_to_string(&recipe_path).unwrap().replace(r#"{"n":1}"#, r#"{"n":2}"#);
+        std::fs::write(&recipe_path, edited).unwrap();
+        let again = plan(&f.cx(), &first.target, &f.request(&[("app", "1.0.0")])).unwrap();
+        assert_eq!(again.target["app"].config, json!({"n": 2}));
+
+        let mut overridden = first.target.clone();
+        overridden.get_mut("app").unwrap().config = json!({"n": 7});
+        let kept = plan(&f.cx(), &overridden, &f.request(&[("app", "1.0.0")])).unwrap();
+        assert_eq!(kept.target["app"].config, json!({"n": 7}));
     }
 }
