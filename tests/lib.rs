@@ -20,6 +20,7 @@ use tempfile::TempDir;
 use tokio::sync::mpsc;
 use turf_host::deploy::model::{DeploymentRecord, DeploymentRequest};
 use turf_host::mgmt::client::Client;
+use turf_host::watch::WatchConfig;
 use turf_host::{Endpoints, HostConfig};
 
 /// Default bound on every wait in the suite.
@@ -85,11 +86,19 @@ pub struct HostOptions {
     pub mqtt_listen: SocketAddr,
     /// Auth configuration deployed once the host is up (`None`: leave it unconfigured).
     pub auth: Option<Value>,
+    /// Folders to hot-reload from.
+    pub watch: WatchConfig,
 }
 
 impl Default for HostOptions {
     fn default() -> Self {
-        Self { plain: true, root: None, mqtt_listen: "127.0.0.1:0".parse().unwrap(), auth: Some(permissive_auth()) }
+        Self {
+            plain: true,
+            root: None,
+            mqtt_listen: "127.0.0.1:0".parse().unwrap(),
+            auth: Some(permissive_auth()),
+            watch: WatchConfig::default(),
+        }
     }
 }
 
@@ -139,6 +148,7 @@ impl TestHost {
         config.mqtt_listen = options.mqtt_listen;
         config.plain_listen = options.plain.then(|| "127.0.0.1:0".parse().unwrap());
         config.discovery_listen = "127.0.0.1:0".parse().unwrap();
+        config.watch = options.watch;
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<Endpoints, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -467,4 +477,59 @@ async fn pump(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Result<Event, 
             break;
         }
     }
+}
+
+/// Publishes `1`, `2`, … to a topic at a steady pace until stopped (at most `MAX_TICKS`).
+pub struct Ticker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u32>,
+}
+
+/// Upper bound on what a [`Ticker`] sends, so a test that forgets to stop it still ends.
+pub const MAX_TICKS: u32 = 5000;
+
+impl Ticker {
+    /// Starts publishing on `topic` (QoS 1) every `period`.
+    pub fn start(client: AsyncClient, topic: &str, period: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let topic = topic.to_owned();
+        let task = tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < MAX_TICKS && stopped.try_recv().is_err() {
+                if client.publish(&topic, QoS::AtLeastOnce, false, (sent + 1).to_string()).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                tokio::time::sleep(period).await;
+            }
+            sent
+        });
+        Self { stop, task }
+    }
+
+    /// Stops and returns how many were sent.
+    pub async fn stop(self) -> Result<u32> {
+        let _ = self.stop.send(());
+        Ok(with_timeout(TIMEOUT, "ticker stop", self.task).await??)
+    }
+}
+
+/// Echoes of a [`Ticker`] as `(number, variant)`, from payloads `<variant>|<n>`.
+pub fn echoes(publishes: &[rumqttc::Publish]) -> Result<Vec<(u32, String)>> {
+    publishes
+        .iter()
+        .map(|p| {
+            let text = String::from_utf8_lossy(&p.payload);
+            let (variant, n) = text.split_once('|').ok_or_else(|| anyhow!("echo without variant: {text}"))?;
+            Ok((n.parse()?, variant.to_owned()))
+        })
+        .collect()
+}
+
+/// Checks that `echoes` hold every number from the first to `last` exactly once, in order.
+pub fn assert_none_lost(echoes: &[(u32, String)], last: u32) {
+    let numbers: Vec<u32> = echoes.iter().map(|(n, _)| *n).collect();
+    let first = numbers.first().copied().unwrap_or(1);
+    let expected: Vec<u32> = (first..=last).collect();
+    assert_eq!(numbers, expected, "echoes out of order, duplicated or lost");
 }

@@ -49,6 +49,8 @@ pub struct HostConfig {
     pub thing_name: String,
     /// Limits for WebAssembly components.
     pub component_limits: ComponentLimits,
+    /// Folders to hot-reload from (`--watch-recipes`, `--watch-artifacts`).
+    pub watch: crate::watch::WatchConfig,
 }
 
 impl HostConfig {
@@ -61,6 +63,7 @@ impl HostConfig {
             discovery_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             thing_name: DEFAULT_THING_NAME.to_owned(),
             component_limits: ComponentLimits::default(),
+            watch: crate::watch::WatchConfig::default(),
         }
     }
 
@@ -130,6 +133,11 @@ impl RootLayout {
     /// Drop-in folder for `.wasm` components (`plugins/`).
     pub fn plugins_dir(&self) -> PathBuf {
         self.root.join("plugins")
+    }
+
+    /// Snapshots of drop-in components being deployed (`dropin/`).
+    pub fn dropin_dir(&self) -> PathBuf {
+        self.root.join("dropin")
     }
 
     /// Host-private cache of compiled components (`cache/compiled/`).

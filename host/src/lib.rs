@@ -12,6 +12,7 @@
 //! - [`bridge`]: `mqttTopicMapping` routes between LocalMqtt, Pubsub and IotCore.
 //! - [`components`]: WebAssembly components: engine, one actor per component, WIT host side.
 //! - [`deploy`]: recipes, configuration merges, deployments and their history.
+//! - [`watch`]: hot reload of watched recipes and artifacts, and the drop-in folder.
 //! - [`mgmt`]: the management API on `DIR/turf.sock` and its client.
 //! - [`cli`]: the `turf` command line, one file per command.
 //! - [`logging`]: the host log (`logs/turf.log` and stderr). [`rotate`]: size-rotated log files.
@@ -39,6 +40,7 @@ pub mod shadow;
 pub mod store;
 pub mod supervisor;
 pub mod topic;
+pub mod watch;
 
 use std::future::Future;
 

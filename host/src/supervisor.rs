@@ -31,6 +31,7 @@ use crate::mgmt::server::{self, MgmtError, MgmtPeers};
 use crate::pubsub::PubsubBus;
 use crate::shadow::ShadowManager;
 use crate::shadow::store::ShadowStore;
+use crate::watch::{WatchPeers, Watcher};
 use crate::{components, fsutil, store};
 
 /// Why the host could not start.
@@ -220,6 +221,12 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     if deployments.send(Restore).await.is_err() {
         tracing::error!("deployment service stopped while restoring");
     }
+    let watch_peers = WatchPeers {
+        create: deployments.clone().recipient(),
+        wait: deployments.clone().recipient(),
+        components: deployments.clone().recipient(),
+    };
+    Watcher::new(layout.clone(), config.watch.clone(), watch_peers).start();
 
     let status = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),

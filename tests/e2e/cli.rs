@@ -20,9 +20,15 @@ struct RunningTurf {
 impl RunningTurf {
     /// Starts `turf run`; returns it with the MQTT and discovery ports.
     fn start(root: &Path) -> Result<(Self, u16, u16)> {
+        Self::start_with(root, &[])
+    }
+
+    /// Starts `turf run` with `extra` flags.
+    fn start_with(root: &Path, extra: &[&str]) -> Result<(Self, u16, u16)> {
         let mut child = Command::new(turf_bin())
             .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
             .args(["--plain-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -276,5 +282,73 @@ fn shadow_updates_acknowledged_before_kill_9_survive() -> Result<()> {
     assert_eq!(named["results"], serde_json::json!(["extra"]));
     let exit = turf.terminate()?;
     assert!(exit.success());
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn hot_reload_flags_live_progress_and_the_host_log_from_the_cli() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let missing = Command::new(turf_bin())
+        .args(["--root", root.to_str().unwrap(), "run", "--watch-recipes", "/nonexistent/recipes"])
+        .output()?;
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--watch-recipes /nonexistent/recipes: not a directory"));
+
+    // A project laid out as recipes/ and artifacts/: --watch-artifacts defaults to the latter.
+    let project = dir.path().join("project");
+    let recipes = project.join("recipes");
+    let artifacts = project.join("artifacts").join(HELLO).join("1.0.0");
+    std::fs::create_dir_all(&recipes)?;
+    std::fs::create_dir_all(&artifacts)?;
+    std::fs::copy(
+        workspace().join(format!("recipes/components/{HELLO}-1.0.0.json")),
+        recipes.join(format!("{HELLO}-1.0.0.json")),
+    )?;
+    std::fs::copy(plugin_wasm("hello_world_subscriber"), artifacts.join("hello_world_subscriber.wasm"))?;
+    let (turf, _, _) = RunningTurf::start_with(&root, &["--watch-recipes", recipes.to_str().unwrap()])?;
+
+    // Without a terminal, progress comes as plain lines, one per step.
+    let deployed = ok(&turf.turf(&[
+        "deployment",
+        "create",
+        "--recipe-dir",
+        recipes.to_str().unwrap(),
+        "--artifact-dir",
+        project.join("artifacts").to_str().unwrap(),
+        "--merge",
+        &format!("{HELLO}=1.0.0"),
+        "--failure-handling-policy",
+        "DO_NOTHING",
+    ]));
+    for step in ["compiled", "STARTING", "RUNNING", "installed", "policy DO_NOTHING", ": SUCCEEDED"] {
+        assert!(deployed.contains(step), "{step:?} missing from:\n{deployed}");
+    }
+    assert!(!deployed.contains('\u{1b}'), "terminal control codes in plain output:\n{deployed}");
+    let bad_policy = turf.turf(&["deployment", "create", "--failure-handling-policy", "SOMETIMES"]);
+    assert!(String::from_utf8_lossy(&bad_policy.stderr).contains("ROLLBACK"));
+
+    // Touch the artifact with new bytes: the watcher redeploys the same version.
+    let wasm = artifacts.join("hello_world_subscriber.wasm");
+    let mut bytes = std::fs::read(&wasm)?;
+    // A custom section (id 0, name "turf-test") makes different bytes with the same behaviour.
+    bytes.extend_from_slice(&[0, 10, 9]);
+    bytes.extend_from_slice(b"turf-test");
+    std::fs::write(&wasm, &bytes)?;
+    wait_until(Duration::from_secs(30), "the artifact change to be redeployed", || async {
+        let list = String::from_utf8_lossy(&turf.turf(&["deployment", "list"]).stdout).into_owned();
+        list.lines().filter(|l| l.contains("SUCCEEDED")).count() >= 2
+    })
+    .await?;
+
+    // A junk file in the drop-in folder is refused, and the host log says why.
+    std::fs::write(root.join("plugins").join("notes.wasm"), b"junk")?;
+    wait_until(TIMEOUT, "the drop-in warning", || async {
+        String::from_utf8_lossy(&turf.turf(&["logs", "turf", "--since", "5m"]).stdout).contains("notes.wasm")
+    })
+    .await?;
+    let host_log = ok(&turf.turf(&["logs", "turf"]));
+    assert!(host_log.contains("turf ready") && host_log.contains("hot reload of"), "{host_log}");
+    turf.terminate()?;
     Ok(())
 }

@@ -8,6 +8,8 @@ mod cli;
 mod components;
 mod deployments;
 mod discovery;
+mod hot_reload;
+mod lifecycle;
 mod sdk;
 mod shadows;
 mod tutorial;

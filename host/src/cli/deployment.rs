@@ -1,8 +1,8 @@
 //! `turf deployment create|list|status`, with the greengrass-cli flag spellings.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::device::absolute;
@@ -174,8 +174,10 @@ pub async fn execute(layout: &RootLayout, command: DeploymentCommand) -> Result<
         DeploymentCommand::List => {
             println!("{:<36}  {:<11} {:<19}  {:>8}  DETAIL", "ID", "STATE", "SUBMITTED", "TOOK");
             for record in client.deployments().await? {
-                let took =
-                    record.took_ms.map(|ms| format!("{:.2}s", Duration::from_millis(ms).as_secs_f64())).unwrap_or_default();
+                let took = record
+                    .took_ms
+                    .map(|ms| format!("{:.2}s", Duration::from_millis(ms).as_secs_f64()))
+                    .unwrap_or_default();
                 let detail = record.detail.map(|d| d.to_string()).unwrap_or_default();
                 println!(
                     "{}  {:<11} {:<19}  {took:>8}  {detail}",

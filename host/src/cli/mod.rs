@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
-use crate::deploy::model::FailurePolicy;
 use crate::config::{DEFAULT_DISCOVERY_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME, RootLayout};
+use crate::deploy::model::FailurePolicy;
 
 /// Turf: an IoT core device host for local client devices (Greengrass-compatible).
 #[derive(Debug, Parser)]
@@ -86,6 +86,13 @@ pub struct RunArgs {
     /// Thing name of this core device.
     #[arg(long, default_value = DEFAULT_THING_NAME)]
     pub thing_name: String,
+    /// Hot reload: redeploy a deployed component when its recipe in this folder changes.
+    #[arg(long, value_name = "DIR")]
+    pub watch_recipes: Option<PathBuf>,
+    /// Hot reload: redeploy a deployed component when its artifacts under DIR/<name>/<version>/
+    /// change (default with --watch-recipes: an `artifacts` folder beside the recipe folder).
+    #[arg(long, value_name = "DIR")]
+    pub watch_artifacts: Option<PathBuf>,
 }
 
 /// `turf component ...`.

@@ -1,10 +1,12 @@
 //! `turf run`: start a host in the foreground until SIGINT or SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::device::absolute;
 use super::{CliError, RunArgs};
 use crate::config::HostConfig;
 use crate::supervisor::Endpoints;
+use crate::watch::WatchConfig;
 
 /// Resolves on the first SIGINT or SIGTERM.
 async fn shutdown_signal() {
@@ -36,6 +38,22 @@ fn print_ready(endpoints: &Endpoints) {
     println!("  host log:                   {}", endpoints.root.join("logs/turf.log").display());
 }
 
+/// Checks the watched folders; `--watch-artifacts` defaults to `artifacts` beside the recipes.
+fn watch_config(recipes: Option<&Path>, artifacts: Option<&Path>) -> Result<WatchConfig, CliError> {
+    let dir = |path: &Path, flag: &str| -> Result<PathBuf, CliError> {
+        if !path.is_dir() {
+            return Err(CliError::Usage(format!("{flag} {}: not a directory", path.display())));
+        }
+        absolute(path)
+    };
+    let recipes = recipes.map(|p| dir(p, "--watch-recipes")).transpose()?;
+    let artifacts = match artifacts {
+        Some(p) => Some(dir(p, "--watch-artifacts")?),
+        None => recipes.as_ref().and_then(|r| r.parent()).map(|p| p.join("artifacts")).filter(|p| p.is_dir()),
+    };
+    Ok(WatchConfig { recipes, artifacts })
+}
+
 /// Runs the host until a signal arrives.
 pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     let mut config = HostConfig::new(root);
@@ -43,6 +61,7 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     config.plain_listen = args.plain_listen;
     config.discovery_listen = args.discovery_listen;
     config.thing_name = args.thing_name;
+    config.watch = watch_config(args.watch_recipes.as_deref(), args.watch_artifacts.as_deref())?;
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
     crate::run(config, print_ready, shutdown_signal()).await?;
     Ok(())

@@ -7,9 +7,9 @@
 //! failed `init` drops the instance; the restart policy in `lifecycle` brings up a fresh one or
 //! marks the component BROKEN. A dead instance is never called again.
 
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
@@ -56,7 +56,7 @@ pub struct Reconfigure {
 
 /// Stop the component: drop its instance and end the actor. Replies when done.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "u32")]
 pub struct StopComponent;
 
 /// Replace the component's code and rights in place, without losing a message: the new instance
@@ -111,6 +111,8 @@ pub struct ComponentSpec {
     pub limits: ComponentLimits,
     /// Its log.
     pub log: ComponentLog,
+    /// Restarts so far (non-zero when an operator restarts a stopped component).
+    pub restarts: u32,
 }
 
 /// Services the actor reports to.
@@ -148,6 +150,7 @@ impl ComponentActor {
         peers: ActorPeers,
         first_start: oneshot::Sender<Result<(), String>>,
     ) -> Self {
+        let restarts = spec.restarts;
         Self {
             spec,
             engine,
@@ -155,7 +158,7 @@ impl ComponentActor {
             instance: None,
             state: State::Installed,
             errors: ErrorHistory::default(),
-            restarts: 0,
+            restarts,
             last_error: None,
             running_since: None,
             generation: 0,
@@ -333,7 +336,10 @@ impl ComponentActor {
     /// Drops the bus subscriptions to `filters`.
     fn unsubscribe<'a>(&self, filters: impl Iterator<Item = &'a String>) {
         for filter in filters {
-            self.peers.services.unsubscribe.do_send(Unsubscribe { subscriber: self.spec.name.clone(), filter: filter.clone() });
+            self.peers
+                .services
+                .unsubscribe
+                .do_send(Unsubscribe { subscriber: self.spec.name.clone(), filter: filter.clone() });
         }
     }
 
@@ -460,12 +466,13 @@ impl Handler<RestartComponent> for ComponentActor {
 }
 
 impl Handler<StopComponent> for ComponentActor {
-    type Result = ();
+    type Result = u32;
 
-    fn handle(&mut self, _msg: StopComponent, ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: StopComponent, ctx: &mut Self::Context) -> u32 {
         self.set_state(State::Stopping, None);
         self.instance = None;
         self.set_state(State::Finished, None);
         ctx.stop();
+        self.restarts
     }
 }

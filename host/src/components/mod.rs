@@ -189,6 +189,8 @@ pub struct ComponentRuntime {
     launched: HashMap<String, (Prepared, Arc<AccessControl>)>,
     /// The newest configurations.
     configs: Arc<ConfigSnapshot>,
+    /// Restart counts of components an operator stopped, carried over when they restart.
+    stopped: HashMap<String, u32>,
 }
 
 impl ComponentRuntime {
@@ -207,6 +209,7 @@ impl ComponentRuntime {
             running: HashMap::new(),
             launched: HashMap::new(),
             configs: Arc::default(),
+            stopped: HashMap::new(),
         })
     }
 
@@ -229,18 +232,14 @@ impl ComponentRuntime {
     }
 
     /// Starts a new actor for `msg`, or swaps the code of the running one in place.
-    fn launch(&mut self, msg: Launch) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
+    fn launch(&mut self, msg: Launch, restarts: u32) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
         let name = msg.prepared.name.clone();
         self.launched.insert(name.clone(), (msg.prepared.clone(), Arc::clone(&msg.access)));
         self.configs = Arc::clone(&msg.configs);
         let (tx, rx) = oneshot::channel();
         if let Some(running) = self.running.get(&name).filter(|a| a.connected()) {
-            let swap = Swap {
-                version: msg.prepared.version,
-                pre: msg.prepared.pre,
-                access: msg.access,
-                configs: msg.configs,
-            };
+            let swap =
+                Swap { version: msg.prepared.version, pre: msg.prepared.pre, access: msg.access, configs: msg.configs };
             let request = running.send(swap);
             actix_rt::spawn(async move {
                 let outcome = request.await.unwrap_or_else(|e| Err(format!("component actor gone: {e}")));
@@ -258,6 +257,7 @@ impl ComponentRuntime {
             configs: msg.configs,
             limits: self.limits.clone(),
             log,
+            restarts,
         };
         let peers = ActorPeers {
             services: self.peers.services.clone(),
@@ -270,32 +270,40 @@ impl ComponentRuntime {
     }
 
     /// Restarts or stops a deployed component on an operator's request.
-    fn control(&mut self, msg: Control) -> ResponseFuture<Result<(), String>> {
+    fn control(&mut self, msg: Control) -> ResponseActFuture<Self, Result<(), String>> {
         let Some((prepared, access)) = self.launched.get(&msg.name).cloned() else {
             let error = format!("{} is not a deployed WebAssembly component", msg.name);
-            return Box::pin(async move { Err(error) });
+            return Box::pin(fut::ready(Err(error)));
         };
         let running = self.running.get(&msg.name).filter(|a| a.connected()).cloned();
         match (msg.action, running) {
             (ControlAction::Stop, Some(actor)) => {
                 self.running.remove(&msg.name);
-                Box::pin(async move { actor.send(StopComponent).await.map_err(|e| e.to_string()) })
+                let name = msg.name;
+                Box::pin(actor.send(StopComponent).into_actor(self).map(move |stopped, act, _| {
+                    let restarts = stopped.map_err(|e| e.to_string())?;
+                    act.stopped.insert(name, restarts);
+                    Ok(())
+                }))
             }
-            (ControlAction::Stop, None) => Box::pin(async { Ok(()) }),
+            (ControlAction::Stop, None) => Box::pin(fut::ready(Ok(()))),
             (ControlAction::Restart, Some(actor)) => {
                 let (done, outcome) = oneshot::channel();
                 actor.do_send(RestartComponent { done });
-                Box::pin(async move { outcome.await.unwrap_or_else(|_| Err("the component stopped".to_owned())) })
+                let outcome = async move { outcome.await.unwrap_or_else(|_| Err("the component stopped".to_owned())) };
+                Box::pin(outcome.into_actor(self))
             }
             (ControlAction::Restart, None) => {
                 let launch = Launch { prepared, access, configs: Arc::clone(&self.configs) };
-                let started = self.launch(launch);
-                Box::pin(async move {
+                let restarts = self.stopped.remove(&msg.name).map_or(0, |n| n + 1);
+                let started = self.launch(launch, restarts);
+                let outcome = async move {
                     started
                         .map_err(|e| e.to_string())?
                         .await
                         .unwrap_or_else(|_| Err("the component stopped before it finished starting".to_owned()))
-                })
+                };
+                Box::pin(outcome.into_actor(self))
             }
         }
     }
@@ -326,7 +334,8 @@ impl Handler<Launch> for ComponentRuntime {
 
     fn handle(&mut self, msg: Launch, _ctx: &mut Self::Context) -> Self::Result {
         let name = msg.prepared.name.clone();
-        let launched = self.launch(msg);
+        self.stopped.remove(&name);
+        let launched = self.launch(msg, 0);
         Box::pin(async move {
             let outcome = launched?.await.map_err(|_| RuntimeError::Start {
                 name: name.clone(),
@@ -351,6 +360,7 @@ impl Handler<Stop> for ComponentRuntime {
     fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
         let actor = self.running.remove(&msg.name);
         self.launched.remove(&msg.name);
+        self.stopped.remove(&msg.name);
         Box::pin(async move {
             if let Some(actor) = actor {
                 let _ = actor.send(StopComponent).await;
@@ -360,7 +370,7 @@ impl Handler<Stop> for ComponentRuntime {
 }
 
 impl Handler<Control> for ComponentRuntime {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseActFuture<Self, Result<(), String>>;
 
     fn handle(&mut self, msg: Control, _ctx: &mut Self::Context) -> Self::Result {
         self.control(msg)

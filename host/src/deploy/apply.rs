@@ -96,11 +96,12 @@ impl Progress {
         Self { sink: None }
     }
 
-    fn note(&self, component: Option<&str>, what: impl Into<String>) {
+    /// Records a step; returns once it is recorded, so steps never trail the outcome.
+    async fn note(&self, component: Option<&str>, what: impl Into<String>) {
         let what = what.into();
         tracing::debug!(component, what, "deployment step");
         if let Some(sink) = &self.sink {
-            sink.do_send(DeploymentProgress { component: component.map(str::to_owned), what });
+            let _ = sink.send(DeploymentProgress { component: component.map(str::to_owned), what }).await;
         }
     }
 }
@@ -155,42 +156,43 @@ pub async fn apply(
             Ok(code) => prepared.push(code),
             Err(error) => return Err(ApplyFailure { error, ..failure }),
         }
-        progress.note(Some(&step.name), "compiled");
+        progress.note(Some(&step.name), "compiled").await;
     }
     failure.untouched = false;
     for (name, config) in &plan.builtins {
         if let Err(error) = configure_builtin(name, config, peers).await {
             return Err(ApplyFailure { error, ..failure });
         }
-        progress.note(Some(name), "configured");
+        progress.note(Some(name), "configured").await;
     }
     let configs = snapshot_of(&plan.target);
     let access = plan.access.clone().into_iter().collect();
-    if let Err(error) = peers.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox) {
+    if let Err(error) = peers.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)
+    {
         return Err(ApplyFailure { error, ..failure });
     }
     for name in plan.reconfigure.keys() {
-        progress.note(Some(name), "reconfigured");
+        progress.note(Some(name), "reconfigured").await;
     }
     for name in &plan.stops {
         if let Err(error) = peers.stop.send(Stop { name: name.clone() }).await.map_err(mailbox) {
             return Err(ApplyFailure { error, ..failure });
         }
         failure.stopped.push(name.clone());
-        progress.note(Some(name), "FINISHED");
+        progress.note(Some(name), "FINISHED").await;
     }
     let mut failed = Vec::new();
     for code in &prepared {
         let access = plan.access.get(&code.name).cloned().unwrap_or_default();
         let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
-        progress.note(Some(&code.name), "STARTING");
+        progress.note(Some(&code.name), "STARTING").await;
         match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => {
                 failure.launched.push(code.name.clone());
-                progress.note(Some(&code.name), "RUNNING");
+                progress.note(Some(&code.name), "RUNNING").await;
             }
             Err(error) => {
-                progress.note(Some(&code.name), format!("failed: {error}"));
+                progress.note(Some(&code.name), format!("failed: {error}")).await;
                 if !keep_going {
                     failure.failed_launch = Some(code.name.clone());
                     return Err(ApplyFailure { error, ..failure });
@@ -208,7 +210,7 @@ pub async fn apply(
         if let Err(error) = installed {
             return Err(ApplyFailure { error, ..failure });
         }
-        progress.note(Some(&step.name), "installed");
+        progress.note(Some(&step.name), "installed").await;
     }
     Ok(Applied { prepared, failed })
 }
@@ -227,7 +229,7 @@ pub async fn rollback(
     progress: &Progress,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    progress.note(None, "rolling back");
+    progress.note(None, "rolling back").await;
     for name in plan.builtins.keys() {
         let config = previous.get(name).map_or_else(|| Value::Object(serde_json::Map::new()), |d| d.config.clone());
         if let Err(error) = configure_builtin(name, &config, peers).await {
@@ -247,7 +249,7 @@ pub async fn rollback(
         } else if let Err(error) = peers.stop.send(Stop { name: name.clone() }).await {
             problems.push(format!("{name}: {}", mailbox(error)));
         } else {
-            progress.note(Some(name), "removed");
+            progress.note(Some(name), "removed").await;
         }
     }
     relaunch.extend(failure.stopped.iter());
@@ -259,11 +261,11 @@ pub async fn rollback(
         let access = access_of(previous).remove(name).unwrap_or_default();
         let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
         match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
-            Ok(()) => progress.note(Some(name), format!("RUNNING {} again", code.version)),
+            Ok(()) => progress.note(Some(name), format!("RUNNING {} again", code.version)).await,
             Err(error) => problems.push(format!("{name}: {error}")),
         }
     }
-    progress.note(None, if problems.is_empty() { "rolled back" } else { "rollback incomplete" });
+    progress.note(None, if problems.is_empty() { "rolled back" } else { "rollback incomplete" }).await;
     problems
 }
 

@@ -310,7 +310,8 @@ mod tests {
     fn untouched_defaults_follow_an_edited_recipe_and_overrides_stay() {
         let old = json!({"interval": 15, "colors": ["red"], "nested": {"a": 1, "b": 2}, "gone": true});
         let new = json!({"interval": 5, "colors": ["red", "blue"], "nested": {"a": 10, "b": 2}, "added": "x"});
-        let mut running = json!({"interval": 30, "colors": ["red"], "nested": {"a": 1, "b": 3}, "gone": true, "own": 1});
+        let mut running =
+            json!({"interval": 30, "colors": ["red"], "nested": {"a": 1, "b": 3}, "gone": true, "own": 1});
         follow_defaults(&mut running, &old, &new);
         assert_eq!(running, json!({"interval": 30, "colors": ["red", "blue"], "nested": {"a": 10, "b": 3}, "own": 1}));
         let resolved = resolve(Some(&running), &new, None);

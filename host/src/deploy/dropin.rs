@@ -74,24 +74,28 @@ pub fn origin_note(recipe: &Recipe) -> Option<String> {
 }
 
 /// Where a drop-in is staged for deploying: a recipe folder and an artifact folder laid out as
-/// `turf deployment create` expects them, under `staging/NAME/VERSION/`.
+/// `turf deployment create` expects them, under `dropin/NAME/VERSION/STAMP/` (one folder per
+/// content, so a deployment still queued keeps reading the snapshot it was given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Staging {
+    /// `dropin/NAME/VERSION/STAMP`.
+    pub base: PathBuf,
     /// `--recipe-dir` for the deployment.
     pub recipe_dir: PathBuf,
     /// `--artifact-dir` for the deployment.
     pub artifact_dir: PathBuf,
-    /// Where the `.wasm` goes.
+    /// Where the `.wasm` goes (named as the recipe's `Lifecycle.Run` expects).
     pub wasm: PathBuf,
 }
 
 impl Staging {
-    /// The staging folders of `name` under `root`.
-    pub fn of(root: &Path, name: &DropinName, wasm_file: &str) -> Self {
-        let base = root.join(&name.name).join(name.version.to_string());
+    /// The staging folders of `name` under `root` for content `stamp`.
+    pub fn of(root: &Path, name: &DropinName, stamp: &str, run_file: &str) -> Self {
+        let version = name.version.to_string();
+        let base = root.join(&name.name).join(&version).join(stamp);
         let artifact_dir = base.join("artifacts");
-        let wasm = artifact_dir.join(&name.name).join(name.version.to_string()).join(wasm_file);
-        Self { recipe_dir: base.join("recipe"), artifact_dir, wasm }
+        let wasm = artifact_dir.join(&name.name).join(&version).join(run_file);
+        Self { recipe_dir: base.join("recipe"), artifact_dir, wasm, base }
     }
 }
 

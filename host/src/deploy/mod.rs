@@ -30,11 +30,12 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use self::apply::{Applied, DeploymentProgress, Progress};
 pub use self::apply::DeploymentPeers;
+use self::apply::{Applied, DeploymentProgress, Progress};
 use self::config_update::ConfigUpdate;
 use self::model::{
-    ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail, FailurePolicy, ProgressEvent,
+    ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail,
+    FailurePolicy, ProgressEvent,
 };
 use self::plan::{DeployedSet, Plan, PlanContext};
 use self::recipe::Platform;
@@ -257,7 +258,11 @@ impl Deployments {
                     record.state = DeploymentState::Failed;
                     record.detail = Some(FailureDetail::FailedRollbackNotRequested);
                     record.error = Some(errors.join("; "));
-                    tracing::warn!(deployment = record.id, error = record.error, "deployment failed; policy DO_NOTHING keeps it");
+                    tracing::warn!(
+                        deployment = record.id,
+                        error = record.error,
+                        "deployment failed; policy DO_NOTHING keeps it"
+                    );
                 }
                 self.adopt(plan, applied.prepared);
             }

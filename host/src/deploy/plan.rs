@@ -498,9 +498,10 @@ fn wasm_location(
 
 /// True when the nucleus configuration opts in to variables in component configuration.
 fn interpolation_enabled(configs: &BTreeMap<String, (Selected, Value)>) -> bool {
-    configs.get(builtin::NUCLEUS).and_then(|(_, c)| c.get("interpolateComponentConfiguration")).is_some_and(|v| {
-        v.as_bool() == Some(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
-    })
+    configs
+        .get(builtin::NUCLEUS)
+        .and_then(|(_, c)| c.get("interpolateComponentConfiguration"))
+        .is_some_and(|v| v.as_bool() == Some(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")))
 }
 
 fn build_plan(

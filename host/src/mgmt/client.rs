@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, PREFIX, StatusReport};
-use crate::connectivity::{ConnectivityInfo, ConnectivityReport};
 use crate::components::ControlAction;
+use crate::connectivity::{ConnectivityInfo, ConnectivityReport};
 use crate::deploy::model::{ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest};
 use crate::devices::{DeviceReply, DeviceRequest};
 use crate::shadow::{ShadowReply, ShadowRequest};

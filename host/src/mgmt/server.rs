@@ -17,9 +17,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
+use crate::components::{Control, ControlAction};
 use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
-use crate::components::{Control, ControlAction};
 use crate::deploy::{CreateDeployment, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
 use crate::devices::DeviceRequest;
 use crate::shadow::ShadowRequest;
@@ -165,7 +165,11 @@ async fn wait_deployment(
 ) -> HttpResponse {
     let id = id.into_inner();
     let timeout = query.timeout_secs.map(Duration::from_secs).unwrap_or(MAX_WAIT).min(MAX_WAIT);
-    let waited = tokio::time::timeout(timeout, peers.wait_deployment.send(WaitDeployment { id: id.clone(), after: query.after })).await;
+    let waited = tokio::time::timeout(
+        timeout,
+        peers.wait_deployment.send(WaitDeployment { id: id.clone(), after: query.after }),
+    )
+    .await;
     match waited {
         Ok(Ok(Some(record))) => json(record),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
@@ -194,10 +198,7 @@ async fn get_component(peers: web::Data<MgmtPeers>, name: web::Path<String>) -> 
     }
 }
 
-async fn control_component(
-    peers: web::Data<MgmtPeers>,
-    path: web::Path<(String, ControlAction)>,
-) -> HttpResponse {
+async fn control_component(peers: web::Data<MgmtPeers>, path: web::Path<(String, ControlAction)>) -> HttpResponse {
     let (name, action) = path.into_inner();
     match peers.control.send(Control { name, action }).await {
         Ok(Ok(())) => json(serde_json::json!({})),

@@ -5,7 +5,10 @@
 //! - `publish`: `[{"topic", "payload"}]` published in `init`; each outcome is printed.
 //! - `echoPrefix`: every received message is republished on `<echoPrefix><topic>` (except
 //!   messages already under the prefix).
-//! - `initFails`: `init` returns an error.
+//! - `echoVariant`: echoes carry `<variant>|<payload>`, where the variant is the crate that
+//!   built this binary (`test-probe` or `test-probe-b`, same source), so a test can tell which
+//!   code handled each message across a hot swap.
+//! - `initFails`: `init` returns an error. `initTraps`: `init` traps.
 //! - `timerMs`: start a timer with this period; each tick is printed.
 //! - `shadow`: `[{"op": "get"|"update"|"delete"|"list", "thing", "name", "payload"}]` run in
 //!   `init`; each outcome is printed.
@@ -21,6 +24,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use turf_sdk::{Component, config, pubsub, shadow, timer};
+
+/// Which build of this source is running.
+const VARIANT: &str = env!("CARGO_PKG_NAME");
 
 thread_local! {
     static TICKS: Cell<u32> = const { Cell::new(0) };
@@ -54,6 +60,10 @@ struct Probe;
 
 impl Component for Probe {
     fn init() -> Result<(), String> {
+        if setting("initTraps").and_then(|v| v.as_bool()) == Some(true) {
+            println!("trapping in init ({VARIANT})");
+            std::process::abort();
+        }
         if setting("initFails").and_then(|v| v.as_bool()) == Some(true) {
             return Err("configured to fail in init".to_owned());
         }
@@ -100,7 +110,7 @@ impl Component for Probe {
         if let Some(ms) = setting("timerMs").and_then(|v| v.as_u64()) {
             timer::set_interval(Duration::from_millis(ms)).map_err(|e| e.to_string())?;
         }
-        println!("probe ready");
+        println!("probe ready ({VARIANT})");
         Ok(())
     }
 
@@ -119,6 +129,11 @@ impl Component for Probe {
                 return;
             }
             let target = format!("{prefix}{topic}");
+            let payload = if setting("echoVariant").and_then(|v| v.as_bool()) == Some(true) {
+                format!("{VARIANT}|{text}").into_bytes()
+            } else {
+                payload
+            };
             if let Err(e) = pubsub::publish(&target, &payload) {
                 println!("echo to {target} failed: {e}");
             }

@@ -29,8 +29,12 @@ impl pubsub::Host for HostState {
     async fn subscribe(&mut self, filter: String) -> Result<(), Error> {
         topic::validate_filter(&filter).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC, &filter)?;
-        let subscribe =
-            Subscribe { subscriber: self.name.clone(), filter: filter.clone(), mode: None, recipient: self.inbox.clone() };
+        let subscribe = Subscribe {
+            subscriber: self.name.clone(),
+            filter: filter.clone(),
+            mode: None,
+            recipient: self.inbox.clone(),
+        };
         self.peers.subscribe.send(subscribe).await.map_err(service_error)?.map_err(bus_error)?;
         self.subscriptions.insert(filter);
         Ok(())
