@@ -74,7 +74,7 @@ fn when(secs: i64) -> String {
 /// One progress line: `  +0.012s  com.example.Hello  RUNNING`.
 fn event_line(event: &ProgressEvent) -> String {
     let secs = Duration::from_millis(event.at_ms).as_secs_f64();
-    format!("  +{secs:.3}s  {:<40} {}", event.component.as_deref().unwrap_or("(deployment)"), event.what)
+    format!("  +{secs:.3}s  {:<50} {}", event.component.as_deref().unwrap_or("(deployment)"), event.what)
 }
 
 #[allow(clippy::print_stdout)] // command output
@@ -88,7 +88,7 @@ fn print_record(record: &DeploymentRecord, with_progress: bool) {
         timing.push_str(&format!(", started {}", when(started)));
     }
     if let Some(ms) = record.took_ms {
-        timing.push_str(&format!(", took {:.3} s", Duration::from_millis(ms).as_secs_f64()));
+        timing.push_str(&format!(", took {ms} ms"));
     }
     println!("{timing}; policy {}", record.request.failure_handling_policy);
     for c in &record.components {

@@ -587,8 +587,9 @@ fn build_plan(
                 let relaunch = previous_recipe
                     .is_none_or(|p| p.version != recipe.version || p.document != recipe.document)
                     || new_code;
+                // Installed code that matches (same digest) is not copied again.
                 let install_needed =
-                    source_dir.is_some() || previous_recipe.is_none_or(|p| p.document != recipe.document);
+                    relaunch || previous_recipe.is_none_or(|p| p.document != recipe.document) || !installed.is_file();
                 if install_needed || !cx.layout.recipes_dir().join(recipe_file_name(&name, &version)).exists() {
                     plan.installs.push(InstallStep {
                         name: name.clone(),
