@@ -51,6 +51,8 @@ pub struct HostConfig {
     pub component_limits: ComponentLimits,
     /// Folders to hot-reload from (`--watch-recipes`, `--watch-artifacts`).
     pub watch: crate::watch::WatchConfig,
+    /// The upstream ("IotCore") broker, if any (`config.toml`, `--upstream*`).
+    pub upstream: Option<crate::upstream::config::UpstreamConfig>,
 }
 
 impl HostConfig {
@@ -64,6 +66,7 @@ impl HostConfig {
             thing_name: DEFAULT_THING_NAME.to_owned(),
             component_limits: ComponentLimits::default(),
             watch: crate::watch::WatchConfig::default(),
+            upstream: None,
         }
     }
 
@@ -98,6 +101,11 @@ impl RootLayout {
     /// SQLite database (`turf.db`).
     pub fn database(&self) -> PathBuf {
         self.root.join("turf.db")
+    }
+
+    /// The host's configuration file (`config.toml`).
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
     }
 
     /// Management API socket (`turf.sock`).

@@ -10,6 +10,7 @@
 //! - [`pubsub`]: the local publish/subscribe bus (Greengrass IPC pub/sub).
 //! - [`shadow`]: the shadow manager: local device shadows in SQLite.
 //! - [`bridge`]: `mqttTopicMapping` routes between LocalMqtt, Pubsub and IotCore.
+//! - [`upstream`]: the IotCore connection to an upstream broker, with its disk spool.
 //! - [`components`]: WebAssembly components: engine, one actor per component, WIT host side.
 //! - [`deploy`]: recipes, configuration merges, deployments and their history.
 //! - [`watch`]: hot reload of watched recipes and artifacts, and the drop-in folder.
@@ -40,6 +41,7 @@ pub mod shadow;
 pub mod store;
 pub mod supervisor;
 pub mod topic;
+pub mod upstream;
 pub mod watch;
 
 use std::future::Future;

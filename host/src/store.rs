@@ -3,7 +3,7 @@
 //! Owns the schema. Every service that keeps state opens its own [`rusqlite::Connection`] with
 //! [`open`] and touches only its own tables (device registry: `things`, `certificates`,
 //! `trusted_cas`; deployments: `deployments`, `components`; connectivity: `settings`; shadows:
-//! `shadows`). WAL mode lets those connections work side by side,
+//! `shadows`; upstream: `spool`). WAL mode lets those connections work side by side,
 //! and also lets `turf device add` write while the host is stopped. Never holds a connection
 //! across services.
 
@@ -88,6 +88,14 @@ const MIGRATIONS: &[&str] = &[
          version     INTEGER NOT NULL,
          updated_at  INTEGER NOT NULL,
          PRIMARY KEY (thing, name)
+     );",
+    // 4: messages waiting for the upstream broker, oldest first.
+    "CREATE TABLE spool (
+         seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+         topic       TEXT NOT NULL,
+         payload     BLOB NOT NULL,
+         retain      INTEGER NOT NULL,
+         queued_at   INTEGER NOT NULL
      );",
 ];
 

@@ -31,6 +31,7 @@ use crate::mgmt::server::{self, MgmtError, MgmtPeers};
 use crate::pubsub::PubsubBus;
 use crate::shadow::ShadowManager;
 use crate::shadow::store::ShadowStore;
+use crate::upstream::{StopUpstream, Upstream, UpstreamError};
 use crate::watch::{WatchPeers, Watcher};
 use crate::{components, fsutil, store};
 
@@ -73,6 +74,9 @@ pub enum StartError {
     /// The management API failed.
     #[error(transparent)]
     Mgmt(#[from] MgmtError),
+    /// The upstream connection could not be set up.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 /// Where a running host can be reached.
@@ -98,6 +102,7 @@ pub struct Host {
     broker: Addr<Broker>,
     discovery: Addr<Discovery>,
     runtime: Addr<ComponentRuntime>,
+    upstream: Addr<Upstream>,
     mgmt: ServerHandle,
 }
 
@@ -119,6 +124,9 @@ impl Host {
         }
         if let Err(error) = self.runtime.send(StopAll).await {
             tracing::warn!(%error, "component runtime already stopped");
+        }
+        if let Err(error) = self.upstream.send(StopUpstream).await {
+            tracing::warn!(%error, "upstream already stopped");
         }
         let _ = std::fs::remove_file(&self.endpoints.socket);
         tracing::info!("stopped");
@@ -178,12 +186,17 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let shadows = ShadowManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         ShadowManager::new(shadow_store, shadow_subscribe, shadow_publish)
     });
+    let upstream = Upstream::new(config.upstream.clone(), &layout.database())?.start();
     let bridge = Bridge::new(BridgePeers {
         taps: broker.clone().recipient(),
         to_devices: broker.clone().recipient(),
         subscribe: bus.clone().recipient(),
         unsubscribe_all: bus.clone().recipient(),
         publish: bus.clone().recipient(),
+        upstream_publish: upstream.clone().recipient(),
+        upstream_subscribe: upstream.clone().recipient(),
+        upstream_unsubscribe: upstream.clone().recipient(),
+        upstream_enabled: config.upstream.is_some(),
     })
     .start();
 
@@ -237,6 +250,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         discovery: discovery_addr,
         started_at: store::now_secs(),
         components: Vec::new(),
+        upstream: None,
     };
     let mgmt = server::start(
         &layout.socket(),
@@ -252,6 +266,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             list_components: deployments.clone().recipient(),
             get_component: deployments.recipient(),
             control: runtime.clone().recipient(),
+            upstream: upstream.clone().recipient(),
             status,
         },
     )?;
@@ -264,5 +279,5 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         ca_cert,
     };
     tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
-    Ok(Host { endpoints, broker, discovery, runtime, mgmt })
+    Ok(Host { endpoints, broker, discovery, runtime, upstream, mgmt })
 }

@@ -2,12 +2,14 @@
 //! LocalMqtt (the device broker), the local pubsub bus and IotCore.
 //!
 //! The `Bridge` actor owns the validated routes. Messages in: [`ConfigureBridge`] (from
-//! deployments), [`DeviceMessage`] (broker taps), [`PubsubMessage`] (bus). Messages out:
-//! [`SetTaps`] and [`PublishToDevices`] to the broker, [`Subscribe`]/[`UnsubscribeAll`]/[`Publish`]
-//! to the bus. As in Greengrass it republishes at QoS 1 with the retain flag cleared. It never
-//! receives its own pubsub publishes (it subscribes "from others"), and its publishes to devices
-//! never pass through the broker's taps, so two-way routes on one filter cannot loop. IotCore
-//! routes stay inactive until an upstream is configured, and say so once.
+//! deployments), [`DeviceMessage`] (broker taps), [`PubsubMessage`] (bus), [`UpstreamMessage`]
+//! (upstream broker). Messages out: [`SetTaps`] and [`PublishToDevices`] to the broker,
+//! [`Subscribe`]/[`UnsubscribeAll`]/[`Publish`] to the bus, [`PublishUpstream`] and
+//! [`SubscribeUpstream`]/[`UnsubscribeUpstream`] to the upstream service. As in Greengrass it
+//! republishes at QoS 1 with the retain flag cleared. It never receives its own pubsub
+//! publishes (it subscribes "from others"), and its publishes to devices never pass through the
+//! broker's taps, so two-way routes on one filter cannot loop. IotCore routes stay inactive
+//! when no upstream broker is configured, and say so once.
 //!
 //! - `routes`: parsing `mqttTopicMapping` and matching routes (pure).
 
@@ -21,6 +23,7 @@ use self::routes::{BridgeConfig, Endpoint};
 use crate::broker::{DeviceMessage, PublishToDevices, SetTaps};
 use crate::pubsub::subscriptions::ReceiveMode;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe, UnsubscribeAll};
+use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
 
 /// Component name of the bridge, also its identity on the pubsub bus.
 pub const COMPONENT_NAME: &str = "aws.greengrass.clientdevices.mqtt.Bridge";
@@ -42,6 +45,14 @@ pub struct BridgePeers {
     pub unsubscribe_all: Recipient<UnsubscribeAll>,
     /// Bus: publishing.
     pub publish: Recipient<Publish>,
+    /// Upstream: publishing (spooled while it is away).
+    pub upstream_publish: Recipient<PublishUpstream>,
+    /// Upstream: subscribing to IotCore-source routes.
+    pub upstream_subscribe: Recipient<SubscribeUpstream>,
+    /// Upstream: dropping those subscriptions.
+    pub upstream_unsubscribe: Recipient<UnsubscribeUpstream>,
+    /// Whether an upstream broker is configured at all.
+    pub upstream_enabled: bool,
 }
 
 /// The bridge service.
@@ -73,8 +84,21 @@ impl Bridge {
             });
         }
         self.warned_inactive.clear();
-        for route in config.routes().iter().filter(|r| r.source == Endpoint::IotCore || r.target == Endpoint::IotCore) {
-            self.warn_inactive(&route.name);
+        self.peers.upstream_unsubscribe.do_send(UnsubscribeUpstream { subscriber: COMPONENT_NAME.to_owned(), filter: None });
+        if self.peers.upstream_enabled {
+            for filter in config.source_filters(Endpoint::IotCore) {
+                self.peers.upstream_subscribe.do_send(SubscribeUpstream {
+                    subscriber: COMPONENT_NAME.to_owned(),
+                    filter,
+                    recipient: me.clone().recipient(),
+                });
+            }
+        } else {
+            for route in
+                config.routes().iter().filter(|r| r.source == Endpoint::IotCore || r.target == Endpoint::IotCore)
+            {
+                self.warn_inactive(&route.name);
+            }
         }
         tracing::info!(routes = config.routes().len(), "bridge configured");
         self.config = config;
@@ -84,13 +108,22 @@ impl Bridge {
         if self.warned_inactive.insert(route.to_owned()) {
             tracing::warn!(
                 route,
-                "bridge route uses IotCore, but no upstream broker is configured; the route is inactive"
+                "bridge route uses IotCore, but no upstream broker is configured (turf run --upstream); the route is inactive"
             );
         }
     }
 
+    /// Sends a message to the upstream broker, or notes the route as inactive without one.
+    fn to_upstream(&mut self, route: &str, topic: String, payload: &bytes::Bytes) {
+        if self.peers.upstream_enabled {
+            self.peers.upstream_publish.do_send(PublishUpstream { topic, payload: payload.clone(), retain: false });
+        } else {
+            self.warn_inactive(route);
+        }
+    }
+
     fn relay_device_message(&mut self, msg: DeviceMessage) {
-        let mut inactive = Vec::new();
+        let mut upstream = Vec::new();
         for (route, target_topic) in self.config.forwards(Endpoint::LocalMqtt, &msg.topic) {
             match route.target {
                 Endpoint::Pubsub => self.peers.publish.do_send(Publish {
@@ -98,15 +131,36 @@ impl Bridge {
                     topic: target_topic,
                     payload: msg.payload.clone(),
                 }),
-                Endpoint::IotCore => inactive.push(route.name.clone()),
+                Endpoint::IotCore => upstream.push((route.name.clone(), target_topic)),
                 Endpoint::LocalMqtt => {}
             }
         }
-        inactive.iter().for_each(|name| self.warn_inactive(name));
+        for (route, topic) in upstream {
+            self.to_upstream(&route, topic, &msg.payload);
+        }
+    }
+
+    fn relay_upstream_message(&mut self, msg: UpstreamMessage) {
+        for (route, target_topic) in self.config.forwards(Endpoint::IotCore, &msg.topic) {
+            match route.target {
+                Endpoint::Pubsub => self.peers.publish.do_send(Publish {
+                    publisher: COMPONENT_NAME.to_owned(),
+                    topic: target_topic,
+                    payload: msg.payload.clone(),
+                }),
+                Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
+                    topic: target_topic,
+                    payload: msg.payload.clone(),
+                    qos: 1,
+                    retain: false,
+                }),
+                Endpoint::IotCore => {}
+            }
+        }
     }
 
     fn relay_pubsub_message(&mut self, msg: PubsubMessage) {
-        let mut inactive = Vec::new();
+        let mut upstream = Vec::new();
         for (route, target_topic) in self.config.forwards(Endpoint::Pubsub, &msg.topic) {
             match route.target {
                 Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
@@ -115,11 +169,13 @@ impl Bridge {
                     qos: 1,
                     retain: false,
                 }),
-                Endpoint::IotCore => inactive.push(route.name.clone()),
+                Endpoint::IotCore => upstream.push((route.name.clone(), target_topic)),
                 Endpoint::Pubsub => {}
             }
         }
-        inactive.iter().for_each(|name| self.warn_inactive(name));
+        for (route, topic) in upstream {
+            self.to_upstream(&route, topic, &msg.payload);
+        }
     }
 }
 
@@ -140,6 +196,14 @@ impl Handler<DeviceMessage> for Bridge {
 
     fn handle(&mut self, msg: DeviceMessage, _ctx: &mut Self::Context) {
         self.relay_device_message(msg);
+    }
+}
+
+impl Handler<UpstreamMessage> for Bridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) {
+        self.relay_upstream_message(msg);
     }
 }
 

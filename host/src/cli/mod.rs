@@ -86,6 +86,25 @@ pub struct RunArgs {
     /// Thing name of this core device.
     #[arg(long, default_value = DEFAULT_THING_NAME)]
     pub thing_name: String,
+    /// Upstream ("IotCore") broker: mqtts://HOST[:PORT] (or mqtt:// on loopback). Overrides
+    /// `[upstream]` in DIR/config.toml.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Upstream MQTT client id (default: the thing name).
+    #[arg(long, value_name = "ID")]
+    pub upstream_client_id: Option<String>,
+    /// Upstream client certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_cert: Option<PathBuf>,
+    /// Upstream client private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_key: Option<PathBuf>,
+    /// CA certificates that sign the upstream broker's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Upstream MQTT version: 3.1.1 (default) or 5.
+    #[arg(long, value_name = "VERSION")]
+    pub upstream_mqtt_version: Option<String>,
     /// Hot reload: redeploy a deployed component when its recipe in this folder changes.
     #[arg(long, value_name = "DIR")]
     pub watch_recipes: Option<PathBuf>,
@@ -293,6 +312,9 @@ pub enum CliError {
     /// The arguments are wrong.
     #[error("{0}")]
     Usage(String),
+    /// The configuration file or upstream settings are wrong.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::config::UpstreamConfigError),
     /// The host refused or failed an operation.
     #[error("{0}")]
     Host(String),

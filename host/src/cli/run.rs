@@ -6,6 +6,7 @@ use super::device::absolute;
 use super::{CliError, RunArgs};
 use crate::config::HostConfig;
 use crate::supervisor::Endpoints;
+use crate::upstream::config::{ConfigFile, UpstreamConfig, UpstreamSettings};
 use crate::watch::WatchConfig;
 
 /// Resolves on the first SIGINT or SIGTERM.
@@ -54,6 +55,18 @@ fn watch_config(recipes: Option<&Path>, artifacts: Option<&Path>) -> Result<Watc
     Ok(WatchConfig { recipes, artifacts })
 }
 
+/// The upstream settings: `[upstream]` in `DIR/config.toml` (paths relative to the root), with
+/// the flags on top.
+fn upstream_config(config: &HostConfig, flags: UpstreamSettings) -> Result<Option<UpstreamConfig>, CliError> {
+    let path = config.layout().config_file();
+    let from_file = match std::fs::read_to_string(&path) {
+        Ok(text) => ConfigFile::parse(&text, &path.display().to_string())?.upstream.unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => UpstreamSettings::default(),
+        Err(e) => return Err(CliError::Usage(format!("cannot read {}: {e}", path.display()))),
+    };
+    Ok(from_file.overridden_by(flags).resolve(&config.thing_name, &config.root)?)
+}
+
 /// Runs the host until a signal arrives.
 pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     let mut config = HostConfig::new(root);
@@ -62,6 +75,16 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     config.discovery_listen = args.discovery_listen;
     config.thing_name = args.thing_name;
     config.watch = watch_config(args.watch_recipes.as_deref(), args.watch_artifacts.as_deref())?;
+    let flags = UpstreamSettings {
+        endpoint: args.upstream,
+        client_id: args.upstream_client_id,
+        cert: args.upstream_cert.map(|p| absolute(&p)).transpose()?,
+        key: args.upstream_key.map(|p| absolute(&p)).transpose()?,
+        ca: args.upstream_ca.map(|p| absolute(&p)).transpose()?,
+        mqtt_version: args.upstream_mqtt_version,
+        ..UpstreamSettings::default()
+    };
+    config.upstream = upstream_config(&config, flags)?;
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
     crate::run(config, print_ready, shutdown_signal()).await?;
     Ok(())

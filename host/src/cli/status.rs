@@ -1,6 +1,8 @@
 //! `turf status`: listeners and components of the running host.
 
 use super::CliError;
+use super::component::human_duration;
+use crate::store;
 use crate::config::RootLayout;
 use crate::mgmt::client::Client;
 
@@ -14,6 +16,22 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!("  discovery (HTTPS, mTLS):    {}", status.discovery);
+    if let Some(up) = &status.upstream {
+        match &up.endpoint {
+            None => println!("  upstream (IotCore):         not configured"),
+            Some(endpoint) => {
+                let since = up.since.map(|t| format!(" for {}", human_duration(store::now_secs() - t))).unwrap_or_default();
+                println!("  upstream (IotCore):         {endpoint} {}{since}", up.state);
+                println!(
+                    "    spool: {} message(s), {} bytes; delivered {}, dropped {}",
+                    up.spooled, up.spooled_bytes, up.delivered, up.dropped
+                );
+                if let Some(error) = &up.last_error {
+                    println!("    last error: {error}");
+                }
+            }
+        }
+    }
     println!();
     let names: Vec<String> =
         status.components.iter().map(|c| format!("{}{}", c.name, if c.builtin { " (built-in)" } else { "" })).collect();

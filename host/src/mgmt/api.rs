@@ -31,6 +31,9 @@ pub struct StatusReport {
     pub started_at: i64,
     /// Components and their states.
     pub components: Vec<ComponentInfo>,
+    /// The upstream ("IotCore") connection.
+    #[serde(default)]
+    pub upstream: Option<crate::upstream::UpstreamStatus>,
 }
 
 /// `PUT /v1/connectivity`: a manual endpoint list, or `None` to go back to the IP detector.

@@ -23,6 +23,7 @@ use crate::deploy::model::DeploymentRequest;
 use crate::deploy::{CreateDeployment, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
 use crate::devices::DeviceRequest;
 use crate::shadow::ShadowRequest;
+use crate::upstream::GetUpstreamStatus;
 
 /// Longest a `wait` request may block.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -71,6 +72,8 @@ pub struct MgmtPeers {
     pub get_component: Recipient<GetComponent>,
     /// Runtime: restart or stop a component.
     pub control: Recipient<Control>,
+    /// Upstream: connection state.
+    pub upstream: Recipient<GetUpstreamStatus>,
     /// Static part of the status report (components are filled in per request).
     pub status: StatusReport,
 }
@@ -88,8 +91,12 @@ fn json<T: Serialize>(value: T) -> HttpResponse {
 }
 
 async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    match peers.list_components.send(ListComponents).await {
-        Ok(components) => json(StatusReport { components, ..peers.status.clone() }),
+    let components = match peers.list_components.send(ListComponents).await {
+        Ok(components) => components,
+        Err(e) => return unavailable(e),
+    };
+    match peers.upstream.send(GetUpstreamStatus).await {
+        Ok(upstream) => json(StatusReport { components, upstream: Some(upstream), ..peers.status.clone() }),
         Err(e) => unavailable(e),
     }
 }

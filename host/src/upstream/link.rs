@@ -1,0 +1,272 @@
+//! One connection to the upstream broker, over rumqttc for MQTT 3.1.1 or 5.
+//!
+//! A [`Link`] is made per connection attempt and thrown away when the connection ends, so
+//! rumqttc never replays anything by itself: what was not acknowledged stays in the spool and
+//! the upstream service sends it again on the next link. The event loop runs in its own task
+//! and reports [`LinkEvent`]s, the same for both protocol versions. Publishes go out at QoS 1
+//! and incoming publishes are acknowledged manually, once they were handed on.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rumqttc::{TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::task::JoinHandle;
+
+use super::config::{MqttVersion, UpstreamConfig};
+
+/// What happened on a link.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// The broker accepted the connection.
+    Connected,
+    /// rumqttc sent the next queued publish with this packet id.
+    Sent(u16),
+    /// The broker acknowledged a publish; `refused` carries an MQTT 5 failure reason.
+    Acked {
+        /// Packet id.
+        pkid: u16,
+        /// Why the broker refused it, if it did.
+        refused: Option<String>,
+    },
+    /// The broker refused some filters of a subscribe.
+    SubscribeRefused(usize),
+    /// A message from the broker.
+    Message(Incoming),
+    /// The connection ended (or never came up).
+    Closed(String),
+}
+
+/// A message from the upstream broker, with what is needed to acknowledge it.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+    ack: Ack,
+}
+
+#[derive(Debug)]
+enum Ack {
+    V311(rumqttc::Publish),
+    V5(Box<rumqttc::v5::mqttbytes::v5::Publish>),
+}
+
+enum Client {
+    V311(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// A live connection attempt.
+pub struct Link {
+    client: Client,
+    pump: JoinHandle<()>,
+}
+
+/// Where a link reports; returns false once nobody listens.
+pub type Events = Box<dyn Fn(LinkEvent) -> bool + Send>;
+
+/// Requests rumqttc may queue before `try_*` calls fail.
+const REQUEST_QUEUE: usize = 512;
+
+/// Builds the TLS client configuration from the configured files.
+pub fn tls_config(config: &UpstreamConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &config.ca {
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("upstream CA {}: {e}", ca.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("upstream CA {}: no certificate in it", ca.display()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut tls = match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("upstream certificate {}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("upstream certificate {}: {e}", cert.display()))?;
+            let key_der =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("upstream key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| format!("upstream certificate and key do not match: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = config.endpoint.alpn();
+    Ok(Arc::new(tls))
+}
+
+fn transport(tls: Option<&Arc<rustls::ClientConfig>>) -> Transport {
+    match tls {
+        Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(Arc::clone(tls))),
+        None => Transport::tcp(),
+    }
+}
+
+impl Link {
+    /// Starts connecting; events go to `events` (until it returns false, or after
+    /// [`LinkEvent::Closed`]).
+    pub fn open(config: &UpstreamConfig, tls: Option<&Arc<rustls::ClientConfig>>, inflight: u16, events: Events) -> Self {
+        let (host, port) = (config.endpoint.host.clone(), config.endpoint.port);
+        match config.version {
+            MqttVersion::V311 => {
+                let mut options = rumqttc::MqttOptions::new(&config.client_id, host, port);
+                options
+                    .set_keep_alive(config.keepalive)
+                    .set_clean_session(true)
+                    .set_manual_acks(true)
+                    .set_inflight(inflight)
+                    .set_max_packet_size(256 * 1024, 256 * 1024)
+                    .set_transport(transport(tls));
+                let (client, eventloop) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
+                let pump = tokio::spawn(pump_v311(eventloop, events));
+                Self { client: Client::V311(client), pump }
+            }
+            MqttVersion::V5 => {
+                let mut options = rumqttc::v5::MqttOptions::new(&config.client_id, host, port);
+                options
+                    .set_keep_alive(config.keepalive)
+                    .set_clean_start(true)
+                    .set_manual_acks(true)
+                    .set_outgoing_inflight_upper_limit(inflight)
+                    .set_max_packet_size(Some(256 * 1024))
+                    .set_transport(transport(tls));
+                let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, REQUEST_QUEUE);
+                let pump = tokio::spawn(pump_v5(eventloop, events));
+                Self { client: Client::V5(client), pump }
+            }
+        }
+    }
+
+    /// Queues a QoS 1 publish.
+    pub fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
+        match &self.client {
+            Client::V311(c) => c.try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload),
+            Client::V5(c) => {
+                return c
+                    .try_publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, retain, payload)
+                    .map_err(|e| e.to_string());
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Queues a QoS 1 subscribe.
+    pub fn subscribe(&self, filter: &str) -> Result<(), String> {
+        match &self.client {
+            Client::V311(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+            Client::V5(c) => {
+                c.try_subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Queues an unsubscribe.
+    pub fn unsubscribe(&self, filter: &str) -> Result<(), String> {
+        match &self.client {
+            Client::V311(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+            Client::V5(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Acknowledges a message that was handed on.
+    pub fn ack(&self, message: &Incoming) {
+        let result = match (&self.client, &message.ack) {
+            (Client::V311(c), Ack::V311(p)) => c.try_ack(p).map_err(|e| e.to_string()),
+            (Client::V5(c), Ack::V5(p)) => c.try_ack(p).map_err(|e| e.to_string()),
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::debug!(error, "cannot acknowledge an upstream message; the broker will resend it");
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
+async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events) {
+    use rumqttc::{Event, Outgoing, Packet, SubscribeReasonCode};
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => LinkEvent::Connected,
+            Ok(Event::Incoming(Packet::PubAck(ack))) => LinkEvent::Acked { pkid: ack.pkid, refused: None },
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack.return_codes.iter().filter(|c| matches!(c, SubscribeReasonCode::Failure)).count();
+                if refused == 0 {
+                    continue;
+                }
+                LinkEvent::SubscribeRefused(refused)
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message(Incoming {
+                topic: p.topic.clone(),
+                payload: p.payload.clone(),
+                ack: Ack::V311(p),
+            }),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
+            Ok(_) => continue,
+            Err(error) => {
+                events(LinkEvent::Closed(error.to_string()));
+                return;
+            }
+        };
+        if !events(event) {
+            return;
+        }
+    }
+}
+
+async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events) {
+    use rumqttc::Outgoing;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
+    use rumqttc::v5::{Event, Incoming as V5Incoming};
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(Event::Incoming(V5Incoming::ConnAck(_))) => LinkEvent::Connected,
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let refused = match ack.reason {
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+                    other => Some(format!("{other:?}")),
+                };
+                LinkEvent::Acked { pkid: ack.pkid, refused }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused =
+                    ack.return_codes.iter().filter(|c| !matches!(c, SubscribeReasonCode::Success(_))).count();
+                if refused == 0 {
+                    continue;
+                }
+                LinkEvent::SubscribeRefused(refused)
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message(Incoming {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload.clone(),
+                ack: Ack::V5(Box::new(p)),
+            }),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
+            Ok(_) => continue,
+            Err(error) => {
+                events(LinkEvent::Closed(error.to_string()));
+                return;
+            }
+        };
+        if !events(event) {
+            return;
+        }
+    }
+}
