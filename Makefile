@@ -13,7 +13,7 @@ PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-prob
 # The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
 PYENV        := target/pyenv
 
-.PHONY: all setup build plugins sdk-env test lint demo clean
+.PHONY: all setup build plugins sdk-env cloud-broker test lint demo clean
 
 all: build plugins
 
@@ -49,8 +49,12 @@ lint:
 	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -j$(JOBS) --target wasm32-wasip2 $(addprefix -p ,$(PLUGIN_CRATES)) -p turf-sdk -- -D warnings
 
+## cloud-broker: Debian's mosquitto, the "cloud" broker the IotCore tests start on loopback.
+cloud-broker:
+	@test -x /usr/sbin/mosquitto || { apt-get update -qq && apt-get install -y -qq mosquitto; }
+
 ## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
-test: setup plugins sdk-env lint build
+test: setup plugins sdk-env cloud-broker lint build
 	$(CARGO) test -j$(JOBS) --workspace
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send

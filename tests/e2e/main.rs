@@ -13,3 +13,4 @@ mod lifecycle;
 mod sdk;
 mod shadows;
 mod tutorial;
+mod upstream;

@@ -84,7 +84,9 @@ impl Bridge {
             });
         }
         self.warned_inactive.clear();
-        self.peers.upstream_unsubscribe.do_send(UnsubscribeUpstream { subscriber: COMPONENT_NAME.to_owned(), filter: None });
+        self.peers
+            .upstream_unsubscribe
+            .do_send(UnsubscribeUpstream { subscriber: COMPONENT_NAME.to_owned(), filter: None });
         if self.peers.upstream_enabled {
             for filter in config.source_filters(Endpoint::IotCore) {
                 self.peers.upstream_subscribe.do_send(SubscribeUpstream {

@@ -2,9 +2,9 @@
 
 use super::CliError;
 use super::component::human_duration;
-use crate::store;
 use crate::config::RootLayout;
 use crate::mgmt::client::Client;
+use crate::store;
 
 /// Prints the host's status.
 #[allow(clippy::print_stdout)] // command output
@@ -20,7 +20,8 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
         match &up.endpoint {
             None => println!("  upstream (IotCore):         not configured"),
             Some(endpoint) => {
-                let since = up.since.map(|t| format!(" for {}", human_duration(store::now_secs() - t))).unwrap_or_default();
+                let since =
+                    up.since.map(|t| format!(" for {}", human_duration(store::now_secs() - t))).unwrap_or_default();
                 println!("  upstream (IotCore):         {endpoint} {}{since}", up.state);
                 println!(
                     "    spool: {} message(s), {} bytes; delivered {}, dropped {}",

@@ -74,7 +74,8 @@ impl Endpoint {
         let rest = rest.trim_end_matches('/');
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']').ok_or_else(|| error(field, format!("{text:?}: unclosed '['")))?;
+            let (host, after) =
+                bracketed.split_once(']').ok_or_else(|| error(field, format!("{text:?}: unclosed '['")))?;
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| error(field, format!("{text:?}: bad port")))?,
                 None if after.is_empty() => default_port,
@@ -99,7 +100,9 @@ impl Endpoint {
         if !tls && !is_loopback(&host) {
             return Err(error(
                 field,
-                format!("{text:?}: plain mqtt:// is only for a broker on this machine; use mqtts:// with a certificate"),
+                format!(
+                    "{text:?}: plain mqtt:// is only for a broker on this machine; use mqtts:// with a certificate"
+                ),
             ));
         }
         Ok(Self { host, port, tls })
@@ -235,7 +238,10 @@ impl UpstreamSettings {
         let ca = file(self.ca, "upstream.ca")?;
         if endpoint.tls {
             if ca.is_none() {
-                return Err(error("upstream.ca", "required with mqtts:// (the CA that signed the broker's certificate)"));
+                return Err(error(
+                    "upstream.ca",
+                    "required with mqtts:// (the CA that signed the broker's certificate)",
+                ));
             }
             if cert.is_some() != key.is_some() {
                 return Err(error("upstream.cert", "give both the certificate and its key, or neither"));
@@ -252,7 +258,10 @@ impl UpstreamSettings {
         };
         let keepalive = Duration::from_secs(self.keepalive_secs.unwrap_or(60));
         if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(1200) {
-            return Err(error("upstream.keepalive_secs", "must be between 5 and 1200 (AWS IoT Core's range is 30-1200)"));
+            return Err(error(
+                "upstream.keepalive_secs",
+                "must be between 5 and 1200 (AWS IoT Core's range is 30-1200)",
+            ));
         }
         let min = Duration::from_millis(self.min_reconnect_delay_ms.unwrap_or(1000));
         let max = Duration::from_millis(self.max_reconnect_delay_ms.unwrap_or(30_000));
@@ -343,7 +352,10 @@ mod tests {
         assert_eq!(config.version, MqttVersion::V5);
         assert_eq!(config.ca, Some(dir.path().join("ca.pem")));
         assert_eq!(config.keepalive, Duration::from_secs(60));
-        assert_eq!((config.min_reconnect_delay, config.max_reconnect_delay), (Duration::from_secs(1), Duration::from_secs(30)));
+        assert_eq!(
+            (config.min_reconnect_delay, config.max_reconnect_delay),
+            (Duration::from_secs(1), Duration::from_secs(30))
+        );
         assert_eq!(UpstreamSettings::default().resolve("Core", dir.path()).unwrap(), None);
     }
 
@@ -354,13 +366,24 @@ mod tests {
         let cases = [
             (base.clone(), "upstream.ca"),
             (UpstreamSettings { ca: Some("missing.pem".into()), ..base.clone() }, "upstream.ca"),
-            (UpstreamSettings { endpoint: None, cert: Some("c".into()), ..UpstreamSettings::default() }, "upstream.endpoint"),
             (
-                UpstreamSettings { endpoint: Some("mqtt://localhost".to_owned()), mqtt_version: Some("4".to_owned()), ..UpstreamSettings::default() },
+                UpstreamSettings { endpoint: None, cert: Some("c".into()), ..UpstreamSettings::default() },
+                "upstream.endpoint",
+            ),
+            (
+                UpstreamSettings {
+                    endpoint: Some("mqtt://localhost".to_owned()),
+                    mqtt_version: Some("4".to_owned()),
+                    ..UpstreamSettings::default()
+                },
                 "upstream.mqtt_version",
             ),
             (
-                UpstreamSettings { endpoint: Some("mqtt://localhost".to_owned()), keepalive_secs: Some(0), ..UpstreamSettings::default() },
+                UpstreamSettings {
+                    endpoint: Some("mqtt://localhost".to_owned()),
+                    keepalive_secs: Some(0),
+                    ..UpstreamSettings::default()
+                },
                 "upstream.keepalive_secs",
             ),
             (

@@ -118,7 +118,12 @@ fn transport(tls: Option<&Arc<rustls::ClientConfig>>) -> Transport {
 impl Link {
     /// Starts connecting; events go to `events` (until it returns false, or after
     /// [`LinkEvent::Closed`]).
-    pub fn open(config: &UpstreamConfig, tls: Option<&Arc<rustls::ClientConfig>>, inflight: u16, events: Events) -> Self {
+    pub fn open(
+        config: &UpstreamConfig,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        inflight: u16,
+        events: Events,
+    ) -> Self {
         let (host, port) = (config.endpoint.host.clone(), config.endpoint.port);
         match config.version {
             MqttVersion::V311 => {
@@ -213,11 +218,9 @@ async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events) {
                 }
                 LinkEvent::SubscribeRefused(refused)
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message(Incoming {
-                topic: p.topic.clone(),
-                payload: p.payload.clone(),
-                ack: Ack::V311(p),
-            }),
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                LinkEvent::Message(Incoming { topic: p.topic.clone(), payload: p.payload.clone(), ack: Ack::V311(p) })
+            }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
             Ok(_) => continue,
             Err(error) => {
@@ -246,8 +249,7 @@ async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events) {
                 LinkEvent::Acked { pkid: ack.pkid, refused }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused =
-                    ack.return_codes.iter().filter(|c| !matches!(c, SubscribeReasonCode::Success(_))).count();
+                let refused = ack.return_codes.iter().filter(|c| !matches!(c, SubscribeReasonCode::Success(_))).count();
                 if refused == 0 {
                     continue;
                 }

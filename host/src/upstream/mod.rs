@@ -336,7 +336,9 @@ impl Upstream {
 
     fn publish(&mut self, msg: PublishUpstream) -> Result<(), String> {
         let Some(spool) = self.spool.as_mut() else {
-            return Err("no upstream broker is configured (turf run --upstream mqtts://HOST:PORT, or config.toml)".to_owned());
+            return Err(
+                "no upstream broker is configured (turf run --upstream mqtts://HOST:PORT, or config.toml)".to_owned()
+            );
         };
         topic::validate_topic(&msg.topic).map_err(|e| e.to_string())?;
         if topic::has_wildcard(&msg.topic) {

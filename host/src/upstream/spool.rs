@@ -161,7 +161,9 @@ impl Spool {
     pub fn remove(&mut self, seq: i64) -> Result<(), SpoolError> {
         let size: Option<i64> = self
             .conn
-            .query_row("DELETE FROM spool WHERE seq = ?1 RETURNING length(topic) + length(payload)", [seq], |r| r.get(0))
+            .query_row("DELETE FROM spool WHERE seq = ?1 RETURNING length(topic) + length(payload)", [seq], |r| {
+                r.get(0)
+            })
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(sql("remove an acknowledged message"))?;

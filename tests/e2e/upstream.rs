@@ -1,0 +1,220 @@
+//! The IotCore bridge target against a real second broker (Debian's mosquitto, TLS with client
+//! certificates): the tutorial's mapping, messages from the cloud, and the disk spool across an
+//! upstream outage, a host restart and a full spool.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rumqttc::QoS;
+use serde_json::json;
+use turf_host::deploy::config_update::ConfigUpdate;
+use turf_host::deploy::model::{DeploymentRequest, DeploymentState};
+use turf_host::upstream::UpstreamStatus;
+use turf_tests::{Device, HostOptions, Mosquitto, TIMEOUT, TestHost, bridge_update, wait_until, workspace};
+
+async fn upstream_status(host: &TestHost) -> Result<UpstreamStatus> {
+    Ok(host.client().status().await?.upstream.expect("status without upstream"))
+}
+
+async fn wait_for_upstream(host: &TestHost, state: &str) -> Result<()> {
+    let what = format!("the upstream to be {state}");
+    wait_until(TIMEOUT, &what, || async { upstream_status(host).await.is_ok_and(|s| s.state == state) }).await
+}
+
+async fn start(
+    cloud: &Mosquitto,
+    tweak: impl FnOnce(&mut turf_host::upstream::config::UpstreamConfig),
+) -> Result<TestHost> {
+    let mut upstream = cloud.upstream();
+    tweak(&mut upstream);
+    let host = TestHost::start_with(HostOptions { upstream: Some(upstream), ..HostOptions::default() }).await?;
+    wait_for_upstream(&host, "connected").await?;
+    Ok(host)
+}
+
+/// Publishes `up/1` … `up/n` from a device (QoS 1, so each reached the broker).
+async fn publish_numbered(device: &Device, from: u32, to: u32) -> Result<()> {
+    for n in from..=to {
+        device.client.publish(format!("up/{n}"), QoS::AtLeastOnce, false, n.to_string()).await?;
+    }
+    Ok(())
+}
+
+/// Collects `expected` messages on the observer, then checks nothing else (no duplicate) follows.
+async fn receive_exactly(observer: &mut Device, expected: &[u32]) -> Result<()> {
+    let last = expected.last().copied().unwrap_or(0).to_string();
+    let got = observer.collect_until(Duration::from_secs(30), |p| p.payload == last.as_bytes()).await?;
+    let numbers: Vec<u32> = got.iter().map(|p| String::from_utf8_lossy(&p.payload).parse().unwrap()).collect();
+    assert_eq!(numbers, expected, "lost, duplicated or out of order");
+    let extra = observer.collect_until(Duration::from_millis(500), |_| true).await;
+    assert!(extra.is_err(), "a message arrived twice: {extra:?}");
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn the_tutorial_mapping_relays_device_messages_to_the_cloud() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let mut observer = cloud.observer("cloud-observer").await?;
+    observer.subscribe("clients/+/hello/world", QoS::AtLeastOnce).await?;
+    let host = start(&cloud, |_| {}).await?;
+    let step4 = std::fs::read_to_string(workspace().join("recipes/tutorial/step4-bridge.json"))?;
+    let request = DeploymentRequest {
+        update_config: turf_host::deploy::config_update::parse_updates(&step4).map_err(anyhow::Error::msg)?,
+        ..DeploymentRequest::default()
+    };
+    assert_eq!(host.deploy(&request).await?.state, DeploymentState::Succeeded);
+
+    let device = Device::plain(&host, "MyClientDevice1").await?;
+    let hello = json!({"message": "Hello World!", "sequence": 0}).to_string();
+    device.client.publish("clients/MyClientDevice1/hello/world", QoS::AtMostOnce, false, hello.clone()).await?;
+    let got = observer.collect_until(TIMEOUT, |_| true).await?;
+    assert_eq!(got[0].topic, "clients/MyClientDevice1/hello/world");
+    assert_eq!(got[0].payload, hello.as_bytes());
+    assert_eq!(got[0].qos, QoS::AtLeastOnce, "the bridge publishes upstream at QoS 1");
+    assert!(!got[0].retain);
+    let status = upstream_status(&host).await?;
+    assert_eq!((status.delivered, status.spooled), (1, 0));
+    assert!(status.endpoint.unwrap().starts_with("mqtts://localhost:"));
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn messages_from_the_cloud_reach_devices_with_the_target_prefix() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let host = start(&cloud, |_| {}).await?;
+    let mut routes = bridge_update(&[("Cloud", "commands/#", "IotCore", "LocalMqtt")]);
+    routes.update_config.insert(
+        "aws.greengrass.clientdevices.mqtt.Bridge".to_owned(),
+        ConfigUpdate {
+            merge: Some(json!({"mqttTopicMapping": {"Cloud": {
+                "topic": "commands/#", "source": "IotCore", "target": "LocalMqtt", "targetTopicPrefix": "from-cloud/"}}})),
+            reset: vec![],
+        },
+    );
+    assert_eq!(host.deploy(&routes).await?.state, DeploymentState::Succeeded);
+    wait_until(TIMEOUT, "the upstream subscription", || async {
+        upstream_status(&host).await.is_ok_and(|s| s.subscriptions == 1)
+    })
+    .await?;
+    let mut device = Device::plain(&host, "listener").await?;
+    device.subscribe("from-cloud/#", QoS::AtLeastOnce).await?;
+    let cloud_client = cloud.observer("cloud-sender").await?;
+    // The subscription travels to mosquitto asynchronously: send until one arrives.
+    let mut got = Vec::new();
+    for attempt in 0..20 {
+        cloud_client.client.publish("commands/light", QoS::AtLeastOnce, false, format!("on {attempt}")).await?;
+        if let Ok(p) = device.collect_until(Duration::from_millis(300), |_| true).await {
+            got = p;
+            break;
+        }
+    }
+    assert_eq!(got.first().map(|p| p.topic.as_str()), Some("from-cloud/commands/light"), "{}", cloud.log());
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn an_upstream_outage_spools_and_delivers_every_message_once_in_order() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let mut observer = cloud.observer("observer").await?;
+    observer.subscribe("up/#", QoS::AtLeastOnce).await?;
+    let host = start(&cloud, |_| {}).await?;
+    assert_eq!(
+        host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?.state,
+        DeploymentState::Succeeded
+    );
+    let device = Device::plain(&host, "sensor").await?;
+    publish_numbered(&device, 1, 5).await?;
+    receive_exactly(&mut observer, &[1, 2, 3, 4, 5]).await?;
+    observer.vanish().await;
+
+    cloud.stop().await?;
+    wait_for_upstream(&host, "disconnected").await?;
+    publish_numbered(&device, 6, 55).await?;
+    wait_until(TIMEOUT, "50 spooled messages", || async {
+        upstream_status(&host).await.is_ok_and(|s| s.spooled == 50)
+    })
+    .await?;
+    let status = upstream_status(&host).await?;
+    assert!(status.last_error.is_some());
+
+    cloud.restart().await?;
+    wait_for_upstream(&host, "connected").await?;
+    let mut observer = cloud.observer("observer").await?;
+    receive_exactly(&mut observer, &(6..=55).collect::<Vec<_>>()).await.with_context(|| cloud.log())?;
+    wait_until(TIMEOUT, "the spool to drain", || async { upstream_status(&host).await.is_ok_and(|s| s.spooled == 0) })
+        .await?;
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_host_restart_while_the_upstream_is_down_loses_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let mut observer = cloud.observer("observer").await?;
+    observer.subscribe("up/#", QoS::AtLeastOnce).await?;
+    observer.vanish().await;
+    let upstream = cloud.upstream();
+    let host = start(&cloud, |_| {}).await?;
+    assert_eq!(
+        host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?.state,
+        DeploymentState::Succeeded
+    );
+    cloud.stop().await?;
+    wait_for_upstream(&host, "disconnected").await?;
+    let device = Device::plain(&host, "sensor").await?;
+    publish_numbered(&device, 1, 20).await?;
+    wait_until(TIMEOUT, "20 spooled messages", || async {
+        upstream_status(&host).await.is_ok_and(|s| s.spooled == 20)
+    })
+    .await?;
+    device.vanish().await;
+
+    let (root_dir, root) = (std::sync::Arc::clone(&host.dir), host.root.clone());
+    host.shutdown().await?;
+    let host = TestHost::start_with(HostOptions {
+        root: Some((root_dir, root)),
+        auth: None,
+        upstream: Some(upstream),
+        ..HostOptions::default()
+    })
+    .await?;
+    assert_eq!(upstream_status(&host).await?.spooled, 20, "the spool survived the restart");
+    cloud.restart().await?;
+    let mut observer = cloud.observer("observer").await?;
+    receive_exactly(&mut observer, &(1..=20).collect::<Vec<_>>()).await.with_context(|| cloud.log())?;
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_full_spool_drops_the_oldest_and_counts_them() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let mut observer = cloud.observer("observer").await?;
+    observer.subscribe("up/#", QoS::AtLeastOnce).await?;
+    observer.vanish().await;
+    let host = start(&cloud, |u| u.spool_max_messages = 10).await?;
+    assert_eq!(
+        host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?.state,
+        DeploymentState::Succeeded
+    );
+    cloud.stop().await?;
+    wait_for_upstream(&host, "disconnected").await?;
+    let device = Device::plain(&host, "sensor").await?;
+    publish_numbered(&device, 1, 25).await?;
+    wait_until(TIMEOUT, "the spool to fill", || async {
+        upstream_status(&host).await.is_ok_and(|s| s.spooled == 10 && s.dropped == 15)
+    })
+    .await?;
+    let status = host.turf_ok(&["status"])?;
+    assert!(
+        status.contains("disconnected") && status.contains("spool: 10 message(s)") && status.contains("dropped 15"),
+        "{status}"
+    );
+    cloud.restart().await?;
+    let mut observer = cloud.observer("observer").await?;
+    receive_exactly(&mut observer, &(16..=25).collect::<Vec<_>>()).await.with_context(|| cloud.log())?;
+    host.shutdown().await
+}
