@@ -94,6 +94,8 @@ pub struct Endpoints {
     pub root: PathBuf,
     /// The core CA certificate (what devices trust).
     pub ca_cert: PathBuf,
+    /// The upstream ("IotCore") broker, if configured.
+    pub upstream: Option<String>,
 }
 
 /// A started host.
@@ -211,6 +213,9 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
                 publish: bus.clone().recipient(),
                 shadows: shadows.clone().recipient(),
                 update_config: deployments_ctx.address().recipient(),
+                upstream_publish: upstream.clone().recipient(),
+                upstream_subscribe: upstream.clone().recipient(),
+                upstream_unsubscribe: upstream.clone().recipient(),
             },
             unsubscribe_all: bus.clone().recipient(),
             status: deployments_ctx.address().recipient(),
@@ -277,6 +282,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         socket: layout.socket(),
         root: layout.root().to_path_buf(),
         ca_cert,
+        upstream: config.upstream.as_ref().map(|u| u.endpoint.to_string()),
     };
     tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
     Ok(Host { endpoints, broker, discovery, runtime, upstream, mgmt })

@@ -86,6 +86,27 @@ pub fn has_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
 }
 
+/// True when every topic `requested` (a topic or a filter) can match is matched by `filter`:
+/// a request's `+` level needs `+` or `#` in `filter`, its `#` needs `#`. Used where policy
+/// resources are MQTT filters (Greengrass's `MQTT_STYLE` for `aws.greengrass.ipc.mqttproxy`).
+pub fn filter_covers(filter: &str, requested: &str) -> bool {
+    if requested.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut wanted = requested.split('/');
+    for level in filter.split('/') {
+        match (level, wanted.next()) {
+            ("#", _) => return true,
+            (_, None) => return false,
+            (_, Some("#")) => return false,
+            ("+", Some(_)) => {}
+            (exact, Some(asked)) if exact == asked && asked != "+" => {}
+            _ => return false,
+        }
+    }
+    wanted.next().is_none()
+}
+
 /// True when the topic name `topic` matches the subscription filter `filter`.
 ///
 /// Both are assumed valid (see [`validate_topic`] and [`validate_filter`]); an invalid filter
@@ -190,5 +211,23 @@ mod tests {
         assert!(!matches("a", ""));
         assert!(matches("+", ""));
         assert!(!matches("$aws", "$aws/x"));
+    }
+
+    #[test]
+    fn a_policy_filter_covers_requests_no_wider_than_itself() {
+        let covers = |f, r| filter_covers(f, r);
+        assert!(covers("cloud/#", "cloud/a/b"));
+        assert!(covers("cloud/#", "cloud/+/b"));
+        assert!(covers("cloud/#", "cloud/#"));
+        assert!(covers("cloud/+/status", "cloud/x/status"));
+        assert!(covers("cloud/+/status", "cloud/+/status"));
+        assert!(!covers("cloud/+/status", "cloud/#"));
+        assert!(!covers("cloud/+", "cloud/a/b"));
+        assert!(!covers("cloud/a", "cloud/+"));
+        assert!(!covers("cloud/a", "cloud/a/b"));
+        assert!(!covers("cloud/a/b", "cloud/a"));
+        assert!(covers("#", "anything/at/all"));
+        assert!(!covers("#", "$aws/things/x/shadow/get"));
+        assert!(covers("$aws/things/+/shadow/#", "$aws/things/x/shadow/get"));
     }
 }

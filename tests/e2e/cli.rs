@@ -352,3 +352,48 @@ async fn hot_reload_flags_live_progress_and_the_host_log_from_the_cli() -> Resul
     turf.terminate()?;
     Ok(())
 }
+
+#[actix_rt::test]
+async fn upstream_settings_come_from_config_toml_and_flags() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root)?;
+    let run = |extra: &[&str]| {
+        Command::new(turf_bin()).args(["--root", root.to_str().unwrap(), "run"]).args(extra).output().unwrap()
+    };
+    std::fs::write(root.join("config.toml"), "[upstream]\nendpont = \"mqtts://cloud\"\n")?;
+    let typo = run(&[]);
+    assert!(!typo.status.success());
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(stderr.contains("config.toml") && stderr.contains("endpont"), "{stderr}");
+    std::fs::remove_file(root.join("config.toml"))?;
+    let plain = run(&["--upstream", "mqtt://broker.example.com:1883"]);
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("only for a broker on this machine"));
+
+    let cloud = turf_tests::Mosquitto::start(&dir.path().join("cloud")).await?;
+    let certs = dir.path().join("cloud/core");
+    std::fs::write(
+        root.join("config.toml"),
+        format!(
+            "[upstream]\nendpoint = \"mqtts://localhost:{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nkeepalive_secs = 30\n",
+            cloud.port,
+            certs.join("ca.pem").display(),
+            certs.join("device.pem.crt").display(),
+            certs.join("private.pem.key").display()
+        ),
+    )?;
+    let (turf, _, _) = RunningTurf::start_with(&root, &["--upstream-client-id", "edge-core-1"])?;
+    wait_until(TIMEOUT, "the upstream to connect", || async {
+        String::from_utf8_lossy(&turf.turf(&["status"]).stdout).contains("connected for")
+    })
+    .await?;
+    let status = ok(&turf.turf(&["status"]));
+    assert!(
+        status.contains(&format!("upstream (IotCore):         mqtts://localhost:{} connected", cloud.port)),
+        "{status}"
+    );
+    assert!(status.contains("spool: 0 message(s)"), "{status}");
+    assert!(cloud.log().contains("edge-core-1"), "the client id flag was not used:\n{}", cloud.log());
+    turf.terminate()?;
+    Ok(())
+}

@@ -218,3 +218,71 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() -> Result<()> {
     receive_exactly(&mut observer, &(16..=25).collect::<Vec<_>>()).await.with_context(|| cloud.log())?;
     host.shutdown().await
 }
+
+#[actix_rt::test]
+async fn components_publish_and_subscribe_upstream_within_their_mqttproxy_policy() -> Result<()> {
+    use turf_tests::{plugin_wasm, stage_component};
+    const PROBE: &str = "com.turf.test.Probe";
+    let dir = tempfile::tempdir()?;
+    let cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let mut observer = cloud.observer("observer").await?;
+    observer.subscribe("telemetry/#", QoS::AtLeastOnce).await?;
+    let host = start(&cloud, |_| {}).await?;
+    let config = json!({
+        "iotcoreSubscribe": ["commands/#", "secrets/#"],
+        "iotcorePublish": [{"topic": "telemetry/probe", "payload": "hello cloud"}, {"topic": "billing/x", "payload": "no"}],
+        "accessControl": {"aws.greengrass.ipc.mqttproxy": {"com.turf.test.Probe:mqttproxy:1": {
+            "policyDescription": "telemetry out, commands in",
+            "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
+            "resources": ["telemetry/+", "commands/#"]}}},
+    });
+    let record = host
+        .deploy(&stage_component(&host.scratch("stage"), PROBE, "1.0.0", &plugin_wasm("test_probe"), config))
+        .await?;
+    assert_eq!(record.state, DeploymentState::Succeeded, "{:?}", record.error);
+    host.wait_for_log(PROBE, "probe ready", 1).await?;
+    let log = host.log(PROBE);
+    assert!(
+        log.contains("subscribed upstream commands/#") && log.contains("published upstream telemetry/probe"),
+        "{log}"
+    );
+    assert!(
+        log.contains("subscribe upstream secrets/# failed")
+            && log.contains("aws.greengrass.ipc.mqttproxy:aws.greengrass#SubscribeToIoTCore"),
+        "{log}"
+    );
+    assert!(log.contains("publish upstream billing/x failed"), "{log}");
+
+    let got = observer.collect_until(TIMEOUT, |_| true).await?;
+    assert_eq!((got[0].topic.as_str(), &got[0].payload[..]), ("telemetry/probe", &b"hello cloud"[..]));
+    let sender = cloud.observer("sender").await?;
+    sender.client.publish("commands/reboot", QoS::AtLeastOnce, false, "now").await?;
+    host.wait_for_log(PROBE, "iotcore message commands/reboot: now", 1).await?;
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn an_mqtt5_upstream_relays_both_ways() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let mut observer = cloud.observer("observer").await?;
+    observer.subscribe("up/#", QoS::AtLeastOnce).await?;
+    let host = start(&cloud, |u| u.version = turf_host::upstream::config::MqttVersion::V5).await?;
+    let routes = bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore"), ("Down", "down/#", "IotCore", "LocalMqtt")]);
+    assert_eq!(host.deploy(&routes).await?.state, DeploymentState::Succeeded);
+    let mut device = Device::plain(&host, "sensor").await?;
+    device.subscribe("down/#", QoS::AtLeastOnce).await?;
+    publish_numbered(&device, 1, 3).await?;
+    receive_exactly(&mut observer, &[1, 2, 3]).await?;
+    let mut got = Vec::new();
+    for attempt in 0..20 {
+        observer.client.publish("down/x", QoS::AtLeastOnce, false, format!("{attempt}")).await?;
+        if let Ok(p) = device.collect_until(Duration::from_millis(300), |_| true).await {
+            got = p;
+            break;
+        }
+    }
+    assert_eq!(got.first().map(|p| p.topic.as_str()), Some("down/x"));
+    assert!(cloud.log().contains("as TurfCore (p5"), "not an MQTT 5 connection:\n{}", cloud.log());
+    host.shutdown().await
+}

@@ -116,7 +116,7 @@ impl Bridge {
     }
 
     /// Sends a message to the upstream broker, or notes the route as inactive without one.
-    fn to_upstream(&mut self, route: &str, topic: String, payload: &bytes::Bytes) {
+    fn send_upstream(&mut self, route: &str, topic: String, payload: &bytes::Bytes) {
         if self.peers.upstream_enabled {
             self.peers.upstream_publish.do_send(PublishUpstream { topic, payload: payload.clone(), retain: false });
         } else {
@@ -138,7 +138,7 @@ impl Bridge {
             }
         }
         for (route, topic) in upstream {
-            self.to_upstream(&route, topic, &msg.payload);
+            self.send_upstream(&route, topic, &msg.payload);
         }
     }
 
@@ -176,7 +176,7 @@ impl Bridge {
             }
         }
         for (route, topic) in upstream {
-            self.to_upstream(&route, topic, &msg.payload);
+            self.send_upstream(&route, topic, &msg.payload);
         }
     }
 }

@@ -34,6 +34,9 @@ fn print_ready(endpoints: &Endpoints) {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!("  discovery (HTTPS, mTLS):    {}", endpoints.discovery);
+    if let Some(upstream) = &endpoints.upstream {
+        println!("  upstream (IotCore):         {upstream}");
+    }
     println!("  management socket:          {}", endpoints.socket.display());
     println!("  core CA certificate:        {}", endpoints.ca_cert.display());
     println!("  host log:                   {}", endpoints.root.join("logs/turf.log").display());

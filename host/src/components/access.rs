@@ -3,7 +3,8 @@
 //! Parsed from the component's configuration exactly as Greengrass lays it out
 //! (`accessControl.<service>.<policyId>.{policyDescription, operations, resources}`) and checked
 //! as Greengrass's `AuthorizationHandler` does: an operation matches when equal or `*`, a
-//! resource when it matches a `*` glob (`+`/`#` literal). Allow-only; no policy means deny.
+//! resource when it matches a `*` glob (`+`/`#` literal, except for the IoT Core proxy service,
+//! where they are MQTT wildcards). Allow-only; no policy means deny.
 //! Pure logic: no actors, no I/O.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,12 @@ pub const PUBSUB_SERVICE: &str = "aws.greengrass.ipc.pubsub";
 pub const PUBLISH_TO_TOPIC: &str = "aws.greengrass#PublishToTopic";
 /// Operation: subscribe to a local topic filter.
 pub const SUBSCRIBE_TO_TOPIC: &str = "aws.greengrass#SubscribeToTopic";
+/// IPC service id of the upstream broker ("IoT Core MQTT proxy").
+pub const MQTT_PROXY_SERVICE: &str = "aws.greengrass.ipc.mqttproxy";
+/// Operation: publish to the upstream broker.
+pub const PUBLISH_TO_IOT_CORE: &str = "aws.greengrass#PublishToIoTCore";
+/// Operation: subscribe at the upstream broker.
+pub const SUBSCRIBE_TO_IOT_CORE: &str = "aws.greengrass#SubscribeToIoTCore";
 /// IPC service id of the shadow manager.
 pub const SHADOW_SERVICE: &str = "aws.greengrass.ShadowManager";
 /// Operation: read a shadow.
@@ -57,6 +64,8 @@ struct Policy {
     id: String,
     operations: Vec<String>,
     resources: Vec<Glob>,
+    /// The resources as written, for MQTT-style matching.
+    filters: Vec<String>,
 }
 
 /// The compiled `accessControl` of one component.
@@ -112,6 +121,7 @@ impl AccessControl {
                     id: id.clone(),
                     operations: wire.operations,
                     resources: wire.resources.iter().map(|r| Glob::new(r)).collect(),
+                    filters: wire.resources,
                 });
             }
             out.insert(service.clone(), compiled);
@@ -120,11 +130,15 @@ impl AccessControl {
     }
 
     /// Whether `operation` on `resource` of `service` is allowed; `Err` says who was denied what.
+    /// Resources are `*` globs; for `aws.greengrass.ipc.mqttproxy` they are also MQTT filters
+    /// (Greengrass's `MQTT_STYLE`): `+` and `#` in a policy cover what they would match.
     pub fn check(&self, principal: &str, service: &str, operation: &str, resource: &str) -> Result<(), Denied> {
+        let mqtt_style = service == MQTT_PROXY_SERVICE;
         let allowed = self.services.get(service).is_some_and(|policies| {
             policies.iter().any(|p| {
                 p.operations.iter().any(|op| op == "*" || op == operation)
-                    && p.resources.iter().any(|r| r.matches(resource))
+                    && (p.resources.iter().any(|r| r.matches(resource))
+                        || (mqtt_style && p.filters.iter().any(|f| crate::topic::filter_covers(f, resource))))
             })
         });
         if allowed {
@@ -191,6 +205,25 @@ mod tests {
         assert!(!sub("$aws/things/#"));
         assert!(sub("factory/a/b/status"));
         assert!(!sub("factory/status"));
+    }
+
+    #[test]
+    fn mqttproxy_resources_are_mqtt_filters() {
+        let acl = AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ipc.mqttproxy": {"p": {
+            "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
+            "resources": ["factory/+/telemetry", "commands/#"]}}}}))
+        .unwrap();
+        let publish = |r| acl.check(ME, MQTT_PROXY_SERVICE, PUBLISH_TO_IOT_CORE, r).is_ok();
+        let subscribe = |r| acl.check(ME, MQTT_PROXY_SERVICE, SUBSCRIBE_TO_IOT_CORE, r).is_ok();
+        assert!(publish("factory/line1/telemetry"));
+        assert!(!publish("factory/line1/other"));
+        assert!(subscribe("commands/#") && subscribe("commands/a/+"));
+        assert!(!subscribe("#") && !subscribe("factory/#"));
+        // The same resources on the local bus stay literal.
+        let local = AccessControl::from_config(&json!({"accessControl": {"aws.greengrass.ipc.pubsub": {"p": {
+            "operations": ["*"], "resources": ["factory/+/telemetry"]}}}}))
+        .unwrap();
+        assert!(local.check(ME, PUBSUB_SERVICE, PUBLISH_TO_TOPIC, "factory/line1/telemetry").is_err());
     }
 
     #[test]

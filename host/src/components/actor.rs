@@ -1,14 +1,14 @@
 //! One actor per running component: owns its instance (and so its wasmtime `Store`).
 //!
-//! Messages in: [`PubsubMessage`] (deliveries), [`TimerControl`] (from its own `timer` import),
-//! [`Reconfigure`], [`StopComponent`]. Messages out: [`ComponentStatus`] on every state change,
-//! [`UnsubscribeAll`] when an instance dies. Every handler that touches the instance is atomic,
+//! Messages in: [`PubsubMessage`] and [`UpstreamMessage`] (deliveries), [`TimerControl`] (from
+//! its own `timer` import), [`Reconfigure`], [`Swap`], [`RestartComponent`], [`StopComponent`].
+//! Messages out: [`ComponentStatus`] on every state change, [`UnsubscribeAll`] and
+//! [`UnsubscribeUpstream`] when an instance dies. Every handler that touches the instance is atomic,
 //! so messages reach the guest one at a time and in arrival order. A trap, a budget overrun or a
 //! failed `init` drops the instance; the restart policy in `lifecycle` brings up a fresh one or
 //! marks the component BROKEN. A dead instance is never called again.
 
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -25,6 +25,7 @@ use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::config::ComponentLimits;
 use crate::pubsub::{PubsubMessage, Unsubscribe, UnsubscribeAll};
+use crate::upstream::{UnsubscribeUpstream, UpstreamMessage};
 
 /// A component changed state (sent to whoever tracks deployments).
 #[derive(Message, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +94,20 @@ struct Restart;
 struct FireTimer {
     id: u32,
     generation: u64,
+}
+
+/// The bus and upstream filters an instance subscribed to.
+#[derive(Debug, Default)]
+struct Filters {
+    bus: BTreeSet<String>,
+    upstream: BTreeSet<String>,
+}
+
+impl Filters {
+    fn of(instance: &mut Instance) -> Self {
+        let state = instance.state();
+        Self { bus: state.subscriptions.clone(), upstream: state.iotcore_subscriptions.clone() }
+    }
 }
 
 /// What a component actor is built from.
@@ -206,6 +221,7 @@ impl ComponentActor {
             configs,
             peers: self.peers.services.clone(),
             inbox: ctx.address().recipient(),
+            upstream_inbox: ctx.address().recipient(),
             timers: ctx.address().recipient(),
             limits: self.spec.limits.clone(),
         }
@@ -243,10 +259,19 @@ impl ComponentActor {
         }));
     }
 
+    /// Drops every bus and upstream subscription of the component.
+    fn unsubscribe_everything(&self) {
+        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
+        self.peers
+            .services
+            .upstream_unsubscribe
+            .do_send(UnsubscribeUpstream { subscriber: self.spec.name.clone(), filter: None });
+    }
+
     /// The instance died: drop its subscriptions and timers, then restart or give up.
     fn failed(&mut self, reason: String, ctx: &mut Context<Self>) {
         self.instance = None;
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
+        self.unsubscribe_everything();
         for (_, handle) in self.timers.drain() {
             ctx.cancel_future(handle);
         }
@@ -295,20 +320,20 @@ impl ComponentActor {
         let budget = self.spec.limits.init_budget;
         let setup = self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs));
         let started = async move {
-            let mut instance = Instance::new(&engine, &pre, setup).await.map_err(|t| (t, BTreeSet::new()))?;
+            let mut instance = Instance::new(&engine, &pre, setup).await.map_err(|t| (t, Filters::default()))?;
             let outcome = match instance.init(budget).await {
                 Ok(Ok(())) => return Ok(instance),
                 Ok(Err(reason)) => Trapped(format!("init returned an error: {reason}")),
                 Err(trapped) => trapped,
             };
-            Err((outcome, instance.state().subscriptions.clone()))
+            Err((outcome, Filters::of(&mut instance)))
         };
         AtomicResponse::new(Box::pin(started.into_actor(self).map(move |result, act, ctx| {
-            let old_filters = act.instance.as_mut().map(|i| i.state().subscriptions.clone()).unwrap_or_default();
+            let old_filters = act.instance.as_mut().map(Filters::of).unwrap_or_default();
             match result {
                 Ok(mut instance) => {
-                    let new_filters = instance.state().subscriptions.clone();
-                    act.unsubscribe(old_filters.difference(&new_filters));
+                    let new_filters = Filters::of(&mut instance);
+                    act.unsubscribe(&old_filters, &new_filters);
                     for (_, handle) in act.timers.drain() {
                         ctx.cancel_future(handle);
                     }
@@ -324,7 +349,7 @@ impl ComponentActor {
                     Ok(())
                 }
                 Err((Trapped(reason), new_filters)) => {
-                    act.unsubscribe(new_filters.difference(&old_filters));
+                    act.unsubscribe(&new_filters, &old_filters);
                     let note = format!("version {} failed to start, the running one stays: {reason}", msg.version);
                     act.spec.log.line(Level::Error, "lifecycle", &note);
                     Err(reason)
@@ -333,13 +358,15 @@ impl ComponentActor {
         })))
     }
 
-    /// Drops the bus subscriptions to `filters`.
-    fn unsubscribe<'a>(&self, filters: impl Iterator<Item = &'a String>) {
-        for filter in filters {
-            self.peers
-                .services
-                .unsubscribe
-                .do_send(Unsubscribe { subscriber: self.spec.name.clone(), filter: filter.clone() });
+    /// Drops the subscriptions in `from` that `keep` does not have.
+    fn unsubscribe(&self, from: &Filters, keep: &Filters) {
+        let name = &self.spec.name;
+        for filter in from.bus.difference(&keep.bus) {
+            self.peers.services.unsubscribe.do_send(Unsubscribe { subscriber: name.clone(), filter: filter.clone() });
+        }
+        for filter in from.upstream.difference(&keep.upstream) {
+            let unsubscribe = UnsubscribeUpstream { subscriber: name.clone(), filter: Some(filter.clone()) };
+            self.peers.services.upstream_unsubscribe.do_send(unsubscribe);
         }
     }
 
@@ -369,7 +396,7 @@ impl Actor for ComponentActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
+        self.unsubscribe_everything();
     }
 }
 
@@ -380,6 +407,18 @@ impl Handler<PubsubMessage> for ComponentActor {
         let budget = self.spec.limits.call_budget;
         self.with_instance("on-message", move |mut instance| async move {
             let result = instance.on_message(budget, &msg.topic, &msg.payload).await;
+            (instance, result)
+        })
+    }
+}
+
+impl Handler<UpstreamMessage> for ComponentActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) -> Self::Result {
+        let budget = self.spec.limits.call_budget;
+        self.with_instance("on-iotcore-message", move |mut instance| async move {
+            let result = instance.on_iotcore_message(budget, &msg.topic, &msg.payload).await;
             (instance, result)
         })
     }
@@ -455,7 +494,7 @@ impl Handler<RestartComponent> for ComponentActor {
     fn handle(&mut self, msg: RestartComponent, ctx: &mut Self::Context) {
         self.first_start = Some(msg.done);
         self.instance = None;
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
+        self.unsubscribe_everything();
         for (_, handle) in self.timers.drain() {
             ctx.cancel_future(handle);
         }

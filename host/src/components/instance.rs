@@ -24,6 +24,7 @@ use crate::config::ComponentLimits;
 use crate::deploy::UpdateConfiguration;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe, Unsubscribe};
 use crate::shadow::ShadowRequest;
+use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
 
 /// Every component's configuration, by component name (what `config.get-configuration` reads).
 pub type ConfigSnapshot = BTreeMap<String, Value>;
@@ -41,6 +42,12 @@ pub struct ServicePeers {
     pub shadows: Recipient<ShadowRequest>,
     /// Deployments: a component updates its own configuration.
     pub update_config: Recipient<UpdateConfiguration>,
+    /// Upstream: publish.
+    pub upstream_publish: Recipient<PublishUpstream>,
+    /// Upstream: subscribe.
+    pub upstream_subscribe: Recipient<SubscribeUpstream>,
+    /// Upstream: unsubscribe.
+    pub upstream_unsubscribe: Recipient<UnsubscribeUpstream>,
 }
 
 /// Start or stop a timer (sent by the `timer` import to the component's own actor).
@@ -73,6 +80,8 @@ pub struct HostState {
     pub(super) peers: ServicePeers,
     /// Where pubsub messages for this component are delivered (its actor).
     pub(super) inbox: Recipient<PubsubMessage>,
+    /// Where upstream messages for this component are delivered (its actor).
+    pub(super) upstream_inbox: Recipient<UpstreamMessage>,
     pub(super) timers: Recipient<TimerControl>,
     pub(super) next_timer: u32,
     pub(super) active_timers: HashSet<u32>,
@@ -80,6 +89,8 @@ pub struct HostState {
     pub(super) config_subscriptions: Vec<(String, Vec<String>)>,
     /// Pubsub filters this instance subscribed to.
     pub(super) subscriptions: std::collections::BTreeSet<String>,
+    /// Upstream filters this instance subscribed to.
+    pub(super) iotcore_subscriptions: std::collections::BTreeSet<String>,
     ticks_used: u64,
     tick_budget: u64,
 }
@@ -104,6 +115,8 @@ pub struct HostSetup {
     pub peers: ServicePeers,
     /// Its actor, for pubsub delivery.
     pub inbox: Recipient<PubsubMessage>,
+    /// Its actor, for upstream delivery.
+    pub upstream_inbox: Recipient<UpstreamMessage>,
     /// Its actor, for timers.
     pub timers: Recipient<TimerControl>,
     /// Limits.
@@ -135,11 +148,13 @@ impl HostState {
             configs: setup.configs,
             peers: setup.peers,
             inbox: setup.inbox,
+            upstream_inbox: setup.upstream_inbox,
             timers: setup.timers,
             next_timer: 1,
             active_timers: HashSet::new(),
             config_subscriptions: Vec::new(),
             subscriptions: std::collections::BTreeSet::new(),
+            iotcore_subscriptions: std::collections::BTreeSet::new(),
             ticks_used: 0,
             tick_budget: 0,
         }
@@ -202,6 +217,12 @@ impl Instance {
     pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
         arm(&mut self.store, budget);
         self.bindings.call_on_message(&mut self.store, topic, payload).await.map_err(describe)
+    }
+
+    /// Calls `on-iotcore-message`.
+    pub async fn on_iotcore_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
+        arm(&mut self.store, budget);
+        self.bindings.call_on_iotcore_message(&mut self.store, topic, payload).await.map_err(describe)
     }
 
     /// Calls `on-configuration-update`.

@@ -298,7 +298,8 @@ impl UpstreamSettings {
 pub fn backoff(attempt: u32, min: Duration, max: Duration, random: f64) -> Duration {
     let exponential = min.saturating_mul(2u32.saturating_pow(attempt.min(31))).min(max);
     let half = exponential / 2;
-    half + half.mul_f64(random.clamp(0.0, 1.0))
+    let random = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.0 };
+    half + half.mul_f64(random)
 }
 
 #[cfg(test)]

@@ -214,10 +214,12 @@ mod tests {
         let mut by_bytes = spool(&tempfile::tempdir().unwrap(), 100, 10);
         by_bytes.push("t", b"aa", false).unwrap();
         by_bytes.push("t", b"bb", false).unwrap();
-        assert_eq!(by_bytes.push("t", b"cccccc", false).unwrap().dropped, 2);
-        assert_eq!(by_bytes.bytes(), 7);
+        assert_eq!(by_bytes.push("t", b"cccccc", false).unwrap().dropped, 1, "3 + 7 fits in 10 after one drop");
+        assert_eq!(by_bytes.bytes(), 10);
+        assert_eq!(by_bytes.push("t", b"ddddddd", false).unwrap().dropped, 2);
+        assert_eq!(by_bytes.bytes(), 8);
         assert!(matches!(by_bytes.push("t", &[0; 64], false), Err(SpoolError::TooBig { .. })));
-        assert_eq!(by_bytes.len(), 1);
+        assert_eq!(by_bytes.len(), 1, "a message that can never fit drops nothing else");
     }
 
     #[test]

@@ -93,6 +93,22 @@ pub mod pubsub {
     pub fn unsubscribe(filter: &str) -> Result<(), Error> {
         host::pubsub::unsubscribe(filter).map_err(Error::from)
     }
+
+    /// Publishes `payload` on `topic` at the upstream broker (QoS 1, spooled while it is away).
+    pub fn publish_to_iotcore(topic: &str, payload: &[u8]) -> Result<(), Error> {
+        host::pubsub::publish_to_iotcore(topic, payload).map_err(Error::from)
+    }
+
+    /// Subscribes to `filter` at the upstream broker; messages arrive in
+    /// [`Component::on_iotcore_message`](crate::Component::on_iotcore_message).
+    pub fn subscribe_to_iotcore(filter: &str) -> Result<(), Error> {
+        host::pubsub::subscribe_to_iotcore(filter).map_err(Error::from)
+    }
+
+    /// Removes an upstream subscription.
+    pub fn unsubscribe_from_iotcore(filter: &str) -> Result<(), Error> {
+        host::pubsub::unsubscribe_from_iotcore(filter).map_err(Error::from)
+    }
 }
 
 /// Component configuration.
@@ -207,6 +223,9 @@ pub trait Component {
     /// A message arrived on a subscribed topic.
     fn on_message(_topic: String, _payload: Vec<u8>) {}
 
+    /// A message arrived from the upstream broker (see [`pubsub::subscribe_to_iotcore`]).
+    fn on_iotcore_message(_topic: String, _payload: Vec<u8>) {}
+
     /// A deployment changed configuration under `key_path`.
     fn on_configuration_update(_component: String, _key_path: Vec<String>) {}
 
@@ -224,6 +243,9 @@ macro_rules! export_component {
             }
             fn on_message(topic: String, payload: Vec<u8>) {
                 <$component as $crate::Component>::on_message(topic, payload)
+            }
+            fn on_iotcore_message(topic: String, payload: Vec<u8>) {
+                <$component as $crate::Component>::on_iotcore_message(topic, payload)
             }
             fn on_configuration_update(component: String, key_path: Vec<String>) {
                 <$component as $crate::Component>::on_configuration_update(component, key_path)

@@ -14,6 +14,9 @@
 //!   `init`; each outcome is printed.
 //! - `watchConfig`: key paths (lists of keys) to subscribe to; each notification is printed.
 //! - `updateConfig`: `{"keyPath": [...], "value": {...}}` merged into its own configuration in `init`.
+//! - `iotcoreSubscribe`: upstream filters to subscribe to in `init`; `iotcorePublish`:
+//!   `[{"topic", "payload"}]` published upstream in `init`. Outcomes and upstream messages are
+//!   printed.
 //!
 //! A message whose payload is `trap` makes the guest trap; `spin` makes it loop forever (the
 //! host must cut it off). Every line it prints is something a test looks for.
@@ -107,6 +110,21 @@ impl Component for Probe {
                 Err(e) => println!("update config failed: {e}"),
             }
         }
+        for filter in setting("iotcoreSubscribe").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            let filter = filter.as_str().unwrap_or_default().to_owned();
+            match pubsub::subscribe_to_iotcore(&filter) {
+                Ok(()) => println!("subscribed upstream {filter}"),
+                Err(e) => println!("subscribe upstream {filter} failed: {e}"),
+            }
+        }
+        for item in setting("iotcorePublish").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            let topic = item.get("topic").and_then(Value::as_str).unwrap_or_default();
+            let payload = item.get("payload").and_then(Value::as_str).unwrap_or_default();
+            match pubsub::publish_to_iotcore(topic, payload.as_bytes()) {
+                Ok(()) => println!("published upstream {topic}"),
+                Err(e) => println!("publish upstream {topic} failed: {e}"),
+            }
+        }
         if let Some(ms) = setting("timerMs").and_then(|v| v.as_u64()) {
             timer::set_interval(Duration::from_millis(ms)).map_err(|e| e.to_string())?;
         }
@@ -138,6 +156,10 @@ impl Component for Probe {
                 println!("echo to {target} failed: {e}");
             }
         }
+    }
+
+    fn on_iotcore_message(topic: String, payload: Vec<u8>) {
+        println!("iotcore message {topic}: {}", String::from_utf8_lossy(&payload));
     }
 
     fn on_configuration_update(component: String, key_path: Vec<String>) {

@@ -1,11 +1,20 @@
-//! `turf:host/pubsub`: the local pubsub bus, checked against `aws.greengrass.ipc.pubsub`.
+//! `turf:host/pubsub`: the local pubsub bus, checked against `aws.greengrass.ipc.pubsub`, and
+//! the upstream broker, checked against `aws.greengrass.ipc.mqttproxy`.
 
-use crate::components::access::{PUBLISH_TO_TOPIC, PUBSUB_SERVICE, SUBSCRIBE_TO_TOPIC};
+use crate::components::access::{
+    MQTT_PROXY_SERVICE, PUBLISH_TO_IOT_CORE, PUBLISH_TO_TOPIC, PUBSUB_SERVICE, SUBSCRIBE_TO_IOT_CORE,
+    SUBSCRIBE_TO_TOPIC,
+};
 use crate::components::bindings::turf::host::pubsub;
 use crate::components::bindings::turf::host::types::Error;
 use crate::components::instance::HostState;
 use crate::pubsub::{Publish, PubsubError, Subscribe, Unsubscribe};
 use crate::topic;
+use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream};
+
+fn upstream_error(error: impl std::fmt::Display) -> Error {
+    Error::ServiceError(format!("upstream service unavailable: {error}"))
+}
 
 fn service_error(error: impl std::fmt::Display) -> Error {
     Error::ServiceError(format!("pubsub bus unavailable: {error}"))
@@ -46,6 +55,38 @@ impl pubsub::Host for HostState {
         match self.peers.unsubscribe.send(unsubscribe).await.map_err(service_error)? {
             true => Ok(()),
             false => Err(Error::ResourceNotFound(format!("not subscribed to {filter:?}"))),
+        }
+    }
+
+    async fn publish_to_iotcore(&mut self, topic: String, payload: Vec<u8>) -> Result<(), Error> {
+        if topic::has_wildcard(&topic) {
+            return Err(Error::InvalidArguments("Publish topic must not contain a wildcard.".to_owned()));
+        }
+        topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
+        self.authorize(MQTT_PROXY_SERVICE, PUBLISH_TO_IOT_CORE, &topic)?;
+        let publish = PublishUpstream { topic, payload: payload.into(), retain: false };
+        self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(Error::ServiceError)
+    }
+
+    async fn subscribe_to_iotcore(&mut self, filter: String) -> Result<(), Error> {
+        topic::validate_filter(&filter).map_err(|e| Error::InvalidArguments(e.to_string()))?;
+        self.authorize(MQTT_PROXY_SERVICE, SUBSCRIBE_TO_IOT_CORE, &filter)?;
+        let subscribe = SubscribeUpstream {
+            subscriber: self.name.clone(),
+            filter: filter.clone(),
+            recipient: self.upstream_inbox.clone(),
+        };
+        self.peers.upstream_subscribe.send(subscribe).await.map_err(upstream_error)?.map_err(Error::ServiceError)?;
+        self.iotcore_subscriptions.insert(filter);
+        Ok(())
+    }
+
+    async fn unsubscribe_from_iotcore(&mut self, filter: String) -> Result<(), Error> {
+        self.iotcore_subscriptions.remove(&filter);
+        let unsubscribe = UnsubscribeUpstream { subscriber: self.name.clone(), filter: Some(filter.clone()) };
+        match self.peers.upstream_unsubscribe.send(unsubscribe).await.map_err(upstream_error)? {
+            true => Ok(()),
+            false => Err(Error::ResourceNotFound(format!("not subscribed to {filter:?} upstream"))),
         }
     }
 }
