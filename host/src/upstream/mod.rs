@@ -181,7 +181,7 @@ impl Upstream {
             }
             None => (None, None),
         };
-        let state = if config.is_some() { LinkState::Disconnected } else { LinkState::Disabled };
+        let state = if config.is_some() { LinkState::Connecting } else { LinkState::Disabled };
         Ok(Self {
             config,
             tls,
@@ -218,7 +218,10 @@ impl Upstream {
             addr.connected()
         });
         self.link = Some(Link::open(config, self.tls.as_ref(), WINDOW, events));
-        self.set_state(LinkState::Connecting);
+        // Retries after a loss stay "disconnected", counting from when it was lost.
+        if self.state != LinkState::Disconnected {
+            self.set_state(LinkState::Connecting);
+        }
     }
 
     fn on_link(&mut self, msg: FromLink, ctx: &mut Context<Self>) {
