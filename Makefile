@@ -9,11 +9,11 @@ ARTIFACTS    := target/artifacts
 # $(ARTIFACTS)/<ComponentName>/<version>/<crate>.wasm, the folder `--artifact-dir` expects.
 PLUGINS      := hello_world_subscriber:com.example.clientdevices.MyHelloWorldSubscriber:1.0.0 \
                 smart_light_manager:com.example.clientdevices.MySmartLightManager:1.0.0
-PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-probe-b
+PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-probe-b bench-echo
 # The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
 PYENV        := target/pyenv
 
-.PHONY: all setup build plugins sdk-env cloud-broker test lint demo clean
+.PHONY: all setup build plugins sdk-env cloud-broker test lint demo bench clean
 
 all: build plugins
 
@@ -56,6 +56,11 @@ cloud-broker:
 ## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
 test: setup plugins sdk-env cloud-broker lint build
 	$(CARGO) test -j$(JOBS) --workspace
+
+## bench: Turf against mosquitto side by side, release builds (see docs/BENCHMARKS.md, which it updates).
+bench: setup plugins cloud-broker
+	$(CARGO) build -j$(JOBS) --release -p turf-host -p turf-bench --bins
+	ulimit -n 8192 2>/dev/null || true; target/release/turf-bench $(BENCH_ARGS)
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
 ## Hello World messages through it, then stop everything.

@@ -198,6 +198,10 @@ async fn connect(
     options.set_clean_session(false);
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
+    // Like a device SDK: no Nagle delay on small packets (PUBACKs, shadow updates).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
         loop {

@@ -108,6 +108,13 @@ pub fn tls_config(config: &UpstreamConfig) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(tls))
 }
 
+/// TCP_NODELAY: a PUBACK or small publish must not wait for Nagle's algorithm.
+fn nodelay() -> rumqttc::NetworkOptions {
+    let mut options = rumqttc::NetworkOptions::new();
+    options.set_tcp_nodelay(true);
+    options
+}
+
 fn transport(tls: Option<&Arc<rustls::ClientConfig>>) -> Transport {
     match tls {
         Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(Arc::clone(tls))),
@@ -135,7 +142,8 @@ impl Link {
                     .set_inflight(inflight)
                     .set_max_packet_size(256 * 1024, 256 * 1024)
                     .set_transport(transport(tls));
-                let (client, eventloop) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
+                let (client, mut eventloop) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
+                eventloop.set_network_options(nodelay());
                 let pump = tokio::spawn(pump_v311(eventloop, events));
                 Self { client: Client::V311(client), pump }
             }
@@ -147,7 +155,8 @@ impl Link {
                     .set_manual_acks(true)
                     .set_outgoing_inflight_upper_limit(inflight)
                     .set_max_packet_size(Some(256 * 1024))
-                    .set_transport(transport(tls));
+                    .set_transport(transport(tls))
+                    .set_network_options(nodelay());
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, REQUEST_QUEUE);
                 let pump = tokio::spawn(pump_v5(eventloop, events));
                 Self { client: Client::V5(client), pump }

@@ -1,0 +1,201 @@
+//! Results: one measurement per run, medians across repetitions, the Turf / mosquitto ratio,
+//! and the JSON and markdown renderings. Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which way is better for a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    /// Throughput, rates.
+    Higher,
+    /// Latency, memory, time.
+    Lower,
+}
+
+/// One metric of one scenario, with every run's value per broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// Scenario, e.g. `1. throughput QoS 1, mTLS`.
+    pub scenario: String,
+    /// What is measured, e.g. `delivered msg/s`.
+    pub name: String,
+    /// Unit for display.
+    pub unit: String,
+    /// Which way is better.
+    pub better: Better,
+    /// Values per broker (`turf`, `mosquitto`), one per repetition.
+    pub runs: BTreeMap<String, Vec<f64>>,
+}
+
+impl Metric {
+    /// A metric with no runs yet.
+    pub fn new(scenario: &str, name: &str, unit: &str, better: Better) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            better,
+            runs: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one run's value for `broker`.
+    pub fn add(&mut self, broker: &str, value: f64) {
+        self.runs.entry(broker.to_owned()).or_default().push(value);
+    }
+
+    /// The median of `broker`'s runs.
+    pub fn median(&self, broker: &str) -> Option<f64> {
+        median(self.runs.get(broker)?)
+    }
+
+    /// Turf's median divided by mosquitto's, when both ran.
+    pub fn ratio(&self) -> Option<f64> {
+        let (t, m) = (self.median("turf")?, self.median("mosquitto")?);
+        (m != 0.0).then(|| t / m)
+    }
+}
+
+/// The median of `values` (mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 0 { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
+}
+
+/// A number with sensible precision for a table.
+pub fn format_value(value: f64, unit: &str) -> String {
+    let number = if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    };
+    if unit.is_empty() { number } else { format!("{number} {unit}") }
+}
+
+/// Everything one `make bench` run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// When it ran (RFC 3339).
+    pub when: String,
+    /// The machine, as `uname`, `/proc/cpuinfo` and `/proc/meminfo` describe it.
+    pub machine: String,
+    /// mosquitto's version line.
+    pub mosquitto: String,
+    /// Repetitions per scenario and broker.
+    pub repetitions: usize,
+    /// Every metric.
+    pub metrics: Vec<Metric>,
+}
+
+impl Report {
+    /// The table: scenario, metric, Turf, mosquitto, ratio (and whether Turf is ahead).
+    pub fn markdown_table(&self) -> String {
+        let mut out =
+            String::from("| scenario | metric | Turf | mosquitto | Turf / mosquitto |\n|---|---|---:|---:|---:|\n");
+        for m in &self.metrics {
+            let cell =
+                |broker: &str| m.median(broker).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "–".to_owned());
+            let ratio = match m.ratio() {
+                Some(r) => {
+                    let ahead = match m.better {
+                        Better::Higher => r >= 1.0,
+                        Better::Lower => r <= 1.0,
+                    };
+                    format!("{r:.2}{}", if ahead { " ✓" } else { "" })
+                }
+                None => "–".to_owned(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {ratio} |\n",
+                m.scenario,
+                m.name,
+                cell("turf"),
+                cell("mosquitto")
+            ));
+        }
+        out
+    }
+
+    /// A plain-text table for the terminal.
+    pub fn text_table(&self) -> String {
+        let rows: Vec<[String; 5]> = self
+            .metrics
+            .iter()
+            .map(|m| {
+                let cell = |b: &str| m.median(b).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "-".to_owned());
+                let ratio = m.ratio().map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".to_owned());
+                [m.scenario.clone(), m.name.clone(), cell("turf"), cell("mosquitto"), ratio]
+            })
+            .collect();
+        let header = ["scenario", "metric", "turf", "mosquitto", "turf/mosq"].map(str::to_owned);
+        let mut widths = header.clone().map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[String; 5]| {
+            row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        };
+        let mut out = line(&header) + "\n";
+        for row in &rows {
+            out.push_str(&line(row));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_ignore_order_and_non_finite_values() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[f64::NAN, 5.0]), Some(5.0));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn ratios_and_marks_follow_which_way_is_better() {
+        let mut throughput = Metric::new("1", "delivered", "msg/s", Better::Higher);
+        throughput.add("turf", 200.0);
+        throughput.add("mosquitto", 100.0);
+        let mut latency = Metric::new("3", "p99", "ms", Better::Lower);
+        latency.add("turf", 2.0);
+        latency.add("mosquitto", 1.0);
+        let report = Report {
+            when: String::new(),
+            machine: String::new(),
+            mosquitto: String::new(),
+            repetitions: 1,
+            metrics: vec![throughput, latency],
+        };
+        let table = report.markdown_table();
+        assert!(table.contains("| 1 | delivered | 200 msg/s | 100 msg/s | 2.00 ✓ |"), "{table}");
+        assert!(table.contains("| 3 | p99 | 2.00 ms | 1.00 ms | 2.00 |"), "{table}");
+        assert!(report.text_table().lines().count() == 3);
+    }
+
+    #[test]
+    fn values_get_precision_by_size() {
+        assert_eq!(format_value(123_456.7, "msg/s"), "123457 msg/s");
+        assert_eq!(format_value(12.34, "ms"), "12.3 ms");
+        assert_eq!(format_value(0.1234, "ms"), "0.123 ms");
+        assert_eq!(format_value(5.0, ""), "5.00");
+    }
+}
