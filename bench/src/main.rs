@@ -103,8 +103,8 @@ fn add_devices(api: &api::Api, prefix: &str, count: usize) -> Result<Vec<Creds>>
 }
 
 /// The order of the two brokers in repetition `rep` (alternating who goes first).
-fn order<'a>(targets: &'a [Target; 2], rep: usize) -> [&'a Target; 2] {
-    if rep % 2 == 0 { [&targets[0], &targets[1]] } else { [&targets[1], &targets[0]] }
+fn order(targets: &[Target; 2], rep: usize) -> [&Target; 2] {
+    if rep.is_multiple_of(2) { [&targets[0], &targets[1]] } else { [&targets[1], &targets[0]] }
 }
 
 fn step(text: &str) {
@@ -297,7 +297,7 @@ async fn storm(
     let mut rate = Metric::new(&scenario, "connections", "conn/s", Better::Higher);
     let mut per = Metric::new(&scenario, "RSS per idle connection", "kB", Better::Lower);
     for rep in 0..args.reps {
-        let names = if rep % 2 == 0 { ["turf", "mosquitto"] } else { ["mosquitto", "turf"] };
+        let names = if rep.is_multiple_of(2) { ["turf", "mosquitto"] } else { ["mosquitto", "turf"] };
         for name in names {
             let (target, stop): (Target, Box<dyn FnOnce() -> Result<()>>) = if name == "turf" {
                 let turf = TurfProcess::start(&args.turf, turf_root)?;
@@ -379,7 +379,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (out, doc) = (args.out.clone(), args.doc.clone());
-    let report = runtime.block_on(run(args))?;
+    let mut report = runtime.block_on(run(args))?;
+    report.sort();
     println!("\n{}", report.text_table());
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;

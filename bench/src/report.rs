@@ -67,7 +67,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 0 { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
+    Some(if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
 }
 
 /// A number with sensible precision for a table.
@@ -99,7 +99,17 @@ pub struct Report {
     pub metrics: Vec<Metric>,
 }
 
+/// The scenario number a label starts with (`7. footprint` → 7), for ordering the table.
+fn scenario_number(label: &str) -> u32 {
+    label.split('.').next().and_then(|n| n.trim().parse().ok()).unwrap_or(u32::MAX)
+}
+
 impl Report {
+    /// Orders the metrics by scenario number, keeping the order within a scenario.
+    pub fn sort(&mut self) {
+        self.metrics.sort_by_key(|m| scenario_number(&m.scenario));
+    }
+
     /// The table: scenario, metric, Turf, mosquitto, ratio (and whether Turf is ahead).
     pub fn markdown_table(&self) -> String {
         let mut out =
@@ -189,6 +199,25 @@ mod tests {
         assert!(table.contains("| 1 | delivered | 200 msg/s | 100 msg/s | 2.00 ✓ |"), "{table}");
         assert!(table.contains("| 3 | p99 | 2.00 ms | 1.00 ms | 2.00 |"), "{table}");
         assert!(report.text_table().lines().count() == 3);
+    }
+
+    #[test]
+    fn metrics_sort_by_scenario_number_and_keep_their_order_within_one() {
+        let mut report = Report {
+            when: String::new(),
+            machine: String::new(),
+            mosquitto: String::new(),
+            repetitions: 1,
+            metrics: vec![
+                Metric::new("7. footprint", "a", "", Better::Lower),
+                Metric::new("4. storm", "b", "", Better::Lower),
+                Metric::new("7. footprint", "c", "", Better::Lower),
+                Metric::new("10. later", "d", "", Better::Lower),
+            ],
+        };
+        report.sort();
+        let names: Vec<&str> = report.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["b", "a", "c", "d"]);
     }
 
     #[test]

@@ -37,9 +37,9 @@ use crate::deploy::{CreateDeployment, ListComponents, WaitDeployment};
 use crate::fsutil::{self, Access};
 
 /// How often the watched folders are scanned.
-pub const POLL: Duration = Duration::from_millis(250);
+pub const POLL: Duration = Duration::from_millis(100);
 /// How long a file must stay unchanged before it is used.
-pub const SETTLE: Duration = Duration::from_millis(400);
+pub const SETTLE: Duration = Duration::from_millis(250);
 /// The first bytes of every WebAssembly binary.
 const WASM_MAGIC: &[u8] = b"\0asm";
 
