@@ -254,6 +254,19 @@ impl TestHost {
         Ok(client.wait_deployment(&record.id, TIMEOUT, None).await?)
     }
 
+    /// Deploys `plugins/test-probe` as component `name` 1.0.0 with `config` as its default
+    /// configuration, fails unless the deployment succeeds, and waits until the probe is ready.
+    pub async fn deploy_probe(&self, name: &str, config: Value) -> Result<()> {
+        let stage = self.scratch(&format!("stage-{name}"));
+        let record = self.deploy(&stage_component(&stage, name, "1.0.0", &plugin_wasm("test_probe"), config)).await?;
+        anyhow::ensure!(
+            record.state == turf_host::deploy::model::DeploymentState::Succeeded,
+            "deploying {name} failed: {:?}",
+            record.error
+        );
+        self.wait_for_log(name, "probe ready", 1).await
+    }
+
     /// The text of a component's log (empty when it does not exist yet).
     pub fn log(&self, component: &str) -> String {
         std::fs::read_to_string(self.root.join("logs").join(format!("{component}.log"))).unwrap_or_default()

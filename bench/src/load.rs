@@ -217,17 +217,11 @@ pub async fn throughput(
         }
     });
     // Count while publishing, then drain.
-    let mut received = collect(&mut sub.arrivals, base, u64::MAX, Duration::from_millis(1500)).await?;
+    let received = collect(&mut sub.arrivals, base, u64::MAX, Duration::from_millis(1500)).await?;
     send.await?;
     let total =
         if qos == QoS::AtMostOnce { sent.load(Ordering::Relaxed) } else { publisher.acked.load(Ordering::Relaxed) };
-    if received.count < total {
-        let more = collect(&mut sub.arrivals, base, total - received.count, Duration::from_millis(1500)).await?;
-        received.count += more.count;
-        received.last = more.last.or(received.last);
-    }
-    let elapsed = received.last.map(|t| t.duration_since(base)).unwrap_or(window).as_secs_f64();
-    Ok((received.count as f64 / elapsed.max(1e-6), 100.0 * received.count as f64 / total.max(1) as f64))
+    delivered(&mut sub.arrivals, base, received, total, window).await
 }
 
 /// Many publishers to one subscriber at QoS 1 over mTLS: (delivered msg/s, delivered %).
@@ -259,14 +253,26 @@ pub async fn fan_in(target: &Target, devices: &[Creds], sub: &Creds, window: Dur
             }
         }));
     }
-    let mut received = collect(&mut subscriber.arrivals, base, u64::MAX, Duration::from_millis(1500)).await?;
+    let received = collect(&mut subscriber.arrivals, base, u64::MAX, Duration::from_millis(1500)).await?;
     for task in tasks {
         task.await?;
     }
     // What the broker acknowledged is what it owes the subscriber.
     let total: u64 = publishers.iter().map(|p| p.acked.load(Ordering::Relaxed)).sum();
+    delivered(&mut subscriber.arrivals, base, received, total, window).await
+}
+
+/// Waits for the rest of the `total` messages the subscriber is owed (beyond what `received`
+/// already counted); returns (delivered msg/s from `base` to the last arrival, delivered %).
+async fn delivered(
+    arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
+    base: Instant,
+    mut received: Received,
+    total: u64,
+    window: Duration,
+) -> Result<(f64, f64)> {
     if received.count < total {
-        let more = collect(&mut subscriber.arrivals, base, total - received.count, Duration::from_millis(1500)).await?;
+        let more = collect(arrivals, base, total - received.count, Duration::from_millis(1500)).await?;
         received.count += more.count;
         received.last = more.last.or(received.last);
     }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use rumqttc::QoS;
 use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
-use turf_tests::{Device, TIMEOUT, TestHost, bridge_update, plugin_wasm, pubsub_access, stage_component};
+use turf_tests::{Device, TIMEOUT, TestHost, bridge_update, pubsub_access};
 
 const PROBE: &str = "com.turf.test.Probe";
 
@@ -20,9 +20,7 @@ async fn two_way_routes_on_one_filter_relay_each_message_exactly_once() -> Resul
         "echoPrefix": "relay/out/",
         "accessControl": pubsub_access(PROBE, &["SubscribeToTopic", "PublishToTopic"], &["relay/*"]),
     });
-    let request = stage_component(&host.scratch("stage"), PROBE, "1.0.0", &plugin_wasm("test_probe"), config);
-    assert_eq!(host.deploy(&request).await?.state, DeploymentState::Succeeded);
-    host.wait_for_log(PROBE, "probe ready", 1).await?;
+    host.deploy_probe(PROBE, config).await?;
 
     let mut device = Device::plain(&host, "relayer").await?;
     device.subscribe("relay/#", QoS::AtLeastOnce).await?;
@@ -49,8 +47,7 @@ async fn bridge_routes_can_be_replaced_by_a_later_deployment() -> Result<()> {
     let host = TestHost::start().await?;
     host.deploy(&bridge_update(&[("R", "first/#", "LocalMqtt", "Pubsub")])).await?;
     let config = json!({"subscribe": ["#"], "accessControl": pubsub_access(PROBE, &["SubscribeToTopic"], &["*"])});
-    host.deploy(&stage_component(&host.scratch("stage"), PROBE, "1.0.0", &plugin_wasm("test_probe"), config)).await?;
-    host.wait_for_log(PROBE, "probe ready", 1).await?;
+    host.deploy_probe(PROBE, config).await?;
     let device = Device::plain(&host, "mover").await?;
     device.client.publish("first/a", QoS::AtLeastOnce, false, "1").await?;
     host.wait_for_log(PROBE, "message first/a: 1", 1).await?;

@@ -122,8 +122,7 @@ async fn component_publishes_reach_other_components_with_permission_checked() ->
     let listener = "com.turf.test.Listener";
     let config =
         json!({"subscribe": ["news/#"], "accessControl": pubsub_access(listener, &["SubscribeToTopic"], &["news/#"])});
-    host.deploy(&stage_component(&stage.join("l"), listener, "1.0.0", &plugin_wasm("test_probe"), config)).await?;
-    host.wait_for_log(listener, "probe ready", 1).await?;
+    host.deploy_probe(listener, config).await?;
     let talker = "com.turf.test.Talker";
     let config = json!({
         "publish": [{"topic": "news/today", "payload": "extra"}, {"topic": "gossip/x", "payload": "psst"}, {"topic": "news/+", "payload": "bad"}],

@@ -10,10 +10,7 @@ const PROBE: &str = "com.turf.test.Probe";
 #[actix_rt::test]
 async fn invalid_recipe_is_rejected_with_file_and_field_and_nothing_changes() -> Result<()> {
     let host = TestHost::start().await?;
-    let stage = host.scratch("stage");
-    let good = stage_component(&stage, PROBE, "1.0.0", &plugin_wasm("test_probe"), json!({}));
-    assert_eq!(host.deploy(&good).await?.state, DeploymentState::Succeeded);
-    host.wait_for_log(PROBE, "probe ready", 1).await?;
+    host.deploy_probe(PROBE, json!({})).await?;
 
     let broken_dir = host.scratch("broken");
     let mut bad = stage_component(&broken_dir, "com.turf.test.Broken", "1.0.0", &plugin_wasm("test_probe"), json!({}));

@@ -115,11 +115,7 @@ async fn components_use_shadows_within_their_access_control() -> Result<()> {
             "operations": ["aws.greengrass#GetThingShadow", "aws.greengrass#UpdateThingShadow", "aws.greengrass#ListNamedShadowsForThing"],
             "resources": ["$aws/things/MyClientDevice*/shadow", "MyClientDevice1"]}}}
     });
-    let record = host
-        .deploy(&stage_component(&host.scratch("stage"), PROBE, "1.0.0", &plugin_wasm("test_probe"), config))
-        .await?;
-    assert_eq!(record.state, DeploymentState::Succeeded, "{:?}", record.error);
-    host.wait_for_log(PROBE, "probe ready", 1).await?;
+    host.deploy_probe(PROBE, config).await?;
     let log = host.log(PROBE);
     let line = |needle: &str| log.lines().find(|l| l.contains(needle)).unwrap_or_default().to_owned();
     assert!(line("shadow get MyClientDevice1/: ok").contains(r#""reported":{"color":"red"}"#), "{log}");

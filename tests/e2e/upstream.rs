@@ -32,6 +32,17 @@ async fn start(
     Ok(host)
 }
 
+/// Starts a host connected to `cloud` whose bridge sends devices' `up/#` to the cloud.
+async fn start_with_up_route(
+    cloud: &Mosquitto,
+    tweak: impl FnOnce(&mut turf_host::upstream::config::UpstreamConfig),
+) -> Result<TestHost> {
+    let host = start(cloud, tweak).await?;
+    let record = host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?;
+    assert_eq!(record.state, DeploymentState::Succeeded, "{:?}", record.error);
+    Ok(host)
+}
+
 /// Publishes `up/1` … `up/n` from a device (QoS 1, so each reached the broker).
 async fn publish_numbered(device: &Device, from: u32, to: u32) -> Result<()> {
     for n in from..=to {
@@ -120,11 +131,7 @@ async fn an_upstream_outage_spools_and_delivers_every_message_once_in_order() ->
     let mut cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
     let mut observer = cloud.observer("observer").await?;
     observer.subscribe("up/#", QoS::AtLeastOnce).await?;
-    let host = start(&cloud, |_| {}).await?;
-    assert_eq!(
-        host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?.state,
-        DeploymentState::Succeeded
-    );
+    let host = start_with_up_route(&cloud, |_| {}).await?;
     let device = Device::plain(&host, "sensor").await?;
     publish_numbered(&device, 1, 5).await?;
     receive_exactly(&mut observer, &[1, 2, 3, 4, 5]).await?;
@@ -157,11 +164,7 @@ async fn a_host_restart_while_the_upstream_is_down_loses_nothing() -> Result<()>
     observer.subscribe("up/#", QoS::AtLeastOnce).await?;
     observer.vanish().await;
     let upstream = cloud.upstream();
-    let host = start(&cloud, |_| {}).await?;
-    assert_eq!(
-        host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?.state,
-        DeploymentState::Succeeded
-    );
+    let host = start_with_up_route(&cloud, |_| {}).await?;
     cloud.stop().await?;
     wait_for_upstream(&host, "disconnected").await?;
     let device = Device::plain(&host, "sensor").await?;
@@ -195,11 +198,7 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() -> Result<()> {
     let mut observer = cloud.observer("observer").await?;
     observer.subscribe("up/#", QoS::AtLeastOnce).await?;
     observer.vanish().await;
-    let host = start(&cloud, |u| u.spool_max_messages = 10).await?;
-    assert_eq!(
-        host.deploy(&bridge_update(&[("Up", "up/#", "LocalMqtt", "IotCore")])).await?.state,
-        DeploymentState::Succeeded
-    );
+    let host = start_with_up_route(&cloud, |u| u.spool_max_messages = 10).await?;
     cloud.stop().await?;
     wait_for_upstream(&host, "disconnected").await?;
     let device = Device::plain(&host, "sensor").await?;
@@ -221,7 +220,6 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() -> Result<()> {
 
 #[actix_rt::test]
 async fn components_publish_and_subscribe_upstream_within_their_mqttproxy_policy() -> Result<()> {
-    use turf_tests::{plugin_wasm, stage_component};
     const PROBE: &str = "com.turf.test.Probe";
     let dir = tempfile::tempdir()?;
     let cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
@@ -247,11 +245,7 @@ async fn components_publish_and_subscribe_upstream_within_their_mqttproxy_policy
                 "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
                 "resources": ["*"]}}},
     });
-    let record = host
-        .deploy(&stage_component(&host.scratch("stage"), PROBE, "1.0.0", &plugin_wasm("test_probe"), config))
-        .await?;
-    assert_eq!(record.state, DeploymentState::Succeeded, "{:?}", record.error);
-    host.wait_for_log(PROBE, "probe ready", 1).await?;
+    host.deploy_probe(PROBE, config).await?;
     let log = host.log(PROBE);
     assert!(
         log.contains("subscribed upstream commands/#") && log.contains("published upstream telemetry/probe"),
