@@ -267,6 +267,22 @@ impl TestHost {
         self.wait_for_log(name, "probe ready", 1).await
     }
 
+    /// Deploys the tutorial's step-5 bridge routes that carry shadow topics between devices
+    /// (LocalMqtt) and the shadow manager (Pubsub); fails unless the deployment succeeds.
+    pub async fn deploy_shadow_routes(&self) -> Result<()> {
+        let routes = [
+            ("ShadowsLocalMqttToPubsub", "$aws/things/+/shadow/#", "LocalMqtt", "Pubsub"),
+            ("ShadowsPubsubToLocalMqtt", "$aws/things/+/shadow/#", "Pubsub", "LocalMqtt"),
+        ];
+        let record = self.deploy(&bridge_update(&routes)).await?;
+        anyhow::ensure!(
+            record.state == turf_host::deploy::model::DeploymentState::Succeeded,
+            "deploying the shadow routes failed: {:?}",
+            record.error
+        );
+        Ok(())
+    }
+
     /// The text of a component's log (empty when it does not exist yet).
     pub fn log(&self, component: &str) -> String {
         std::fs::read_to_string(self.root.join("logs").join(format!("{component}.log"))).unwrap_or_default()
@@ -284,6 +300,17 @@ impl TestHost {
     pub fn broker(&self) -> String {
         format!("localhost:{}", self.endpoints.mqtt.port())
     }
+}
+
+/// A host with the tutorial's Auth policy ([`tutorial_auth`]) and MyClientDevice1 registered,
+/// associated and discoverable at the TLS listener; returns it with the device's certificate
+/// folder.
+pub async fn tutorial_host() -> Result<(TestHost, PathBuf)> {
+    let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
+    let certs = host.add_device("MyClientDevice1")?;
+    host.turf_ok(&["device", "associate", "MyClientDevice1"])?;
+    host.turf_ok(&["connectivity", "set", &format!("127.0.0.1:{}", host.endpoints.mqtt.port())])?;
+    Ok((host, certs))
 }
 
 /// Lays out a component for deployment: recipe in `<dir>/recipes`, wasm in
@@ -348,7 +375,6 @@ pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "Rogue CA");
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer_pem = |_: &KeyPair| ca_cert.pem();
     let issuer = Issuer::new(ca_params, &ca_key);
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -358,7 +384,7 @@ pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("device.pem.crt"), cert.pem()).unwrap();
     std::fs::write(out.join("private.pem.key"), key.serialize_pem()).unwrap();
-    std::fs::write(out.join("rogue-ca.pem"), issuer_pem(&ca_key)).unwrap();
+    std::fs::write(out.join("rogue-ca.pem"), ca_cert.pem()).unwrap();
     std::fs::copy(trust.join("ca.pem"), out.join("ca.pem")).unwrap();
     out
 }
@@ -446,6 +472,20 @@ impl Device {
             Some(Err(error)) => bail!("{error}"),
             None => bail!("connection closed"),
         }
+    }
+
+    /// Reads events until the connection ends: an error, a DISCONNECT from the broker, or the
+    /// end of the event stream. Fails if it is still open after `timeout`.
+    pub async fn wait_closed(&mut self, timeout: Duration) -> Result<()> {
+        let closed = async {
+            loop {
+                match self.events.recv().await {
+                    Some(Ok(Event::Incoming(Packet::Disconnect)) | Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        with_timeout(timeout, "the connection is still open", closed).await
     }
 
     /// Subscribes and waits for the SUBACK; returns its return codes.

@@ -166,8 +166,9 @@ pub struct Received {
     pub latency: Histogram<u64>,
 }
 
-/// Collects arrivals until `expected` arrived or nothing came for `idle`.
-async fn collect(
+/// Collects arrivals until `expected` arrived or nothing came for `idle`; latencies are measured
+/// from `base` (the clock the payloads' stamps count from).
+pub(crate) async fn collect(
     arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
     base: Instant,
     expected: u64,

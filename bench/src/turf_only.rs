@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::api::Api;
 use crate::brokers::{TurfProcess, deploy, rss_kb};
-use crate::load::{Creds, Via, connect, paced, stamped};
+use crate::load::{Creds, Via, collect, connect, paced, stamped};
 
 /// Where the built artifacts are.
 pub struct Artifacts {
@@ -92,12 +92,13 @@ pub async fn end_to_end(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
         }
     };
     // Warm up (first messages pay for lazy set-up), then 1k msg/s for 5 s.
-    let (warm, _, warm_total) = measure(1000, 1, 0).await;
+    let (warm, warm_base, warm_total) = measure(1000, 1, 0).await;
     warm.await??;
-    drain(&mut client.arrivals, warm_total, Duration::from_secs(3)).await;
+    collect(&mut client.arrivals, warm_base, warm_total, Duration::from_secs(3)).await?;
     let (sender, base, total) = measure(1000, 5, 1).await;
-    let (got, hist) = receive(&mut client.arrivals, base, total).await?;
+    let received = collect(&mut client.arrivals, base, total, Duration::from_secs(3)).await?;
     sender.await??;
+    let (got, hist) = (received.count, received.latency);
     if got < total {
         tracing_free_note(&format!("scenario 5: {got} of {total} echoes at 1k msg/s"));
     }
@@ -106,7 +107,7 @@ pub async fn end_to_end(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
     let mut lossless_rate: f64 = 0.0;
     for (i, rate) in [2_000u32, 4_000, 8_000, 16_000, 32_000].into_iter().enumerate() {
         let (sender, base, total) = measure(rate, 2, i + 2).await;
-        let (got, _) = receive(&mut client.arrivals, base, total).await?;
+        let got = collect(&mut client.arrivals, base, total, Duration::from_secs(3)).await?.count;
         let sent = sender.await??;
         if got < sent {
             break;
@@ -119,39 +120,6 @@ pub async fn end_to_end(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
 
 fn tracing_free_note(text: &str) {
     eprintln!("  note: {text}");
-}
-
-async fn drain(
-    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<crate::load::Arrival>,
-    expected: u64,
-    idle: Duration,
-) {
-    let mut n = 0;
-    while n < expected && tokio::time::timeout(idle, arrivals.recv()).await.ok().flatten().is_some() {
-        n += 1;
-    }
-}
-
-async fn receive(
-    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<crate::load::Arrival>,
-    base: Instant,
-    expected: u64,
-) -> Result<(u64, Histogram<u64>)> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut got = 0;
-    while got < expected {
-        match tokio::time::timeout(Duration::from_secs(3), arrivals.recv()).await {
-            Ok(Some(a)) => {
-                got += 1;
-                if let Some(sent) = a.payload.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) {
-                    let now = u64::try_from(a.at.duration_since(base).as_nanos()).unwrap_or(u64::MAX);
-                    let _ = hist.record((now.saturating_sub(sent) / 1000).max(1));
-                }
-            }
-            _ => break,
-        }
-    }
-    Ok((got, hist))
 }
 
 /// Scenario 6 results.
@@ -203,7 +171,7 @@ pub async fn shadows(turf: &TurfProcess, device: &Creds, workspace: &Path) -> Re
         }
     }
     let per_second = accepted as f64 / started.elapsed().as_secs_f64();
-    drain(&mut client.arrivals, 32, Duration::from_secs(3)).await;
+    collect(&mut client.arrivals, started, 32, Duration::from_secs(3)).await?;
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Shadows { p50: ms(0.5), p99: ms(0.99), per_second })
 }

@@ -1,6 +1,6 @@
 //! Client device auth: device groups and policies enforced by the broker, live.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rumqttc::{Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
 use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
@@ -115,14 +115,7 @@ async fn policy_changes_apply_at_once_and_disconnect_devices_that_lose_connect()
     let no_dev = json!({"deviceGroups": {"definitions": {"Observers": {"selectionRule": "thingName: observer", "policyName": "Observe"}},
         "policies": {"Observe": {"All": {"operations": ["*"], "resources": ["*"]}}}}});
     assert_eq!(host.deploy(&auth_update(no_dev)).await?.state, DeploymentState::Succeeded);
-    let closed = async {
-        loop {
-            if device.next(TIMEOUT).await.is_err() {
-                return;
-            }
-        }
-    };
-    turf_tests::with_timeout(TIMEOUT, "dev1 to be disconnected", closed).await?;
+    device.wait_closed(TIMEOUT).await.context("dev1 was never disconnected")?;
     observer.client.publish("clients/observer/still", QoS::AtLeastOnce, false, "here").await?;
     observer.collect_until(TIMEOUT, |p| p.topic == "clients/observer/still").await?;
     host.shutdown().await
@@ -134,14 +127,7 @@ async fn removed_device_is_disconnected_and_cannot_return() -> Result<()> {
     let certs = host.add_device("Doomed")?;
     let mut device = Device::tls(&host, "Doomed", &certs).await?;
     host.turf_ok(&["device", "remove", "Doomed"])?;
-    let closed = async {
-        loop {
-            if device.next(TIMEOUT).await.is_err() {
-                return;
-            }
-        }
-    };
-    turf_tests::with_timeout(TIMEOUT, "Doomed to be disconnected", closed).await?;
+    device.wait_closed(TIMEOUT).await.context("Doomed was never disconnected")?;
     assert!(Device::tls(&host, "Doomed", &certs).await.is_err());
     host.shutdown().await
 }

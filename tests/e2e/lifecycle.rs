@@ -9,7 +9,9 @@ use anyhow::{Result, bail};
 use rumqttc::QoS;
 use serde_json::{Value, json};
 use turf_host::deploy::model::{DeploymentRequest, DeploymentState, FailureDetail, FailurePolicy};
-use turf_tests::{Device, TIMEOUT, TestHost, bridge_update, plugin_wasm, pubsub_access, stage_component, turf_bin};
+use turf_tests::{
+    Device, TIMEOUT, TestHost, bridge_update, plugin_wasm, pubsub_access, stage_component, turf_bin, with_timeout,
+};
 
 const PROBE: &str = "com.turf.test.Probe";
 const EXTRA: &str = "com.turf.test.Extra";
@@ -134,8 +136,8 @@ async fn do_nothing_keeps_the_failed_component_and_broken_never_blocks_a_deploym
     host.shutdown().await
 }
 
-/// Runs `turf logs … --follow`, publishes once it runs, and waits (at most [`TIMEOUT`]) for
-/// `needle` in its output.
+/// Runs `turf logs … --follow`, publishes once it has printed the existing log, and waits (at
+/// most [`TIMEOUT`] for each) for `needle` in its output.
 async fn follow_until(
     host: &TestHost,
     component: &str,
@@ -144,6 +146,7 @@ async fn follow_until(
     topic: &str,
     payload: &str,
 ) -> Result<()> {
+    let existing = host.log(component).lines().count();
     let mut child = Command::new(turf_bin())
         .arg("--root")
         .arg(&host.root)
@@ -153,18 +156,31 @@ async fn follow_until(
         .spawn()?;
     let stdout = child.stdout.take().unwrap();
     let needle = needle.to_owned();
+    let (printed_tx, printed) = tokio::sync::oneshot::channel();
     let found = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).any(|line| line.contains(&needle))
+        let mut printed_tx = Some(printed_tx);
+        BufReader::new(stdout).lines().map_while(Result::ok).enumerate().any(|(index, line)| {
+            if index + 1 >= existing
+                && let Some(tx) = printed_tx.take()
+            {
+                let _ = tx.send(());
+            }
+            line.contains(&needle)
+        })
     });
     // The existing log comes first; the new line must arrive while following.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    device.client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
-    let outcome = tokio::time::timeout(TIMEOUT, found).await;
+    let outcome = async {
+        with_timeout(TIMEOUT, "turf logs --follow to print the existing log", printed).await??;
+        device.client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+        anyhow::Ok(with_timeout(TIMEOUT, "the new line", found).await??)
+    }
+    .await;
     child.kill()?;
     child.wait()?;
     match outcome {
-        Ok(Ok(true)) => Ok(()),
-        _ => bail!("turf logs --follow never printed the new line"),
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("turf logs --follow never printed the new line"),
+        Err(error) => Err(error.context("turf logs --follow never printed the new line")),
     }
 }
 

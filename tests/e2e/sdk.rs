@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Result, bail};
-use turf_tests::{HostOptions, TestHost, bridge_update, tutorial_auth, workspace};
+use turf_tests::{TestHost, tutorial_host, workspace};
 
 /// The Python with `awsiotsdk` installed (`make sdk-env`), or `TURF_SDK_PYTHON`.
 fn sdk_python() -> PathBuf {
@@ -19,16 +19,6 @@ fn sdk_python() -> PathBuf {
         python.display()
     );
     python
-}
-
-/// A host with the tutorial's auth policy and MyClientDevice1 registered, associated and
-/// discoverable; returns it with the device's certificate folder.
-async fn tutorial_host() -> Result<(TestHost, PathBuf)> {
-    let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
-    let certs = host.add_device("MyClientDevice1")?;
-    host.turf_ok(&["device", "associate", "MyClientDevice1"])?;
-    host.turf_ok(&["connectivity", "set", &format!("127.0.0.1:{}", host.endpoints.mqtt.port())])?;
-    Ok((host, certs))
 }
 
 /// Runs a script from `tests/sdk` as MyClientDevice1; returns its stdout, failing on a non-zero exit.
@@ -67,11 +57,7 @@ async fn aws_iot_device_sdk_discovers_the_core_and_round_trips_messages() -> Res
 #[actix_rt::test]
 async fn aws_iot_device_sdk_shadow_client_sees_the_documents_it_expects() -> Result<()> {
     let (host, certs) = tutorial_host().await?;
-    let routes = [
-        ("ShadowsLocalMqttToPubsub", "$aws/things/+/shadow/#", "LocalMqtt", "Pubsub"),
-        ("ShadowsPubsubToLocalMqtt", "$aws/things/+/shadow/#", "Pubsub", "LocalMqtt"),
-    ];
-    host.deploy(&bridge_update(&routes)).await?;
+    host.deploy_shadow_routes().await?;
     let stdout = run_script(&host, &certs, "shadow.py", &[])?;
     assert!(stdout.contains("shadow flow ok"), "{stdout}");
     host.shutdown().await

@@ -3,21 +3,9 @@
 use anyhow::Result;
 use rumqttc::QoS;
 use serde_json::{Value, json};
-use turf_host::deploy::model::DeploymentState;
-use turf_tests::{Device, TIMEOUT, TestHost, bridge_update, plugin_wasm, stage_component};
+use turf_tests::{Device, TIMEOUT, TestHost, plugin_wasm, stage_component};
 
 const PROBE: &str = "com.turf.test.Probe";
-
-/// The tutorial's step-5 routes between LocalMqtt and Pubsub for shadow topics.
-async fn shadow_routes(host: &TestHost) -> Result<()> {
-    let routes = [
-        ("ShadowsLocalMqttToPubsub", "$aws/things/+/shadow/#", "LocalMqtt", "Pubsub"),
-        ("ShadowsPubsubToLocalMqtt", "$aws/things/+/shadow/#", "Pubsub", "LocalMqtt"),
-    ];
-    let record = host.deploy(&bridge_update(&routes)).await?;
-    assert_eq!(record.state, DeploymentState::Succeeded, "{:?}", record.error);
-    Ok(())
-}
 
 fn json_of(publish: &rumqttc::Publish) -> Value {
     serde_json::from_slice(&publish.payload).unwrap_or(Value::Null)
@@ -26,7 +14,7 @@ fn json_of(publish: &rumqttc::Publish) -> Value {
 #[actix_rt::test]
 async fn devices_use_shadows_over_mqtt_through_the_bridge_routes() -> Result<()> {
     let host = TestHost::start().await?;
-    shadow_routes(&host).await?;
+    host.deploy_shadow_routes().await?;
     let certs = host.add_device("MyClientDevice1")?;
     let mut light = Device::tls(&host, "MyClientDevice1", &certs).await?;
     light.subscribe("$aws/things/MyClientDevice1/shadow/#", QoS::AtLeastOnce).await?;

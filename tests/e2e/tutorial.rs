@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use turf_host::deploy::config_update::parse_updates;
 use turf_host::deploy::model::{DeploymentRequest, DeploymentState};
-use turf_tests::{HostOptions, TIMEOUT, TestHost, plugin_wasm, turf_bin, tutorial_auth, workspace};
+use turf_tests::{TIMEOUT, TestHost, plugin_wasm, turf_bin, tutorial_host, workspace};
 
 const MANAGER: &str = "com.example.clientdevices.MySmartLightManager";
 
@@ -41,10 +41,7 @@ fn wait_for_exit(mut child: std::process::Child, limit: Duration) -> Result<(std
 
 #[actix_rt::test]
 async fn tutorial_step_5_smart_light_manager_drives_the_light() -> Result<()> {
-    let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
-    let certs = host.add_device("MyClientDevice1")?;
-    host.turf_ok(&["device", "associate", "MyClientDevice1"])?;
-    host.turf_ok(&["connectivity", "set", &format!("127.0.0.1:{}", host.endpoints.mqtt.port())])?;
+    let (host, certs) = tutorial_host().await?;
     let tutorial = workspace().join("recipes/tutorial");
     let bridge = std::fs::read_to_string(tutorial.join("step5-bridge.json"))?;
     let record = host
