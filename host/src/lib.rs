@@ -35,6 +35,7 @@ pub mod fsutil;
 pub mod glob;
 pub mod logging;
 pub mod mgmt;
+pub mod pem;
 pub mod pubsub;
 pub mod rotate;
 pub mod shadow;

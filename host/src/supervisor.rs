@@ -158,7 +158,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         store::open(&layout.database()).ok().and_then(|conn| connectivity::load_manual(&conn)).unwrap_or_default();
     let sans = server_sans(manual.iter().map(|c| c.host_address.as_str()));
     let (tls, _) = book.ca().ensure_server_cert(&config.thing_name, &sans)?;
-    book.ca().write_client_roots(&book.trusted()?[1..])?;
+    book.write_client_roots()?;
     let ca_cert = book.ca().cert_path();
     let (broker, addrs) = Broker::start(&BrokerOptions {
         mqtt_listen: config.mqtt_listen,

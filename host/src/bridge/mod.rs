@@ -124,59 +124,29 @@ impl Bridge {
         }
     }
 
-    fn relay_device_message(&mut self, msg: DeviceMessage) {
+    /// Sends a message that arrived from `source` along every route from there whose filter
+    /// matches its topic (a route never sends back to where the message came from).
+    fn relay(&mut self, source: Endpoint, topic: &str, payload: &bytes::Bytes) {
         let mut upstream = Vec::new();
-        for (route, target_topic) in self.config.forwards(Endpoint::LocalMqtt, &msg.topic) {
+        for (route, target_topic) in self.config.forwards(source, topic) {
             match route.target {
+                target if target == source => {}
                 Endpoint::Pubsub => self.peers.publish.do_send(Publish {
                     publisher: COMPONENT_NAME.to_owned(),
                     topic: target_topic,
-                    payload: msg.payload.clone(),
-                }),
-                Endpoint::IotCore => upstream.push((route.name.clone(), target_topic)),
-                Endpoint::LocalMqtt => {}
-            }
-        }
-        for (route, topic) in upstream {
-            self.send_upstream(&route, topic, &msg.payload);
-        }
-    }
-
-    fn relay_upstream_message(&mut self, msg: UpstreamMessage) {
-        for (route, target_topic) in self.config.forwards(Endpoint::IotCore, &msg.topic) {
-            match route.target {
-                Endpoint::Pubsub => self.peers.publish.do_send(Publish {
-                    publisher: COMPONENT_NAME.to_owned(),
-                    topic: target_topic,
-                    payload: msg.payload.clone(),
+                    payload: payload.clone(),
                 }),
                 Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
                     topic: target_topic,
-                    payload: msg.payload.clone(),
-                    qos: 1,
-                    retain: false,
-                }),
-                Endpoint::IotCore => {}
-            }
-        }
-    }
-
-    fn relay_pubsub_message(&mut self, msg: PubsubMessage) {
-        let mut upstream = Vec::new();
-        for (route, target_topic) in self.config.forwards(Endpoint::Pubsub, &msg.topic) {
-            match route.target {
-                Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
-                    topic: target_topic,
-                    payload: msg.payload.clone(),
+                    payload: payload.clone(),
                     qos: 1,
                     retain: false,
                 }),
                 Endpoint::IotCore => upstream.push((route.name.clone(), target_topic)),
-                Endpoint::Pubsub => {}
             }
         }
         for (route, topic) in upstream {
-            self.send_upstream(&route, topic, &msg.payload);
+            self.send_upstream(&route, topic, payload);
         }
     }
 }
@@ -197,7 +167,7 @@ impl Handler<DeviceMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: DeviceMessage, _ctx: &mut Self::Context) {
-        self.relay_device_message(msg);
+        self.relay(Endpoint::LocalMqtt, &msg.topic, &msg.payload);
     }
 }
 
@@ -205,7 +175,7 @@ impl Handler<UpstreamMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) {
-        self.relay_upstream_message(msg);
+        self.relay(Endpoint::IotCore, &msg.topic, &msg.payload);
     }
 }
 
@@ -213,6 +183,6 @@ impl Handler<PubsubMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
-        self.relay_pubsub_message(msg);
+        self.relay(Endpoint::Pubsub, &msg.topic, &msg.payload);
     }
 }

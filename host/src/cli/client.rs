@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use clap::Args;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::mpsc;
 
 use super::CliError;
 use crate::connectivity::detect::parse_endpoint;
 use crate::devices::files;
 use crate::discovery::client::discover;
+use crate::pem;
 
 /// Default port of the discovery endpoint.
 const DISCOVERY_PORT: u16 = 8443;
@@ -72,35 +73,18 @@ pub(super) fn failed(text: impl Into<String>) -> CliError {
 /// A rustls client configuration with the device's certificate from `certs`, trusting the CA
 /// certificates in `ca_pem` (PEM text).
 pub fn device_tls(certs: &Path, ca_pem: &str) -> Result<rustls::ClientConfig, CliError> {
-    let read = |name: &str| certs.join(name);
-    let bad = |path: PathBuf, e: &dyn std::fmt::Display| failed(format!("{}: {e}", path.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(cert.map_err(|e| failed(format!("CA certificate: {e}")))?)
-            .map_err(|e| failed(format!("CA certificate: {e}")))?;
-    }
-    let cert_path = read(files::CERT);
-    let chain = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| bad(cert_path.clone(), &e))?
+    let ca = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(cert_path.clone(), &e))?;
-    let key_path = read(files::KEY);
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| bad(key_path.clone(), &e))?;
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| failed(format!("device certificate and key do not match: {e}")))
+        .map_err(|e| failed(format!("CA certificate: {e}")))?;
+    let roots = pem::roots(ca).map_err(|e| failed(format!("CA certificate: {e}")))?;
+    let identity =
+        (pem::certs(&certs.join(files::CERT)).map_err(failed)?, pem::key(&certs.join(files::KEY)).map_err(failed)?);
+    pem::client_config(roots, Some(identity)).map_err(|e| failed(format!("device {e}")))
 }
 
 fn split_host(text: &str, flag: &str, default_port: Option<u16>) -> Result<(String, u16), CliError> {
-    let endpoint = parse_endpoint(text, default_port.unwrap_or(0))
-        .map_err(|e| CliError::Usage(format!("{flag} {text:?}: {}", e.problem)))?;
-    if default_port.is_none() && !text.trim_end_matches(']').contains(':') {
-        return Err(CliError::Usage(format!("{flag} {text:?}: expected HOST:PORT")));
-    }
+    let endpoint =
+        parse_endpoint(text, default_port).map_err(|e| CliError::Usage(format!("{flag} {text:?}: {}", e.problem)))?;
     Ok((endpoint.host_address, endpoint.port))
 }
 

@@ -39,7 +39,7 @@ pub async fn execute(layout: &RootLayout, command: ConnectivityCommand) -> Resul
         ConnectivityCommand::Set { endpoints } => Some(
             endpoints
                 .iter()
-                .map(|e| parse_endpoint(e, DEFAULT_PORT).map_err(|e| CliError::Usage(format!("endpoint {e}"))))
+                .map(|e| parse_endpoint(e, Some(DEFAULT_PORT)).map_err(|e| CliError::Usage(format!("endpoint {e}"))))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         ConnectivityCommand::Clear => None,

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::CliError;
 use super::client::{ConnectArgs, Session, connect_device, failed};
+use crate::shadow::topics::ShadowId;
 
 /// The value reported when the shadow has none.
 const SHADOW_VALUE_DEFAULT: &str = "off";
@@ -43,7 +44,7 @@ fn uuid4() -> String {
 }
 
 struct Light {
-    thing: String,
+    shadow: ShadowId,
     property: String,
     value: Option<Value>,
     tokens: HashSet<String>,
@@ -57,7 +58,7 @@ fn shown(value: &Value) -> String {
 
 impl Light {
     fn topic(&self, suffix: &str) -> String {
-        format!("$aws/things/{}/shadow/{suffix}", self.thing)
+        format!("{}/{suffix}", self.shadow.prefix())
     }
 
     /// The sample's `change_shadow_value`: report `value`, reusing the delta's token if any.
@@ -154,14 +155,11 @@ impl Light {
 /// Runs the smart light until it is told to stop.
 #[allow(clippy::print_stdout)] // command output
 pub async fn run(args: ShadowArgs) -> Result<(), CliError> {
+    let shadow = ShadowId::new(&args.connect.thing, "")
+        .map_err(|e| CliError::Usage(format!("--thing {:?}: {}", args.connect.thing, e.message)))?;
     let mut session = connect_device(&args.connect).await?;
-    let mut light = Light {
-        thing: args.connect.thing.clone(),
-        property: args.property.clone(),
-        value: None,
-        tokens: HashSet::new(),
-        accepted_reports: 0,
-    };
+    let mut light =
+        Light { shadow, property: args.property.clone(), value: None, tokens: HashSet::new(), accepted_reports: 0 };
     let timeout = Duration::from_secs(args.connect.timeout);
     let groups = [
         ("Subscribing to Update responses...", ["update/accepted", "update/rejected"].as_slice()),

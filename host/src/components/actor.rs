@@ -268,13 +268,18 @@ impl ComponentActor {
             .do_send(UnsubscribeUpstream { subscriber: self.spec.name.clone(), filter: None });
     }
 
-    /// The instance died: drop its subscriptions and timers, then restart or give up.
-    fn failed(&mut self, reason: String, ctx: &mut Context<Self>) {
+    /// Drops the instance with its subscriptions and timers.
+    fn drop_instance(&mut self, ctx: &mut Context<Self>) {
         self.instance = None;
         self.unsubscribe_everything();
         for (_, handle) in self.timers.drain() {
             ctx.cancel_future(handle);
         }
+    }
+
+    /// The instance died: drop its subscriptions and timers, then restart or give up.
+    fn failed(&mut self, reason: String, ctx: &mut Context<Self>) {
+        self.drop_instance(ctx);
         tracing::error!(component = self.spec.name, reason, "component errored");
         match self.errors.record(Instant::now()) {
             AfterError::Restart(delay) => {
@@ -493,11 +498,7 @@ impl Handler<RestartComponent> for ComponentActor {
 
     fn handle(&mut self, msg: RestartComponent, ctx: &mut Self::Context) {
         self.first_start = Some(msg.done);
-        self.instance = None;
-        self.unsubscribe_everything();
-        for (_, handle) in self.timers.drain() {
-            ctx.cancel_future(handle);
-        }
+        self.drop_instance(ctx);
         self.errors = ErrorHistory::default();
         self.restarts += 1;
         self.start_instance(ctx);

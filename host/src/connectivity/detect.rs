@@ -162,14 +162,16 @@ impl IpDetectorConfig {
     }
 }
 
-/// Parses a manual endpoint, `HOST:PORT` or `HOST` (then `default_port`). IPv6 hosts in brackets.
-pub fn parse_endpoint(text: &str, default_port: u16) -> Result<ConnectivityInfo, DetectorError> {
+/// Parses a manual endpoint, `HOST:PORT` or `HOST` (then `default_port`; without one the port
+/// is required). IPv6 hosts in brackets.
+pub fn parse_endpoint(text: &str, default_port: Option<u16>) -> Result<ConnectivityInfo, DetectorError> {
     let err = |problem: &str| DetectorError { path: text.to_owned(), problem: problem.to_owned() };
+    let default_port = || default_port.ok_or_else(|| err("expected HOST:PORT"));
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| err("unclosed '['"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| err("bad port"))?,
-            None if after.is_empty() => default_port,
+            None if after.is_empty() => default_port()?,
             None => return Err(err("expected :PORT after ']'")),
         };
         (host.to_owned(), port)
@@ -177,7 +179,7 @@ pub fn parse_endpoint(text: &str, default_port: u16) -> Result<ConnectivityInfo,
         match text.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') => (host.to_owned(), port.parse().map_err(|_| err("bad port"))?),
             Some(_) => return Err(err("write IPv6 addresses in brackets, e.g. [fe80::1]:8883")),
-            None => (text.to_owned(), default_port),
+            None => (text.to_owned(), default_port()?),
         }
     };
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
@@ -232,11 +234,15 @@ mod tests {
 
     #[test]
     fn manual_endpoints_parse_hosts_ports_and_brackets() {
-        assert_eq!(parse_endpoint("core.local:8883", 1).unwrap(), ConnectivityInfo::new("core.local", 8883));
-        assert_eq!(parse_endpoint("10.0.0.2", 8883).unwrap(), ConnectivityInfo::new("10.0.0.2", 8883));
-        assert_eq!(parse_endpoint("[fe80::1]:1883", 1).unwrap(), ConnectivityInfo::new("fe80::1", 1883));
+        assert_eq!(parse_endpoint("core.local:8883", Some(1)).unwrap(), ConnectivityInfo::new("core.local", 8883));
+        assert_eq!(parse_endpoint("10.0.0.2", Some(8883)).unwrap(), ConnectivityInfo::new("10.0.0.2", 8883));
+        assert_eq!(parse_endpoint("[fe80::1]:1883", Some(1)).unwrap(), ConnectivityInfo::new("fe80::1", 1883));
+        assert_eq!(parse_endpoint("[fe80::1]:1883", None).unwrap(), ConnectivityInfo::new("fe80::1", 1883));
+        for no_port in ["core.local", "[fe80::1]"] {
+            assert!(parse_endpoint(no_port, None).unwrap_err().problem.contains("expected HOST:PORT"), "{no_port}");
+        }
         for bad in ["", ":8883", "h:0", "h:x", "fe80::1", "[fe80::1", "a b:1", "h:99999"] {
-            assert!(parse_endpoint(bad, 8883).is_err(), "{bad}");
+            assert!(parse_endpoint(bad, Some(8883)).is_err(), "{bad}");
         }
     }
 }

@@ -237,7 +237,8 @@ pub async fn rollback(
         }
     }
     let configs = snapshot_of(previous);
-    let configure = Configure { configs: Arc::clone(&configs), access: access_of(previous) };
+    let previous_access = access_of(previous);
+    let configure = Configure { configs: Arc::clone(&configs), access: previous_access.clone() };
     if let Err(error) = peers.configure.send(configure).await {
         problems.push(mailbox(error));
     }
@@ -258,7 +259,7 @@ pub async fn rollback(
             problems.push(format!("{name}: its previous code is not loaded"));
             continue;
         };
-        let access = access_of(previous).remove(name).unwrap_or_default();
+        let access = previous_access.get(name).cloned().unwrap_or_default();
         let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
         match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => progress.note(Some(name), format!("RUNNING {} again", code.version)).await,

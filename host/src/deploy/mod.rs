@@ -299,12 +299,15 @@ impl Deployments {
         }
         let current = &self.current;
         self.code.retain(|name, _| current.contains_key(name));
-        for update in std::mem::take(&mut self.updates_during_apply) {
+        let updates = std::mem::take(&mut self.updates_during_apply);
+        for update in &updates {
             if let Some(deployed) = self.current.get_mut(&update.component) {
                 config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
             }
         }
-        if !self.current.is_empty() {
+        // `apply` configured the runtime with the plan's target; an update that came in meanwhile
+        // pushed the set as it was then, so the merged result goes out again.
+        if !updates.is_empty() {
             self.push_configurations();
         }
         if let Err(error) = self.records.save_set(&self.current) {

@@ -433,11 +433,11 @@ fn scope_of(cx: &PlanContext<'_>, name: &str, version: &Version, config: &Value,
 }
 
 /// What `recipe`'s variables resolve to: its own scope, and its direct dependencies'.
-fn variables_of(cx: &PlanContext<'_>, recipe: &Recipe, config: &Value, scopes: &BTreeMap<String, Scope>) -> Variables {
+fn variables_of(cx: &PlanContext<'_>, recipe: &Recipe, scopes: &BTreeMap<String, Scope>) -> Variables {
     Variables {
         thing_name: cx.thing_name.to_owned(),
         root_path: cx.layout.root().to_path_buf(),
-        own: scope_of(cx, &recipe.name, &recipe.version, config, true),
+        own: scopes[&recipe.name].clone(),
         dependencies: recipe
             .dependencies
             .keys()
@@ -574,7 +574,7 @@ fn build_plan(
                 (config, if changed.is_empty() { "unchanged" } else { "reconfigured" })
             }
             Selected::Wasm(recipe) => {
-                let variables = variables_of(cx, recipe, &config, &scopes);
+                let variables = variables_of(cx, recipe, &scopes);
                 let config = if interpolate { interpolate_config(&config, &variables) } else { config };
                 let changed = config_update::changed_keys(before.map(|b| &b.config), &config);
                 let access = AccessControl::from_config(&config)

@@ -138,11 +138,17 @@ impl DeviceBook {
         Ok(self.registry.remove(thing)?)
     }
 
-    /// Trusts another CA for device certificates; returns its id and rewrites the bundle.
-    pub fn trust_ca(&mut self, pem: &str) -> Result<String, DeviceError> {
+    /// Trusts another CA for device certificates and rewrites the bundle; returns its id and
+    /// whether the bundle changed (it does not for a CA trusted already).
+    pub fn trust_ca(&mut self, pem: &str) -> Result<(String, bool), DeviceError> {
         let id = self.registry.trust_ca(pem)?;
-        self.ca.write_client_roots(&self.registry.trusted_cas()?)?;
-        Ok(id)
+        Ok((id, self.write_client_roots()?))
+    }
+
+    /// Writes the client-roots bundle the broker verifies devices with: this core's CA and every
+    /// trusted one. Returns whether the file changed.
+    pub fn write_client_roots(&self) -> Result<bool, DeviceError> {
+        Ok(self.ca.write_client_roots(&self.registry.trusted_cas()?)?)
     }
 
     /// Associates `thing` with this core (discovery allowed), or not.

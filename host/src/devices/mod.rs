@@ -51,8 +51,10 @@ impl AuthSnapshot {
                 "no device groups are configured; deploy aws.greengrass.clientdevices.Auth deviceGroups".to_owned()
             );
         };
-        let decision = groups.decide(thing, operation, resource);
-        if decision.allowed { Ok(()) } else { Err(decision.reason(operation, resource)) }
+        if groups.allows(thing, operation, resource) {
+            return Ok(());
+        }
+        Err(groups.decide(thing, operation, resource).reason(operation, resource))
     }
 
     /// Authenticates a CONNECT and checks `mqtt:connect` on `mqtt:clientId:<client_id>`.
@@ -162,7 +164,10 @@ pub fn perform(book: &mut DeviceBook, request: DeviceRequest) -> Result<(DeviceR
             book.remove(&thing)?;
             (DeviceReply::Done, Effects::DIRECTORY)
         }
-        DeviceRequest::TrustCa { pem } => (DeviceReply::Id { id: book.trust_ca(&pem)? }, Effects::TLS),
+        DeviceRequest::TrustCa { pem } => {
+            let (id, changed) = book.trust_ca(&pem)?;
+            (DeviceReply::Id { id }, if changed { Effects::TLS } else { Effects::NONE })
+        }
         DeviceRequest::Associate { thing, associated } => {
             book.associate(&thing, associated)?;
             (DeviceReply::Done, Effects::NONE)

@@ -232,23 +232,29 @@ impl DeviceGroups {
         Ok(Self { groups, policies })
     }
 
-    /// Decides whether `thing` may perform `operation` on `resource`.
+    /// Decides whether `thing` may perform `operation` on `resource`, naming the groups that
+    /// selected it (for the reason of a denial).
     pub fn decide(&self, thing: &str, operation: &str, resource: &str) -> Decision {
-        let selected: Vec<&Group> = self.groups.iter().filter(|g| g.rule.matches(thing)).collect();
-        let allowed = selected.iter().any(|group| {
+        let allowed = self.allows(thing, operation, resource);
+        Decision { allowed, groups: self.selecting(thing).map(|g| g.name.clone()).collect() }
+    }
+
+    /// Whether `thing` may perform `operation` on `resource` (what `decide` says, without
+    /// collecting group names: this runs for every publish and subscribe).
+    pub fn allows(&self, thing: &str, operation: &str, resource: &str) -> bool {
+        self.selecting(thing).any(|group| {
             self.policies.get(&group.policy).is_some_and(|statements| {
                 statements.iter().any(|s| {
                     s.operations.iter().any(|op| op == "*" || op == "mqtt:*" || op == operation)
                         && s.resources.iter().any(|r| resource_matches(r, thing, resource))
                 })
             })
-        });
-        Decision { allowed, groups: selected.iter().map(|g| g.name.clone()).collect() }
+        })
     }
 
-    /// Shorthand for `decide(..).allowed`.
-    pub fn allows(&self, thing: &str, operation: &str, resource: &str) -> bool {
-        self.decide(thing, operation, resource).allowed
+    /// The groups whose selection rule matches `thing`.
+    fn selecting<'a>(&'a self, thing: &'a str) -> impl Iterator<Item = &'a Group> {
+        self.groups.iter().filter(move |g| g.rule.matches(thing))
     }
 }
 

@@ -9,14 +9,14 @@ use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::devices::ca::ServerTlsFiles;
+use crate::pem;
 
 /// The certificate and verifier currently in force.
 pub struct DynamicTls {
@@ -36,16 +36,9 @@ fn load(
     files: &ServerTlsFiles,
 ) -> Result<(CertifiedKey, Arc<dyn ClientCertVerifier>), String> {
     let at = |path: &std::path::Path, e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let chain = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| at(&files.cert, &e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| at(&files.cert, &e))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| at(&files.key, &e))?;
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| at(&files.key, &e))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&files.client_roots).map_err(|e| at(&files.client_roots, &e))? {
-        roots.add(cert.map_err(|e| at(&files.client_roots, &e))?).map_err(|e| at(&files.client_roots, &e))?;
-    }
+    let chain = pem::certs(&files.cert)?;
+    let signing_key = provider.key_provider.load_private_key(pem::key(&files.key)?).map_err(|e| at(&files.key, &e))?;
+    let roots = pem::roots(pem::certs(&files.client_roots)?).map_err(|e| at(&files.client_roots, &e))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
         .build()
         .map_err(|e| at(&files.client_roots, &e))?;

@@ -73,29 +73,11 @@ impl Endpoint {
         };
         let rest = rest.trim_end_matches('/');
         let default_port = if tls { 8883 } else { 1883 };
-        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-            let (host, after) =
-                bracketed.split_once(']').ok_or_else(|| error(field, format!("{text:?}: unclosed '['")))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| error(field, format!("{text:?}: bad port")))?,
-                None if after.is_empty() => default_port,
-                None => return Err(error(field, format!("{text:?}: expected :PORT after ']'"))),
-            };
-            (host.to_owned(), port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((host, port)) if !host.contains(':') => {
-                    (host.to_owned(), port.parse().map_err(|_| error(field, format!("{text:?}: bad port")))?)
-                }
-                Some(_) => return Err(error(field, format!("{text:?}: write IPv6 addresses in brackets"))),
-                None => (rest.to_owned(), default_port),
-            }
-        };
-        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#')) {
+        let parsed = crate::connectivity::detect::parse_endpoint(rest, Some(default_port))
+            .map_err(|e| error(field, format!("{text:?}: {}", e.problem)))?;
+        let (host, port) = (parsed.host_address, parsed.port);
+        if host.contains(['@', '?', '#']) {
             return Err(error(field, format!("{text:?}: not a host name or address")));
-        }
-        if port == 0 {
-            return Err(error(field, format!("{text:?}: port 0 is not reachable")));
         }
         if !tls && !is_loopback(&host) {
             return Err(error(

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rumqttc::{TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinHandle;
 
 use super::config::{MqttVersion, UpstreamConfig};
+use crate::pem;
 
 /// What happened on a link.
 #[derive(Debug)]
@@ -75,35 +74,20 @@ const REQUEST_QUEUE: usize = 512;
 pub fn tls_config(config: &UpstreamConfig) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = &config.ca {
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("upstream CA {}: {e}", ca.display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
+        let certs = pem::certs(ca).map_err(|e| format!("upstream CA {e}"))?;
         if certs.is_empty() {
             return Err(format!("upstream CA {}: no certificate in it", ca.display()));
         }
-        for cert in certs {
-            roots.add(cert).map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
-        }
+        roots = pem::roots(certs).map_err(|e| format!("upstream CA {}: {e}", ca.display()))?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let mut tls = match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| format!("upstream certificate {}: {e}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("upstream certificate {}: {e}", cert.display()))?;
-            let key_der =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("upstream key {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("upstream certificate and key do not match: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
+    let identity = match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => Some((
+            pem::certs(cert).map_err(|e| format!("upstream certificate {e}"))?,
+            pem::key(key).map_err(|e| format!("upstream key {e}"))?,
+        )),
+        _ => None,
     };
+    let mut tls = pem::client_config(roots, identity).map_err(|e| format!("upstream {e}"))?;
     tls.alpn_protocols = config.endpoint.alpn();
     Ok(Arc::new(tls))
 }
