@@ -53,3 +53,27 @@ pub fn client_config(
         None => Ok(builder.with_no_client_auth()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_and_hostile_files_are_errors_that_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        assert!(certs(&missing).unwrap_err().contains("missing.pem"));
+        assert!(key(&missing).unwrap_err().contains("missing.pem"));
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, b"-----BEGIN CERTIFICATE-----\n%%%not base64%%%\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        assert!(certs(&garbage).unwrap_err().contains("garbage.pem"));
+        assert!(key(&garbage).unwrap_err().contains("garbage.pem"), "a certificate is not a key");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, b"no PEM sections at all").unwrap();
+        assert!(certs(&empty).unwrap().is_empty());
+        assert!(client_config(roots(Vec::new()).unwrap(), None).is_ok());
+    }
+}

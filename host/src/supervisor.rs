@@ -154,9 +154,9 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     prepare_root(&config)?;
 
     let book = DeviceBook::open(&layout)?;
-    let manual =
-        store::open(&layout.database()).ok().and_then(|conn| connectivity::load_manual(&conn)).unwrap_or_default();
-    let sans = server_sans(manual.iter().map(|c| c.host_address.as_str()));
+    let connectivity_db = store::open(&layout.database())?;
+    let manual = connectivity::load_manual(&connectivity_db);
+    let sans = server_sans(manual.iter().flatten().map(|c| c.host_address.as_str()));
     let (tls, _) = book.ca().ensure_server_cert(&config.thing_name, &sans)?;
     book.write_client_roots()?;
     let ca_cert = book.ca().cert_path();
@@ -180,7 +180,8 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             tls: vec![broker.clone().recipient(), discovery.clone().recipient()],
         },
     ));
-    let connectivity = Connectivity::new(&layout.database(), addrs.mqtt.port(), devices.clone().recipient())?.start();
+    let connectivity =
+        Connectivity::new(connectivity_db, manual, addrs.mqtt.port(), devices.clone().recipient()).start();
 
     let bus = PubsubBus::new().start();
     let shadow_store = ShadowStore::open(&layout.database())?;

@@ -13,7 +13,6 @@
 pub mod detect;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -21,7 +20,6 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use self::detect::{ConnectivityInfo, IpDetectorConfig};
-use crate::store::{self, StoreError};
 
 /// How often the IP detector looks at the interfaces (Greengrass: 60 s).
 pub const DETECT_EVERY: Duration = Duration::from_secs(60);
@@ -94,11 +92,15 @@ pub struct Connectivity {
 }
 
 impl Connectivity {
-    /// Opens its settings in `db`; reports to `listener`.
-    pub fn new(db: &Path, broker_port: u16, listener: Recipient<ConnectivityChanged>) -> Result<Self, StoreError> {
-        let conn = store::open(db)?;
-        let manual = load_manual(&conn);
-        Ok(Self { conn, config: IpDetectorConfig::default(), manual, broker_port, current: Vec::new(), listener })
+    /// Keeps its settings in `conn`, starting from the `manual` endpoints loaded from it
+    /// ([`load_manual`]); reports to `listener`.
+    pub fn new(
+        conn: Connection,
+        manual: Option<Vec<ConnectivityInfo>>,
+        broker_port: u16,
+        listener: Recipient<ConnectivityChanged>,
+    ) -> Self {
+        Self { conn, config: IpDetectorConfig::default(), manual, broker_port, current: Vec::new(), listener }
     }
 
     fn compute(&self) -> Vec<ConnectivityInfo> {
