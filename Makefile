@@ -56,6 +56,7 @@ cloud-broker:
 ## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
 test: setup plugins sdk-env cloud-broker lint build
 	$(CARGO) test -j$(JOBS) --workspace
+	$(CARGO) test -j$(JOBS) -p rmqtt --lib
 
 ## bench: Turf against mosquitto side by side, release builds (see docs/BENCHMARKS.md, which it updates).
 bench: setup plugins cloud-broker

@@ -24,6 +24,8 @@ use turf_host::upstream::config::{Endpoint, MqttVersion, UpstreamConfig};
 use turf_host::watch::WatchConfig;
 use turf_host::{Endpoints, HostConfig};
 
+pub mod process;
+
 /// Default bound on every wait in the suite.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -91,6 +93,8 @@ pub struct HostOptions {
     pub watch: WatchConfig,
     /// The upstream ("IotCore") broker.
     pub upstream: Option<UpstreamConfig>,
+    /// Queue limits of the broker and the host's message path.
+    pub broker: turf_host::broker::BrokerLimits,
 }
 
 impl Default for HostOptions {
@@ -102,6 +106,7 @@ impl Default for HostOptions {
             auth: Some(permissive_auth()),
             watch: WatchConfig::default(),
             upstream: None,
+            broker: turf_host::broker::BrokerLimits::default(),
         }
     }
 }
@@ -154,6 +159,7 @@ impl TestHost {
         config.discovery_listen = "127.0.0.1:0".parse().unwrap();
         config.watch = options.watch;
         config.upstream = options.upstream;
+        config.broker = options.broker;
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<Endpoints, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();

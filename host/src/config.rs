@@ -53,6 +53,8 @@ pub struct HostConfig {
     pub watch: crate::watch::WatchConfig,
     /// The upstream ("IotCore") broker, if any (`config.toml`, `--upstream*`).
     pub upstream: Option<crate::upstream::config::UpstreamConfig>,
+    /// Queue limits of the broker and the host's message path (`[broker]` in `config.toml`).
+    pub broker: crate::broker::BrokerLimits,
 }
 
 impl HostConfig {
@@ -67,6 +69,7 @@ impl HostConfig {
             component_limits: ComponentLimits::default(),
             watch: crate::watch::WatchConfig::default(),
             upstream: None,
+            broker: crate::broker::BrokerLimits::default(),
         }
     }
 

@@ -20,6 +20,7 @@
 //! - [`config`]: host configuration and the root-directory layout.
 //! - [`store`]: the SQLite database and its schema.
 //! - [`topic`], [`glob`]: MQTT topic matching and Greengrass resource globs (pure).
+//! - [`flow`]: flow credit that bounds device messages inside the host (pure).
 //! - [`fsutil`]: atomic and private file writes.
 
 pub mod bridge;
@@ -31,6 +32,7 @@ pub mod connectivity;
 pub mod deploy;
 pub mod devices;
 pub mod discovery;
+pub mod flow;
 pub mod fsutil;
 pub mod glob;
 pub mod logging;

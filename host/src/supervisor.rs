@@ -164,6 +164,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         mqtt_listen: config.mqtt_listen,
         plain_listen: config.plain_listen,
         tls: tls.clone(),
+        limits: config.broker,
     })
     .await?;
     let broker = broker.start();
@@ -189,7 +190,8 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let shadows = ShadowManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         ShadowManager::new(shadow_store, shadow_subscribe, shadow_publish)
     });
-    let upstream = Upstream::new(config.upstream.clone(), &layout.database())?.start();
+    let upstream_pool = crate::flow::CreditPool::new(config.broker.host_queue_bytes);
+    let upstream = Upstream::new(config.upstream.clone(), &layout.database(), upstream_pool)?.start();
     let bridge = Bridge::new(BridgePeers {
         taps: broker.clone().recipient(),
         to_devices: broker.clone().recipient(),
@@ -257,6 +259,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         started_at: store::now_secs(),
         components: Vec::new(),
         upstream: None,
+        broker: None,
     };
     let mgmt = server::start(
         &layout.socket(),
@@ -273,6 +276,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             get_component: deployments.recipient(),
             control: runtime.clone().recipient(),
             upstream: upstream.clone().recipient(),
+            broker: broker.clone().recipient(),
             status,
         },
     )?;

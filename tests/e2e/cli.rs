@@ -1,90 +1,13 @@
 //! The `turf` binary end to end: the tutorial's step 4 exactly as a user types it.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use turf_tests::process::RunningTurf;
 use turf_tests::{TIMEOUT, foreign_certs, plugin_wasm, turf_bin, wait_until, workspace};
 
 const HELLO: &str = "com.example.clientdevices.MyHelloWorldSubscriber";
-
-/// `turf run` in a child process, with its stdout lines.
-struct RunningTurf {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    root: std::path::PathBuf,
-}
-
-impl RunningTurf {
-    /// Starts `turf run`; returns it with the MQTT and discovery ports.
-    fn start(root: &Path) -> Result<(Self, u16, u16)> {
-        Self::start_with(root, &[])
-    }
-
-    /// Starts `turf run` with `extra` flags.
-    fn start_with(root: &Path, extra: &[&str]) -> Result<(Self, u16, u16)> {
-        let mut child = Command::new(turf_bin())
-            .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
-            .args(["--plain-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let running = Self { child, lines, root: root.to_path_buf() };
-        let deadline = Instant::now() + TIMEOUT;
-        let port = |line: &str| line.rsplit(':').next().unwrap().parse::<u16>();
-        let (mut mqtt, mut discovery) = (None, None);
-        while mqtt.is_none() || discovery.is_none() {
-            let line = running
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .context("turf run printed no listener address")?;
-            if line.starts_with("  devices (MQTT, mutual TLS): ") {
-                mqtt = Some(port(&line)?);
-            }
-            if line.starts_with("  discovery (HTTPS, mTLS): ") {
-                discovery = Some(port(&line)?);
-            }
-        }
-        Ok((running, mqtt.unwrap(), discovery.unwrap()))
-    }
-
-    fn turf(&self, args: &[&str]) -> std::process::Output {
-        Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
-    }
-
-    /// SIGKILL: no shutdown path runs at all.
-    fn kill_9(mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    fn terminate(mut self) -> Result<std::process::ExitStatus> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        assert!(status.success());
-        let deadline = Instant::now() + TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill()?;
-        bail!("turf run did not exit within {TIMEOUT:?} of SIGTERM")
-    }
-}
 
 fn ok(output: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

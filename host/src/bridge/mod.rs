@@ -9,7 +9,9 @@
 //! republishes at QoS 1 with the retain flag cleared. It never receives its own pubsub
 //! publishes (it subscribes "from others"), and its publishes to devices never pass through the
 //! broker's taps, so two-way routes on one filter cannot loop. IotCore routes stay inactive
-//! when no upstream broker is configured, and say so once.
+//! when no upstream broker is configured, and say so once. A relayed message's flow credit
+//! (see [`crate::flow`]) goes into every copy it sends, so the device that sent it is slowed
+//! down until the slowest destination is done with it.
 //!
 //! - `routes`: parsing `mqttTopicMapping` and matching routes (pure).
 
@@ -21,6 +23,7 @@ use actix::prelude::*;
 
 use self::routes::{BridgeConfig, Endpoint};
 use crate::broker::{DeviceMessage, PublishToDevices, SetTaps};
+use crate::flow::Credit;
 use crate::pubsub::subscriptions::ReceiveMode;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe, UnsubscribeAll};
 use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
@@ -116,9 +119,10 @@ impl Bridge {
     }
 
     /// Sends a message to the upstream broker, or notes the route as inactive without one.
-    fn send_upstream(&mut self, route: &str, topic: String, payload: &bytes::Bytes) {
+    fn send_upstream(&mut self, route: &str, topic: String, payload: &bytes::Bytes, credit: &Credit) {
         if self.peers.upstream_enabled {
-            self.peers.upstream_publish.do_send(PublishUpstream { topic, payload: payload.clone(), retain: false });
+            let publish = PublishUpstream { topic, payload: payload.clone(), retain: false, credit: credit.clone() };
+            self.peers.upstream_publish.do_send(publish);
         } else {
             self.warn_inactive(route);
         }
@@ -126,7 +130,8 @@ impl Bridge {
 
     /// Sends a message that arrived from `source` along every route from there whose filter
     /// matches its topic (a route never sends back to where the message came from).
-    fn relay(&mut self, source: Endpoint, topic: &str, payload: &bytes::Bytes) {
+    /// The message's `credit` goes with every copy.
+    fn relay(&mut self, source: Endpoint, topic: &str, payload: &bytes::Bytes, credit: &Credit) {
         let mut upstream = Vec::new();
         for (route, target_topic) in self.config.forwards(source, topic) {
             match route.target {
@@ -135,18 +140,20 @@ impl Bridge {
                     publisher: COMPONENT_NAME.to_owned(),
                     topic: target_topic,
                     payload: payload.clone(),
+                    credit: credit.clone(),
                 }),
                 Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
                     topic: target_topic,
                     payload: payload.clone(),
                     qos: 1,
                     retain: false,
+                    credit: credit.clone(),
                 }),
                 Endpoint::IotCore => upstream.push((route.name.clone(), target_topic)),
             }
         }
         for (route, topic) in upstream {
-            self.send_upstream(&route, topic, payload);
+            self.send_upstream(&route, topic, payload, credit);
         }
     }
 }
@@ -167,7 +174,7 @@ impl Handler<DeviceMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: DeviceMessage, _ctx: &mut Self::Context) {
-        self.relay(Endpoint::LocalMqtt, &msg.topic, &msg.payload);
+        self.relay(Endpoint::LocalMqtt, &msg.topic, &msg.payload, &msg.credit);
     }
 }
 
@@ -175,7 +182,7 @@ impl Handler<UpstreamMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) {
-        self.relay(Endpoint::IotCore, &msg.topic, &msg.payload);
+        self.relay(Endpoint::IotCore, &msg.topic, &msg.payload, &msg.credit);
     }
 }
 
@@ -183,6 +190,6 @@ impl Handler<PubsubMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
-        self.relay(Endpoint::Pubsub, &msg.topic, &msg.payload);
+        self.relay(Endpoint::Pubsub, &msg.topic, &msg.payload, &msg.credit);
     }
 }

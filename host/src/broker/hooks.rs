@@ -6,6 +6,10 @@
 //! the immutable [`AuthSnapshot`] without awaiting other services. Denials are logged with the
 //! client id, the resource and the reason. Taps run after a publish is allowed, so host services
 //! never see a refused publish, and host publishes (`forwards`) never come back through a tap.
+//! A tapped publish first takes credit from the host's bounded pool (see [`crate::flow`]); while
+//! the pool is empty the publish waits (its connection keeps serving acknowledgements, see the
+//! patched session loop), so devices are slowed to the host's pace instead of queueing without
+//! bound. Dropped messages are counted by reason, never logged one by one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,9 +23,12 @@ use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, ListenerId, PublishAclResult, Reason, SubscribeAclResult};
 
+use super::stats::{BrokerCounters, DropReason};
+
 use crate::devices::AuthSnapshot;
 use crate::devices::identity::{ListenerKind, PeerCert};
 use crate::devices::policy::{self, topic_filter_resource, topic_resource};
+use crate::flow::{Credit, CreditPool};
 use crate::topic;
 
 /// A message a device published, copied to a host service whose tap filter matched.
@@ -38,6 +45,8 @@ pub struct DeviceMessage {
     pub retain: bool,
     /// Client id (thing name) of the publisher.
     pub client_id: String,
+    /// Host queue space this message holds until every copy of it is done with.
+    pub credit: Credit,
 }
 
 /// One tap: device publishes matching `filter` go to `recipient`.
@@ -72,16 +81,22 @@ pub struct HookState {
     pub sessions: Mutex<HashMap<String, SessionCredentials>>,
     /// Listener id of the plain-TCP listener, if any.
     pub plain_listener: Option<ListenerId>,
+    /// Host queue space for tapped messages.
+    pub tap_pool: CreditPool,
+    /// Drop counters.
+    pub counters: Arc<BrokerCounters>,
 }
 
 impl HookState {
     /// State that admits nobody and taps nothing.
-    pub fn new(plain_listener: Option<ListenerId>) -> Self {
+    pub fn new(plain_listener: Option<ListenerId>, tap_pool: CreditPool, counters: Arc<BrokerCounters>) -> Self {
         Self {
             auth: RwLock::new(Arc::new(AuthSnapshot::default())),
             taps: RwLock::new(Arc::new(Vec::new())),
             sessions: Mutex::new(HashMap::new()),
             plain_listener,
+            tap_pool,
+            counters,
         }
     }
 
@@ -178,14 +193,21 @@ impl Handler for PublishCheck {
             let rejected = PublishAclResult::rejected(false, Some("Not authorized".into()));
             return (false, Some(HookResult::PublishAclResult(rejected)));
         }
-        for tap in self.0.taps().iter().filter(|tap| topic::matches(&tap.filter, topic)) {
-            tap.recipient.do_send(DeviceMessage {
-                topic: topic.to_owned(),
-                payload: publish.payload.clone(),
-                qos: qos_number(publish.qos),
-                retain: publish.retain,
-                client_id: client_id.to_owned(),
-            });
+        let taps = self.0.taps();
+        let matching: Vec<&Tap> = taps.iter().filter(|tap| topic::matches(&tap.filter, topic)).collect();
+        if !matching.is_empty() {
+            let pool = &self.0.tap_pool;
+            let credit = pool.acquire(pool.cost(topic, &publish.payload)).await;
+            for tap in matching {
+                tap.recipient.do_send(DeviceMessage {
+                    topic: topic.to_owned(),
+                    payload: publish.payload.clone(),
+                    qos: qos_number(publish.qos),
+                    retain: publish.retain,
+                    client_id: client_id.to_owned(),
+                    credit: credit.clone(),
+                });
+            }
         }
         (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
     }
@@ -209,22 +231,40 @@ impl Handler for Forget {
     }
 }
 
-/// `MessageDropped`: say why the broker dropped a message (queue full, expired, refused).
-pub struct Dropped;
+/// `MessageDropped`: count why the broker dropped a message (one copy for one recipient).
+pub struct Dropped(pub Arc<BrokerCounters>);
+
+/// The counter a drop reason of rmqtt's belongs to.
+fn drop_reason(reason: &Reason) -> DropReason {
+    match reason {
+        Reason::MessageQueueFull => DropReason::QueueFull,
+        Reason::MessageExpiration => DropReason::Expired,
+        Reason::PublishResult(_) => DropReason::Denied,
+        _ => DropReason::SessionEnded,
+    }
+}
 
 #[async_trait]
 impl Handler for Dropped {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        if let Parameter::MessageDropped(to, from, publish, reason) = param {
-            let to = to.as_ref().map(|t| t.client_id.to_string()).unwrap_or_default();
-            let topic: &str = &publish.topic;
-            match reason {
-                Reason::MessageQueueFull => {
-                    tracing::warn!(to, from = %from.client_id, topic, "message dropped: subscriber queue full");
-                }
-                other => tracing::debug!(to, from = %from.client_id, topic, reason = %other, "message dropped"),
-            }
+        if let Parameter::MessageDropped(_, _, _, reason) = param {
+            self.0.dropped(drop_reason(reason));
         }
         (true, acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rmqtt_drop_reasons_map_to_counters() {
+        assert_eq!(drop_reason(&Reason::MessageQueueFull), DropReason::QueueFull);
+        assert_eq!(drop_reason(&Reason::MessageExpiration), DropReason::Expired);
+        let denied = Reason::PublishResult(rmqtt::types::PublishResult::success());
+        assert_eq!(drop_reason(&denied), DropReason::Denied);
+        assert_eq!(drop_reason(&Reason::SubscriberStalled), DropReason::SessionEnded);
+        assert_eq!(drop_reason(&Reason::from_static("the client has disconnected")), DropReason::SessionEnded);
     }
 }

@@ -15,7 +15,7 @@ use rmqtt::server::MqttServer;
 use rmqtt::types::ListenerId;
 use tokio::task::JoinHandle;
 
-use super::{BrokerAddrs, BrokerError};
+use super::{BrokerAddrs, BrokerError, BrokerLimits};
 use crate::devices::ca::ServerTlsFiles;
 
 /// Listener id of the mutual-TLS device listener.
@@ -30,7 +30,14 @@ const MAX_PACKET_SIZE: u32 = 128 * 1024;
 /// session bounded while no sane client reaches it; MQTT 5 clients are told it as Receive Maximum.
 const MAX_INFLIGHT: u16 = 1024;
 
-fn builder(addr: SocketAddr) -> Builder {
+/// Retained messages a new subscription may queue beyond what flow control admits (they are
+/// delivered to the subscriber's own queue without holding queue space).
+const RETAINED_ALLOWANCE: usize = 1024;
+
+fn builder(addr: SocketAddr, limits: &BrokerLimits) -> Builder {
+    // Flow control bounds a session's queue in bytes; the message count must never bind first,
+    // or rmqtt would drop the oldest queued (acknowledged) message.
+    let max_mqueue_len = limits.session_queue_bytes as usize / rmqtt::flow::MESSAGE_OVERHEAD + RETAINED_ALLOWANCE;
     Builder::new()
         .laddr(addr)
         .reuseaddr(Some(true))
@@ -39,6 +46,11 @@ fn builder(addr: SocketAddr) -> Builder {
         .max_packet_size(MAX_PACKET_SIZE)
         .max_inflight(NonZeroU16::new(MAX_INFLIGHT).unwrap_or(NonZeroU16::MIN))
         .handshake_timeout(Duration::from_secs(10))
+        .max_mqueue_len(max_mqueue_len)
+        // Zero means "never": a queued, offline or retained message expires only when its
+        // publisher set a Message Expiry Interval (rmqtt's default, 300 s, dropped acknowledged
+        // messages and retained ones).
+        .message_expiry_interval(Duration::ZERO)
 }
 
 fn path_str(path: &std::path::Path) -> String {
@@ -56,10 +68,11 @@ pub fn bind(
     mqtt: SocketAddr,
     plain: Option<SocketAddr>,
     files: &ServerTlsFiles,
+    limits: &BrokerLimits,
 ) -> Result<(JoinHandle<()>, BrokerAddrs), BrokerError> {
     const TLS: &str = "mutual-TLS device listener";
     const PLAIN: &str = "plain loopback listener";
-    let tls = builder(mqtt)
+    let tls = builder(mqtt, limits)
         .name("devices/mtls")
         .tls_cert(Some(path_str(&files.cert)))
         .tls_key(Some(path_str(&files.key)))
@@ -75,8 +88,11 @@ pub fn bind(
     let mut server = MqttServer::new(scx.clone()).listener_by_id(tls, TLS_LISTENER);
     let mut plain_bound = None;
     if let Some(addr) = plain {
-        let listener =
-            builder(addr).name("local/plain").bind().and_then(|l| l.tcp()).map_err(|e| listen_error(addr, PLAIN, e))?;
+        let listener = builder(addr, limits)
+            .name("local/plain")
+            .bind()
+            .and_then(|l| l.tcp())
+            .map_err(|e| listen_error(addr, PLAIN, e))?;
         plain_bound = Some(listener.local_addr().map_err(|e| listen_error(addr, PLAIN, e))?);
         server = server.listener_by_id(listener, PLAIN_LISTENER);
     }

@@ -7,35 +7,49 @@
 //! publishes), [`PublishToDevices`] (a host service publishes to devices), [`StopBroker`].
 //! Messages out: [`DeviceMessage`] to tap owners. Everything rmqtt-specific stays in this module;
 //! no other module names an rmqtt type. It never calls `MqttServer::start()` (which exits the
-//! process on error).
+//! process on error), and never waits for a subscriber on the actor itself: host publishes go
+//! through the outbox.
 //!
-//! - `hooks`: authentication, authorization and publish taps.
+//! Flow control (rmqtt patched in `vendor/rmqtt`, see ARCHITECTURE.md): every queue between a
+//! publisher and a subscriber is bounded in bytes ([`BrokerLimits`]); an acknowledged QoS 1/2
+//! message is never dropped for queue space, its publisher waits instead.
+//!
+//! - `hooks`: authentication, authorization, publish taps and drop counting.
+//! - `limits`: the `[broker]` queue limits (pure).
 //! - `listeners`: binding (and rebinding) the listeners.
+//! - `outbox`: host publishes to devices, bounded and routed off the actor.
 //! - `retain`: our retained-message store.
+//! - `stats`: drop counters and the status report.
 
 mod hooks;
+pub mod limits;
 mod listeners;
+mod outbox;
 mod retain;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use rmqtt::codec::types::{Publish as CodecPublish, QoS};
 use rmqtt::context::ServerContext;
+use rmqtt::flow::FlowConfig;
 use rmqtt::hook::Type;
-use rmqtt::session::SessionState;
-use rmqtt::types::{From, Id, Publish};
+use rmqtt::types::Id;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
 pub use self::hooks::DeviceMessage;
 use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, SubscribeCheck, Tap};
+pub use self::limits::BrokerLimits;
+use self::outbox::Outbox;
 use self::retain::RetainStore;
+use self::stats::{BrokerCounters, BrokerStatus};
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::identity::ListenerKind;
 use crate::devices::{AuthChanged, AuthSnapshot, TlsChanged};
+use crate::flow::{Credit, CreditPool};
 
 /// A failure to start the broker.
 #[derive(Debug, Error)]
@@ -66,6 +80,8 @@ pub struct BrokerOptions {
     pub plain_listen: Option<SocketAddr>,
     /// Server certificate, key and accepted client CAs.
     pub tls: ServerTlsFiles,
+    /// Queue limits.
+    pub limits: BrokerLimits,
 }
 
 /// Addresses the broker actually bound.
@@ -101,7 +117,14 @@ pub struct PublishToDevices {
     pub qos: u8,
     /// Retain flag.
     pub retain: bool,
+    /// The device credit of the message this one relays, if any (returned once routed).
+    pub credit: Credit,
 }
+
+/// The broker's queues and counters.
+#[derive(Message)]
+#[rtype(result = "BrokerStatus")]
+pub struct GetBrokerStatus;
 
 /// Stop listening and disconnect every client; replies once done.
 #[derive(Message)]
@@ -113,8 +136,9 @@ pub struct Broker {
     scx: ServerContext,
     hooks: Arc<HookState>,
     server: Option<JoinHandle<()>>,
-    host_id: Id,
+    outbox: Outbox,
     addrs: BrokerAddrs,
+    limits: BrokerLimits,
 }
 
 impl Broker {
@@ -123,20 +147,53 @@ impl Broker {
         if let Some(addr) = options.plain_listen.filter(|a| !a.ip().is_loopback()) {
             return Err(BrokerError::PlainNotLoopback(addr));
         }
-        let scx = ServerContext::new().busy_check_enable(false).build().await;
+        let limits = options.limits;
+        let flow = FlowConfig {
+            session_queue_bytes: limits.session_queue_bytes,
+            total_queue_bytes: limits.total_queue_bytes,
+            stall_timeout: limits.stall_timeout,
+            inbound_queue_bytes: limits.inbound_queue_bytes as usize,
+        };
+        let scx = ServerContext::new().busy_check_enable(false).flow_control(flow).build().await;
         *scx.extends.retain_mut().await = Box::new(RetainStore::new());
-        let hooks = Arc::new(HookState::new(options.plain_listen.map(|_| listeners::PLAIN_LISTENER)));
+        let counters = Arc::new(BrokerCounters::default());
+        let hooks = Arc::new(HookState::new(
+            options.plain_listen.map(|_| listeners::PLAIN_LISTENER),
+            CreditPool::new(limits.host_queue_bytes),
+            Arc::clone(&counters),
+        ));
         let register = scx.extends.hook_mgr().register();
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
         register.add(Type::MessagePublishCheckAcl, Box::new(PublishCheck(Arc::clone(&hooks)))).await;
         register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks)))).await;
-        register.add(Type::MessageDropped, Box::new(Dropped)).await;
+        register.add(Type::MessageDropped, Box::new(Dropped(Arc::clone(&counters)))).await;
         register.start().await;
-        let (task, addrs) = listeners::bind(&scx, options.mqtt_listen, options.plain_listen, &options.tls)?;
+        let (task, addrs) = listeners::bind(&scx, options.mqtt_listen, options.plain_listen, &options.tls, &limits)?;
         let host_id = Id::new(scx.node.id(), 0, None, None, "turf-host".into(), None);
+        let (outbox, _) = Outbox::start(scx.clone(), host_id, limits.host_queue_bytes, counters);
         tracing::info!(mqtt = %addrs.mqtt, plain = ?addrs.plain, "MQTT broker listening");
-        Ok((Self { scx, hooks, server: Some(task), host_id, addrs }, addrs))
+        Ok((Self { scx, hooks, server: Some(task), outbox, addrs, limits }, addrs))
+    }
+
+    fn status(&self) -> BrokerStatus {
+        let flow = self.scx.flow.as_ref();
+        let stats = flow.map(|f| f.stats());
+        let load =
+            |c: Option<&std::sync::atomic::AtomicU64>| c.map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed));
+        let count = |n: isize| u64::try_from(n).unwrap_or(0);
+        BrokerStatus {
+            connections: count(self.scx.connections.count()),
+            sessions: count(self.scx.sessions.count()),
+            queued_bytes: flow.map_or(0, |f| f.queued_bytes() as u64),
+            queued_bytes_limit: u64::from(self.limits.total_queue_bytes),
+            waiting_publishes: flow.map_or(0, |f| f.waiting() as u64),
+            waits: load(stats.map(|s| &s.waits)),
+            stalled_disconnects: load(stats.map(|s| &s.stalled_disconnects)),
+            host_bytes: u64::from(self.hooks.tap_pool.in_use()) + u64::from(self.outbox.in_use()),
+            host_bytes_limit: 2 * u64::from(self.limits.host_queue_bytes),
+            dropped: self.hooks.counters.snapshot(),
+        }
     }
 
     /// Installs a new snapshot and disconnects sessions it no longer admits.
@@ -167,13 +224,13 @@ impl Broker {
     /// existing connections are not interrupted.
     fn reload_tls(&mut self, files: ServerTlsFiles) -> impl Future<Output = Option<JoinHandle<()>>> + 'static {
         let old = self.server.take();
-        let (scx, addrs) = (self.scx.clone(), self.addrs);
+        let (scx, addrs, limits) = (self.scx.clone(), self.addrs, self.limits);
         async move {
             if let Some(old) = old {
                 old.abort();
                 let _ = old.await;
             }
-            match listeners::bind(&scx, addrs.mqtt, addrs.plain, &files) {
+            match listeners::bind(&scx, addrs.mqtt, addrs.plain, &files, &limits) {
                 Ok((task, _)) => {
                     tracing::info!(mqtt = %addrs.mqtt, "broker TLS reloaded");
                     Some(task)
@@ -197,32 +254,6 @@ impl Broker {
             recipient: msg.recipient.clone(),
         }));
         *taps = Arc::new(next);
-    }
-
-    fn publish_future(&self, msg: PublishToDevices) -> impl Future<Output = ()> + 'static {
-        let scx = self.scx.clone();
-        let from = From::from_system(self.host_id.clone());
-        async move {
-            let qos = match msg.qos {
-                0 => QoS::AtMostOnce,
-                1 => QoS::AtLeastOnce,
-                _ => QoS::ExactlyOnce,
-            };
-            let topic = msg.topic.clone();
-            let publish = CodecPublish {
-                dup: false,
-                retain: msg.retain,
-                qos,
-                topic: msg.topic.into(),
-                packet_id: None,
-                payload: msg.payload,
-                properties: None,
-            };
-            let publish = Publish::from(publish).create_time(rmqtt::utils::timestamp_millis());
-            if let Err(error) = SessionState::forwards(&scx, from, publish, false, None).await {
-                tracing::warn!(topic, %error, "cannot publish to devices");
-            }
-        }
     }
 
     fn stop_future(&mut self) -> impl Future<Output = ()> + 'static {
@@ -277,10 +308,18 @@ impl Handler<SetTaps> for Broker {
 }
 
 impl Handler<PublishToDevices> for Broker {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ();
 
-    fn handle(&mut self, msg: PublishToDevices, _ctx: &mut Self::Context) -> Self::Result {
-        AtomicResponse::new(Box::pin(self.publish_future(msg).into_actor(self)))
+    fn handle(&mut self, msg: PublishToDevices, _ctx: &mut Self::Context) {
+        self.outbox.push(msg);
+    }
+}
+
+impl Handler<GetBrokerStatus> for Broker {
+    type Result = MessageResult<GetBrokerStatus>;
+
+    fn handle(&mut self, _msg: GetBrokerStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status())
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::device::absolute;
 use super::{CliError, RunArgs};
+use crate::broker::BrokerLimits;
 use crate::config::HostConfig;
 use crate::supervisor::Endpoints;
 use crate::upstream::config::{ConfigFile, UpstreamConfig, UpstreamSettings};
@@ -58,16 +59,31 @@ fn watch_config(recipes: Option<&Path>, artifacts: Option<&Path>) -> Result<Watc
     Ok(WatchConfig { recipes, artifacts })
 }
 
+/// `DIR/config.toml`, or an empty one when there is none.
+fn config_file(config: &HostConfig) -> Result<ConfigFile, CliError> {
+    let path = config.layout().config_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(ConfigFile::parse(&text, &path.display().to_string())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(CliError::Usage(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
 /// The upstream settings: `[upstream]` in `DIR/config.toml` (paths relative to the root), with
 /// the flags on top.
-fn upstream_config(config: &HostConfig, flags: UpstreamSettings) -> Result<Option<UpstreamConfig>, CliError> {
-    let path = config.layout().config_file();
-    let from_file = match std::fs::read_to_string(&path) {
-        Ok(text) => ConfigFile::parse(&text, &path.display().to_string())?.upstream.unwrap_or_default(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => UpstreamSettings::default(),
-        Err(e) => return Err(CliError::Usage(format!("cannot read {}: {e}", path.display()))),
-    };
+fn upstream_config(
+    config: &HostConfig,
+    file: &ConfigFile,
+    flags: UpstreamSettings,
+) -> Result<Option<UpstreamConfig>, CliError> {
+    let from_file = file.upstream.clone().unwrap_or_default();
     Ok(from_file.overridden_by(flags).resolve(&config.thing_name, &config.root)?)
+}
+
+/// The queue limits: `[broker]` in `DIR/config.toml`, defaults for what it leaves out.
+fn broker_limits(config: &HostConfig, file: &ConfigFile) -> Result<BrokerLimits, CliError> {
+    BrokerLimits::try_from(file.broker.clone().unwrap_or_default())
+        .map_err(|e| CliError::Usage(format!("{}: {e}", config.layout().config_file().display())))
 }
 
 /// Runs the host until a signal arrives.
@@ -87,7 +103,9 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
         mqtt_version: args.upstream_mqtt_version,
         ..UpstreamSettings::default()
     };
-    config.upstream = upstream_config(&config, flags)?;
+    let file = config_file(&config)?;
+    config.upstream = upstream_config(&config, &file, flags)?;
+    config.broker = broker_limits(&config, &file)?;
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
     crate::run(config, print_ready, shutdown_signal()).await?;
     Ok(())

@@ -2,9 +2,36 @@
 
 use super::CliError;
 use super::component::human_duration;
+use crate::broker::stats::BrokerStatus;
 use crate::config::RootLayout;
 use crate::mgmt::client::Client;
 use crate::store;
+
+/// `1.5 MiB`, `12.0 KiB`, `300 B`.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),
+        b => format!("{b} B"),
+    }
+}
+
+#[allow(clippy::print_stdout)] // command output
+fn print_broker(b: &BrokerStatus) {
+    println!(
+        "  broker:                     {} connection(s), {} session(s); queued {} of {}, {} publish(es) waiting",
+        b.connections,
+        b.sessions,
+        human_bytes(b.queued_bytes),
+        human_bytes(b.queued_bytes_limit),
+        b.waiting_publishes
+    );
+    let d = &b.dropped;
+    println!(
+        "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} stalled subscriber(s) disconnected",
+        d.queue_full, d.expired, d.session_ended, d.host_outbox_full, d.denied, b.stalled_disconnects
+    );
+}
 
 /// Prints the host's status.
 #[allow(clippy::print_stdout)] // command output
@@ -32,6 +59,9 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
                 }
             }
         }
+    }
+    if let Some(broker) = &status.broker {
+        print_broker(broker);
     }
     println!();
     let names: Vec<String> =

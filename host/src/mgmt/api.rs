@@ -34,6 +34,9 @@ pub struct StatusReport {
     /// The upstream ("IotCore") connection.
     #[serde(default)]
     pub upstream: Option<crate::upstream::UpstreamStatus>,
+    /// The broker's queues and drop counters.
+    #[serde(default)]
+    pub broker: Option<crate::broker::stats::BrokerStatus>,
 }
 
 /// `PUT /v1/connectivity`: a manual endpoint list, or `None` to go back to the IP detector.

@@ -17,6 +17,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
+use crate::broker::GetBrokerStatus;
 use crate::components::{Control, ControlAction};
 use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
@@ -74,6 +75,8 @@ pub struct MgmtPeers {
     pub control: Recipient<Control>,
     /// Upstream: connection state.
     pub upstream: Recipient<GetUpstreamStatus>,
+    /// Broker: queues and drop counters.
+    pub broker: Recipient<GetBrokerStatus>,
     /// Static part of the status report (components are filled in per request).
     pub status: StatusReport,
 }
@@ -95,8 +98,14 @@ async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
         Ok(components) => components,
         Err(e) => return unavailable(e),
     };
-    match peers.upstream.send(GetUpstreamStatus).await {
-        Ok(upstream) => json(StatusReport { components, upstream: Some(upstream), ..peers.status.clone() }),
+    let upstream = match peers.upstream.send(GetUpstreamStatus).await {
+        Ok(upstream) => upstream,
+        Err(e) => return unavailable(e),
+    };
+    match peers.broker.send(GetBrokerStatus).await {
+        Ok(broker) => {
+            json(StatusReport { components, upstream: Some(upstream), broker: Some(broker), ..peers.status.clone() })
+        }
         Err(e) => unavailable(e),
     }
 }

@@ -4,7 +4,8 @@
 //! [`Unsubscribe`], [`UnsubscribeAll`], [`Publish`]. Messages out: [`PubsubMessage`] to each
 //! subscriber's recipient. Components, the bridge and (later) the shadow manager all meet here
 //! under their component names. It never checks access control (the caller's host functions do)
-//! and never blocks: delivery is a mailbox send.
+//! and never blocks: delivery is a mailbox send. A message relayed from a device carries its
+//! [`Credit`] into every copy, so the host's pool bounds what waits in subscribers' mailboxes.
 //!
 //! - `subscriptions`: the pure subscription table and receive modes.
 
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use self::subscriptions::{ReceiveMode, Subscriptions};
+use crate::flow::Credit;
 use crate::topic::{self, TopicError};
 
 /// A refused pubsub request.
@@ -35,6 +37,8 @@ pub struct PubsubMessage {
     pub payload: Bytes,
     /// Name of the publisher (component or service).
     pub publisher: String,
+    /// Host queue space held for the device message this one relays.
+    pub credit: Credit,
 }
 
 /// Subscribe `subscriber` to `filter`.
@@ -79,6 +83,8 @@ pub struct Publish {
     pub topic: String,
     /// Payload.
     pub payload: Bytes,
+    /// Host queue space held for the device message this one relays ([`Credit::none`] otherwise).
+    pub credit: Credit,
 }
 
 /// The pubsub bus service.
@@ -107,7 +113,8 @@ impl PubsubBus {
         if targets.iter().any(|t| !t.connected()) {
             self.subscriptions.retain_targets(Recipient::connected);
         }
-        let message = PubsubMessage { topic: msg.topic, payload: msg.payload, publisher: msg.publisher };
+        let message =
+            PubsubMessage { topic: msg.topic, payload: msg.payload, publisher: msg.publisher, credit: msg.credit };
         for target in targets {
             target.do_send(message.clone());
         }

@@ -27,6 +27,7 @@ use self::document::{ShadowError, apply_update, delete_payload, parse_update};
 use self::settings::ShadowSettings;
 use self::store::ShadowStore;
 use self::topics::{Operation, ShadowId, parse_request};
+use crate::flow::Credit;
 use crate::pubsub::subscriptions::ReceiveMode;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe};
 
@@ -139,6 +140,7 @@ impl ShadowManager {
             publisher: COMPONENT_NAME.to_owned(),
             topic: shadow.topic(operation, suffix),
             payload: payload.to_string().into(),
+            credit: Credit::none(),
         });
     }
 

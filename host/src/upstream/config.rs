@@ -167,6 +167,9 @@ pub struct ConfigFile {
     /// `[upstream]`.
     #[serde(default)]
     pub upstream: Option<UpstreamSettings>,
+    /// `[broker]`: queue limits.
+    #[serde(default)]
+    pub broker: Option<crate::broker::limits::BrokerSettings>,
 }
 
 impl ConfigFile {

@@ -4,7 +4,10 @@
 //! rumqttc never replays anything by itself: what was not acknowledged stays in the spool and
 //! the upstream service sends it again on the next link. The event loop runs in its own task
 //! and reports [`LinkEvent`]s, the same for both protocol versions. Publishes go out at QoS 1
-//! and incoming publishes are acknowledged manually, once they were handed on.
+//! and incoming publishes are acknowledged manually, once they were handed on. Each incoming
+//! publish takes credit from the host's pool before it is handed on; while the pool is empty
+//! the event loop is not polled, so the upstream broker's messages wait in its own queue (TCP
+//! backpressure) instead of in the host's memory.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use rumqttc::{TlsConfiguration, Transport};
 use tokio::task::JoinHandle;
 
 use super::config::{MqttVersion, UpstreamConfig};
+use crate::flow::{Credit, CreditPool};
 use crate::pem;
 
 /// What happened on a link.
@@ -44,6 +48,8 @@ pub struct Incoming {
     pub topic: String,
     /// Payload.
     pub payload: Bytes,
+    /// Host queue space it holds (taken before it was read on, see [`Link::open`]).
+    pub credit: Credit,
     ack: Ack,
 }
 
@@ -114,6 +120,7 @@ impl Link {
         tls: Option<&Arc<rustls::ClientConfig>>,
         inflight: u16,
         events: Events,
+        incoming: CreditPool,
     ) -> Self {
         let (host, port) = (config.endpoint.host.clone(), config.endpoint.port);
         match config.version {
@@ -128,7 +135,7 @@ impl Link {
                     .set_transport(transport(tls));
                 let (client, mut eventloop) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
                 eventloop.set_network_options(nodelay());
-                let pump = tokio::spawn(pump_v311(eventloop, events));
+                let pump = tokio::spawn(pump_v311(eventloop, events, incoming));
                 Self { client: Client::V311(client), pump }
             }
             MqttVersion::V5 => {
@@ -142,7 +149,7 @@ impl Link {
                     .set_transport(transport(tls))
                     .set_network_options(nodelay());
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, REQUEST_QUEUE);
-                let pump = tokio::spawn(pump_v5(eventloop, events));
+                let pump = tokio::spawn(pump_v5(eventloop, events, incoming));
                 Self { client: Client::V5(client), pump }
             }
         }
@@ -198,7 +205,7 @@ impl Drop for Link {
     }
 }
 
-async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events) {
+async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events, incoming: CreditPool) {
     use rumqttc::{Event, Outgoing, Packet, SubscribeReasonCode};
     loop {
         let event = match eventloop.poll().await {
@@ -212,7 +219,13 @@ async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events) {
                 LinkEvent::SubscribeRefused(refused)
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                LinkEvent::Message(Incoming { topic: p.topic.clone(), payload: p.payload.clone(), ack: Ack::V311(p) })
+                let credit = incoming.acquire(incoming.cost(&p.topic, &p.payload)).await;
+                LinkEvent::Message(Incoming {
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    credit,
+                    ack: Ack::V311(p),
+                })
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
             Ok(_) => continue,
@@ -227,7 +240,7 @@ async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events) {
     }
 }
 
-async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events) {
+async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events, incoming: CreditPool) {
     use rumqttc::Outgoing;
     use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
     use rumqttc::v5::{Event, Incoming as V5Incoming};
@@ -248,11 +261,11 @@ async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events) {
                 }
                 LinkEvent::SubscribeRefused(refused)
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message(Incoming {
-                topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                payload: p.payload.clone(),
-                ack: Ack::V5(Box::new(p)),
-            }),
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let credit = incoming.acquire(incoming.cost(&topic, &p.payload)).await;
+                LinkEvent::Message(Incoming { topic, payload: p.payload.clone(), credit, ack: Ack::V5(Box::new(p)) })
+            }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
             Ok(_) => continue,
             Err(error) => {

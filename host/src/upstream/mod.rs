@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use self::config::{UpstreamConfig, backoff};
 use self::link::{Link, LinkEvent};
 use self::spool::{Spool, SpoolError};
+use crate::flow::{Credit, CreditPool};
 use crate::topic;
 
 /// Publishes sent but not yet acknowledged, at most.
@@ -43,6 +44,8 @@ pub struct PublishUpstream {
     pub payload: Bytes,
     /// Retain flag.
     pub retain: bool,
+    /// Host queue space of the device message this one relays (returned once spooled).
+    pub credit: Credit,
 }
 
 /// A message from the upstream broker for a subscriber.
@@ -53,6 +56,9 @@ pub struct UpstreamMessage {
     pub topic: String,
     /// Payload.
     pub payload: Bytes,
+    /// Host queue space this message holds until every copy is done with; the connection
+    /// stops reading from the upstream broker while its pool is empty.
+    pub credit: Credit,
 }
 
 /// Subscribe `subscriber` to `filter` on the upstream broker.
@@ -169,11 +175,18 @@ pub struct Upstream {
     dropped: u64,
     delivered: u64,
     last_error: Option<String>,
+    /// Host queue space for messages from the upstream broker.
+    incoming: CreditPool,
 }
 
 impl Upstream {
-    /// The service for `config` (`None`: no upstream; publishes are refused), spooling in `db`.
-    pub fn new(config: Option<UpstreamConfig>, db: &std::path::Path) -> Result<Self, UpstreamError> {
+    /// The service for `config` (`None`: no upstream; publishes are refused), spooling in `db`;
+    /// messages from the upstream broker in transit through the host hold at most `incoming`.
+    pub fn new(
+        config: Option<UpstreamConfig>,
+        db: &std::path::Path,
+        incoming: CreditPool,
+    ) -> Result<Self, UpstreamError> {
         let (tls, spool) = match &config {
             Some(c) => {
                 let tls = if c.endpoint.tls { Some(link::tls_config(c).map_err(UpstreamError::Tls)?) } else { None };
@@ -198,6 +211,7 @@ impl Upstream {
             dropped: 0,
             delivered: 0,
             last_error: None,
+            incoming,
         })
     }
 
@@ -217,7 +231,7 @@ impl Upstream {
             addr.do_send(FromLink { generation, event });
             addr.connected()
         });
-        self.link = Some(Link::open(config, self.tls.as_ref(), WINDOW, events));
+        self.link = Some(Link::open(config, self.tls.as_ref(), WINDOW, events, self.incoming.clone()));
         // Retries after a loss stay "disconnected", counting from when it was lost.
         if self.state != LinkState::Disconnected {
             self.set_state(LinkState::Connecting);
@@ -269,7 +283,7 @@ impl Upstream {
                 tracing::warn!(count, "the upstream broker refused subscriptions; check its policy for this client");
             }
             LinkEvent::Message(incoming) => {
-                self.deliver(&incoming.topic, &incoming.payload);
+                self.deliver(&incoming.topic, &incoming.payload, &incoming.credit);
                 if let Some(link) = &self.link {
                     link.ack(&incoming);
                 }
@@ -413,7 +427,7 @@ impl Upstream {
     }
 
     /// Hands a message to every subscriber with a matching filter, once each.
-    fn deliver(&self, topic_name: &str, payload: &Bytes) {
+    fn deliver(&self, topic_name: &str, payload: &Bytes, credit: &Credit) {
         let mut done = BTreeSet::new();
         for (filter, subscribers) in &self.subscriptions {
             if !topic::matches(filter, topic_name) {
@@ -421,7 +435,11 @@ impl Upstream {
             }
             for (name, recipient) in subscribers {
                 if done.insert(name.as_str()) {
-                    recipient.do_send(UpstreamMessage { topic: topic_name.to_owned(), payload: payload.clone() });
+                    recipient.do_send(UpstreamMessage {
+                        topic: topic_name.to_owned(),
+                        payload: payload.clone(),
+                        credit: credit.clone(),
+                    });
                 }
             }
         }

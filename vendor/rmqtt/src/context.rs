@@ -113,6 +113,9 @@ pub struct ServerContextBuilder {
     /// Built by `rmqtt-bin` from `Settings::instance().circuit_breaker`.
     /// Defaults to `CircuitBreakerConfig::default()` when not explicitly set.
     pub circuit_breaker_config: CircuitBreakerConfig,
+
+    /// End-to-end flow control (Turf patch); `None` keeps upstream behaviour.
+    pub flow_control: Option<crate::flow::FlowConfig>,
 }
 
 impl Default for ServerContextBuilder {
@@ -135,7 +138,14 @@ impl ServerContextBuilder {
             #[cfg(feature = "plugin")]
             plugins_config: PluginManagerConfig::default(),
             circuit_breaker_config: CircuitBreakerConfig::default(),
+            flow_control: None,
         }
+    }
+
+    /// Turns on end-to-end flow control (Turf patch, see [`crate::flow`]).
+    pub fn flow_control(mut self, config: crate::flow::FlowConfig) -> Self {
+        self.flow_control = Some(config);
+        self
     }
 
     /// Sets command line arguments configuration
@@ -255,6 +265,8 @@ impl ServerContextBuilder {
                 task_exec_queue_max: self.task_exec_queue_max,
 
                 circuit_breaker_config: self.circuit_breaker_config,
+
+                flow: self.flow_control.map(crate::flow::FlowControl::new),
             }),
         }
         .config()
@@ -312,6 +324,9 @@ pub struct ServerContextInner {
     /// The `CircuitBreakerLayer` is built from this config on first use.
     /// Defaults to `CircuitBreakerConfig::default()` when not explicitly set.
     pub circuit_breaker_config: CircuitBreakerConfig,
+
+    /// End-to-end flow control, when turned on (Turf patch).
+    pub flow: Option<crate::flow::FlowControl>,
 }
 
 impl Deref for ServerContext {

@@ -454,6 +454,7 @@ mod tests {
             target_clientid: None,
             delay_interval: None,
             create_time: None,
+            flow: None,
         }
     }
 

@@ -74,6 +74,7 @@ pub mod stats;
 pub mod executor; // Async task executor
 pub mod extend; // Extension points
 pub mod fitter; // Message fitting strategies
+pub mod flow; // End-to-end flow control (Turf patch)
 pub mod hook; // Event hook system
 pub mod inflight; // In-flight message tracking
 pub mod node; // Cluster node management

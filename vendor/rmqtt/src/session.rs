@@ -104,6 +104,55 @@ use crate::types::*;
 use crate::utils::timestamp_millis;
 use crate::Result;
 
+/// A PUBLISH being routed (Turf patch): its acknowledgement is sent once `routing` completes.
+struct PendingPublish {
+    qos: QoS,
+    /// Packet id, and whether this PUBLISH added it to the inbound in-flight set.
+    packet_id: Option<(NonZeroU16, bool)>,
+    routing: std::pin::Pin<Box<dyn std::future::Future<Output = Result<PublishResult>> + Send>>,
+}
+
+/// A packet that keeps its place behind a pending publish (Turf patch).
+enum Ordered {
+    Publish(Publish),
+    Other(Packet),
+}
+
+/// Bytes charged for a queued packet other than a PUBLISH.
+const ORDERED_PACKET_COST: usize = 64;
+
+/// Packets read while a publish was pending, in arrival order (Turf patch).
+#[derive(Default)]
+struct Inbound {
+    packets: VecDeque<(Ordered, usize)>,
+    bytes: usize,
+}
+
+impl Inbound {
+    fn push(&mut self, ordered: Ordered) {
+        let cost = match &ordered {
+            Ordered::Publish(p) => p.payload.len() + p.topic.len() + crate::flow::MESSAGE_OVERHEAD,
+            Ordered::Other(_) => ORDERED_PACKET_COST,
+        };
+        self.bytes += cost;
+        self.packets.push_back((ordered, cost));
+    }
+
+    fn pop(&mut self) -> Option<Ordered> {
+        let (ordered, cost) = self.packets.pop_front()?;
+        self.bytes -= cost;
+        Some(ordered)
+    }
+
+    fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+}
+
 /// Runtime state for an active MQTT session.
 ///
 /// Wraps a [`Session`] with its associated send/receive channels,
@@ -118,6 +167,15 @@ pub struct SessionState {
     pub server_topic_aliases: Option<Arc<ServerTopicAliases>>,
     pub client_topic_aliases: Option<Arc<ClientTopicAliases>>,
     in_inflight: InInflight,
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        // Flow control (Turf patch): copies still waiting for this session's queue give up.
+        if let Some(flow) = self.tx.flow() {
+            flow.close();
+        }
+    }
 }
 
 impl fmt::Debug for SessionState {
@@ -160,7 +218,8 @@ impl SessionState {
             tx,
             #[cfg(feature = "debug")]
             session.scx.clone(),
-        );
+        )
+        .with_flow(session.scx.flow.as_ref().map(|f| f.budget()));
         let scx = session.scx.clone();
         let max_inflight = session.listen_cfg().max_inflight;
         Self {
@@ -294,6 +353,9 @@ impl SessionState {
             }
 
             //Start offline event loop
+            if let Some(flow) = self.tx.flow() {
+                flow.set_online(false);
+            }
             self.offline_run_loop(
                 &deliver_queue_tx,
                 &mut flags,
@@ -308,6 +370,14 @@ impl SessionState {
         }
     }
 
+    /// The online event loop (Turf patch: inbound pipeline and batched writes).
+    ///
+    /// Packets that must keep their order (PUBLISH, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT) are
+    /// processed one at a time; a PUBLISH whose routing waits for queue space (flow control)
+    /// stays *pending* while the loop goes on reading acknowledgements and pings, delivering to
+    /// this client and queueing further ordered packets, up to the flow-control inbound limit
+    /// (then the socket is not read). Its PUBACK/PUBREC is sent once it is routed. Writes are
+    /// queued in the connection's write buffer and flushed when the loop has nothing else to do.
     #[inline]
     async fn run_loop<Io>(
         &mut self,
@@ -339,7 +409,32 @@ impl SessionState {
 
         tokio::pin!(deliver_timeout_delay);
 
+        let flow = state.tx.flow().cloned();
+        let (stall_timeout, inbound_limit) = match &state.scx.flow {
+            Some(f) => (f.config().stall_timeout, f.config().inbound_queue_bytes),
+            None => (Duration::from_secs(u32::MAX as u64), usize::MAX),
+        };
+        let inbound_max_packets = state.listen_cfg().max_inflight.get() as usize;
+        if let Some(flow) = &flow {
+            flow.set_online(true);
+            flow.touch();
+        }
+        let stall_delay = tokio::time::sleep(stall_timeout);
+        tokio::pin!(stall_delay);
+        let mut stall_armed = false;
+
+        let mut inbound = Inbound::default();
+        let mut pending: Option<PendingPublish> = None;
+        let mut was_reading = true;
+        let mut dirty = false;
+
         loop {
+            while pending.is_none() {
+                let Some(ordered) = inbound.pop() else { break };
+                state.process_ordered(sink, ordered, flags, &mut pending).await?;
+                dirty = true;
+            }
+
             log::debug!("{:?} tokio::select! loop", state.id);
             deliver_timeout_delay.as_mut().reset(
                 Instant::now()
@@ -351,9 +446,32 @@ impl SessionState {
                         .unwrap_or_else(|| Duration::from_secs(120)),
             );
 
+            let reading = inbound.bytes < inbound_limit && inbound.len() < inbound_max_packets;
+            if reading && !was_reading {
+                keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
+            }
+            was_reading = reading;
+
+            let holding = flow.as_ref().is_some_and(|f| f.held() > 0);
+            if holding && !stall_armed {
+                let idle = flow.as_ref().map(|f| f.idle_for()).unwrap_or_default();
+                stall_delay.as_mut().reset(Instant::now() + stall_timeout.saturating_sub(idle));
+            }
+            stall_armed = holding;
+
+            let deliver_credit = state.out_inflight().read().await.has_credit();
+
             tokio::select! {
-                 _ = &mut keep_alive_delay => {
+                biased;
+
+                 _ = &mut keep_alive_delay, if reading => {
                     return Err(Reason::ConnectKeepaliveTimeout)
+                },
+
+                done = futures::future::OptionFuture::from(pending.as_mut().map(|p| &mut p.routing)), if pending.is_some() => {
+                    if let (Some(done), Some(p)) = (done, pending.take()) {
+                        state.finish_publish(sink, p, done).await?;
+                    }
                 },
 
                 _ = &mut deliver_timeout_delay => {
@@ -363,7 +481,18 @@ impl SessionState {
                     }
                 },
 
-                deliver_packet = deliver_queue_rx.next(), if state.out_inflight().read().await.has_credit() => {
+                msg = state.rx.next() => {
+                    log::debug!("{:?} msg: {:?}", state.id, msg);
+                    if let Some(msg) = msg {
+                        #[cfg(feature = "debug")]
+                        state.scx.stats.debug_session_channels.dec();
+                        state.process_message(sink, msg, deliver_queue_tx, flags).await?;
+                    }else{
+                        return Err("No message received from the Rx".into());
+                    }
+                }
+
+                deliver_packet = deliver_queue_rx.next(), if deliver_credit => {
                     log::debug!("{:?} deliver_packet: {:?}", state.id, deliver_packet);
                     match deliver_packet {
                         Some(Some((from, p))) => {
@@ -378,30 +507,123 @@ impl SessionState {
                     }
                 }
 
-                msg = state.rx.next() => {
-                    log::debug!("{:?} msg: {:?}", state.id, msg);
-                    if let Some(msg) = msg {
-                        #[cfg(feature = "debug")]
-                        state.scx.stats.debug_session_channels.dec();
-                        state.process_message(sink, msg, deliver_queue_tx, flags).await?;
-                    }else{
-                        return Err("No message received from the Rx".into());
-                    }
-                }
-
-                pkt = sink.recv() => {
-                    log::debug!("{:?} pkt: {:?}", state.id, pkt);
-                    keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
-                    match pkt? {
-                        Some(pkt) => {
-                            state.process_mqtt_message(sink, pkt, flags).await?;
-                        },
-                        None => {
+                event = futures::future::poll_fn(|cx| sink.poll_io(cx, reading, dirty)), if reading || dirty => {
+                    match event? {
+                        SinkEvent::Flushed => {
+                            dirty = false;
+                            continue;
+                        }
+                        SinkEvent::Packet(Some(pkt)) => {
+                            log::debug!("{:?} pkt: {:?}", state.id, pkt);
+                            keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
+                            state.on_packet(sink, pkt, flags, &mut inbound, &mut pending).await?;
+                        }
+                        SinkEvent::Packet(None) => {
                             return Err(Reason::ConnectRemoteClose);
                         }
                     }
                 }
+
+                _ = &mut stall_delay, if holding => {
+                    stall_armed = false;
+                    if let Some(flow) = &flow {
+                        if flow.held() > 0 && flow.idle_for() >= stall_timeout && flow.under_pressure() {
+                            if let Some(f) = &state.scx.flow {
+                                f.count_stall();
+                            }
+                            log::warn!("{:?} disconnected: subscriber stalled for {:?} with publishers waiting", state.id, flow.idle_for());
+                            return Err(Reason::SubscriberStalled);
+                        }
+                        // No pressure, or progress meanwhile: look again one timeout from now.
+                        stall_delay.as_mut().reset(Instant::now() + stall_timeout);
+                        stall_armed = true;
+                    }
+                }
             }
+            dirty = true;
+        }
+    }
+
+    /// A packet arrived: acknowledgements and pings are handled at once; everything else keeps
+    /// its order behind a pending publish (Turf patch).
+    async fn on_packet<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        pkt: Packet,
+        flags: &mut StateFlags,
+        inbound: &mut Inbound,
+        pending: &mut Option<PendingPublish>,
+    ) -> std::result::Result<(), Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ordered = match pkt {
+            Packet::V3(v3::Packet::Publish(publish)) => {
+                Ordered::Publish(self.accept_publish(Publish::from(publish)).await?)
+            }
+            Packet::V5(v5::Packet::Publish(publish)) => {
+                Ordered::Publish(self.accept_publish(Publish::from(publish)).await?)
+            }
+            Packet::V3(
+                v3::Packet::PublishAck { .. }
+                | v3::Packet::PublishReceived { .. }
+                | v3::Packet::PublishRelease { .. }
+                | v3::Packet::PublishComplete { .. }
+                | v3::Packet::PingRequest,
+            )
+            | Packet::V5(
+                v5::Packet::PublishAck(_)
+                | v5::Packet::PublishReceived(_)
+                | v5::Packet::PublishRelease(_)
+                | v5::Packet::PublishComplete(_)
+                | v5::Packet::PingRequest,
+            ) => return self.process_mqtt_message(sink, pkt, flags).await,
+            other => Ordered::Other(other),
+        };
+        if pending.is_none() && inbound.is_empty() {
+            self.process_ordered(sink, ordered, flags, pending).await
+        } else {
+            inbound.push(ordered);
+            Ok(())
+        }
+    }
+
+    /// Resolves a PUBLISH's topic alias (in arrival order) and stamps its arrival time.
+    async fn accept_publish(&self, mut publish: Publish) -> std::result::Result<Publish, Reason> {
+        log::debug!("{} publish: {:?}", self.id, publish);
+        if let Some(client_topic_aliases) = &self.client_topic_aliases {
+            publish.deref_mut().topic = client_topic_aliases
+                .set_and_get(publish.properties.as_ref().and_then(|p| p.topic_alias), publish.topic.clone())
+                .await?;
+        }
+        //hook, keepalive
+        self.hook.client_keepalive(false).await;
+        self.keepalive(false).await;
+        Ok(publish.create_time(timestamp_millis()))
+    }
+
+    /// Processes one ordered packet; a publish that cannot be routed at once becomes `pending`.
+    async fn process_ordered<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        ordered: Ordered,
+        flags: &mut StateFlags,
+        pending: &mut Option<PendingPublish>,
+    ) -> std::result::Result<(), Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        match ordered {
+            Ordered::Publish(publish) => {
+                if let Some(mut started) = self.start_publish(sink, publish).await? {
+                    match futures::poll!(started.routing.as_mut()) {
+                        std::task::Poll::Ready(done) => self.finish_publish(sink, started, done).await?,
+                        std::task::Poll::Pending => *pending = Some(started),
+                    }
+                }
+                Ok(())
+            }
+            Ordered::Other(pkt) => self.process_mqtt_message(sink, pkt, flags).await,
         }
     }
 
@@ -556,6 +778,9 @@ impl SessionState {
             Limiter::new(burst, replenish_n_per)
         };
 
+        if let Some(flow) = state.tx.flow() {
+            flow.set_online(false);
+        }
         tokio::spawn(async move {
             let (deliver_queue_tx, _deliver_queue_rx) = state.deliver_queue_channel(&limiter);
             let mut flags = StateFlags::empty();
@@ -720,28 +945,19 @@ impl SessionState {
         Io: AsyncRead + AsyncWrite + Unpin,
     {
         match pkt {
-            Packet::V3(v3::Packet::Publish(publish)) => {
-                log::debug!("{} publish: {:?}", self.id, publish);
-                let p: Publish = publish.into();
-                self.process_publish(sink, p.create_time(timestamp_millis())).await?;
-            }
-            Packet::V5(v5::Packet::Publish(publish)) => {
-                log::debug!("{} publish: {:?}", self.id, publish);
-                let p: Publish = publish.into();
-                self.process_publish(sink, p.create_time(timestamp_millis())).await?;
-            }
-
             Packet::V3(v3::Packet::PublishRelease { packet_id }) => {
                 log::debug!("{} PublishRelease: {:?}", self.id, packet_id);
                 self.in_inflight.remove(&packet_id);
-                sink.v3_mut().send_publish_complete(packet_id).await?;
+                sink.send(Packet::V3(v3::Packet::PublishComplete { packet_id })).await?;
             }
             Packet::V5(v5::Packet::PublishRelease(ack2)) => {
                 log::debug!("{} PublishRelease: {:?}", self.id, ack2);
                 self.in_inflight.remove(&ack2.packet_id);
-                sink.v5_mut()
-                    .send_publish_complete(PublishAck2 { packet_id: ack2.packet_id, ..Default::default() })
-                    .await?;
+                sink.send(Packet::V5(v5::Packet::PublishComplete(PublishAck2 {
+                    packet_id: ack2.packet_id,
+                    ..Default::default()
+                })))
+                .await?;
             }
 
             Packet::V3(v3::Packet::PublishAck { packet_id }) => {
@@ -759,7 +975,7 @@ impl SessionState {
 
             Packet::V3(v3::Packet::PublishReceived { packet_id }) => {
                 self.out_inflight().write().await.update_status(&packet_id.get(), MomentStatus::UnComplete);
-                sink.v3_mut().send_publish_release(packet_id).await?;
+                sink.send(Packet::V3(v3::Packet::PublishRelease { packet_id })).await?;
             }
             Packet::V5(v5::Packet::PublishReceived(ack)) => {
                 self.out_inflight()
@@ -767,9 +983,11 @@ impl SessionState {
                     .await
                     .update_status(&ack.packet_id.get(), MomentStatus::UnComplete);
 
-                sink.v5_mut()
-                    .send_publish_release(PublishAck2 { packet_id: ack.packet_id, ..Default::default() })
-                    .await?;
+                sink.send(Packet::V5(v5::Packet::PublishRelease(PublishAck2 {
+                    packet_id: ack.packet_id,
+                    ..Default::default()
+                })))
+                .await?;
             }
 
             Packet::V3(v3::Packet::PublishComplete { packet_id }) => {
@@ -793,7 +1011,7 @@ impl SessionState {
                         return Err(Reason::SubscribeFailed(Some(e.to_string().into())));
                     }
                 };
-                sink.v3_mut().send_subscribe_ack(packet_id, status).await?;
+                sink.send(Packet::V3(v3::Packet::SubscribeAck { packet_id, status })).await?;
             }
             Packet::V5(v5::Packet::Subscribe(subs)) => {
                 let ack = match self.subscribes_v5(subs).await {
@@ -803,14 +1021,14 @@ impl SessionState {
                     }
                     Ok(ack) => ack,
                 };
-                sink.v5_mut().send_subscribe_ack(ack).await?;
+                sink.send(Packet::V5(v5::Packet::SubscribeAck(ack))).await?;
             }
 
             Packet::V3(v3::Packet::Unsubscribe { packet_id, topic_filters }) => {
                 if let Err(e) = self.unsubscribes_v3(topic_filters).await {
                     return Err(Reason::UnsubscribeFailed(Some(e.to_string().into())));
                 }
-                sink.v3_mut().send_unsubscribe_ack(packet_id).await?;
+                sink.send(Packet::V3(v3::Packet::UnsubscribeAck { packet_id })).await?;
             }
 
             Packet::V5(v5::Packet::Unsubscribe(unsubs)) => {
@@ -820,15 +1038,15 @@ impl SessionState {
                     }
                     Ok(ack) => ack,
                 };
-                sink.v5_mut().send_unsubscribe_ack(ack).await?;
+                sink.send(Packet::V5(v5::Packet::UnsubscribeAck(ack))).await?;
             }
 
             Packet::V3(v3::Packet::PingRequest) => {
-                sink.v3_mut().send_ping_response().await?;
+                sink.send(Packet::V3(v3::Packet::PingResponse)).await?;
                 flags.insert(StateFlags::Ping);
             }
             Packet::V5(v5::Packet::PingRequest) => {
-                sink.v5_mut().send_ping_response().await?;
+                sink.send(Packet::V5(v5::Packet::PingResponse)).await?;
                 flags.insert(StateFlags::Ping);
             }
 
@@ -942,22 +1160,22 @@ impl SessionState {
         packet_id.ok_or_else(|| Reason::ProtocolError(ByteString::from_static("packet_id is None")))
     }
 
-    #[inline]
-    async fn process_publish<Io>(
+    /// Registers an incoming PUBLISH and starts routing it; `None` when there is nothing to
+    /// route (a duplicate QoS 2 PUBLISH, answered at once).
+    async fn start_publish<Io>(
         &mut self,
         sink: &mut Sink<Io>,
         publish: Publish,
-    ) -> std::result::Result<(), Reason>
+    ) -> std::result::Result<Option<PendingPublish>, Reason>
     where
         Io: AsyncRead + AsyncWrite + Unpin,
     {
-        let packet_id = publish.packet_id;
         let qos = publish.qos;
-
-        match qos {
+        let packet_id = match qos {
+            QoS::AtMostOnce => None,
             QoS::AtLeastOnce => {
-                let packet_id = Self::packet_id(packet_id)?;
-                let inflight_res = match self.in_inflight.add(packet_id, qos) {
+                let packet_id = Self::packet_id(publish.packet_id)?;
+                match self.in_inflight.add(packet_id, qos) {
                     Err(e) => {
                         //hook, Message dropped
                         self.scx
@@ -967,23 +1185,11 @@ impl SessionState {
                             .await;
                         return Err(e);
                     }
-                    Ok(res) => res,
-                };
-
-                let pubres = self.publish(publish).await.inspect_err(|_| {
-                    if inflight_res {
-                        self.in_inflight.remove(&packet_id);
-                    }
-                })?;
-
-                let ack_res = sink.send_publish_ack(packet_id, pubres).await;
-                if inflight_res {
-                    self.in_inflight.remove(&packet_id);
+                    Ok(added) => Some((packet_id, added)),
                 }
-                ack_res?;
             }
             QoS::ExactlyOnce => {
-                let packet_id = Self::packet_id(packet_id)?;
+                let packet_id = Self::packet_id(publish.packet_id)?;
                 // [MQTT-4.3.3-10] Duplicate QoS 2 PUBLISH (same Packet Identifier,
                 // exchange not yet complete): answer PUBREC, do NOT deliver again.
                 if self.in_inflight.exist(&packet_id) {
@@ -997,30 +1203,62 @@ impl SessionState {
                     let pub_res =
                         PublishResult::reason_code(PublishAckReason::PacketIdentifierInUse, None, false);
                     sink.send_publish_received(packet_id, pub_res).await?;
-                    return Ok(());
+                    return Ok(None);
                 }
-                let pub_res = self.publish(publish).await?;
-                let inflight_res =
-                    if pub_res.is_success() { self.in_inflight.add(packet_id, qos)? } else { false };
-                let rec_res = sink.send_publish_received(packet_id, pub_res).await;
-                if inflight_res && rec_res.is_err() {
+                Some((packet_id, self.in_inflight.add(packet_id, qos)?))
+            }
+        };
+        let routing = Box::pin(Self::publish_owned(self.inner.clone(), self.hook.clone(), publish));
+        Ok(Some(PendingPublish { qos, packet_id, routing }))
+    }
+
+    /// Acknowledges a routed PUBLISH (PUBACK for QoS 1, PUBREC for QoS 2).
+    async fn finish_publish<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        p: PendingPublish,
+        done: Result<PublishResult>,
+    ) -> std::result::Result<(), Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some((packet_id, added)) = p.packet_id else {
+            done?;
+            return Ok(());
+        };
+        let pub_res = match done {
+            Ok(pub_res) => pub_res,
+            Err(e) => {
+                if added {
                     self.in_inflight.remove(&packet_id);
                 }
-                rec_res?;
+                return Err(e.into());
             }
-            QoS::AtMostOnce => {
-                self.publish(publish).await?;
+        };
+        match p.qos {
+            QoS::ExactlyOnce => {
+                if added && !pub_res.is_success() {
+                    self.in_inflight.remove(&packet_id);
+                }
+                sink.send_publish_received(packet_id, pub_res).await?;
+            }
+            _ => {
+                if added {
+                    self.in_inflight.remove(&packet_id);
+                }
+                sink.send_publish_ack(packet_id, pub_res).await?;
             }
         }
         Ok(())
     }
 
-    #[inline]
-    async fn publish(&self, publish: Publish) -> Result<PublishResult> {
-        match self._publish(publish).await {
+    /// Routes a PUBLISH from this session's client (hooks, ACL, retain, forwarding); owns what
+    /// it needs, so it can wait for queue space while the session loop goes on (Turf patch).
+    async fn publish_owned(session: Session, hook: Arc<dyn Hook>, publish: Publish) -> Result<PublishResult> {
+        match Self::route_publish(&session, hook.as_ref(), publish).await {
             Err(e) => {
                 #[cfg(feature = "metrics")]
-                self.scx.metrics.client_publish_error_inc();
+                session.scx.metrics.client_publish_error_inc();
                 Err(e)
             }
             Ok(pub_res) => {
@@ -1028,7 +1266,7 @@ impl SessionState {
                     Ok(pub_res)
                 } else {
                     #[cfg(feature = "metrics")]
-                    self.scx.metrics.client_publish_error_inc();
+                    session.scx.metrics.client_publish_error_inc();
                     match pub_res.disconnect {
                         true => Err(MqttError::PublishAckReason(
                             pub_res.reason_code,
@@ -1043,35 +1281,33 @@ impl SessionState {
     }
 
     #[inline]
-    async fn _publish(&self, mut publish: Publish) -> Result<PublishResult> {
-        if let Some(client_topic_aliases) = &self.client_topic_aliases {
-            publish.deref_mut().topic = client_topic_aliases
-                .set_and_get(publish.properties.as_ref().and_then(|p| p.topic_alias), publish.topic.clone())
-                .await?;
-        }
-
-        let from = From::from_custom(self.id.clone());
+    async fn route_publish(
+        session: &Session,
+        hook: &dyn Hook,
+        #[allow(unused_mut)] mut publish: Publish,
+    ) -> Result<PublishResult> {
+        let from = From::from_custom(session.id.clone());
 
         #[cfg(feature = "delayed")]
-        if self.scx.extends.delayed_sender().await.enable() {
-            publish = self.scx.extends.delayed_sender().await.parse(publish)?;
+        if session.scx.extends.delayed_sender().await.enable() {
+            publish = session.scx.extends.delayed_sender().await.parse(publish)?;
         }
 
         //hook, message_publish
-        let publish = self.hook.message_publish(from.clone(), &publish).await.unwrap_or(publish);
+        let publish = hook.message_publish(from.clone(), &publish).await.unwrap_or(publish);
 
         //hook, message_publish_check_acl
-        let acl_result = self.hook.message_publish_check_acl(&publish).await;
-        log::debug!("{:?} acl_result: {:?}", self.id, acl_result);
+        let acl_result = hook.message_publish_check_acl(&publish).await;
+        log::debug!("{:?} acl_result: {:?}", session.id, acl_result);
         if !acl_result.is_allow() {
             #[cfg(feature = "metrics")]
-            self.scx.metrics.client_publish_auth_error_inc();
+            session.scx.metrics.client_publish_auth_error_inc();
 
             let pub_res = acl_result.pub_res();
             let reason = Reason::PublishResult(pub_res.clone());
 
             //hook, Message dropped
-            self.scx.extends.hook_mgr().message_dropped(None, from, publish, reason).await;
+            session.scx.extends.hook_mgr().message_dropped(None, from, publish, reason).await;
 
             return if pub_res.disconnect {
                 Err(MqttError::PublishAckReason(
@@ -1087,7 +1323,7 @@ impl SessionState {
         let message_storage_available = {
             #[cfg(feature = "msgstore")]
             {
-                self.scx.extends.message_mgr().await.enable()
+                session.scx.extends.message_mgr().await.enable()
             }
             #[cfg(not(feature = "msgstore"))]
             {
@@ -1099,19 +1335,19 @@ impl SessionState {
             || (publish.retain && {
                 #[cfg(feature = "retain")]
                 {
-                    self.scx.extends.retain().await.enable()
+                    session.scx.extends.retain().await.enable()
                 }
                 #[cfg(not(feature = "retain"))]
                 {
                     false
                 }
             }) {
-            Some(self.fitter.message_expiry_interval(&publish))
+            Some(session.fitter.message_expiry_interval(&publish))
         } else {
             None
         };
 
-        Self::forwards(&self.scx, from, publish, message_storage_available, message_expiry_interval).await?;
+        Self::forwards(&session.scx, from, publish, message_storage_available, message_expiry_interval).await?;
 
         Ok(PublishResult::success())
     }

@@ -718,6 +718,61 @@ impl DefaultShared {
     }
 }
 
+/// A copy that waits for queue space in its recipient's flow-control budget (Turf patch).
+struct Waiting {
+    topic_filter: TopicFilter,
+    client_id: ClientId,
+    group_shared: Option<(SharedGroup, IsOnline, Vec<ClientId>)>,
+    tx: Tx,
+    to: To,
+    p: Publish,
+    budget: Arc<crate::flow::SessionBudget>,
+    cost: u32,
+}
+
+impl DefaultShared {
+    /// Hands one copy to its recipient's session and records the outcome.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn send_to(
+        from: &From,
+        publish: &Publish,
+        topic_filter: TopicFilter,
+        client_id: ClientId,
+        group_shared: Option<(SharedGroup, IsOnline, Vec<ClientId>)>,
+        tx: Tx,
+        to: To,
+        p: Publish,
+        ok_recipients: &mut ForwardedRecipients,
+        errs: &mut Vec<(To, From, Publish, Reason)>,
+    ) {
+        if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
+            log::warn!(
+                "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason:{:?}",
+                from,
+                client_id,
+                topic_filter,
+                publish.topic,
+                e
+            );
+            if let Message::Forward(from, p) = e.into_inner() {
+                errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
+            }
+        } else if let Some((group, _, cids)) = &group_shared {
+            // Collect successful session info with shared group expansion
+            for g_cid in cids {
+                if g_cid == &client_id {
+                    ok_recipients.push((g_cid.clone(), Some((topic_filter.clone(), group.clone()))));
+                } else {
+                    ok_recipients.push((g_cid.clone(), None));
+                }
+            }
+        } else {
+            ok_recipients.push((client_id, None));
+        }
+    }
+}
+
 #[async_trait]
 impl Shared for DefaultShared {
     #[inline]
@@ -883,6 +938,7 @@ impl Shared for DefaultShared {
     {
         let mut errs = Vec::new();
         let mut ok_recipients: ForwardedRecipients = Vec::new();
+        let mut waiting: Vec<Waiting> = Vec::new();
 
         for (topic_filter, client_id, opts, sub_ids, group_shared) in relations.drain(..) {
             let retain = if let Some(retain_as_published) = opts.retain_as_published() {
@@ -927,32 +983,39 @@ impl Shared for DefaultShared {
                 continue;
             };
 
-            if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
-                log::warn!(
-                    "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason:{:?}",
-                    from,
-                    client_id,
-                    topic_filter,
-                    publish.topic,
-                    e
-                );
-                if let Message::Forward(from, p) = e.into_inner() {
-                    errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
-                }
-            } else {
-                // Collect successful session info with shared group expansion
-                if let Some((group, _, cids)) = &group_shared {
-                    for g_cid in cids {
-                        if g_cid == &client_id {
-                            ok_recipients.push((g_cid.clone(), Some((topic_filter.clone(), group.clone()))));
-                        } else {
-                            ok_recipients.push((g_cid.clone(), None));
-                        }
+            // Flow control (Turf patch): a copy needs queue space in its recipient's budget. QoS 0
+            // copies and copies for offline sessions never wait; QoS 1/2 copies for connected
+            // sessions wait below, after every copy that has space was sent.
+            if let Some(budget) = tx.flow().cloned() {
+                let cost = budget.cost(&p);
+                match budget.try_acquire(cost) {
+                    Some(permit) => p.flow = Some(Arc::new(permit)),
+                    None if p.qos == QoS::AtMostOnce || !budget.is_online() => {
+                        errs.push((to, from.clone(), p, Reason::MessageQueueFull));
+                        continue;
                     }
-                } else {
-                    ok_recipients.push((client_id, None));
+                    None => {
+                        waiting.push(Waiting { topic_filter, client_id, group_shared, tx, to, p, budget, cost });
+                        continue;
+                    }
                 }
             }
+            Self::send_to(&from, publish, topic_filter, client_id, group_shared, tx, to, p, &mut ok_recipients, &mut errs);
+        }
+
+        for w in waiting {
+            if let Some(flow) = &self.context().flow {
+                flow.count_wait();
+            }
+            let Waiting { topic_filter, client_id, group_shared, tx, to, mut p, budget, cost } = w;
+            match budget.acquire(cost).await {
+                Ok(permit) => p.flow = Some(Arc::new(permit)),
+                Err(crate::flow::Refused::Gone) => {
+                    errs.push((to, from.clone(), p, Reason::MessageQueueFull));
+                    continue;
+                }
+            }
+            Self::send_to(&from, publish, topic_filter, client_id, group_shared, tx, to, p, &mut ok_recipients, &mut errs);
         }
 
         if errs.is_empty() {

@@ -41,10 +41,11 @@ use base64::prelude::{Engine, BASE64_STANDARD};
 use bitflags::bitflags;
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures::StreamExt;
 use get_size2::GetSize;
 use itertools::Itertools;
 use rmqtt_codec::cert::CertInfo;
+use rmqtt_codec::error::SendPacketError;
+use rmqtt_codec::MqttPacket;
 use serde::de::{self, Deserializer};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,7 @@ pub struct SessionTx {
     #[cfg(feature = "debug")]
     scx: ServerContext,
     tx: futures::channel::mpsc::UnboundedSender<Message>,
+    flow: Option<Arc<crate::flow::SessionBudget>>,
 }
 
 impl SessionTx {
@@ -137,7 +139,21 @@ impl SessionTx {
             tx,
             #[cfg(feature = "debug")]
             scx,
+            flow: None,
         }
+    }
+
+    /// Attaches the session's flow-control budget (Turf patch).
+    #[inline]
+    pub fn with_flow(mut self, flow: Option<Arc<crate::flow::SessionBudget>>) -> Self {
+        self.flow = flow;
+        self
+    }
+
+    /// The session's flow-control budget, when flow control is on (Turf patch).
+    #[inline]
+    pub fn flow(&self) -> Option<&Arc<crate::flow::SessionBudget>> {
+        self.flow.as_ref()
     }
 
     #[inline]
@@ -1262,6 +1278,11 @@ pub struct Publish {
 
     /// Message creation timestamp
     pub create_time: Option<i64>,
+
+    /// Queue space this copy holds in its recipient's session (flow control; Turf patch).
+    /// Returned when the last clone of this copy is dropped.
+    #[serde(skip)]
+    pub flow: Option<Arc<crate::flow::FlowPermit>>,
 }
 
 impl Publish {
@@ -1290,7 +1311,7 @@ impl Publish {
         delay_interval: Option<u32>,
         create_time: Option<i64>,
     ) -> Self {
-        Publish { inner, target_clientid, delay_interval, create_time }
+        Publish { inner, target_clientid, delay_interval, create_time, flow: None }
     }
 
     #[inline]
@@ -1326,13 +1347,13 @@ impl DerefMut for Publish {
 
 impl std::convert::From<CodecPublish> for Publish {
     fn from(p: CodecPublish) -> Self {
-        Publish { inner: Box::new(p), target_clientid: None, delay_interval: None, create_time: None }
+        Publish { inner: Box::new(p), target_clientid: None, delay_interval: None, create_time: None, flow: None }
     }
 }
 
 impl std::convert::From<Box<CodecPublish>> for Publish {
     fn from(p: Box<CodecPublish>) -> Self {
-        Publish { inner: p, target_clientid: None, delay_interval: None, create_time: None }
+        Publish { inner: p, target_clientid: None, delay_interval: None, create_time: None, flow: None }
     }
 }
 
@@ -1387,6 +1408,49 @@ impl<'a> std::convert::TryFrom<LastWill<'a>> for Publish {
     }
 }
 
+/// What [`Sink::poll_io`] did (Turf patch).
+pub(crate) enum SinkEvent {
+    /// A packet arrived, or the peer closed the connection (`None`).
+    Packet(Option<Packet>),
+    /// Buffered writes reached the socket.
+    Flushed,
+}
+
+/// Queues `packet` in the write buffer without flushing; the write buffer flushes itself only
+/// when it grows past its backpressure boundary (Turf patch).
+async fn feed<Io>(
+    io: &mut tokio_util::codec::Framed<Io, codec::MqttCodec>,
+    packet: MqttPacket,
+    send_timeout: Duration,
+) -> Result<()>
+where
+    Io: AsyncWrite + Unpin,
+{
+    use futures::SinkExt;
+    let fed = if send_timeout.is_zero() {
+        io.feed(packet).await
+    } else {
+        tokio::time::timeout(send_timeout, io.feed(packet)).await.map_err(|_| MqttError::WriteTimeout)?
+    };
+    fed.map_err(|e| MqttError::SendPacket(SendPacketError::Encode(e)).into())
+}
+
+async fn feed_v3<Io>(s: &mut v3::MqttStream<Io>, packet: codec::v3::Packet) -> Result<()>
+where
+    Io: AsyncWrite + Unpin,
+{
+    let timeout = s.cfg.send_timeout;
+    feed(&mut s.io, MqttPacket::V3(packet), timeout).await
+}
+
+async fn feed_v5<Io>(s: &mut v5::MqttStream<Io>, packet: codec::v5::Packet) -> Result<()>
+where
+    Io: AsyncWrite + Unpin,
+{
+    let timeout = s.cfg.send_timeout;
+    feed(&mut s.io, MqttPacket::V5(packet), timeout).await
+}
+
 pub enum Sink<Io> {
     V3(v3::MqttStream<Io>),
     V5(v5::MqttStream<Io>),
@@ -1396,38 +1460,39 @@ impl<Io> Sink<Io>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
-    #[inline]
-    pub(crate) fn v3_mut(&mut self) -> &mut v3::MqttStream<Io> {
-        if let Sink::V3(s) = self {
-            s
-        } else {
-            unreachable!()
+    /// Reads the next packet (when `read`) or, with nothing to read, flushes buffered writes
+    /// (when `flush`) (Turf patch).
+    pub(crate) fn poll_io(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        read: bool,
+        flush: bool,
+    ) -> std::task::Poll<Result<SinkEvent>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        if read {
+            let next = match self {
+                Sink::V3(s) => futures::Stream::poll_next(Pin::new(s), cx).map(|p| p.map(|r| r.map(Packet::V3))),
+                Sink::V5(s) => futures::Stream::poll_next(Pin::new(s), cx).map(|p| p.map(|r| r.map(Packet::V5))),
+            };
+            if let Poll::Ready(next) = next {
+                return Poll::Ready(next.transpose().map(SinkEvent::Packet));
+            }
         }
-    }
-
-    #[inline]
-    pub(crate) fn v5_mut(&mut self) -> &mut v5::MqttStream<Io> {
-        if let Sink::V5(s) = self {
-            s
-        } else {
-            unreachable!()
+        if flush {
+            let flushed = match self {
+                Sink::V3(s) => futures::Sink::<MqttPacket>::poll_flush(Pin::new(&mut s.io), cx),
+                Sink::V5(s) => futures::Sink::<MqttPacket>::poll_flush(Pin::new(&mut s.io), cx),
+            };
+            if let Poll::Ready(flushed) = flushed {
+                return Poll::Ready(
+                    flushed
+                        .map(|()| SinkEvent::Flushed)
+                        .map_err(|e| MqttError::SendPacket(SendPacketError::Encode(e)).into()),
+                );
+            }
         }
-    }
-
-    #[inline]
-    pub(crate) async fn recv(&mut self) -> Result<Option<Packet>> {
-        match self {
-            Sink::V3(s) => match s.next().await {
-                Some(Ok(pkt)) => Ok(Some(Packet::V3(pkt))),
-                Some(Err(e)) => Err(e),
-                None => Ok(None),
-            },
-            Sink::V5(s) => match s.next().await {
-                Some(Ok(pkt)) => Ok(Some(Packet::V5(pkt))),
-                Some(Err(e)) => Err(e),
-                None => Ok(None),
-            },
-        }
+        Poll::Pending
     }
 
     #[inline]
@@ -1451,7 +1516,7 @@ where
     ) -> Result<()> {
         match self {
             Sink::V3(s) => {
-                s.send_publish(p.take()).await?;
+                feed_v3(s, codec::v3::Packet::Publish(p.take())).await?;
             }
             Sink::V5(s) => {
                 let (topic, alias) = {
@@ -1468,7 +1533,7 @@ where
                     properties.message_expiry_interval = message_expiry_interval;
                     properties.topic_alias = alias;
                 }
-                s.send_publish(p.take()).await?;
+                feed_v5(s, codec::v5::Packet::Publish(p.take())).await?;
             }
         }
         Ok(())
@@ -1482,7 +1547,7 @@ where
     ) -> Result<()> {
         match self {
             Sink::V3(s) => {
-                s.send_publish_ack(packet_id).await?;
+                feed_v3(s, codec::v3::Packet::PublishAck { packet_id }).await?;
             }
             Sink::V5(s) => {
                 let ack = PublishAckV5 {
@@ -1491,7 +1556,7 @@ where
                     properties: pubres.properties,
                     reason_string: pubres.reason_string,
                 };
-                s.send_publish_ack(ack).await?;
+                feed_v5(s, codec::v5::Packet::PublishAck(ack)).await?;
             }
         }
         Ok(())
@@ -1505,7 +1570,7 @@ where
     ) -> Result<()> {
         match self {
             Sink::V3(s) => {
-                s.send_publish_received(packet_id).await?;
+                feed_v3(s, codec::v3::Packet::PublishReceived { packet_id }).await?;
             }
             Sink::V5(s) => {
                 let ack = PublishAckV5 {
@@ -1514,7 +1579,7 @@ where
                     properties: pubres.properties,
                     reason_string: pubres.reason_string,
                 };
-                s.send_publish_received(ack).await?;
+                feed_v5(s, codec::v5::Packet::PublishReceived(ack)).await?;
             }
         }
         Ok(())
@@ -1525,29 +1590,30 @@ where
     pub(crate) async fn send_publish_release(&mut self, packet_id: NonZeroU16) -> Result<()> {
         match self {
             Sink::V3(s) => {
-                s.send_publish_release(packet_id).await?;
+                feed_v3(s, codec::v3::Packet::PublishRelease { packet_id }).await?;
             }
             Sink::V5(s) => {
                 let ack2 =
                     PublishAck2 { packet_id, reason_code: PublishAck2Reason::Success, ..Default::default() };
-                s.send_publish_release(ack2).await?;
+                feed_v5(s, codec::v5::Packet::PublishRelease(ack2)).await?;
             }
         }
         Ok(())
     }
 
+    /// Queues a packet in the write buffer (Turf patch: writes are batched and flushed by
+    /// the session loop when it has nothing else to do, see [`Sink::poll_io`]).
     #[inline]
-    #[allow(dead_code)]
     pub(crate) async fn send(&mut self, p: Packet) -> Result<()> {
         match self {
             Sink::V3(s) => {
                 if let Packet::V3(p) = p {
-                    s.send(p).await?;
+                    feed_v3(s, p).await?;
                 }
             }
             Sink::V5(s) => {
                 if let Packet::V5(p) = p {
-                    s.send(p).await?;
+                    feed_v5(s, p).await?;
                 }
             }
         }
@@ -2417,6 +2483,9 @@ pub enum Reason {
     MessageExpiration,
     MessageQueueFull,
     InflightWindowFull,
+    /// Flow control (Turf patch): a subscriber held queued messages without progress while
+    /// publishers waited on it.
+    SubscriberStalled,
     ProtocolError(ByteString),
     Error(ByteString),
     MqttError(MqttError),
@@ -2464,6 +2533,13 @@ impl std::convert::From<Reason> for PublishResult {
                 reason_code: QuotaExceeded,
                 properties: UserProperties::default(),
                 reason_string: Some("Inflight window full".into()),
+                disconnect: false,
+            },
+
+            SubscriberStalled => Self {
+                reason_code: QuotaExceeded,
+                properties: UserProperties::default(),
+                reason_string: Some("Subscriber stalled".into()),
                 disconnect: false,
             },
 
@@ -2580,6 +2656,7 @@ impl ToReasonCode for Reason {
             Reason::MessageExpiration => DisconnectReasonCode::MessageRateTooHigh,
             Reason::MessageQueueFull => DisconnectReasonCode::QuotaExceeded,
             Reason::InflightWindowFull => DisconnectReasonCode::ReceiveMaximumExceeded,
+            Reason::SubscriberStalled => DisconnectReasonCode::QuotaExceeded,
             Reason::ProtocolError(_) => DisconnectReasonCode::ProtocolError,
             Reason::Error(_) => DisconnectReasonCode::UnspecifiedError,
             Reason::MqttError(mqtt_error) => mqtt_error.to_reason_code(),
@@ -2666,6 +2743,7 @@ impl Display for Reason {
                 "MessageQueueFull" //message deliver queue is full
             }
             Reason::InflightWindowFull => "Inflight window is full",
+            Reason::SubscriberStalled => "Subscriber stalled: no progress while publishers waited on it",
             Reason::Error(r) => r,
             Reason::MqttError(e) => &e.to_string(),
             Reason::ProtocolError(r) => return write!(f, "ProtocolError({r})"),

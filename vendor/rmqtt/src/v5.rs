@@ -434,7 +434,9 @@ async fn _handshake(
         session_present,
         server_keepalive_sec: Some(server_keepalive_sec),
         session_expiry_interval_secs,
-        receive_max: max_inflight,
+        // Turf patch: the server's Receive Maximum is its own inbound limit, not the minimum of
+        // it and the client's (upstream advertised `min(max_inflight, client receive_max)`).
+        receive_max: state.listen_cfg().max_inflight,
         max_qos,
         retain_available,
         max_packet_size: Some(max_server_packet_size),

@@ -8,6 +8,7 @@ use crate::components::access::{
 use crate::components::bindings::turf::host::pubsub;
 use crate::components::bindings::turf::host::types::Error;
 use crate::components::instance::HostState;
+use crate::flow::Credit;
 use crate::pubsub::{Publish, PubsubError, Subscribe, Unsubscribe};
 use crate::topic;
 use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream};
@@ -31,7 +32,7 @@ impl pubsub::Host for HostState {
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(PUBSUB_SERVICE, PUBLISH_TO_TOPIC, &topic)?;
-        let publish = Publish { publisher: self.name.clone(), topic, payload: payload.into() };
+        let publish = Publish { publisher: self.name.clone(), topic, payload: payload.into(), credit: Credit::none() };
         self.peers.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
     }
 
@@ -64,7 +65,7 @@ impl pubsub::Host for HostState {
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(MQTT_PROXY_SERVICE, PUBLISH_TO_IOT_CORE, &topic)?;
-        let publish = PublishUpstream { topic, payload: payload.into(), retain: false };
+        let publish = PublishUpstream { topic, payload: payload.into(), retain: false, credit: Credit::none() };
         self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(Error::ServiceError)
     }
 

@@ -1,0 +1,156 @@
+//! What the broker counts: messages it dropped, by reason, and how full its queues are.
+//!
+//! Counters are bumped from rmqtt's hooks and the host outbox (lock-free atomics) and read by
+//! [`super::GetBrokerStatus`] for `turf status`. A drop is counted, never logged per message:
+//! at most one summary line per [`LOG_EVERY`] says what was dropped since the last one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Shortest interval between two "messages dropped" log lines.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a message (one copy for one recipient) was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// QoS 0 for a subscriber whose queue is full, or any QoS for an offline session whose
+    /// queue is full.
+    QueueFull,
+    /// Its message expiry interval passed before delivery.
+    Expired,
+    /// The publisher was not allowed to publish it.
+    Denied,
+    /// The recipient's session ended before delivery (disconnect of a clean session, stall).
+    SessionEnded,
+    /// The host's outbox to devices was full.
+    HostOutboxFull,
+}
+
+/// Drop counters, by reason.
+#[derive(Debug, Default)]
+pub struct BrokerCounters {
+    queue_full: AtomicU64,
+    expired: AtomicU64,
+    denied: AtomicU64,
+    session_ended: AtomicU64,
+    host_outbox_full: AtomicU64,
+    logged_total: AtomicU64,
+    last_log_ms: AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl BrokerCounters {
+    fn counter(&self, reason: DropReason) -> &AtomicU64 {
+        match reason {
+            DropReason::QueueFull => &self.queue_full,
+            DropReason::Expired => &self.expired,
+            DropReason::Denied => &self.denied,
+            DropReason::SessionEnded => &self.session_ended,
+            DropReason::HostOutboxFull => &self.host_outbox_full,
+        }
+    }
+
+    /// Counts one dropped copy and, at most every [`LOG_EVERY`], logs what was dropped since the
+    /// last summary (denials are logged by the authorization hooks and not summarised here).
+    pub fn dropped(&self, reason: DropReason) {
+        self.counter(reason).fetch_add(1, Ordering::Relaxed);
+        if reason == DropReason::Denied {
+            return;
+        }
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64 || last == 0;
+        if due && self.last_log_ms.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let snapshot = self.snapshot();
+            let total = snapshot.total_undelivered();
+            let since = total.saturating_sub(self.logged_total.swap(total, Ordering::Relaxed));
+            tracing::warn!(
+                since_last_report = since,
+                queue_full = snapshot.queue_full,
+                expired = snapshot.expired,
+                session_ended = snapshot.session_ended,
+                host_outbox_full = snapshot.host_outbox_full,
+                "messages dropped (totals since start; see turf status)"
+            );
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> DropCounts {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DropCounts {
+            queue_full: load(&self.queue_full),
+            expired: load(&self.expired),
+            denied: load(&self.denied),
+            session_ended: load(&self.session_ended),
+            host_outbox_full: load(&self.host_outbox_full),
+        }
+    }
+}
+
+/// Messages dropped since the host started, by reason (one per recipient copy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCounts {
+    /// QoS 0 for a full subscriber, or anything for an offline session whose queue is full.
+    pub queue_full: u64,
+    /// Message expiry passed before delivery.
+    pub expired: u64,
+    /// The publisher was not allowed to publish.
+    pub denied: u64,
+    /// The recipient's session ended first.
+    pub session_ended: u64,
+    /// The host's outbox to devices was full.
+    pub host_outbox_full: u64,
+}
+
+impl DropCounts {
+    /// Every drop except denials (which are refusals, not losses).
+    pub fn total_undelivered(&self) -> u64 {
+        self.queue_full + self.expired + self.session_ended + self.host_outbox_full
+    }
+}
+
+/// The broker's queues and counters, for `turf status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerStatus {
+    /// Connected clients.
+    pub connections: u64,
+    /// Sessions, connected or kept for later.
+    pub sessions: u64,
+    /// Bytes of messages queued or in flight to subscribers.
+    pub queued_bytes: u64,
+    /// Limit of `queued_bytes`.
+    pub queued_bytes_limit: u64,
+    /// Publish copies waiting for queue space now.
+    pub waiting_publishes: u64,
+    /// Publish copies that had to wait since start.
+    pub waits: u64,
+    /// Subscribers disconnected for stalling while publishers waited.
+    pub stalled_disconnects: u64,
+    /// Bytes of device messages in transit through the host's services.
+    pub host_bytes: u64,
+    /// Limit of `host_bytes`.
+    pub host_bytes_limit: u64,
+    /// Messages dropped, by reason.
+    pub dropped: DropCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let counters = BrokerCounters::default();
+        counters.dropped(DropReason::QueueFull);
+        counters.dropped(DropReason::QueueFull);
+        counters.dropped(DropReason::Denied);
+        counters.dropped(DropReason::HostOutboxFull);
+        let counts = counters.snapshot();
+        assert_eq!((counts.queue_full, counts.denied, counts.host_outbox_full, counts.expired), (2, 1, 1, 0));
+        assert_eq!(counts.total_undelivered(), 3);
+    }
+}

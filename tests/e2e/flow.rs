@@ -1,0 +1,333 @@
+//! Flow control: a subscriber slower than its publishers slows them down instead of losing
+//! acknowledged messages; memory stays bounded; a dead subscriber cannot stall its publishers
+//! for long; two devices publishing to each other do not deadlock; QoS 0 may be dropped, and is
+//! counted.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use turf_host::broker::BrokerLimits;
+use turf_host::broker::stats::BrokerStatus;
+use turf_tests::process::RunningTurf;
+use turf_tests::{Device, HostOptions, TIMEOUT, TestHost, permissive_auth, wait_until, with_timeout};
+
+/// Small queues, so a test needs few messages to fill them.
+fn small_limits(session: u32) -> BrokerLimits {
+    BrokerLimits {
+        session_queue_bytes: session,
+        total_queue_bytes: 4 << 20,
+        stall_timeout: Duration::from_millis(500),
+        ..BrokerLimits::default()
+    }
+}
+
+async fn host_with(limits: BrokerLimits) -> Result<TestHost> {
+    TestHost::start_with(HostOptions { broker: limits, ..HostOptions::default() }).await
+}
+
+async fn broker_status(host: &TestHost) -> Result<BrokerStatus> {
+    host.client().status().await?.broker.context("status without broker figures")
+}
+
+/// A client on the plain listener whose event loop the caller drives. rumqttc acknowledges an
+/// incoming publish when the event loop reads it, so a client that polls slowly acknowledges
+/// slowly, and one that stops polling never acknowledges again. (Manual acks would queue behind
+/// the client's own pending publishes in rumqttc's request channel.)
+async fn raw_client(port: u16, id: &str, inflight: u16) -> Result<(AsyncClient, EventLoop)> {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(120));
+    options.set_inflight(inflight);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    with_timeout(TIMEOUT, "CONNACK", async {
+        loop {
+            if let Event::Incoming(Packet::ConnAck(_)) = eventloop.poll().await? {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+    })
+    .await??;
+    Ok((client, eventloop))
+}
+
+/// Subscribes and polls until the SUBACK.
+async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str, qos: QoS) -> Result<()> {
+    client.subscribe(filter, qos).await?;
+    with_timeout(TIMEOUT, "SUBACK", async {
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+    })
+    .await?
+}
+
+/// Publishes `count` QoS 1 messages `<id>:<n>` to `topic` as fast as the client's in-flight
+/// window allows, acknowledging whatever arrives meanwhile; returns once every one was
+/// acknowledged by the broker and `receive` messages arrived, with those messages.
+async fn publish_all(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    id: String,
+    topic: String,
+    count: usize,
+    payload_len: usize,
+    receive: usize,
+) -> Result<Vec<String>> {
+    let sender = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for n in 0..count {
+                let mut payload = format!("{id}:{n}:").into_bytes();
+                payload.resize(payload_len.max(payload.len()), b'.');
+                client.publish(&topic, QoS::AtLeastOnce, false, payload).await?;
+            }
+            Ok::<_, rumqttc::ClientError>(())
+        })
+    };
+    let (mut acked, mut received) = (0, Vec::new());
+    while acked < count || received.len() < receive {
+        match eventloop.poll().await? {
+            Event::Incoming(Packet::PubAck(_)) => acked += 1,
+            Event::Incoming(Packet::Publish(p)) => received.push(String::from_utf8_lossy(&p.payload).into_owned()),
+            _ => {}
+        }
+    }
+    sender.await??;
+    Ok(received)
+}
+
+/// A subscriber that receives `expected` messages, reading (and so acknowledging) one every
+/// `pace`: slower than its publishers. Returns the payloads in arrival order, with the client
+/// and its event loop so the connection stays open.
+async fn slow_consumer(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    expected: usize,
+    pace: Duration,
+) -> Result<(Vec<String>, AsyncClient, EventLoop)> {
+    let mut got = Vec::with_capacity(expected);
+    while got.len() < expected {
+        if let Event::Incoming(Packet::Publish(p)) = eventloop.poll().await? {
+            got.push(String::from_utf8_lossy(&p.payload).into_owned());
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+        }
+    }
+    Ok((got, client, eventloop))
+}
+
+/// Every publisher's messages arrived exactly once and in order.
+fn assert_each_publisher_in_order(payloads: &[String], publishers: usize, count: usize) {
+    let mut next: HashMap<&str, usize> = HashMap::new();
+    for payload in payloads {
+        let mut parts = payload.split(':');
+        let (id, n) = (parts.next().unwrap(), parts.next().unwrap().parse::<usize>().unwrap());
+        let expected = next.entry(id).or_insert(0);
+        assert_eq!(n, *expected, "publisher {id}: message {n} arrived where {expected} was due");
+        *expected += 1;
+    }
+    assert_eq!(next.len(), publishers, "messages from every publisher");
+    assert!(next.values().all(|n| *n == count), "every message of every publisher: {next:?}");
+}
+
+#[actix_rt::test]
+async fn slow_subscriber_at_qos1_loses_nothing_and_slows_its_publishers() -> Result<()> {
+    const SESSION: u32 = 16 << 10;
+    const PUBLISHERS: usize = 20;
+    const EACH: usize = 100;
+    let host = host_with(small_limits(SESSION)).await?;
+    let port = host.endpoints.plain.unwrap().port();
+    let (sub, mut sub_loop) = raw_client(port, "slow-subscriber", 100).await?;
+    subscribe(&sub, &mut sub_loop, "flow/fanin", QoS::AtLeastOnce).await?;
+    let consumer = tokio::spawn(slow_consumer(sub, sub_loop, PUBLISHERS * EACH, Duration::from_micros(300)));
+    let mut publishers = Vec::new();
+    for i in 0..PUBLISHERS {
+        let id = format!("pub{i}");
+        let (client, eventloop) = raw_client(port, &id, 100).await?;
+        publishers.push(tokio::spawn(publish_all(client, eventloop, id, "flow/fanin".into(), EACH, 100, 0)));
+    }
+    let mut peak = 0;
+    let all_acked = async {
+        for p in publishers {
+            p.await??;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::pin!(all_acked);
+    loop {
+        tokio::select! {
+            done = &mut all_acked => { done?; break; }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                peak = peak.max(broker_status(&host).await?.queued_bytes);
+            }
+        }
+    }
+    let (got, _sub, _sub_loop) =
+        with_timeout(Duration::from_secs(60), "the slow subscriber to get everything", consumer).await???;
+    assert_each_publisher_in_order(&got, PUBLISHERS, EACH);
+    let status = broker_status(&host).await?;
+    assert!(status.waits > 0, "publishers never had to wait: the subscriber was not slower ({status:?})");
+    assert_eq!(status.dropped.total_undelivered(), 0, "{status:?}");
+    assert!(peak <= u64::from(SESSION), "queued {peak} bytes for one subscriber, limit {SESSION}");
+    assert_eq!(status.stalled_disconnects, 0);
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn dead_subscriber_is_disconnected_and_its_publishers_go_on() -> Result<()> {
+    const COUNT: usize = 400;
+    let host = host_with(small_limits(16 << 10)).await?;
+    let port = host.endpoints.plain.unwrap().port();
+    // Subscribes, then never reads its socket again (and so never acknowledges).
+    let (dead, mut dead_loop) = raw_client(port, "dead-subscriber", 100).await?;
+    subscribe(&dead, &mut dead_loop, "flow/dead", QoS::AtLeastOnce).await?;
+    let mut healthy = Device::plain(&host, "healthy-subscriber").await?;
+    healthy.subscribe("flow/dead", QoS::AtLeastOnce).await?;
+    let (client, eventloop) = raw_client(port, "publisher", 100).await?;
+    let published = publish_all(client, eventloop, "p".into(), "flow/dead".into(), COUNT, 200, 0);
+    with_timeout(Duration::from_secs(30), "every publish acknowledged", published).await??;
+    let got = healthy.collect_until(TIMEOUT, |p| p.payload.starts_with(format!("p:{}:", COUNT - 1).as_bytes())).await?;
+    assert_each_publisher_in_order(
+        &got.iter().map(|p| String::from_utf8_lossy(&p.payload).into_owned()).collect::<Vec<_>>(),
+        1,
+        COUNT,
+    );
+    let status = broker_status(&host).await?;
+    assert_eq!(status.stalled_disconnects, 1, "{status:?}");
+    drop(dead_loop);
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn two_devices_publishing_to_each_other_do_not_deadlock() -> Result<()> {
+    const COUNT: usize = 1000;
+    let host = host_with(small_limits(8 << 10)).await?;
+    let port = host.endpoints.plain.unwrap().port();
+    let (a, mut a_loop) = raw_client(port, "device-a", 100).await?;
+    subscribe(&a, &mut a_loop, "cycle/a", QoS::AtLeastOnce).await?;
+    let (b, mut b_loop) = raw_client(port, "device-b", 100).await?;
+    subscribe(&b, &mut b_loop, "cycle/b", QoS::AtLeastOnce).await?;
+    // Each publishes to the other while acknowledging what it receives, until both its own
+    // messages are acknowledged and it received all of the other's.
+    let to_b = publish_all(a, a_loop, "a".into(), "cycle/b".into(), COUNT, 64, COUNT);
+    let to_a = publish_all(b, b_loop, "b".into(), "cycle/a".into(), COUNT, 64, COUNT);
+    let (ra, rb) = with_timeout(Duration::from_secs(60), "both directions to finish", async {
+        tokio::join!(tokio::spawn(to_b), tokio::spawn(to_a))
+    })
+    .await?;
+    assert_each_publisher_in_order(&ra??, 1, COUNT);
+    assert_each_publisher_in_order(&rb??, 1, COUNT);
+    let status = broker_status(&host).await?;
+    assert_eq!(status.stalled_disconnects, 0, "a cycle must not need the stall timeout: {status:?}");
+    assert_eq!(status.dropped.total_undelivered(), 0, "{status:?}");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn qos0_for_a_full_subscriber_is_dropped_and_counted_without_slowing_the_publisher() -> Result<()> {
+    const COUNT: usize = 20_000;
+    let host = host_with(small_limits(16 << 10)).await?;
+    let port = host.endpoints.plain.unwrap().port();
+    let (dead, mut dead_loop) = raw_client(port, "dead-qos0", 100).await?;
+    subscribe(&dead, &mut dead_loop, "flow/qos0", QoS::AtMostOnce).await?;
+    let (client, mut eventloop) = raw_client(port, "qos0-publisher", 100).await?;
+    let sender = tokio::spawn(async move {
+        for _ in 0..COUNT {
+            client.publish("flow/qos0", QoS::AtMostOnce, false, vec![b'x'; 1024]).await?;
+        }
+        client.disconnect().await?;
+        Ok::<_, rumqttc::ClientError>(())
+    });
+    with_timeout(Duration::from_secs(60), "the QoS 0 publisher to send everything", async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await?;
+    sender.await??;
+    wait_until(TIMEOUT, "QoS 0 drops to be counted", || async {
+        broker_status(&host).await.is_ok_and(|s| s.dropped.queue_full > 0)
+    })
+    .await?;
+    let status = broker_status(&host).await?;
+    assert_eq!(status.waits, 0, "QoS 0 never waits: {status:?}");
+    drop(dead_loop);
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn broker_advertises_its_own_receive_maximum_to_mqtt5_clients() -> Result<()> {
+    use rumqttc::v5::mqttbytes::v5::Packet as V5Packet;
+    let host = TestHost::start().await?;
+    let mut options = rumqttc::v5::MqttOptions::new("v5-client", "127.0.0.1", host.endpoints.plain.unwrap().port());
+    options.set_receive_maximum(Some(10));
+    let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 10);
+    let ack = with_timeout(TIMEOUT, "CONNACK", async {
+        loop {
+            if let rumqttc::v5::Event::Incoming(V5Packet::ConnAck(ack)) = eventloop.poll().await? {
+                return Ok::<_, anyhow::Error>(ack);
+            }
+        }
+    })
+    .await??;
+    let receive_max = ack.properties.and_then(|p| p.receive_max);
+    assert_eq!(receive_max, Some(1024), "the server's own limit, whatever the client's is");
+    host.shutdown().await
+}
+
+/// Kilobytes of resident memory of `turf` sampled every 50 ms while `work` runs; the peak.
+async fn peak_rss_during<T>(turf: &RunningTurf, work: impl std::future::Future<Output = T>) -> Result<(T, u64)> {
+    tokio::pin!(work);
+    let mut peak = turf.rss_kb()?;
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok((out, peak.max(turf.rss_kb()?))),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => peak = peak.max(turf.rss_kb()?),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn fan_in_of_a_hundred_publishers_keeps_memory_bounded_and_delivers_everything() -> Result<()> {
+    const PUBLISHERS: usize = 100;
+    const EACH: usize = 200;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let update = serde_json::json!({"aws.greengrass.clientdevices.Auth": {
+        "MERGE": permissive_auth(), "RESET": ["/deviceGroups"]
+    }});
+    let out = turf.turf(&["deployment", "create", "--update-config", &update.to_string()]);
+    if !out.status.success() {
+        bail!("deploying the auth policy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let idle = turf.rss_kb()?;
+    let (sub, mut sub_loop) = raw_client(turf.plain, "fan-in-subscriber", 100).await?;
+    subscribe(&sub, &mut sub_loop, "flow/hundred", QoS::AtLeastOnce).await?;
+    let consumer = tokio::spawn(slow_consumer(sub, sub_loop, PUBLISHERS * EACH, Duration::ZERO));
+    let mut publishers = Vec::new();
+    for i in 0..PUBLISHERS {
+        let id = format!("p{i}");
+        let (client, eventloop) = raw_client(turf.plain, &id, 64).await?;
+        publishers.push(tokio::spawn(publish_all(client, eventloop, id, "flow/hundred".into(), EACH, 64, 0)));
+    }
+    let work = async {
+        for p in publishers {
+            p.await??;
+        }
+        with_timeout(Duration::from_secs(120), "the subscriber to get everything", consumer).await??
+    };
+    let (got, peak) = peak_rss_during(&turf, work).await?;
+    assert_each_publisher_in_order(&got?.0, PUBLISHERS, EACH);
+    let grown = peak.saturating_sub(idle);
+    assert!(grown < 48 * 1024, "RSS grew by {grown} kB under the flood (idle {idle} kB, peak {peak} kB)");
+    turf.terminate()?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `turf run` as a child process: the binary exactly as a user starts it, with its printed
+//! listener addresses, its resident memory, and the two ways it ends (SIGTERM, SIGKILL).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{TIMEOUT, turf_bin};
+
+/// `turf run` in a child process, with its stdout lines.
+pub struct RunningTurf {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    root: PathBuf,
+    /// The plain loopback listener's port.
+    pub plain: u16,
+}
+
+impl RunningTurf {
+    /// Starts `turf run`; returns it with the MQTT and discovery ports.
+    pub fn start(root: &Path) -> Result<(Self, u16, u16)> {
+        Self::start_with(root, &[])
+    }
+
+    /// Starts `turf run` with `extra` flags.
+    pub fn start_with(root: &Path, extra: &[&str]) -> Result<(Self, u16, u16)> {
+        let mut child = Command::new(turf_bin())
+            .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
+            .args(["--plain-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Self { child, lines, root: root.to_path_buf(), plain: 0 };
+        let deadline = Instant::now() + TIMEOUT;
+        let port = |line: &str| line.rsplit(':').next().unwrap().parse::<u16>();
+        let (mut mqtt, mut discovery, mut plain) = (None, None, None);
+        while mqtt.is_none() || discovery.is_none() || plain.is_none() {
+            let line = running
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .context("turf run printed no listener address")?;
+            if line.starts_with("  devices (MQTT, mutual TLS): ") {
+                mqtt = Some(port(&line)?);
+            }
+            if line.starts_with("  local tools (MQTT, plain):  ") {
+                plain = Some(port(&line)?);
+            }
+            if line.starts_with("  discovery (HTTPS, mTLS): ") {
+                discovery = Some(port(&line)?);
+            }
+        }
+        running.plain = plain.unwrap();
+        Ok((running, mqtt.unwrap(), discovery.unwrap()))
+    }
+
+    /// Runs another `turf` command against the same root.
+    pub fn turf(&self, args: &[&str]) -> std::process::Output {
+        Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
+    }
+
+    /// Resident memory of the process now, in kB (`VmRSS`).
+    pub fn rss_kb(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
+        Ok(line.split_whitespace().nth(1).context("VmRSS without a value")?.parse()?)
+    }
+
+    /// SIGKILL: no shutdown path runs at all.
+    pub fn kill_9(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        assert!(status.success());
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        bail!("turf run did not exit within {TIMEOUT:?} of SIGTERM")
+    }
+}
+
+impl Drop for RunningTurf {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

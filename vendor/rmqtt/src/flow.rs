@@ -1,0 +1,376 @@
+//! End-to-end flow control (Turf patch; not part of upstream rmqtt 0.24.0).
+//!
+//! Upstream rmqtt acknowledges a QoS 1/2 PUBLISH once the message sits in every recipient's
+//! unbounded session channel, and drops it later, in the recipient's task, when the recipient's
+//! message queue is full. A subscriber slower than its publishers therefore loses acknowledged
+//! messages while memory grows with the backlog.
+//!
+//! With flow control enabled ([`crate::context::ServerContextBuilder::flow_control`]):
+//! - every message routed to a session needs a [`FlowPermit`] for its size from that session's
+//!   [`SessionBudget`] and from the broker-wide total; the permit travels inside the message
+//!   ([`crate::types::Publish::flow`]) and returns its bytes when the message is acknowledged by
+//!   the subscriber (QoS 1/2), written to its socket (QoS 0), or dropped for any reason;
+//! - a QoS 1/2 copy for a connected subscriber whose budget is exhausted *waits*: the publishing
+//!   connection withholds its PUBACK/PUBREC and, once its inbound queue is full, stops reading
+//!   its socket (see `SessionState::run_loop`), so the system runs at the slowest consumer's
+//!   rate with bounded memory;
+//! - a QoS 0 copy never waits: it is dropped (`MessageQueueFull`) when the budget is exhausted;
+//! - an offline persistent session never makes a publisher wait: it keeps what fits in its
+//!   budget and further copies are dropped (`MessageQueueFull`);
+//! - a connected subscriber that holds queued messages, makes no progress for
+//!   [`FlowConfig::stall_timeout`] and has publishers waiting on it (or on the total) is
+//!   disconnected (`Reason::SubscriberStalled`), which releases its publishers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::types::Publish;
+
+/// Bytes charged per queued message on top of its topic and payload: the per-recipient copy of
+/// the publish, its channel node, queue and in-flight entries (measured at about 400 bytes).
+pub const MESSAGE_OVERHEAD: usize = 400;
+
+/// Flow-control limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Bytes of queued and in-flight messages one session may hold.
+    pub session_queue_bytes: u32,
+    /// Bytes of queued and in-flight messages all sessions together may hold.
+    pub total_queue_bytes: u32,
+    /// A connected subscriber that makes no progress for this long while publishers wait on it
+    /// is disconnected.
+    pub stall_timeout: Duration,
+    /// Bytes of packets one connection may have read and not yet processed while one of its
+    /// publishes waits for queue space; beyond it the connection's socket is not read.
+    pub inbound_queue_bytes: usize,
+}
+
+/// Counters kept by flow control.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    /// Publish copies that had to wait for queue space.
+    pub waits: AtomicU64,
+    /// Subscribers disconnected because they stalled while publishers waited on them.
+    pub stalled_disconnects: AtomicU64,
+}
+
+/// Broker-wide flow-control state, held by the server context.
+pub struct FlowControl {
+    config: FlowConfig,
+    total: Arc<Semaphore>,
+    waiting_on_total: Arc<AtomicUsize>,
+    waiting_any: Arc<AtomicUsize>,
+    epoch: Instant,
+    stats: FlowStats,
+}
+
+impl fmt::Debug for FlowControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowControl").field("config", &self.config).field("queued", &self.queued_bytes()).finish()
+    }
+}
+
+impl FlowControl {
+    /// Flow control with `config`; a zero budget is raised to one byte.
+    pub fn new(mut config: FlowConfig) -> Self {
+        config.session_queue_bytes = config.session_queue_bytes.max(1);
+        config.total_queue_bytes = config.total_queue_bytes.max(1);
+        Self {
+            total: Arc::new(Semaphore::new(config.total_queue_bytes as usize)),
+            waiting_on_total: Arc::new(AtomicUsize::new(0)),
+            waiting_any: Arc::new(AtomicUsize::new(0)),
+            epoch: Instant::now(),
+            stats: FlowStats::default(),
+            config,
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FlowStats {
+        &self.stats
+    }
+
+    /// Bytes of messages queued or in flight in all sessions.
+    pub fn queued_bytes(&self) -> usize {
+        (self.config.total_queue_bytes as usize).saturating_sub(self.total.available_permits())
+    }
+
+    /// Publish copies waiting for queue space right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting_any.load(Ordering::Relaxed)
+    }
+
+    /// A fresh budget for one session.
+    pub fn budget(&self) -> Arc<SessionBudget> {
+        Arc::new(SessionBudget {
+            session: Semaphore::new(self.config.session_queue_bytes as usize),
+            total: Arc::clone(&self.total),
+            capacity: self.config.session_queue_bytes,
+            total_capacity: self.config.total_queue_bytes,
+            online: AtomicBool::new(true),
+            changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            waiting_on_total: Arc::clone(&self.waiting_on_total),
+            waiting_any: Arc::clone(&self.waiting_any),
+            epoch: self.epoch,
+            last_release_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn count_wait(&self) {
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_stall(&self) {
+        self.stats.stalled_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a waiting copy could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The session went offline, or ended, while the copy waited.
+    Gone,
+}
+
+/// One session's share of queue space.
+pub struct SessionBudget {
+    session: Semaphore,
+    total: Arc<Semaphore>,
+    capacity: u32,
+    total_capacity: u32,
+    online: AtomicBool,
+    changed: Notify,
+    waiting: AtomicUsize,
+    waiting_on_total: Arc<AtomicUsize>,
+    waiting_any: Arc<AtomicUsize>,
+    epoch: Instant,
+    last_release_ms: AtomicU64,
+}
+
+impl fmt::Debug for SessionBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionBudget")
+            .field("held", &self.held())
+            .field("capacity", &self.capacity)
+            .field("online", &self.is_online())
+            .finish()
+    }
+}
+
+impl SessionBudget {
+    /// The bytes a copy of `publish` is charged.
+    pub fn cost(&self, publish: &Publish) -> u32 {
+        let bytes = publish.payload.len() + publish.topic.len() + MESSAGE_OVERHEAD;
+        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.capacity).min(self.total_capacity)
+    }
+
+    /// Bytes this session holds now.
+    pub fn held(&self) -> usize {
+        (self.capacity as usize).saturating_sub(self.session.available_permits())
+    }
+
+    /// Whether the session is connected.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    /// Marks the session connected or offline; copies waiting on an offline session give up.
+    pub fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Release);
+        if !online {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Ends the budget: every copy waiting on it gives up, now and later.
+    pub fn close(&self) {
+        self.online.store(false, Ordering::Release);
+        self.session.close();
+        self.changed.notify_waiters();
+    }
+
+    /// Whether a publisher waits on this session or on the total.
+    pub fn under_pressure(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0 || self.waiting_on_total.load(Ordering::Relaxed) > 0
+    }
+
+    /// Time since this session last returned queue space (acknowledged, wrote or dropped a
+    /// message) or last went from empty to holding messages.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_release_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Restarts the stall clock (the session made progress, or went from empty to non-empty).
+    pub fn touch(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_release_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Takes `bytes` if they are free now.
+    pub fn try_acquire(self: &Arc<Self>, bytes: u32) -> Option<FlowPermit> {
+        let was_empty = self.held() == 0;
+        let session = self.session.try_acquire_many(bytes).ok()?;
+        let total = self.total.try_acquire_many(bytes).ok()?;
+        session.forget();
+        total.forget();
+        if was_empty {
+            self.touch();
+        }
+        Some(FlowPermit { budget: Arc::clone(self), bytes })
+    }
+
+    /// Waits until `bytes` are free in this session and in the total, or until the session goes
+    /// offline or ends.
+    pub async fn acquire(self: &Arc<Self>, bytes: u32) -> Result<FlowPermit, Refused> {
+        let session = {
+            let _waiting = Waiting::on(&self.waiting);
+            let _counted = Waiting::on(&self.waiting_any);
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !self.is_online() {
+                return Err(Refused::Gone);
+            }
+            tokio::select! {
+                permit = self.session.acquire_many(bytes) => permit.map_err(|_| Refused::Gone)?,
+                _ = changed => return Err(Refused::Gone),
+            }
+        };
+        let total = {
+            let _waiting = Waiting::on(&self.waiting_on_total);
+            let _counted = Waiting::on(&self.waiting_any);
+            self.total.acquire_many(bytes).await.map_err(|_| Refused::Gone)?
+        };
+        let was_empty = self.held() == 0;
+        session.forget();
+        total.forget();
+        if was_empty {
+            self.touch();
+        }
+        Ok(FlowPermit { budget: Arc::clone(self), bytes })
+    }
+}
+
+/// Counts a waiter while alive.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn on(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Queue space held by one queued or in-flight message; returned when dropped.
+pub struct FlowPermit {
+    budget: Arc<SessionBudget>,
+    bytes: u32,
+}
+
+impl FlowPermit {
+    /// Bytes held.
+    pub fn bytes(&self) -> u32 {
+        self.bytes
+    }
+}
+
+impl fmt::Debug for FlowPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FlowPermit({} bytes)", self.bytes)
+    }
+}
+
+impl Drop for FlowPermit {
+    fn drop(&mut self) {
+        self.budget.session.add_permits(self.bytes as usize);
+        self.budget.total.add_permits(self.bytes as usize);
+        self.budget.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(session: u32, total: u32) -> FlowControl {
+        FlowControl::new(FlowConfig {
+            session_queue_bytes: session,
+            total_queue_bytes: total,
+            stall_timeout: Duration::from_secs(1),
+            inbound_queue_bytes: 1024,
+        })
+    }
+
+    #[test]
+    fn permits_return_their_bytes_when_dropped() {
+        let flow = control(1000, 1500);
+        let a = flow.budget();
+        let b = flow.budget();
+        let p1 = a.try_acquire(600).unwrap();
+        assert!(a.try_acquire(600).is_none(), "session budget exhausted");
+        let p2 = b.try_acquire(800).unwrap();
+        assert!(b.try_acquire(200).is_none(), "total exhausted (600 + 800 + 200 > 1500)");
+        assert_eq!(flow.queued_bytes(), 1400);
+        drop(p1);
+        drop(p2);
+        assert_eq!(flow.queued_bytes(), 0);
+        assert_eq!(a.held(), 0);
+        assert!(b.try_acquire(1000).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_released_by_a_drop_and_gives_up_when_the_session_goes_offline() {
+        let flow = control(1000, 10_000);
+        let budget = flow.budget();
+        let held = budget.try_acquire(1000).unwrap();
+        let waiter = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move { budget.acquire(500).await.map(|p| p.bytes()) })
+        };
+        tokio::task::yield_now().await;
+        assert!(budget.under_pressure());
+        drop(held);
+        assert_eq!(waiter.await.unwrap(), Ok(500));
+        assert!(!budget.under_pressure());
+
+        let _held = budget.try_acquire(600).unwrap();
+        let waiter = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move { budget.acquire(500).await.map(|p| p.bytes()) })
+        };
+        tokio::task::yield_now().await;
+        budget.set_online(false);
+        assert_eq!(waiter.await.unwrap(), Err(Refused::Gone));
+    }
+
+    #[tokio::test]
+    async fn a_closed_budget_refuses_waiters() {
+        let flow = control(100, 100);
+        let budget = flow.budget();
+        let _held = budget.try_acquire(100).unwrap();
+        let waiter = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move { budget.acquire(50).await.is_err() })
+        };
+        tokio::task::yield_now().await;
+        budget.close();
+        assert!(waiter.await.unwrap());
+    }
+}
