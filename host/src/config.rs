@@ -55,6 +55,8 @@ pub struct HostConfig {
     pub upstream: Option<crate::upstream::config::UpstreamConfig>,
     /// Queue limits of the broker and the host's message path (`[broker]` in `config.toml`).
     pub broker: crate::broker::BrokerLimits,
+    /// Where WebAssembly components are compiled (`turf run`: a helper process).
+    pub compiler: crate::components::engine::Compiler,
 }
 
 impl HostConfig {
@@ -70,6 +72,7 @@ impl HostConfig {
             watch: crate::watch::WatchConfig::default(),
             upstream: None,
             broker: crate::broker::BrokerLimits::default(),
+            compiler: crate::components::engine::Compiler::default(),
         }
     }
 

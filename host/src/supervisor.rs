@@ -209,6 +209,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let runtime = ComponentRuntime::new(
         layout.clone(),
         config.component_limits.clone(),
+        config.compiler.clone(),
         RuntimePeers {
             services: ServicePeers {
                 subscribe: bus.clone().recipient(),

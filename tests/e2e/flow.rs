@@ -331,3 +331,52 @@ async fn fan_in_of_a_hundred_publishers_keeps_memory_bounded_and_delivers_everyt
     turf.terminate()?;
     Ok(())
 }
+
+#[actix_rt::test]
+async fn a_device_flooding_its_shadow_is_slowed_to_the_shadow_managers_pace_and_loses_no_update() -> Result<()> {
+    const UPDATES: usize = 300;
+    const HOST: u32 = 16 << 10;
+    let host = host_with(BrokerLimits { host_queue_bytes: HOST, ..small_limits(64 << 10) }).await?;
+    host.deploy_shadow_routes().await?;
+    let port = host.endpoints.plain.unwrap().port();
+    let (client, mut eventloop) = raw_client(port, "FloodThing", 100).await?;
+    let base = "$aws/things/FloodThing/shadow";
+    subscribe(&client, &mut eventloop, &format!("{base}/update/accepted"), QoS::AtLeastOnce).await?;
+    let sender = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for n in 1..=UPDATES {
+                let update = serde_json::json!({"state": {"reported": {"n": n}}});
+                client.publish(format!("{base}/update"), QoS::AtLeastOnce, false, update.to_string()).await?;
+            }
+            Ok::<_, rumqttc::ClientError>(())
+        })
+    };
+    let (mut acked, mut accepted, mut peak, mut last_version) = (0, 0, 0, 0);
+    let mut sample = tokio::time::interval(Duration::from_millis(20));
+    with_timeout(Duration::from_secs(60), "every update acknowledged and accepted", async {
+        while acked < UPDATES || accepted < UPDATES {
+            tokio::select! {
+                event = eventloop.poll() => match event? {
+                    Event::Incoming(Packet::PubAck(_)) => acked += 1,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        accepted += 1;
+                        let document: serde_json::Value = serde_json::from_slice(&p.payload)?;
+                        last_version = document["version"].as_u64().unwrap_or_default();
+                    }
+                    _ => {}
+                },
+                _ = sample.tick() => peak = peak.max(broker_status(&host).await?.host_bytes),
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await??;
+    sender.await??;
+    assert_eq!(last_version, UPDATES as u64, "every update was applied, in order");
+    let status = broker_status(&host).await?;
+    assert!(status.host_waits > 0, "the device was never slowed: {status:?}");
+    assert!(peak <= status.host_bytes_limit, "{peak} bytes in transit, limit {}", status.host_bytes_limit);
+    assert_eq!(status.dropped.total_undelivered(), 0, "{status:?}");
+    host.shutdown().await
+}

@@ -197,7 +197,14 @@ impl Handler for PublishCheck {
         let matching: Vec<&Tap> = taps.iter().filter(|tap| topic::matches(&tap.filter, topic)).collect();
         if !matching.is_empty() {
             let pool = &self.0.tap_pool;
-            let credit = pool.acquire(pool.cost(topic, &publish.payload)).await;
+            let cost = pool.cost(topic, &publish.payload);
+            let credit = match pool.try_acquire(cost) {
+                Some(credit) => credit,
+                None => {
+                    self.0.counters.host_wait();
+                    pool.acquire(cost).await
+                }
+            };
             for tap in matching {
                 tap.recipient.do_send(DeviceMessage {
                     topic: topic.to_owned(),

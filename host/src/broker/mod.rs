@@ -192,6 +192,7 @@ impl Broker {
             stalled_disconnects: load(stats.map(|s| &s.stalled_disconnects)),
             host_bytes: u64::from(self.hooks.tap_pool.in_use()) + u64::from(self.outbox.in_use()),
             host_bytes_limit: 2 * u64::from(self.limits.host_queue_bytes),
+            host_waits: self.hooks.counters.host_waits(),
             dropped: self.hooks.counters.snapshot(),
         }
     }

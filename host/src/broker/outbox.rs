@@ -1,11 +1,13 @@
 //! The host's outbox to devices: publishes from host services, routed one at a time.
 //!
 //! Routing a message to devices may wait for a subscriber's queue space (flow control), and that
-//! wait must not block the broker actor. So [`super::PublishToDevices`] lands here: the message
-//! takes credit for its size from the outbox's bounded pool (or is dropped, counted as
-//! `host_outbox_full`, when the pool is empty) and a task routes the queued messages in order.
-//! A message's credit, and the device credit it may carry, return once it reached every
-//! subscriber's session. Nothing else in the crate routes host publishes.
+//! wait must not block the broker actor. So [`super::PublishToDevices`] lands here and a task
+//! routes the queued messages in order. A message that carries a device's credit (a relayed
+//! device message, or the shadow manager's answer to one) is already bounded by the host's
+//! pool and is never dropped here; any other takes credit for its size from the outbox's own
+//! bounded pool, or is dropped, counted as `host_outbox_full`, when that pool is empty. Credits
+//! return once the message reached every subscriber's session. Nothing else in the crate routes
+//! host publishes.
 
 use std::sync::Arc;
 
@@ -43,6 +45,12 @@ impl Outbox {
 
     /// Queues `msg`, or drops it (counted) when the outbox is full.
     pub fn push(&self, msg: PublishToDevices) {
+        if msg.credit.bytes() > 0 {
+            if self.queue.send((msg, Credit::none())).is_err() {
+                self.counters.dropped(DropReason::HostOutboxFull);
+            }
+            return;
+        }
         let cost = self.pool.cost(&msg.topic, &msg.payload);
         match self.pool.try_acquire(cost) {
             Some(credit) => {

@@ -36,6 +36,7 @@ pub struct BrokerCounters {
     denied: AtomicU64,
     session_ended: AtomicU64,
     host_outbox_full: AtomicU64,
+    host_waits: AtomicU64,
     logged_total: AtomicU64,
     last_log_ms: AtomicU64,
     epoch: std::sync::OnceLock<Instant>,
@@ -76,6 +77,16 @@ impl BrokerCounters {
                 "messages dropped (totals since start; see turf status)"
             );
         }
+    }
+
+    /// Counts a device publish that waited for the host's queue space.
+    pub fn host_wait(&self) {
+        self.host_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Device publishes that waited for the host's queue space since start.
+    pub fn host_waits(&self) -> u64 {
+        self.host_waits.load(Ordering::Relaxed)
     }
 
     /// The counters now.
@@ -134,6 +145,8 @@ pub struct BrokerStatus {
     pub host_bytes: u64,
     /// Limit of `host_bytes`.
     pub host_bytes_limit: u64,
+    /// Device publishes that waited for the host's queue space since start.
+    pub host_waits: u64,
     /// Messages dropped, by reason.
     pub dropped: DropCounts,
 }

@@ -66,6 +66,14 @@ pub enum Command {
     /// Act as a client device (for trying Turf without real hardware).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Compile a component for this host's engine (the host's own compile helper).
+    #[command(hide = true)]
+    CompileComponent {
+        /// The `.wasm` component.
+        input: PathBuf,
+        /// Where the compiled code goes.
+        output: PathBuf,
+    },
 }
 
 /// `turf run`.
@@ -337,5 +345,8 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Client(ClientCommand::Publish(args)) => client::publish(args).await,
         Command::Client(ClientCommand::Shadow(args)) => shadow_client::run(args).await,
         Command::Shadow(command) => shadow::execute(&layout, command).await,
+        Command::CompileComponent { input, output } => {
+            crate::components::engine::compile_to_file(&input, &output).map_err(|e| CliError::Failed(e.to_string()))
+        }
     }
 }

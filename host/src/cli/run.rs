@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::device::absolute;
 use super::{CliError, RunArgs};
 use crate::broker::BrokerLimits;
+use crate::components::engine::Compiler;
 use crate::config::HostConfig;
 use crate::supervisor::Endpoints;
 use crate::upstream::config::{ConfigFile, UpstreamConfig, UpstreamSettings};
@@ -106,7 +107,17 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     let file = config_file(&config)?;
     config.upstream = upstream_config(&config, &file, flags)?;
     config.broker = broker_limits(&config, &file)?;
+
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
+    // Compile components in a child process (this binary), so the compiler's memory and code
+    // never stay resident in the host.
+    config.compiler = match std::env::current_exe() {
+        Ok(exe) => Compiler::Helper(exe),
+        Err(error) => {
+            tracing::warn!(%error, "cannot locate the turf binary; compiling components in-process");
+            Compiler::InProcess
+        }
+    };
     crate::run(config, print_ready, shutdown_signal()).await?;
     Ok(())
 }

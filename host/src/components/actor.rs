@@ -15,11 +15,12 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use wasmtime::Engine;
 
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
+use super::engine::WasmEngine;
 use super::host::changed_subscriptions;
+use super::inbox::ComponentInbox;
 use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, ServicePeers, TimerControl, Trapped};
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
@@ -144,7 +145,7 @@ pub struct ActorPeers {
 /// A running component.
 pub struct ComponentActor {
     spec: ComponentSpec,
-    engine: Engine,
+    engine: WasmEngine,
     peers: ActorPeers,
     instance: Option<Instance>,
     state: State,
@@ -155,13 +156,14 @@ pub struct ComponentActor {
     generation: u64,
     timers: HashMap<u32, SpawnHandle>,
     first_start: Option<oneshot::Sender<Result<(), String>>>,
+    inbox: Option<Addr<ComponentInbox>>,
 }
 
 impl ComponentActor {
     /// An actor that instantiates `spec` when started and reports the first outcome on `first_start`.
     pub fn new(
         spec: ComponentSpec,
-        engine: Engine,
+        engine: WasmEngine,
         peers: ActorPeers,
         first_start: oneshot::Sender<Result<(), String>>,
     ) -> Self {
@@ -179,6 +181,7 @@ impl ComponentActor {
             generation: 0,
             timers: HashMap::new(),
             first_start: Some(first_start),
+            inbox: None,
         }
     }
 
@@ -209,19 +212,35 @@ impl ComponentActor {
         });
     }
 
-    fn setup(&self, ctx: &Context<Self>) -> HostSetup {
+    fn setup(&mut self, ctx: &Context<Self>) -> HostSetup {
         self.setup_with(ctx, Arc::clone(&self.spec.access), Arc::clone(&self.spec.configs))
     }
 
-    fn setup_with(&self, ctx: &Context<Self>, access: Arc<AccessControl>, configs: Arc<ConfigSnapshot>) -> HostSetup {
+    /// The component's inbox, started with the actor.
+    fn inbox(&mut self, ctx: &Context<Self>) -> Addr<ComponentInbox> {
+        let name = self.spec.name.clone();
+        self.inbox
+            .get_or_insert_with(|| {
+                ComponentInbox::new(name, ctx.address().recipient(), ctx.address().recipient()).start()
+            })
+            .clone()
+    }
+
+    fn setup_with(
+        &mut self,
+        ctx: &Context<Self>,
+        access: Arc<AccessControl>,
+        configs: Arc<ConfigSnapshot>,
+    ) -> HostSetup {
+        let inbox = self.inbox(ctx);
         HostSetup {
             name: self.spec.name.clone(),
             log: self.spec.log.clone(),
             access,
             configs,
             peers: self.peers.services.clone(),
-            inbox: ctx.address().recipient(),
-            upstream_inbox: ctx.address().recipient(),
+            inbox: inbox.clone().recipient(),
+            upstream_inbox: inbox.recipient(),
             timers: ctx.address().recipient(),
             limits: self.spec.limits.clone(),
         }

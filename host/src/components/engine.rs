@@ -1,13 +1,22 @@
 //! The wasmtime engine, its epoch ticker, and the cache of compiled components.
 //!
 //! One [`Engine`] per host, with epoch interruption on: a plain thread bumps the epoch every
-//! [`TICK`] so a guest call can be given a deadline (see `instance`). Compiling a component with
+//! [`TICK`] while a guest call is in progress, so the call can be given a deadline (see
+//! `instance`); with no call in progress the thread sleeps until the next one starts.
+//!
+//! Compiling with Cranelift takes memory the host would keep long after (the allocator does not
+//! give it back, and the compiler's code pages stay mapped). So `turf run` compiles in a helper
+//! process, its own binary run as `turf compile-component IN OUT` ([`Compiler::Helper`]), which
+//! writes the compiled code into the cache and exits; the host only loads it. Hosts embedded
+//! in a program without that binary compile in-process ([`Compiler::InProcess`]). Compiling a component with
 //! Cranelift takes tens of milliseconds, so compiled code is cached in a host-private directory
 //! (0700) keyed by the SHA-256 of the `.wasm` and the engine's compatibility hash; loading from
 //! the cache takes well under a millisecond. Only files this module wrote are ever deserialized.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -54,34 +63,187 @@ pub enum EngineError {
     },
 }
 
-/// Creates the engine and starts its epoch ticker (which stops when the engine is dropped).
-pub fn new_engine() -> Result<Engine, EngineError> {
+/// The engine and the ticker that gives calls into it their deadlines.
+#[derive(Clone)]
+pub struct WasmEngine {
+    /// The wasmtime engine.
+    pub engine: Engine,
+    /// Advances the engine's epoch while a call runs.
+    pub ticker: EpochTicker,
+}
+
+/// The engine configuration; the compile helper builds the same one, so what it compiles loads
+/// here.
+fn config() -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
-    let engine = Engine::new(&config).map_err(|e| EngineError::Engine(e.to_string()))?;
+    config
+}
+
+/// Creates the engine and its epoch ticker (which ends when the last handle is dropped).
+pub fn new_engine() -> Result<WasmEngine, EngineError> {
+    let engine = Engine::new(&config()).map_err(|e| EngineError::Engine(e.to_string()))?;
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("turf-epoch".to_owned()).spawn(move || {
-        loop {
-            std::thread::sleep(TICK);
-            let Some(engine) = weak.upgrade() else { break };
-            engine.increment_epoch();
+    let ticker = EpochTicker::start(move || weak.upgrade().map(|engine| engine.increment_epoch()).is_some())
+        .map_err(|e| EngineError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+    Ok(WasmEngine { engine, ticker })
+}
+
+/// Where components are compiled on a cache miss.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Compiler {
+    /// In this process, on a blocking thread.
+    #[default]
+    InProcess,
+    /// In a child process: this `turf` binary, run as `turf compile-component IN OUT`.
+    Helper(PathBuf),
+}
+
+/// Longest a compile helper may run before it is killed.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `turf compile-component`: compiles the component at `input` for this host's engine and writes
+/// the result to `output` (0600). The compile helper's whole job.
+pub fn compile_to_file(input: &Path, output: &Path) -> Result<(), EngineError> {
+    let engine = Engine::new(&config()).map_err(|e| EngineError::Engine(e.to_string()))?;
+    let wasm = std::fs::read(input).map_err(|source| EngineError::Read { path: input.to_path_buf(), source })?;
+    let compiled = engine
+        .precompile_component(&wasm)
+        .map_err(|e| EngineError::Invalid { path: input.to_path_buf(), reason: format!("{e:#}") })?;
+    fsutil::write_atomic(output, &compiled, Access::Private)
+        .map_err(|source| EngineError::Cache { path: output.to_path_buf(), source })
+}
+
+/// Runs the compile helper `exe` on `input`, waiting at most [`HELPER_TIMEOUT`].
+fn compile_in_helper(exe: &Path, input: &Path, output: &Path) -> Result<(), EngineError> {
+    let failed = |reason: String| EngineError::Invalid { path: input.to_path_buf(), reason };
+    let mut child = Command::new(exe)
+        .arg("compile-component")
+        .arg(input)
+        .arg(output)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the compiler ({}): {e}", exe.display())))?;
+    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!("compiling took longer than {HELPER_TIMEOUT:?}")));
+            }
+            Err(e) => return Err(failed(format!("cannot wait for the compiler: {e}"))),
         }
-    });
-    spawned.map_err(|e| EngineError::Engine(format!("cannot start the epoch ticker: {e}")))?;
-    Ok(engine)
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let reason = stderr.trim().strip_prefix("error: ").unwrap_or(stderr.trim()).to_owned();
+    Err(failed(if reason.is_empty() { format!("the compiler failed ({status})") } else { reason }))
+}
+
+/// A thread that calls `tick` every [`TICK`] while at least one [`Busy`] guard is alive, and
+/// sleeps on a condition variable otherwise: an idle host has no clock running for components.
+#[derive(Clone)]
+pub struct EpochTicker(Arc<TickerHandle>);
+
+struct TickerState {
+    inner: Mutex<TickerInner>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct TickerInner {
+    calls: usize,
+    stopped: bool,
+}
+
+impl TickerState {
+    fn lock(&self) -> MutexGuard<'_, TickerInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The last handle stops the thread.
+struct TickerHandle(Arc<TickerState>);
+
+impl Drop for TickerHandle {
+    fn drop(&mut self) {
+        self.0.lock().stopped = true;
+        self.0.wake.notify_all();
+    }
+}
+
+/// Keeps the ticker running while alive (one per call in progress).
+pub struct Busy(Arc<TickerState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.calls = inner.calls.saturating_sub(1);
+    }
+}
+
+impl EpochTicker {
+    /// Starts the thread; `tick` returns false once there is nothing left to tick.
+    pub fn start(tick: impl Fn() -> bool + Send + 'static) -> std::io::Result<Self> {
+        let state = Arc::new(TickerState { inner: Mutex::new(TickerInner::default()), wake: Condvar::new() });
+        let thread_state = Arc::clone(&state);
+        std::thread::Builder::new().name("turf-epoch".to_owned()).spawn(move || {
+            loop {
+                {
+                    let mut inner = thread_state.lock();
+                    while inner.calls == 0 && !inner.stopped {
+                        inner = thread_state.wake.wait(inner).unwrap_or_else(PoisonError::into_inner);
+                    }
+                    if inner.stopped {
+                        return;
+                    }
+                }
+                std::thread::sleep(TICK);
+                if !tick() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self(Arc::new(TickerHandle(state))))
+    }
+
+    /// Runs the ticker until the returned guard is dropped.
+    pub fn busy(&self) -> Busy {
+        let state = Arc::clone(&self.0.0);
+        let first = {
+            let mut inner = state.lock();
+            inner.calls += 1;
+            inner.calls == 1
+        };
+        if first {
+            state.wake.notify_all();
+        }
+        Busy(state)
+    }
 }
 
 /// Compiled components on disk, keyed by content.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+    compiler: Compiler,
 }
 
 impl CompileCache {
-    /// A cache in `dir`, created 0700 if needed.
-    pub fn new(dir: &Path) -> Result<Self, EngineError> {
+    /// A cache in `dir`, created 0700 if needed, filled by `compiler`.
+    pub fn new(dir: &Path, compiler: Compiler) -> Result<Self, EngineError> {
         fsutil::create_private_dir(dir).map_err(|source| EngineError::Cache { path: dir.to_path_buf(), source })?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self { dir: dir.to_path_buf(), compiler })
     }
 
     fn entry(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
@@ -97,11 +259,7 @@ impl CompileCache {
         let wasm = std::fs::read(path).map_err(|source| EngineError::Read { path: path.to_path_buf(), source })?;
         let entry = self.entry(engine, &wasm);
         if entry.exists() {
-            // SAFETY: the cache directory is private to this host (0700) and only ever holds files
-            // written below by `precompile_component` of an engine with the same compatibility hash.
-            #[allow(unsafe_code)]
-            let cached = unsafe { Component::deserialize_file(engine, &entry) };
-            match cached {
+            match Self::deserialize(engine, &entry) {
                 Ok(component) => return Ok(component),
                 Err(error) => {
                     tracing::warn!(path = %entry.display(), %error, "discarding unusable compiled component")
@@ -109,13 +267,82 @@ impl CompileCache {
             }
         }
         let invalid = |e: wasmtime::Error| EngineError::Invalid { path: path.to_path_buf(), reason: format!("{e:#}") };
-        let compiled = engine.precompile_component(&wasm).map_err(invalid)?;
-        if let Err(error) = fsutil::write_atomic(&entry, &compiled, Access::Private) {
-            tracing::warn!(path = %entry.display(), %error, "cannot cache compiled component");
+        match &self.compiler {
+            Compiler::Helper(exe) => {
+                compile_in_helper(exe, path, &entry)?;
+                Self::deserialize(engine, &entry).map_err(invalid)
+            }
+            Compiler::InProcess => {
+                let compiled = engine.precompile_component(&wasm).map_err(invalid)?;
+                if let Err(error) = fsutil::write_atomic(&entry, &compiled, Access::Private) {
+                    tracing::warn!(path = %entry.display(), %error, "cannot cache compiled component");
+                }
+                // SAFETY: `compiled` was produced just above by this engine's `precompile_component`.
+                #[allow(unsafe_code)]
+                let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(invalid)?;
+                Ok(component)
+            }
         }
-        // SAFETY: `compiled` was produced just above by this engine's `precompile_component`.
+    }
+
+    fn deserialize(engine: &Engine, entry: &Path) -> wasmtime::Result<Component> {
+        // SAFETY: the cache directory is private to this host (0700) and only ever holds files
+        // written by `precompile_component` of an engine with the same configuration and
+        // compatibility hash (this process, or its compile helper: the same binary), 0600.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(invalid)?;
-        Ok(component)
+        unsafe {
+            Component::deserialize_file(engine, entry)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn counting() -> (EpochTicker, Arc<AtomicU32>) {
+        let ticks = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&ticks);
+        let ticker = EpochTicker::start(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            true
+        })
+        .unwrap();
+        (ticker, ticks)
+    }
+
+    fn wait_for(what: &str, condition: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !condition() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_ticker_runs_only_while_a_call_is_in_progress() {
+        let (ticker, ticks) = counting();
+        std::thread::sleep(TICK * 5);
+        assert_eq!(ticks.load(Ordering::SeqCst), 0, "no call: no tick");
+        let busy = ticker.busy();
+        wait_for("ticks during a call", || ticks.load(Ordering::SeqCst) >= 3);
+        drop(busy);
+        // At most the tick already under way lands after the call ended.
+        std::thread::sleep(TICK * 2);
+        let after = ticks.load(Ordering::SeqCst);
+        std::thread::sleep(TICK * 5);
+        assert_eq!(ticks.load(Ordering::SeqCst), after, "the ticker stopped with the call");
+    }
+
+    #[test]
+    fn overlapping_calls_keep_it_running_until_the_last_ends() {
+        let (ticker, ticks) = counting();
+        let first = ticker.busy();
+        let second = ticker.busy();
+        drop(first);
+        let now = ticks.load(Ordering::SeqCst);
+        wait_for("ticks while the second call runs", || ticks.load(Ordering::SeqCst) > now + 1);
+        drop(second);
     }
 }

@@ -14,6 +14,8 @@ use actix::prelude::*;
 use serde_json::Value;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+
+use super::engine::{EpochTicker, WasmEngine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::access::AccessControl;
@@ -173,6 +175,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 pub struct Instance {
     store: Store<HostState>,
     bindings: TurfComponent,
+    ticker: EpochTicker,
 }
 
 /// A call failed in a way that kills the instance (trap, budget exceeded, host bug).
@@ -185,8 +188,13 @@ fn ticks(budget: Duration) -> u64 {
 
 impl Instance {
     /// Instantiates `pre` in a fresh store.
-    pub async fn new(engine: &Engine, pre: &TurfComponentPre<HostState>, setup: HostSetup) -> Result<Self, Trapped> {
-        let mut store = Store::new(engine, HostState::new(setup));
+    pub async fn new(
+        engine: &WasmEngine,
+        pre: &TurfComponentPre<HostState>,
+        setup: HostSetup,
+    ) -> Result<Self, Trapped> {
+        let _busy = engine.ticker.busy();
+        let mut store = Store::new(&engine.engine, HostState::new(setup));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut cx| {
             let state = cx.data_mut();
@@ -199,7 +207,7 @@ impl Instance {
         });
         arm(&mut store, Duration::from_secs(5));
         let bindings = pre.instantiate_async(&mut store).await.map_err(describe)?;
-        Ok(Self { store, bindings })
+        Ok(Self { store, bindings, ticker: engine.ticker.clone() })
     }
 
     /// Mutable access to the host state between calls.
@@ -209,19 +217,19 @@ impl Instance {
 
     /// Calls `init`. `Ok(Err(_))` is the guest's own failure report.
     pub async fn init(&mut self, budget: Duration) -> Result<Result<(), String>, Trapped> {
-        arm(&mut self.store, budget);
+        let _busy = self.arm(budget);
         self.bindings.call_init(&mut self.store).await.map_err(describe)
     }
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
-        arm(&mut self.store, budget);
+        let _busy = self.arm(budget);
         self.bindings.call_on_message(&mut self.store, topic, payload).await.map_err(describe)
     }
 
     /// Calls `on-iotcore-message`.
     pub async fn on_iotcore_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
-        arm(&mut self.store, budget);
+        let _busy = self.arm(budget);
         self.bindings.call_on_iotcore_message(&mut self.store, topic, payload).await.map_err(describe)
     }
 
@@ -232,14 +240,20 @@ impl Instance {
         component: &str,
         key_path: &[String],
     ) -> Result<(), Trapped> {
-        arm(&mut self.store, budget);
+        let _busy = self.arm(budget);
         self.bindings.call_on_configuration_update(&mut self.store, component, key_path).await.map_err(describe)
     }
 
     /// Calls `on-timer`.
     pub async fn on_timer(&mut self, budget: Duration, id: u32) -> Result<(), Trapped> {
-        arm(&mut self.store, budget);
+        let _busy = self.arm(budget);
         self.bindings.call_on_timer(&mut self.store, id).await.map_err(describe)
+    }
+
+    /// Gives the next call `budget` and keeps the epoch ticking until the guard is dropped.
+    fn arm(&mut self, budget: Duration) -> super::engine::Busy {
+        arm(&mut self.store, budget);
+        self.ticker.busy()
     }
 }
 

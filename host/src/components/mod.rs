@@ -12,7 +12,7 @@
 //! - `lifecycle`: states and the restart policy (pure).
 //! - `engine`: engine, epoch ticker, compile cache.
 //! - `instance`: one store, its host state and budgeted calls.
-//! - `actor`: the per-component actor.
+//! - `actor`: the per-component actor. `inbox`: its bounded message queue.
 //! - `host`: the WIT imports, one file per interface.
 //! - `log`: component log files.
 //! - `bindings`: the generated bindings.
@@ -22,6 +22,7 @@ pub mod actor;
 pub mod bindings;
 pub mod engine;
 mod host;
+pub mod inbox;
 pub mod instance;
 pub mod lifecycle;
 pub mod log;
@@ -34,14 +35,13 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
-use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use self::access::AccessControl;
 pub use self::actor::ComponentStatus;
 use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, RestartComponent, StopComponent, Swap};
 use self::bindings::TurfComponentPre;
-use self::engine::{CompileCache, EngineError};
+use self::engine::{CompileCache, Compiler, EngineError, WasmEngine};
 use self::instance::{ConfigSnapshot, HostState, ServicePeers};
 use self::log::ComponentLog;
 use crate::config::{ComponentLimits, RootLayout};
@@ -178,7 +178,7 @@ pub struct RuntimePeers {
 
 /// The component runtime service.
 pub struct ComponentRuntime {
-    engine: Engine,
+    engine: WasmEngine,
     linker: Arc<Linker<HostState>>,
     cache: CompileCache,
     layout: RootLayout,
@@ -195,10 +195,15 @@ pub struct ComponentRuntime {
 
 impl ComponentRuntime {
     /// Creates the engine, linker and cache.
-    pub fn new(layout: RootLayout, limits: ComponentLimits, peers: RuntimePeers) -> Result<Self, EngineError> {
+    pub fn new(
+        layout: RootLayout,
+        limits: ComponentLimits,
+        compiler: Compiler,
+        peers: RuntimePeers,
+    ) -> Result<Self, EngineError> {
         let engine = engine::new_engine()?;
-        let linker = instance::linker(&engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
-        let cache = CompileCache::new(&layout.compiled_cache_dir())?;
+        let linker = instance::linker(&engine.engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
+        let cache = CompileCache::new(&layout.compiled_cache_dir(), compiler)?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -214,7 +219,7 @@ impl ComponentRuntime {
     }
 
     fn prepare(&self, msg: Prepare) -> impl Future<Output = Result<Prepared, RuntimeError>> + 'static {
-        let engine = self.engine.clone();
+        let engine = self.engine.engine.clone();
         let linker = Arc::clone(&self.linker);
         let cache = self.cache.clone();
         async move {

@@ -7,7 +7,9 @@
 //! `update/documents`; devices reach it only through bridge routes. Messages in: [`PubsubMessage`]
 //! (requests from the bus), [`ShadowRequest`] (components' `shadow` imports, the CLI),
 //! [`ConfigureShadows`]. Messages out: [`Publish`] to the bus. An update is acknowledged only
-//! after it is on disk.
+//! after it is on disk. The responses to a device's request carry the request's flow credit
+//! (see [`crate::flow`]), so a device that floods requests but does not read the answers is
+//! slowed down rather than having its answers dropped on the way back.
 //!
 //! - `document`: update, merge, metadata, delta, versions, payloads (pure).
 //! - `topics`: topic parsing and names (pure). `settings`: configuration (pure).
@@ -109,6 +111,8 @@ pub struct ShadowManager {
     settings: ShadowSettings,
     subscribe: Recipient<Subscribe>,
     publish: Recipient<Publish>,
+    /// The credit of the bus request being answered ([`Credit::none`] between requests).
+    answering: Credit,
 }
 
 fn now() -> i64 {
@@ -132,7 +136,7 @@ fn decode_token(token: &str) -> Option<usize> {
 impl ShadowManager {
     /// A manager over `store`, publishing on the bus.
     pub fn new(store: ShadowStore, subscribe: Recipient<Subscribe>, publish: Recipient<Publish>) -> Self {
-        Self { store, settings: ShadowSettings::default(), subscribe, publish }
+        Self { store, settings: ShadowSettings::default(), subscribe, publish, answering: Credit::none() }
     }
 
     fn send(&self, shadow: &ShadowId, operation: Operation, suffix: &str, payload: &Value) {
@@ -140,7 +144,7 @@ impl ShadowManager {
             publisher: COMPONENT_NAME.to_owned(),
             topic: shadow.topic(operation, suffix),
             payload: payload.to_string().into(),
-            credit: Credit::none(),
+            credit: self.answering.clone(),
         });
     }
 
@@ -236,7 +240,10 @@ impl ShadowManager {
                 tracing::warn!(topic = msg.topic, %error, "ignoring shadow request with an invalid name")
             }
             Some(Ok(request)) => {
-                if let Err(error) = self.perform(&request.shadow, request.operation, &msg.payload) {
+                self.answering = msg.credit.clone();
+                let performed = self.perform(&request.shadow, request.operation, &msg.payload);
+                self.answering = Credit::none();
+                if let Err(error) = performed {
                     tracing::debug!(shadow = %request.shadow, %error, "shadow request rejected");
                 }
             }

@@ -1,12 +1,14 @@
-//! Polling file watching: which files changed and have since stopped changing.
+//! Which watched files changed and are complete: the settle rules.
 //!
-//! Each scan lists files with their size and modification time. A file counts as *settled*
-//! once it looked the same in two scans in a row and its last change is at least the settle
-//! time ago: a writer still copying it keeps changing its size or time, so a half-written file
-//! is never reported. Editors' temporary files (hidden, `~`, `.tmp`, `.part`, `.swp`) are
+//! Each scan lists files with their size and modification time. A changed file is reported as
+//! *settled* once its writer closed it or renamed it into place (the caller passes those paths
+//! as `complete`, from the file-system events), or, for a writer that never says so, once it
+//! looked the same in two scans in a row and its last change is at least the settle time ago:
+//! a writer still copying a file keeps changing its size or time, so a half-written file is
+//! never reported. Editors' temporary files (hidden, `~`, `.tmp`, `.part`, `.swp`) are
 //! skipped. Pure apart from [`scan`], which reads the folder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,8 +51,14 @@ impl Tracker {
         Self { seen: BTreeMap::new(), settle }
     }
 
-    /// Feeds one scan taken at `now`; returns the settled and removed files, in path order.
-    pub fn observe(&mut self, now: Instant, scan: &BTreeMap<PathBuf, FileState>) -> Vec<Change> {
+    /// Feeds one scan taken at `now`; `complete` are files whose writer closed them or renamed
+    /// them into place since the last scan. Returns the settled and removed files, in path order.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        scan: &BTreeMap<PathBuf, FileState>,
+        complete: &BTreeSet<PathBuf>,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !scan.contains_key(*p)).cloned().collect();
         for path in gone {
@@ -59,23 +67,30 @@ impl Tracker {
             }
         }
         for (path, state) in scan {
-            match self.seen.get_mut(path) {
-                Some(seen) if seen.state == *state => {
-                    if !seen.reported && now.duration_since(seen.changed_at) >= self.settle {
-                        seen.reported = true;
-                        changes.push(Change::Settled(path.clone()));
-                    }
-                }
-                Some(seen) => {
-                    *seen = Seen { state: *state, changed_at: now, reported: false };
-                }
-                None => {
-                    self.seen.insert(path.clone(), Seen { state: *state, changed_at: now, reported: false });
-                }
+            let seen =
+                self.seen.entry(path.clone()).or_insert(Seen { state: *state, changed_at: now, reported: false });
+            if seen.state != *state {
+                *seen = Seen { state: *state, changed_at: now, reported: false };
+            }
+            let settled = complete.contains(path) || now.duration_since(seen.changed_at) >= self.settle;
+            let unchanged_since_seen = seen.changed_at < now || complete.contains(path);
+            if !seen.reported && settled && unchanged_since_seen {
+                seen.reported = true;
+                changes.push(Change::Settled(path.clone()));
             }
         }
         changes.sort_by(|a, b| change_path(a).cmp(change_path(b)));
         changes
+    }
+
+    /// Whether `path` was seen and reported settled in its current state.
+    pub fn is_settled(&self, path: &Path) -> bool {
+        self.seen.get(path).is_some_and(|s| s.reported)
+    }
+
+    /// The earliest time a file seen changing, and not yet reported, could settle.
+    pub fn next_settle(&self) -> Option<Instant> {
+        self.seen.values().filter(|s| !s.reported).map(|s| s.changed_at + self.settle).min()
     }
 }
 
@@ -140,30 +155,63 @@ mod tests {
         entries.iter().map(|(p, s)| (PathBuf::from(p), *s)).collect()
     }
 
+    fn none() -> BTreeSet<PathBuf> {
+        BTreeSet::new()
+    }
+
+    fn closed(path: &str) -> BTreeSet<PathBuf> {
+        [PathBuf::from(path)].into_iter().collect()
+    }
+
     #[test]
     fn a_file_is_reported_once_it_stopped_changing() {
         let settle = Duration::from_millis(400);
         let mut t = Tracker::new(settle);
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        assert!(t.observe(ms(0), &files(&[("a.wasm", state(10, 1))])).is_empty());
+        assert!(t.observe(ms(0), &files(&[("a.wasm", state(10, 1))]), &none()).is_empty());
         // Still growing: not yet.
-        assert!(t.observe(ms(250), &files(&[("a.wasm", state(20, 1))])).is_empty());
-        assert!(t.observe(ms(500), &files(&[("a.wasm", state(20, 1))])).is_empty(), "settle time not over");
-        assert_eq!(t.observe(ms(700), &files(&[("a.wasm", state(20, 1))])), vec![Change::Settled("a.wasm".into())]);
-        assert!(t.observe(ms(900), &files(&[("a.wasm", state(20, 1))])).is_empty(), "reported once");
+        assert!(t.observe(ms(250), &files(&[("a.wasm", state(20, 1))]), &none()).is_empty());
+        assert!(t.observe(ms(500), &files(&[("a.wasm", state(20, 1))]), &none()).is_empty(), "settle time not over");
+        assert_eq!(
+            t.observe(ms(700), &files(&[("a.wasm", state(20, 1))]), &none()),
+            vec![Change::Settled("a.wasm".into())]
+        );
+        assert!(t.observe(ms(900), &files(&[("a.wasm", state(20, 1))]), &none()).is_empty(), "reported once");
         // Rewritten with the same size: the time gives it away.
-        t.observe(ms(1000), &files(&[("a.wasm", state(20, 2))]));
-        assert_eq!(t.observe(ms(1500), &files(&[("a.wasm", state(20, 2))])), vec![Change::Settled("a.wasm".into())]);
-        assert_eq!(t.observe(ms(1600), &files(&[])), vec![Change::Removed("a.wasm".into())]);
+        t.observe(ms(1000), &files(&[("a.wasm", state(20, 2))]), &none());
+        assert_eq!(
+            t.observe(ms(1500), &files(&[("a.wasm", state(20, 2))]), &none()),
+            vec![Change::Settled("a.wasm".into())]
+        );
+        assert_eq!(t.observe(ms(1600), &files(&[]), &none()), vec![Change::Removed("a.wasm".into())]);
+    }
+
+    #[test]
+    fn a_file_closed_or_renamed_into_place_is_reported_at_once() {
+        let mut t = Tracker::new(Duration::from_millis(400));
+        let t0 = Instant::now();
+        assert_eq!(
+            t.observe(t0, &files(&[("a.wasm", state(20, 1))]), &closed("a.wasm")),
+            vec![Change::Settled("a.wasm".into())]
+        );
+        assert!(t.observe(t0, &files(&[("a.wasm", state(20, 1))]), &closed("a.wasm")).is_empty(), "once");
+        // Written again without being closed yet: it waits for the settle time.
+        assert!(t.observe(t0 + Duration::from_millis(10), &files(&[("a.wasm", state(30, 2))]), &none()).is_empty());
+        assert_eq!(t.next_settle(), Some(t0 + Duration::from_millis(410)));
+        assert_eq!(
+            t.observe(t0 + Duration::from_millis(20), &files(&[("a.wasm", state(40, 3))]), &closed("a.wasm")),
+            vec![Change::Settled("a.wasm".into())]
+        );
+        assert_eq!(t.next_settle(), None);
     }
 
     #[test]
     fn a_file_gone_before_it_settled_is_not_reported_at_all() {
         let mut t = Tracker::new(Duration::from_millis(400));
         let t0 = Instant::now();
-        t.observe(t0, &files(&[("half.wasm", state(1, 1))]));
-        assert!(t.observe(t0 + Duration::from_millis(100), &files(&[])).is_empty());
+        t.observe(t0, &files(&[("half.wasm", state(1, 1))]), &none());
+        assert!(t.observe(t0 + Duration::from_millis(100), &files(&[]), &none()).is_empty());
     }
 
     #[test]
