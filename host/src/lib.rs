@@ -21,6 +21,7 @@
 //! - [`store`]: the SQLite database and its schema.
 //! - [`topic`], [`glob`]: MQTT topic matching and Greengrass resource globs (pure).
 //! - [`flow`]: flow credit that bounds device messages inside the host (pure).
+//! - [`memory`]: giving freed heap and once-run code back to the kernel after a burst.
 //! - [`fsutil`]: atomic and private file writes.
 
 pub mod bridge;
@@ -36,6 +37,7 @@ pub mod flow;
 pub mod fsutil;
 pub mod glob;
 pub mod logging;
+pub mod memory;
 pub mod mgmt;
 pub mod pem;
 pub mod pubsub;

@@ -152,6 +152,7 @@ fn prepare_root(config: &HostConfig) -> Result<(), StartError> {
 pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let layout = config.layout();
     prepare_root(&config)?;
+    let trimmer = crate::memory::Trimmer::new();
 
     let book = DeviceBook::open(&layout)?;
     let connectivity_db = store::open(&layout.database())?;
@@ -165,6 +166,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         plain_listen: config.plain_listen,
         tls: tls.clone(),
         limits: config.broker,
+        trimmer: trimmer.clone(),
     })
     .await?;
     let broker = broker.start();
@@ -238,6 +240,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             auth: devices.clone().recipient(),
             ip_detector: connectivity.clone().recipient(),
             shadows: shadows.clone().recipient(),
+            trimmer: trimmer.clone(),
         },
     )?);
     if deployments.send(Restore).await.is_err() {
@@ -291,5 +294,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         upstream: config.upstream.as_ref().map(|u| u.endpoint.to_string()),
     };
     tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
+    // Start-up's one-off work (certificates, database, restoring components) is over.
+    trimmer.hint();
     Ok(Host { endpoints, broker, discovery, runtime, upstream, mgmt })
 }

@@ -220,8 +220,9 @@ impl Handler for PublishCheck {
     }
 }
 
-/// `SessionTerminated`: forget the credentials of a session that ended.
-pub struct Forget(pub Arc<HookState>);
+/// `SessionTerminated`: forget the credentials of a session that ended, and let the trimmer
+/// know a burst of work may be over.
+pub struct Forget(pub Arc<HookState>, pub crate::memory::Trimmer);
 
 #[async_trait]
 impl Handler for Forget {
@@ -233,6 +234,9 @@ impl Handler for Forget {
             if sessions.get(client_id).is_some_and(|c| c.remote == session.id.remote_addr) {
                 sessions.remove(client_id);
             }
+        }
+        if let Parameter::SessionTerminated(..) = param {
+            self.1.hint();
         }
         (true, acc)
     }

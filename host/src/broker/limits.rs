@@ -40,7 +40,18 @@ pub struct BrokerLimits {
     pub inbound_queue_bytes: u32,
     /// Bytes of device messages in transit through the host's services.
     pub host_queue_bytes: u32,
+    /// Threads that run device connections (TLS, decoding, routing).
+    pub threads: u16,
 }
+
+/// Threads for device connections: one per core, at most [`MAX_THREADS`].
+pub fn default_threads() -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u16::try_from(cores).unwrap_or(MAX_THREADS).clamp(1, MAX_THREADS)
+}
+
+/// Most threads `[broker] threads` may ask for.
+pub const MAX_THREADS: u16 = 64;
 
 impl Default for BrokerLimits {
     fn default() -> Self {
@@ -50,6 +61,7 @@ impl Default for BrokerLimits {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             inbound_queue_bytes: DEFAULT_INBOUND_QUEUE_BYTES,
             host_queue_bytes: DEFAULT_HOST_QUEUE_BYTES,
+            threads: default_threads(),
         }
     }
 }
@@ -78,6 +90,8 @@ pub struct BrokerSettings {
     pub inbound_queue_bytes: Option<u64>,
     /// Bytes of device messages in transit through the host.
     pub host_queue_bytes: Option<u64>,
+    /// Threads for device connections.
+    pub threads: Option<u64>,
 }
 
 fn bytes(field: &'static str, value: Option<u64>, default: u32) -> Result<u32, LimitError> {
@@ -125,6 +139,16 @@ impl TryFrom<BrokerSettings> for BrokerLimits {
                 defaults.inbound_queue_bytes,
             )?,
             host_queue_bytes: bytes("host_queue_bytes", settings.host_queue_bytes, defaults.host_queue_bytes)?,
+            threads: match settings.threads {
+                None => defaults.threads,
+                Some(n) if (1..=u64::from(MAX_THREADS)).contains(&n) => n as u16,
+                Some(n) => {
+                    return Err(LimitError {
+                        field: "threads",
+                        reason: format!("{n} is out of range (1 to {MAX_THREADS})"),
+                    });
+                }
+            },
         })
     }
 }
@@ -146,6 +170,7 @@ mod tests {
             subscriber_stall_timeout_ms: Some(500),
             inbound_queue_bytes: Some(8192),
             host_queue_bytes: Some(16_384),
+            threads: Some(3),
         };
         let limits = BrokerLimits::try_from(settings).unwrap();
         assert_eq!(limits.session_queue_bytes, 65_536);
@@ -153,6 +178,7 @@ mod tests {
         assert_eq!(limits.stall_timeout, Duration::from_millis(500));
         assert_eq!(limits.inbound_queue_bytes, 8192);
         assert_eq!(limits.host_queue_bytes, 16_384);
+        assert_eq!(limits.threads, 3);
     }
 
     #[test]
@@ -170,6 +196,8 @@ mod tests {
         assert_eq!(error.to_string(), "broker.total_queue_bytes: 65536 is smaller than session_queue_bytes (1048576)");
         let instant = BrokerSettings { subscriber_stall_timeout_ms: Some(0), ..BrokerSettings::default() };
         assert_eq!(BrokerLimits::try_from(instant).unwrap_err().field, "subscriber_stall_timeout_ms");
+        let none = BrokerSettings { threads: Some(0), ..BrokerSettings::default() };
+        assert_eq!(BrokerLimits::try_from(none).unwrap_err().field, "threads");
     }
 
     #[test]

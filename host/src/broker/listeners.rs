@@ -3,7 +3,8 @@
 //! rmqtt builds its TLS configuration from files when a listener is bound, so a new certificate
 //! or a newly trusted CA means binding again; [`bind`] replaces our listener registrations in the
 //! server context so it can run more than once. Connections already accepted keep running. Every
-//! listener sets `SO_REUSEADDR`, `TCP_NODELAY` and refuses anonymous clients.
+//! listener sets `SO_REUSEADDR`, `TCP_NODELAY` and refuses anonymous clients. Listeners and
+//! their connections run on the broker's own multi-thread runtime.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -69,7 +70,10 @@ pub fn bind(
     plain: Option<SocketAddr>,
     files: &ServerTlsFiles,
     limits: &BrokerLimits,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<(JoinHandle<()>, BrokerAddrs), BrokerError> {
+    // The sockets belong to the broker's runtime, which runs every connection.
+    let _context = runtime.enter();
     const TLS: &str = "mutual-TLS device listener";
     const PLAIN: &str = "plain loopback listener";
     let tls = builder(mqtt, limits)
@@ -97,7 +101,7 @@ pub fn bind(
         server = server.listener_by_id(listener, PLAIN_LISTENER);
     }
     let server = server.build();
-    let task = tokio::spawn(async move {
+    let task = runtime.spawn(async move {
         if let Err(error) = server.run().await {
             tracing::error!(%error, "MQTT broker stopped");
         }

@@ -59,6 +59,9 @@ pub enum BrokerError {
         "--plain-listen {0} is not a loopback address; the plain listener has no TLS and is only for local tools (use 127.0.0.1)"
     )]
     PlainNotLoopback(SocketAddr),
+    /// The threads for device connections could not be started.
+    #[error("cannot start the broker's threads: {0}")]
+    Runtime(String),
     /// A listener could not be bound or configured.
     #[error("cannot listen on {addr} ({what}): {reason}")]
     Listen {
@@ -82,6 +85,8 @@ pub struct BrokerOptions {
     pub tls: ServerTlsFiles,
     /// Queue limits.
     pub limits: BrokerLimits,
+    /// Told when a session ends (a burst of connections may be over).
+    pub trimmer: crate::memory::Trimmer,
 }
 
 /// Addresses the broker actually bound.
@@ -133,6 +138,7 @@ pub struct StopBroker;
 
 /// The broker service.
 pub struct Broker {
+    runtime: BrokerRuntime,
     scx: ServerContext,
     hooks: Arc<HookState>,
     server: Option<JoinHandle<()>>,
@@ -166,14 +172,17 @@ impl Broker {
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
         register.add(Type::MessagePublishCheckAcl, Box::new(PublishCheck(Arc::clone(&hooks)))).await;
-        register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks)))).await;
+        register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks), options.trimmer.clone()))).await;
         register.add(Type::MessageDropped, Box::new(Dropped(Arc::clone(&counters)))).await;
         register.start().await;
-        let (task, addrs) = listeners::bind(&scx, options.mqtt_listen, options.plain_listen, &options.tls, &limits)?;
+        let runtime = BrokerRuntime::new(limits.threads)?;
+        let handle = runtime.handle();
+        let (task, addrs) =
+            listeners::bind(&scx, options.mqtt_listen, options.plain_listen, &options.tls, &limits, &handle)?;
         let host_id = Id::new(scx.node.id(), 0, None, None, "turf-host".into(), None);
-        let (outbox, _) = Outbox::start(scx.clone(), host_id, limits.host_queue_bytes, counters);
-        tracing::info!(mqtt = %addrs.mqtt, plain = ?addrs.plain, "MQTT broker listening");
-        Ok((Self { scx, hooks, server: Some(task), outbox, addrs, limits }, addrs))
+        let (outbox, _) = Outbox::start(&handle, scx.clone(), host_id, limits.host_queue_bytes, counters);
+        tracing::info!(mqtt = %addrs.mqtt, plain = ?addrs.plain, threads = limits.threads, "MQTT broker listening");
+        Ok((Self { runtime, scx, hooks, server: Some(task), outbox, addrs, limits }, addrs))
     }
 
     fn status(&self) -> BrokerStatus {
@@ -225,13 +234,13 @@ impl Broker {
     /// existing connections are not interrupted.
     fn reload_tls(&mut self, files: ServerTlsFiles) -> impl Future<Output = Option<JoinHandle<()>>> + 'static {
         let old = self.server.take();
-        let (scx, addrs, limits) = (self.scx.clone(), self.addrs, self.limits);
+        let (scx, addrs, limits, runtime) = (self.scx.clone(), self.addrs, self.limits, self.runtime.handle());
         async move {
             if let Some(old) = old {
                 old.abort();
                 let _ = old.await;
             }
-            match listeners::bind(&scx, addrs.mqtt, addrs.plain, &files, &limits) {
+            match listeners::bind(&scx, addrs.mqtt, addrs.plain, &files, &limits, &runtime) {
                 Ok((task, _)) => {
                     tracing::info!(mqtt = %addrs.mqtt, "broker TLS reloaded");
                     Some(task)
@@ -281,6 +290,40 @@ impl Actor for Broker {
         if let Some(task) = self.server.take() {
             task.abort();
         }
+        self.runtime.shut_down();
+    }
+}
+
+/// The multi-thread runtime device connections run on. It is never dropped in place (that
+/// would block inside the actix runtime): it is shut down in the background.
+struct BrokerRuntime(Option<tokio::runtime::Runtime>, tokio::runtime::Handle);
+
+impl BrokerRuntime {
+    fn new(threads: u16) -> Result<Self, BrokerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(threads.max(1)))
+            .thread_name("turf-broker")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Runtime(e.to_string()))?;
+        let handle = runtime.handle().clone();
+        Ok(Self(Some(runtime), handle))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.1.clone()
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for BrokerRuntime {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 

@@ -31,10 +31,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Starts the routing task on the current runtime.
-    pub fn start(scx: ServerContext, host_id: Id, bytes: u32, counters: Arc<BrokerCounters>) -> (Self, JoinHandle<()>) {
+    /// Starts the routing task on the broker's runtime.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        scx: ServerContext,
+        host_id: Id,
+        bytes: u32,
+        counters: Arc<BrokerCounters>,
+    ) -> (Self, JoinHandle<()>) {
         let (queue, mut queued) = mpsc::unbounded_channel::<(PublishToDevices, Credit)>();
-        let task = tokio::spawn(async move {
+        let task = runtime.spawn(async move {
             while let Some((msg, credit)) = queued.recv().await {
                 route(&scx, &host_id, msg).await;
                 drop(credit);

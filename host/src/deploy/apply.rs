@@ -50,6 +50,8 @@ pub struct DeploymentPeers {
     pub ip_detector: Recipient<ConfigureIpDetector>,
     /// Shadow manager: new settings.
     pub shadows: Recipient<ConfigureShadows>,
+    /// Told when a deployment finished (its one-off work can be given back to the kernel).
+    pub trimmer: crate::memory::Trimmer,
 }
 
 fn mailbox(error: MailboxError) -> String {

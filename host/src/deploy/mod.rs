@@ -288,6 +288,7 @@ impl Deployments {
         }
         self.save(&record);
         self.wake(&record);
+        self.peers.trimmer.hint();
         self.run_next(ctx);
     }
 
