@@ -52,10 +52,15 @@ impl Metric {
         median(self.runs.get(broker)?)
     }
 
-    /// Turf's median divided by `peer`'s, when both ran (and the peer's is not 0).
+    /// Turf's median divided by `peer`'s, when both ran: infinite when only the peer's is 0,
+    /// 1 when both are (an idle broker that never woke up).
     pub fn ratio(&self, peer: &str) -> Option<f64> {
         let (t, p) = (self.median(TURF)?, self.median(peer)?);
-        (p != 0.0).then(|| t / p)
+        Some(match (t == 0.0, p == 0.0) {
+            (true, true) => 1.0,
+            (false, true) => f64::INFINITY,
+            _ => t / p,
+        })
     }
 
     /// Whether a ratio means Turf did at least as well.
@@ -103,6 +108,11 @@ pub fn format_value(value: f64, unit: &str) -> String {
         format!("{value:.3}")
     };
     if unit.is_empty() { number } else { format!("{number} {unit}") }
+}
+
+/// A ratio with two decimals (`∞` when the peer measured 0).
+fn format_ratio(ratio: f64) -> String {
+    if ratio.is_infinite() { "∞".to_owned() } else { format!("{ratio:.2}") }
 }
 
 /// Everything one `make bench` run measured.
@@ -156,7 +166,7 @@ impl Report {
             }
             for p in self.peers() {
                 let ratio = match m.ratio(&p.name) {
-                    Some(r) => format!("{r:.2}{}", if m.ahead(r) { " ✓" } else { "" }),
+                    Some(r) => format!("{}{}", format_ratio(r), if m.ahead(r) { " ✓" } else { "" }),
                     None => "–".to_owned(),
                 };
                 out.push_str(&format!(" {ratio} |"));
@@ -171,21 +181,20 @@ impl Report {
         let mut header = vec!["scenario".to_owned(), "metric".to_owned()];
         header.extend(self.brokers.iter().map(|b| b.name.clone()));
         header.extend(self.peers().map(|p| format!("turf/{}", p.name)));
-        let rows: Vec<Vec<String>> =
-            self.metrics
-                .iter()
-                .map(|m| {
-                    let mut row = vec![m.scenario.clone(), m.name.clone()];
-                    row.extend(self.brokers.iter().map(|b| {
-                        m.median(&b.name).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "-".to_owned())
-                    }));
-                    row.extend(
-                        self.peers()
-                            .map(|p| m.ratio(&p.name).map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".to_owned())),
-                    );
-                    row
-                })
-                .collect();
+        let rows: Vec<Vec<String>> = self
+            .metrics
+            .iter()
+            .map(|m| {
+                let mut row = vec![m.scenario.clone(), m.name.clone()];
+                row.extend(
+                    self.brokers
+                        .iter()
+                        .map(|b| m.median(&b.name).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "-".to_owned())),
+                );
+                row.extend(self.peers().map(|p| m.ratio(&p.name).map(format_ratio).unwrap_or_else(|| "-".to_owned())));
+                row
+            })
+            .collect();
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -237,12 +246,20 @@ mod tests {
         latency.add("turf", 2.0);
         latency.add("mosquitto", 1.0);
         throughput.add("rumqttd", 400.0);
+        let mut idle = Metric::new("0", "wake-ups", "/s", Better::Lower);
+        idle.add("turf", 2.0);
+        idle.add("mosquitto", 0.0);
+        idle.add("rumqttd", 0.0);
+        let mut cpu = Metric::new("0", "CPU", "%", Better::Lower);
+        cpu.add("turf", 0.0);
+        cpu.add("mosquitto", 0.5);
+        cpu.add("rumqttd", 0.0);
         let report = Report {
             when: String::new(),
             machine: String::new(),
             brokers: brokers(),
             repetitions: 1,
-            metrics: vec![throughput, latency],
+            metrics: vec![throughput, latency, idle, cpu],
         };
         let table = report.markdown_table();
         assert!(
@@ -254,8 +271,10 @@ mod tests {
         );
         assert!(table.contains("| 1 | delivered | 200 msg/s | 100 msg/s | 400 msg/s | 2.00 ✓ | 0.50 |"), "{table}");
         assert!(table.contains("| 3 | p99 | 2.00 ms | 1.00 ms | – | 2.00 | – |"), "{table}");
+        assert!(table.contains("| 0 | wake-ups | 2.00 /s | 0.000 /s | 0.000 /s | ∞ | ∞ |"), "{table}");
+        assert!(table.contains("| 0 | CPU | 0.000 % | 0.500 % | 0.000 % | 0.00 ✓ | 1.00 ✓ |"), "{table}");
         let text = report.text_table();
-        assert_eq!(text.lines().count(), 3);
+        assert_eq!(text.lines().count(), 5);
         assert!(text.lines().next().is_some_and(|h| h.ends_with("turf/mosquitto  turf/rumqttd")), "{text}");
     }
 
