@@ -145,10 +145,12 @@ const AFTER: Duration = Duration::from_secs(10);
 
 /// Scenario 2 over plain TCP, every broker fresh for every repetition so that its memory during
 /// and after the load is the load's: delivered rate and share, median latency, peak RSS (sampled
-/// every 50 ms) and RSS [`AFTER`] the fan-in ended and every client disconnected.
-pub async fn fresh_fan_in(lineup: &Lineup, args: &Args, turf_root: &Path, metrics: &mut Vec<Metric>) -> Result<()> {
+/// every 50 ms) and RSS [`AFTER`] the fan-in ended and every client disconnected. Turf runs on a
+/// root that holds nothing but its device policy.
+pub async fn fresh_fan_in(lineup: &Lineup, args: &Args, metrics: &mut Vec<Metric>) -> Result<()> {
     let scenario = "2. fan-in 100→1 QoS 1, plain, fresh brokers";
     step(scenario);
+    let turf_root = lineup.policy_root()?;
     let window = Duration::from_secs(args.window);
     let mut rate = Metric::new(scenario, "delivered", "msg/s", Better::Higher);
     let mut share = Metric::new(scenario, "delivered share of acknowledged", "%", Better::Higher);
@@ -159,7 +161,7 @@ pub async fn fresh_fan_in(lineup: &Lineup, args: &Args, turf_root: &Path, metric
     let devices: Vec<Via> = ids.iter().map(|id| Via::Plain(id)).collect();
     for rep in 0..args.reps {
         for name in order(&lineup.names(false), rep) {
-            let broker = lineup.start(name, Some(turf_root))?;
+            let broker = lineup.start(name, Some(&turf_root))?;
             let target = broker.target().clone();
             tokio::time::sleep(Duration::from_secs(1)).await;
             let sampler = PeakRss::start(target.pid, Duration::from_secs(180));

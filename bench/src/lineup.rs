@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::brokers::{MosquittoProcess, Target, TurfProcess, mosquitto_version};
+use crate::brokers::{MosquittoProcess, Target, TurfProcess, allow_all, mosquitto_version};
 use crate::report::{Broker, TURF};
 use crate::rumqttd::{self, RumqttdProcess};
 
@@ -84,6 +84,17 @@ impl Lineup {
             columns.push(column("rumqttd", &rumqttd::version(bin)));
         }
         columns
+    }
+
+    /// A new Turf root with nothing in it but the allow-all device policy (Turf admits clients
+    /// of its plain listener by device policy too), for scenarios whose memory figures should
+    /// not include registered devices.
+    pub fn policy_root(&self) -> Result<PathBuf> {
+        let Running::Turf(turf) = self.start(TURF, None)? else { bail!("not Turf") };
+        allow_all(&turf.api())?;
+        let root = turf.root.clone();
+        turf.stop()?;
+        Ok(root)
     }
 
     /// Starts `name` afresh. Turf runs on `turf_root`, or on a new empty root when that is

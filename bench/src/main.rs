@@ -262,7 +262,7 @@ async fn run(args: Args) -> Result<Report> {
         compare::storm(&lineup, &args, &turf_root, &devices.storm, &mut metrics).await?;
     }
     if args.runs("2") {
-        compare::fresh_fan_in(&lineup, &args, &turf_root, &mut metrics).await?;
+        compare::fresh_fan_in(&lineup, &args, &mut metrics).await?;
     }
     if args.runs("0") {
         compare::idle(&lineup, &args, &mut metrics).await?;
