@@ -58,10 +58,14 @@ test: setup plugins sdk-env cloud-broker lint build
 	$(CARGO) test -j$(JOBS) --workspace
 	$(CARGO) test -j$(JOBS) -p rmqtt --lib
 
-## bench: Turf against mosquitto side by side, release builds (see docs/BENCHMARKS.md, which it updates).
+## bench: Turf against mosquitto and rumqttd side by side, release builds (see docs/BENCHMARKS.md,
+## which it updates). rumqttd 0.20.0 is installed once, under target/peers. Not `--locked`: the
+## Cargo.lock it ships pins metrics 0.22.1, which current Rust refuses to compile (E0521), so
+## cargo resolves its dependencies afresh within their semver ranges (metrics 0.22.4, ...).
 bench: setup plugins cloud-broker
+	@test -x target/peers/bin/rumqttd || $(CARGO) install --root target/peers rumqttd --version 0.20.0 -j$(JOBS)
 	$(CARGO) build -j$(JOBS) --release -p turf-host -p turf-bench --bins
-	ulimit -n 8192 2>/dev/null || true; target/release/turf-bench $(BENCH_ARGS)
+	ulimit -n 8192 2>/dev/null || true; target/release/turf-bench --rumqttd target/peers/bin/rumqttd $(BENCH_ARGS)
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
 ## Hello World messages through it, then stop everything.

@@ -1,7 +1,8 @@
 //! The brokers under test, as child processes: Turf (`turf run`, release build) and Debian's
 //! mosquitto configured like it — the same server certificate, CA and device certificates
 //! (issued by Turf's CA), client certificates required on the TLS port, a plain loopback port,
-//! TCP_NODELAY, 1024 in-flight messages and 128 KiB packets.
+//! TCP_NODELAY, 1024 in-flight messages and 128 KiB packets. A process still running when its
+//! handle is dropped (a scenario failed) is killed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,21 +17,14 @@ use crate::api::Api;
 /// A broker the load generator can reach.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `turf` or `mosquitto`.
+    /// `turf`, `mosquitto` or `rumqttd`.
     pub name: &'static str,
-    /// Mutual-TLS port.
-    pub tls_port: u16,
+    /// Mutual-TLS port, for the brokers that take part in the mTLS scenarios.
+    pub tls_port: Option<u16>,
     /// Plain loopback port.
     pub plain_port: u16,
     /// Process id (for RSS).
     pub pid: u32,
-}
-
-/// Resident set size of `pid` in kB (`VmRSS`).
-pub fn rss_kb(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
 }
 
 fn port_of(line: &str) -> Result<u16> {
@@ -83,7 +77,7 @@ impl TurfProcess {
         Ok(Self {
             child,
             root: root.to_path_buf(),
-            target: Target { name: "turf", tls_port: tls.unwrap_or(0), plain_port: plain.unwrap_or(0), pid },
+            target: Target { name: "turf", tls_port: tls, plain_port: plain.unwrap_or(0), pid },
             ready_after: ready_after.unwrap_or_default(),
         })
     }
@@ -99,7 +93,14 @@ impl TurfProcess {
     }
 }
 
-fn terminate(child: &mut Child) -> Result<()> {
+impl Drop for TurfProcess {
+    fn drop(&mut self) {
+        kill_if_running(&mut self.child);
+    }
+}
+
+/// SIGTERM, then waits at most 20 s for `child` to exit before SIGKILL.
+pub(crate) fn terminate(child: &mut Child) -> Result<()> {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -111,6 +112,14 @@ fn terminate(child: &mut Child) -> Result<()> {
     child.kill()?;
     child.wait()?;
     Ok(())
+}
+
+/// SIGKILL for a child that is still running (a handle dropped without `stop`).
+pub(crate) fn kill_if_running(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// Device groups that let every device do everything (the benchmarks are not about policies).
@@ -143,7 +152,8 @@ pub struct MosquittoProcess {
 /// Debian's mosquitto binary.
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
-fn free_port() -> Result<u16> {
+/// A loopback port nobody listens on right now.
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -171,21 +181,35 @@ impl MosquittoProcess {
             .stderr(Stdio::null())
             .spawn()
             .context("start mosquitto (make bench installs it)")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("mosquitto did not start listening");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let pid = child.id();
-        Ok(Self { child, target: Target { name: "mosquitto", tls_port, plain_port, pid } })
+        // Made before the wait, so that dropping it on failure kills the child.
+        let mosquitto = Self { child, target: Target { name: "mosquitto", tls_port: Some(tls_port), plain_port, pid } };
+        wait_listening(plain_port, "mosquitto")?;
+        Ok(mosquitto)
     }
 
     /// Stops it.
     pub fn stop(mut self) -> Result<()> {
         terminate(&mut self.child)
     }
+}
+
+impl Drop for MosquittoProcess {
+    fn drop(&mut self) {
+        kill_if_running(&mut self.child);
+    }
+}
+
+/// Waits (at most 10 s) until `port` on loopback accepts connections.
+pub(crate) fn wait_listening(port: u16, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("{name} did not start listening on port {port} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// mosquitto's version line (`mosquitto -h` prints it first).

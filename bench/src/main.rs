@@ -1,20 +1,28 @@
-//! `turf-bench`: Turf and mosquitto side by side on this machine (`make bench`).
+//! `turf-bench`: Turf, mosquitto and rumqttd side by side on this machine (`make bench`).
 //!
-//! Starts Turf (`turf run`, release build) and Debian's mosquitto configured like it (same
-//! certificates, see `brokers`), runs each broker scenario against both, alternating which goes
-//! first, several times, then Turf's own scenarios. Prints a table of medians with the ratio
-//! Turf / mosquitto and writes `bench/results/latest.json`, `bench/results/latest.md`, and the
-//! results section of `docs/BENCHMARKS.md`.
+//! Starts Turf (`turf run`, release build), Debian's mosquitto configured like it (same
+//! certificates, see `brokers`) and, when `--rumqttd` names its binary, rumqttd 0.20 (plain TCP
+//! only, see `rumqttd`); runs each broker scenario against every broker that takes part,
+//! rotating which goes first, several times, then Turf's own scenarios. Prints a table of
+//! medians with Turf's ratio to each peer and writes `bench/results/latest.json`,
+//! `bench/results/latest.md`, and the results section of `docs/BENCHMARKS.md`.
 //!
-//! - `brokers`: the two brokers as child processes. `load`: the MQTT load generator and
-//!   scenarios 1–4. `turf_only`: scenarios 5–7. `api`: Turf's management API. `report`: medians
-//!   and tables.
+//! - `brokers`: Turf and mosquitto as child processes. `rumqttd`: rumqttd as one. `lineup`: which
+//!   brokers take part, and starting them afresh. `compare`: the side-by-side scenarios 0–4.
+//!   `client`: the MQTT clients. `load`: the load of scenarios 1–4. `procfs`: memory, wake-ups
+//!   and CPU of a process. `turf_only`: scenarios 5–7. `api`: Turf's management API. `report`:
+//!   medians and tables.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool: stdout is its output
 
 mod api;
 mod brokers;
+mod client;
+mod compare;
+mod lineup;
 mod load;
+mod procfs;
 mod report;
+mod rumqttd;
 mod turf_only;
 
 use std::path::{Path, PathBuf};
@@ -22,15 +30,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use rumqttc::QoS;
 use serde_json::{Value, json};
 
-use self::brokers::{MosquittoProcess, Target, TurfProcess, allow_all, mosquitto_version};
-use self::load::{Creds, Via};
+use self::brokers::{TurfProcess, allow_all};
+use self::client::Creds;
+use self::lineup::Lineup;
 use self::report::{Better, Metric, Report};
 use self::turf_only::Artifacts;
 
-/// Benchmark Turf against mosquitto on this machine.
+/// Benchmark Turf against mosquitto and rumqttd on this machine.
 #[derive(Debug, Parser)]
 struct Args {
     /// The `turf` binary (a release build).
@@ -39,6 +47,10 @@ struct Args {
     /// The workspace (recipes, built plugins).
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
+    /// The `rumqttd` binary (0.20; `make bench` installs it under `target/peers`). Without it
+    /// the run compares Turf and mosquitto only.
+    #[arg(long)]
+    rumqttd: Option<PathBuf>,
     /// Repetitions of each scenario per broker.
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -54,7 +66,7 @@ struct Args {
     /// The document whose results section is replaced.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     doc: PathBuf,
-    /// Only these scenarios (comma-separated numbers, e.g. `1,5`); all by default.
+    /// Only these scenarios (comma-separated numbers, e.g. `0,1,5`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -102,90 +114,8 @@ fn add_devices(api: &api::Api, prefix: &str, count: usize) -> Result<Vec<Creds>>
         .collect()
 }
 
-/// The order of the two brokers in repetition `rep` (alternating who goes first).
-fn order(targets: &[Target; 2], rep: usize) -> [&Target; 2] {
-    if rep.is_multiple_of(2) { [&targets[0], &targets[1]] } else { [&targets[1], &targets[0]] }
-}
-
 fn step(text: &str) {
     eprintln!("==> {text}");
-}
-
-async fn broker_scenarios(
-    targets: &[Target; 2],
-    creds: &Devices,
-    args: &Args,
-    metrics: &mut Vec<Metric>,
-) -> Result<()> {
-    let window = Duration::from_secs(args.window);
-    let throughput =
-        if args.runs("1") { vec![(QoS::AtMostOnce, "QoS 0"), (QoS::AtLeastOnce, "QoS 1")] } else { vec![] };
-    for (qos, qos_name) in throughput {
-        for tls in [true, false] {
-            let scenario = format!("1. 1→1 {qos_name}, {}", if tls { "mTLS" } else { "plain" });
-            step(&scenario);
-            let mut rate = Metric::new(&scenario, "delivered", "msg/s", Better::Higher);
-            let mut share = Metric::new(&scenario, "delivered share", "%", Better::Higher);
-            for rep in 0..args.reps {
-                for target in order(targets, rep) {
-                    let (pub_via, sub_via) = if tls {
-                        (Via::Tls(&creds.publisher), Via::Tls(&creds.subscriber))
-                    } else {
-                        (Via::Plain("bench-pub"), Via::Plain("bench-sub"))
-                    };
-                    let run = format!("{rep}-{}", target.name);
-                    let (r, s) = load::throughput(target, pub_via, sub_via, qos, &run, window).await?;
-                    rate.add(target.name, r);
-                    share.add(target.name, s);
-                }
-            }
-            metrics.push(rate);
-            metrics.push(share);
-        }
-    }
-    if !args.runs("2") {
-        return latency(targets, creds, args, metrics).await;
-    }
-    let scenario = "2. fan-in 100→1 QoS 1, mTLS";
-    step(scenario);
-    let mut rate = Metric::new(scenario, "delivered", "msg/s", Better::Higher);
-    let mut share = Metric::new(scenario, "delivered share", "%", Better::Higher);
-    for rep in 0..args.reps {
-        for target in order(targets, rep) {
-            let (r, s) = load::fan_in(target, &creds.fan_in, &creds.subscriber, window).await?;
-            rate.add(target.name, r);
-            share.add(target.name, s);
-        }
-    }
-    metrics.push(rate);
-    metrics.push(share);
-    latency(targets, creds, args, metrics).await
-}
-
-async fn latency(targets: &[Target; 2], creds: &Devices, args: &Args, metrics: &mut Vec<Metric>) -> Result<()> {
-    let window = Duration::from_secs(args.window);
-    if !args.runs("3") {
-        return Ok(());
-    }
-    for msg_rate in [1000u32, 5000] {
-        let scenario = format!("3. latency at {}k msg/s, QoS 1, mTLS", msg_rate / 1000);
-        step(&scenario);
-        let mut p50 = Metric::new(&scenario, "p50", "ms", Better::Lower);
-        let mut p99 = Metric::new(&scenario, "p99", "ms", Better::Lower);
-        let mut max = Metric::new(&scenario, "max", "ms", Better::Lower);
-        for rep in 0..args.reps {
-            for target in order(targets, rep) {
-                let run = format!("{msg_rate}-{rep}-{}", target.name);
-                let (a, b, c, _) =
-                    load::latency(target, &creds.publisher, &creds.subscriber, msg_rate, &run, window).await?;
-                p50.add(target.name, a);
-                p99.add(target.name, b);
-                max.add(target.name, c);
-            }
-        }
-        metrics.extend([p50, p99, max]);
-    }
-    Ok(())
 }
 
 struct Devices {
@@ -282,44 +212,6 @@ fn footprint(args: &Args, scratch: &Path, metrics: &mut Vec<Metric>) -> Result<(
     Ok(())
 }
 
-/// Scenario 4 and the idle footprint, each repetition on freshly started brokers (memory a
-/// broker kept from earlier load would hide what connections cost).
-async fn storm(
-    args: &Args,
-    turf_root: &Path,
-    scratch: &Path,
-    devices: &[Creds],
-    metrics: &mut Vec<Metric>,
-) -> Result<()> {
-    let scenario = format!("4. storm: {} mTLS devices", devices.len());
-    step(&scenario);
-    let mut idle = Metric::new("0. idle, freshly started", "RSS", "MB", Better::Lower);
-    let mut rate = Metric::new(&scenario, "connections", "conn/s", Better::Higher);
-    let mut per = Metric::new(&scenario, "RSS per idle connection", "kB", Better::Lower);
-    for rep in 0..args.reps {
-        let names = if rep.is_multiple_of(2) { ["turf", "mosquitto"] } else { ["mosquitto", "turf"] };
-        for name in names {
-            let (target, stop): (Target, Box<dyn FnOnce() -> Result<()>>) = if name == "turf" {
-                let turf = TurfProcess::start(&args.turf, turf_root)?;
-                (turf.target.clone(), Box::new(move || turf.stop()))
-            } else {
-                let mosquitto = MosquittoProcess::start(turf_root, &scratch.join(format!("mosquitto-storm-{rep}")))?;
-                (mosquitto.target.clone(), Box::new(move || mosquitto.stop()))
-            };
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            idle.add(name, brokers::rss_kb(target.pid)? as f64 / 1024.0);
-            let (r, p) = load::storm(&target, devices).await?;
-            rate.add(name, r);
-            per.add(name, p);
-            stop()?;
-        }
-    }
-    metrics.insert(0, idle);
-    metrics.push(rate);
-    metrics.push(per);
-    Ok(())
-}
-
 /// Replaces the part of `doc` between the results markers with `section`.
 fn splice(doc: &str, section: &str) -> String {
     const START: &str = "<!-- results:start -->";
@@ -347,21 +239,33 @@ async fn run(args: Args) -> Result<Report> {
         fan_in: add_devices(&api, "fanin", 100)?,
         storm: add_devices(&api, "storm", args.storm)?,
     };
-    let mosquitto = MosquittoProcess::start(&turf.root, &scratch.path().join("mosquitto"))?;
-    let targets = [turf.target.clone(), mosquitto.target.clone()];
-    eprintln!(
-        "    turf: TLS {} plain {}; mosquitto: TLS {} plain {}",
-        targets[0].tls_port, targets[0].plain_port, targets[1].tls_port, targets[1].plain_port
-    );
+    let lineup = Lineup::new(&args.turf, args.rumqttd.as_deref(), &turf.root, scratch.path());
     if args.runs("1") || args.runs("2") || args.runs("3") {
-        broker_scenarios(&targets, &devices, &args, &mut metrics).await?;
+        let mut peers = Vec::new();
+        for name in lineup.names(false).into_iter().filter(|&n| n != report::TURF) {
+            peers.push(lineup.start(name, None)?);
+        }
+        let mut targets = vec![turf.target.clone()];
+        targets.extend(peers.iter().map(|p| p.target().clone()));
+        for t in &targets {
+            eprintln!("    {}: TLS {:?} plain {}", t.name, t.tls_port, t.plain_port);
+        }
+        compare::broker_scenarios(&targets, &devices, &args, &mut metrics).await?;
+        for peer in peers {
+            peer.stop()?;
+        }
     }
-    mosquitto.stop()?;
     turf_scenarios(&turf, &devices, &args, scratch.path(), &mut metrics).await?;
     let turf_root = turf.root.clone();
     turf.stop()?;
     if args.runs("4") {
-        storm(&args, &turf_root, scratch.path(), &devices.storm, &mut metrics).await?;
+        compare::storm(&lineup, &args, &turf_root, &devices.storm, &mut metrics).await?;
+    }
+    if args.runs("2") {
+        compare::fresh_fan_in(&lineup, &args, &mut metrics).await?;
+    }
+    if args.runs("0") {
+        compare::idle(&lineup, &args, &mut metrics).await?;
     }
     if args.runs("7") {
         footprint(&args, scratch.path(), &mut metrics)?;
@@ -369,7 +273,7 @@ async fn run(args: Args) -> Result<Report> {
     Ok(Report {
         when: String::from_utf8_lossy(&when.stdout).trim().to_owned(),
         machine: machine(),
-        mosquitto: mosquitto_version(),
+        brokers: lineup.columns(),
         repetitions: args.reps,
         metrics,
     })
@@ -386,11 +290,12 @@ fn main() -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    let peers: Vec<&str> = report.brokers.iter().skip(1).map(|b| b.label.as_str()).collect();
     let section = format!(
         "Run {} on {}, against {}; medians of {} runs per broker.\n\n{}",
         report.when,
         report.machine,
-        report.mosquitto,
+        peers.join(" and "),
         report.repetitions,
         report.markdown_table()
     );
@@ -414,13 +319,5 @@ mod tests {
             "# Benchmarks\nfindings\n<!-- results:start -->\nnew table\n<!-- results:end -->\nmore findings\n"
         );
         assert!(splice("# empty", "t\n").ends_with("<!-- results:start -->\nt\n<!-- results:end -->\n"));
-    }
-
-    #[test]
-    fn brokers_alternate_who_goes_first() {
-        let t = |name| Target { name, tls_port: 0, plain_port: 0, pid: 0 };
-        let targets = [t("turf"), t("mosquitto")];
-        assert_eq!(order(&targets, 0).map(|t| t.name), ["turf", "mosquitto"]);
-        assert_eq!(order(&targets, 1).map(|t| t.name), ["mosquitto", "turf"]);
     }
 }

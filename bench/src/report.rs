@@ -1,5 +1,5 @@
-//! Results: one measurement per run, medians across repetitions, the Turf / mosquitto ratio,
-//! and the JSON and markdown renderings. Pure: no I/O.
+//! Results: one measurement per run, medians across repetitions, Turf's ratio to each peer
+//! broker, and the JSON and markdown renderings. Pure: no I/O.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,7 @@ pub struct Metric {
     pub unit: String,
     /// Which way is better.
     pub better: Better,
-    /// Values per broker (`turf`, `mosquitto`), one per repetition.
+    /// Values per broker (`turf`, `mosquitto`, `rumqttd`), one per repetition.
     pub runs: BTreeMap<String, Vec<f64>>,
 }
 
@@ -52,11 +52,37 @@ impl Metric {
         median(self.runs.get(broker)?)
     }
 
-    /// Turf's median divided by mosquitto's, when both ran.
-    pub fn ratio(&self) -> Option<f64> {
-        let (t, m) = (self.median("turf")?, self.median("mosquitto")?);
-        (m != 0.0).then(|| t / m)
+    /// Turf's median divided by `peer`'s, when both ran: infinite when only the peer's is 0,
+    /// 1 when both are (an idle broker that never woke up).
+    pub fn ratio(&self, peer: &str) -> Option<f64> {
+        let (t, p) = (self.median(TURF)?, self.median(peer)?);
+        Some(match (t == 0.0, p == 0.0) {
+            (true, true) => 1.0,
+            (false, true) => f64::INFINITY,
+            _ => t / p,
+        })
     }
+
+    /// Whether a ratio means Turf did at least as well.
+    fn ahead(&self, ratio: f64) -> bool {
+        match self.better {
+            Better::Higher => ratio >= 1.0,
+            Better::Lower => ratio <= 1.0,
+        }
+    }
+}
+
+/// The name Turf's runs are recorded under; its column comes first, and every other broker gets
+/// a ratio column.
+pub const TURF: &str = "turf";
+
+/// A broker with a column in the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    /// The name its runs are recorded under (`turf`, `mosquitto`, `rumqttd`).
+    pub name: String,
+    /// Its column header, with its version (`mosquitto 2.0.11`).
+    pub label: String,
 }
 
 /// The median of `values` (mean of the middle two for an even count); `None` when empty.
@@ -84,6 +110,11 @@ pub fn format_value(value: f64, unit: &str) -> String {
     if unit.is_empty() { number } else { format!("{number} {unit}") }
 }
 
+/// A ratio with two decimals (`∞` when the peer measured 0).
+fn format_ratio(ratio: f64) -> String {
+    if ratio.is_infinite() { "∞".to_owned() } else { format!("{ratio:.2}") }
+}
+
 /// Everything one `make bench` run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -91,8 +122,8 @@ pub struct Report {
     pub when: String,
     /// The machine, as `uname`, `/proc/cpuinfo` and `/proc/meminfo` describe it.
     pub machine: String,
-    /// mosquitto's version line.
-    pub mosquitto: String,
+    /// The brokers compared, in column order, Turf first.
+    pub brokers: Vec<Broker>,
     /// Repetitions per scenario and broker.
     pub repetitions: usize,
     /// Every metric.
@@ -110,54 +141,74 @@ impl Report {
         self.metrics.sort_by_key(|m| scenario_number(&m.scenario));
     }
 
-    /// The table: scenario, metric, Turf, mosquitto, ratio (and whether Turf is ahead).
+    fn peers(&self) -> impl Iterator<Item = &Broker> {
+        self.brokers.iter().filter(|b| b.name != TURF)
+    }
+
+    /// The table: scenario, metric, a column per broker, Turf's ratio to each peer (✓ where
+    /// Turf did at least as well). A broker that did not take part shows `–`.
     pub fn markdown_table(&self) -> String {
-        let mut out =
-            String::from("| scenario | metric | Turf | mosquitto | Turf / mosquitto |\n|---|---|---:|---:|---:|\n");
+        let mut out = String::from("| scenario | metric |");
+        for b in &self.brokers {
+            out.push_str(&format!(" {} |", b.label));
+        }
+        for p in self.peers() {
+            out.push_str(&format!(" Turf / {} |", p.name));
+        }
+        out.push_str("\n|---|---|");
+        out.push_str(&"---:|".repeat(self.brokers.len() + self.peers().count()));
+        out.push('\n');
         for m in &self.metrics {
-            let cell =
-                |broker: &str| m.median(broker).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "–".to_owned());
-            let ratio = match m.ratio() {
-                Some(r) => {
-                    let ahead = match m.better {
-                        Better::Higher => r >= 1.0,
-                        Better::Lower => r <= 1.0,
-                    };
-                    format!("{r:.2}{}", if ahead { " ✓" } else { "" })
-                }
-                None => "–".to_owned(),
-            };
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {ratio} |\n",
-                m.scenario,
-                m.name,
-                cell("turf"),
-                cell("mosquitto")
-            ));
+            out.push_str(&format!("| {} | {} |", m.scenario, m.name));
+            for b in &self.brokers {
+                let cell = m.median(&b.name).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "–".to_owned());
+                out.push_str(&format!(" {cell} |"));
+            }
+            for p in self.peers() {
+                let ratio = match m.ratio(&p.name) {
+                    Some(r) => format!("{}{}", format_ratio(r), if m.ahead(r) { " ✓" } else { "" }),
+                    None => "–".to_owned(),
+                };
+                out.push_str(&format!(" {ratio} |"));
+            }
+            out.push('\n');
         }
         out
     }
 
     /// A plain-text table for the terminal.
     pub fn text_table(&self) -> String {
-        let rows: Vec<[String; 5]> = self
+        let mut header = vec!["scenario".to_owned(), "metric".to_owned()];
+        header.extend(self.brokers.iter().map(|b| b.name.clone()));
+        header.extend(self.peers().map(|p| format!("turf/{}", p.name)));
+        let rows: Vec<Vec<String>> = self
             .metrics
             .iter()
             .map(|m| {
-                let cell = |b: &str| m.median(b).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "-".to_owned());
-                let ratio = m.ratio().map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".to_owned());
-                [m.scenario.clone(), m.name.clone(), cell("turf"), cell("mosquitto"), ratio]
+                let mut row = vec![m.scenario.clone(), m.name.clone()];
+                row.extend(
+                    self.brokers
+                        .iter()
+                        .map(|b| m.median(&b.name).map(|v| format_value(v, &m.unit)).unwrap_or_else(|| "-".to_owned())),
+                );
+                row.extend(self.peers().map(|p| m.ratio(&p.name).map(format_ratio).unwrap_or_else(|| "-".to_owned())));
+                row
             })
             .collect();
-        let header = ["scenario", "metric", "turf", "mosquitto", "turf/mosq"].map(str::to_owned);
-        let mut widths = header.clone().map(|h| h.chars().count());
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let line = |row: &[String; 5]| {
-            row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        let line = |row: &[String]| {
+            row.iter()
+                .zip(&widths)
+                .map(|(c, &w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
         };
         let mut out = line(&header) + "\n";
         for row in &rows {
@@ -180,6 +231,12 @@ mod tests {
         assert_eq!(median(&[]), None);
     }
 
+    fn brokers() -> Vec<Broker> {
+        [("turf", "Turf"), ("mosquitto", "mosquitto 2.0.11"), ("rumqttd", "rumqttd 0.20.0")]
+            .map(|(name, label)| Broker { name: name.to_owned(), label: label.to_owned() })
+            .to_vec()
+    }
+
     #[test]
     fn ratios_and_marks_follow_which_way_is_better() {
         let mut throughput = Metric::new("1", "delivered", "msg/s", Better::Higher);
@@ -188,17 +245,37 @@ mod tests {
         let mut latency = Metric::new("3", "p99", "ms", Better::Lower);
         latency.add("turf", 2.0);
         latency.add("mosquitto", 1.0);
+        throughput.add("rumqttd", 400.0);
+        let mut idle = Metric::new("0", "wake-ups", "/s", Better::Lower);
+        idle.add("turf", 2.0);
+        idle.add("mosquitto", 0.0);
+        idle.add("rumqttd", 0.0);
+        let mut cpu = Metric::new("0", "CPU", "%", Better::Lower);
+        cpu.add("turf", 0.0);
+        cpu.add("mosquitto", 0.5);
+        cpu.add("rumqttd", 0.0);
         let report = Report {
             when: String::new(),
             machine: String::new(),
-            mosquitto: String::new(),
+            brokers: brokers(),
             repetitions: 1,
-            metrics: vec![throughput, latency],
+            metrics: vec![throughput, latency, idle, cpu],
         };
         let table = report.markdown_table();
-        assert!(table.contains("| 1 | delivered | 200 msg/s | 100 msg/s | 2.00 ✓ |"), "{table}");
-        assert!(table.contains("| 3 | p99 | 2.00 ms | 1.00 ms | 2.00 |"), "{table}");
-        assert!(report.text_table().lines().count() == 3);
+        assert!(
+            table.starts_with(
+                "| scenario | metric | Turf | mosquitto 2.0.11 | rumqttd 0.20.0 | Turf / mosquitto | Turf / rumqttd |\n\
+                 |---|---|---:|---:|---:|---:|---:|\n"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| 1 | delivered | 200 msg/s | 100 msg/s | 400 msg/s | 2.00 ✓ | 0.50 |"), "{table}");
+        assert!(table.contains("| 3 | p99 | 2.00 ms | 1.00 ms | – | 2.00 | – |"), "{table}");
+        assert!(table.contains("| 0 | wake-ups | 2.00 /s | 0.000 /s | 0.000 /s | ∞ | ∞ |"), "{table}");
+        assert!(table.contains("| 0 | CPU | 0.000 % | 0.500 % | 0.000 % | 0.00 ✓ | 1.00 ✓ |"), "{table}");
+        let text = report.text_table();
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.lines().next().is_some_and(|h| h.ends_with("turf/mosquitto  turf/rumqttd")), "{text}");
     }
 
     #[test]
@@ -206,7 +283,7 @@ mod tests {
         let mut report = Report {
             when: String::new(),
             machine: String::new(),
-            mosquitto: String::new(),
+            brokers: brokers(),
             repetitions: 1,
             metrics: vec![
                 Metric::new("7. footprint", "a", "", Better::Lower),

@@ -11,8 +11,10 @@ use rumqttc::QoS;
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::brokers::{TurfProcess, deploy, rss_kb};
-use crate::load::{Creds, Via, collect, connect, paced, stamped};
+use crate::brokers::{TurfProcess, deploy};
+use crate::client::{Client, Creds, Via, collect, connect, stamped};
+use crate::load::paced;
+use crate::procfs::rss_kb;
 
 /// Where the built artifacts are.
 pub struct Artifacts {
@@ -263,7 +265,7 @@ pub async fn hot_reload(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
     let mut client = connect(&turf.target, Via::Tls(device)).await?;
     client.subscribe("hotecho/#", QoS::AtLeastOnce).await?;
     // Wait until the first version answers.
-    let answers = |client: &crate::load::Client| client.client.clone();
+    let answers = |client: &Client| client.client.clone();
     let sender = answers(&client);
     let pump = tokio::spawn(async move {
         for n in 0..60_000u32 {
@@ -283,7 +285,7 @@ pub async fn hot_reload(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
     Ok(took)
 }
 
-async fn wait_for_variant(client: &mut crate::load::Client, prefix: &str, deadline: Instant) -> Result<()> {
+async fn wait_for_variant(client: &mut Client, prefix: &str, deadline: Instant) -> Result<()> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, client.arrivals.recv()).await {
