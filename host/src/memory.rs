@@ -9,11 +9,13 @@
 //!   tells the kernel to reclaim them; what still runs faults back in from the page cache. (The
 //!   same technique the Android runtime uses for apps that went to the background.)
 //!
-//! [`Trimmer`] does both, [`SETTLE`] after the last time it was told that a burst of work might
-//! have ended (a deployment finished, a connection closed, queues drained), never on a timer of
-//! its own: an idle host stays idle. Linux with glibc only; elsewhere it does nothing.
+//! [`Trimmer`] does both once the host is quiet: it is told when a burst of work might have ended
+//! (start-up or a deployment finished, a connection closed) and when messages flow
+//! ([`Trimmer::busy`], a counter bump per publish); it trims after [`SETTLE`] with no message, so
+//! code a busy host runs is never paged out under it. It has no timer of its own: an idle host
+//! stays idle. Linux with glibc only; elsewhere it does nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -82,8 +84,9 @@ fn page_out_code() {
 fn page_out_code() {}
 
 /// Trims memory once work seems to be over: call [`Trimmer::hint`] whenever a burst might have
-/// ended; the trim runs on a blocking thread [`SETTLE`] after the last hint. One task waits at a
-/// time, however many hints arrive.
+/// ended and [`Trimmer::busy`] for every message; the trim runs on a blocking thread once
+/// [`SETTLE`] passed after the last hint with no message. One task waits at a time, however
+/// many hints arrive.
 #[derive(Clone, Default)]
 pub struct Trimmer(Arc<TrimState>);
 
@@ -93,6 +96,8 @@ struct TrimState {
     due: Mutex<Option<Instant>>,
     /// Whether a task is waiting for `due`.
     waiting: AtomicBool,
+    /// Messages seen; a trim waits until it stops moving.
+    activity: AtomicU64,
 }
 
 impl TrimState {
@@ -113,6 +118,11 @@ impl Trimmer {
         Self::default()
     }
 
+    /// Notes that a message went through (cheap: one relaxed counter bump).
+    pub fn busy(&self) {
+        self.0.activity.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Schedules a trim [`SETTLE`] from now (a trim already scheduled moves). Must be called
     /// inside a tokio runtime.
     pub fn hint(&self) {
@@ -122,11 +132,20 @@ impl Trimmer {
         }
         let state = Arc::clone(&self.0);
         tokio::spawn(async move {
+            let mut seen = state.activity.load(Ordering::Relaxed);
             loop {
                 let due = *state.due();
                 match due {
                     Some(at) if at > Instant::now() => tokio::time::sleep_until(at.into()).await,
-                    _ => break,
+                    _ => {
+                        // Messages flowed meanwhile: wait for a quiet period.
+                        let now = state.activity.load(Ordering::Relaxed);
+                        if now == seen {
+                            break;
+                        }
+                        seen = now;
+                        *state.due() = Some(Instant::now() + SETTLE);
+                    }
                 }
             }
             *state.due() = None;

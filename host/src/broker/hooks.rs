@@ -85,11 +85,18 @@ pub struct HookState {
     pub tap_pool: CreditPool,
     /// Drop counters.
     pub counters: Arc<BrokerCounters>,
+    /// Told about every publish, so memory is trimmed only once messages stop.
+    pub trimmer: crate::memory::Trimmer,
 }
 
 impl HookState {
     /// State that admits nobody and taps nothing.
-    pub fn new(plain_listener: Option<ListenerId>, tap_pool: CreditPool, counters: Arc<BrokerCounters>) -> Self {
+    pub fn new(
+        plain_listener: Option<ListenerId>,
+        tap_pool: CreditPool,
+        counters: Arc<BrokerCounters>,
+        trimmer: crate::memory::Trimmer,
+    ) -> Self {
         Self {
             auth: RwLock::new(Arc::new(AuthSnapshot::default())),
             taps: RwLock::new(Arc::new(Vec::new())),
@@ -97,6 +104,7 @@ impl HookState {
             plain_listener,
             tap_pool,
             counters,
+            trimmer,
         }
     }
 
@@ -186,6 +194,7 @@ pub struct PublishCheck(pub Arc<HookState>);
 impl Handler for PublishCheck {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         let Parameter::MessagePublishCheckAcl(session, publish) = param else { return (true, acc) };
+        self.0.trimmer.busy();
         let client_id: &str = &session.id.client_id;
         let topic: &str = &publish.topic;
         if let Err(reason) = self.0.auth().authorize(client_id, policy::PUBLISH, &topic_resource(topic)) {
@@ -222,7 +231,7 @@ impl Handler for PublishCheck {
 
 /// `SessionTerminated`: forget the credentials of a session that ended, and let the trimmer
 /// know a burst of work may be over.
-pub struct Forget(pub Arc<HookState>, pub crate::memory::Trimmer);
+pub struct Forget(pub Arc<HookState>);
 
 #[async_trait]
 impl Handler for Forget {
@@ -236,7 +245,7 @@ impl Handler for Forget {
             }
         }
         if let Parameter::SessionTerminated(..) = param {
-            self.1.hint();
+            self.0.trimmer.hint();
         }
         (true, acc)
     }

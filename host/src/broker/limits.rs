@@ -44,10 +44,13 @@ pub struct BrokerLimits {
     pub threads: u16,
 }
 
-/// Threads for device connections: one per core, at most [`MAX_THREADS`].
+/// Threads for device connections: all cores but the one the host's other services (bridge,
+/// bus, components, deployments) run on, at least one, at most [`MAX_THREADS`]. Measured on two
+/// cores with local clients (docs/BENCHMARKS.md): two broker threads handshake 1.6× faster
+/// but route 1→1 messages 1.5× slower and with 2.7× the latency of one.
 pub fn default_threads() -> u16 {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    u16::try_from(cores).unwrap_or(MAX_THREADS).clamp(1, MAX_THREADS)
+    u16::try_from(cores.saturating_sub(1)).unwrap_or(MAX_THREADS).clamp(1, MAX_THREADS)
 }
 
 /// Most threads `[broker] threads` may ask for.

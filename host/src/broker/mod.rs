@@ -167,12 +167,13 @@ impl Broker {
             options.plain_listen.map(|_| listeners::PLAIN_LISTENER),
             CreditPool::new(limits.host_queue_bytes),
             Arc::clone(&counters),
+            options.trimmer.clone(),
         ));
         let register = scx.extends.hook_mgr().register();
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
         register.add(Type::MessagePublishCheckAcl, Box::new(PublishCheck(Arc::clone(&hooks)))).await;
-        register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks), options.trimmer.clone()))).await;
+        register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks)))).await;
         register.add(Type::MessageDropped, Box::new(Dropped(Arc::clone(&counters)))).await;
         register.start().await;
         let runtime = BrokerRuntime::new(limits.threads)?;
