@@ -40,7 +40,8 @@ pub struct BrokerLimits {
     pub inbound_queue_bytes: u32,
     /// Bytes of device messages in transit through the host's services.
     pub host_queue_bytes: u32,
-    /// Threads that run device connections (TLS, decoding, routing).
+    /// Threads that run device connections (TLS, decoding, routing); 0 runs them on the host's
+    /// main thread with everything else.
     pub threads: u16,
 }
 
@@ -144,11 +145,11 @@ impl TryFrom<BrokerSettings> for BrokerLimits {
             host_queue_bytes: bytes("host_queue_bytes", settings.host_queue_bytes, defaults.host_queue_bytes)?,
             threads: match settings.threads {
                 None => defaults.threads,
-                Some(n) if (1..=u64::from(MAX_THREADS)).contains(&n) => n as u16,
+                Some(n) if n <= u64::from(MAX_THREADS) => n as u16,
                 Some(n) => {
                     return Err(LimitError {
                         field: "threads",
-                        reason: format!("{n} is out of range (1 to {MAX_THREADS})"),
+                        reason: format!("{n} is out of range (0 to {MAX_THREADS}; 0 shares the host's main thread)"),
                     });
                 }
             },
@@ -199,8 +200,8 @@ mod tests {
         assert_eq!(error.to_string(), "broker.total_queue_bytes: 65536 is smaller than session_queue_bytes (1048576)");
         let instant = BrokerSettings { subscriber_stall_timeout_ms: Some(0), ..BrokerSettings::default() };
         assert_eq!(BrokerLimits::try_from(instant).unwrap_err().field, "subscriber_stall_timeout_ms");
-        let none = BrokerSettings { threads: Some(0), ..BrokerSettings::default() };
-        assert_eq!(BrokerLimits::try_from(none).unwrap_err().field, "threads");
+        let many = BrokerSettings { threads: Some(65), ..BrokerSettings::default() };
+        assert_eq!(BrokerLimits::try_from(many).unwrap_err().field, "threads");
     }
 
     #[test]

@@ -300,7 +300,11 @@ impl Actor for Broker {
 struct BrokerRuntime(Option<tokio::runtime::Runtime>, tokio::runtime::Handle);
 
 impl BrokerRuntime {
+    /// `threads` of its own; 0 runs device connections on the caller's runtime (the actix thread).
     fn new(threads: u16) -> Result<Self, BrokerError> {
+        if threads == 0 {
+            return Ok(Self(None, tokio::runtime::Handle::current()));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(usize::from(threads.max(1)))
             .thread_name("turf-broker")

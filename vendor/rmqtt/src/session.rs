@@ -423,6 +423,8 @@ impl SessionState {
         tokio::pin!(stall_delay);
         let mut stall_armed = false;
 
+        // The CONNACK went out before the loop: an idle connection keeps no write buffer.
+        sink.release_write_buffer();
         let mut inbound = Inbound::default();
         let mut pending: Option<PendingPublish> = None;
         let mut was_reading = true;
@@ -511,6 +513,7 @@ impl SessionState {
                     match event? {
                         SinkEvent::Flushed => {
                             dirty = false;
+                            sink.release_write_buffer();
                             continue;
                         }
                         SinkEvent::Packet(Some(pkt)) => {

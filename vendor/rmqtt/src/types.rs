@@ -1495,6 +1495,18 @@ where
         Poll::Pending
     }
 
+    /// Frees the write buffer's memory once it is empty (Turf patch): an idle connection then
+    /// holds no write buffer; the next packet allocates what it needs.
+    pub(crate) fn release_write_buffer(&mut self) {
+        let buffer = match self {
+            Sink::V3(s) => s.io.write_buffer_mut(),
+            Sink::V5(s) => s.io.write_buffer_mut(),
+        };
+        if buffer.is_empty() && buffer.capacity() > 0 {
+            *buffer = bytes::BytesMut::new();
+        }
+    }
+
     #[inline]
     #[allow(dead_code)]
     pub(crate) async fn close(&mut self) -> Result<()> {
