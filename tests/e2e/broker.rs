@@ -190,3 +190,57 @@ async fn shutdown_closes_the_listeners() -> Result<()> {
     assert!(!socket.exists(), "management socket left behind");
     Ok(())
 }
+
+/// A raw MQTT 3.1.1 CONNECT for `client_id` with `keep_alive` seconds and a clean session.
+fn connect_packet(client_id: &str, keep_alive: u16) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02];
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.extend_from_slice(&u16::try_from(client_id.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+    packet.extend(body);
+    packet
+}
+
+/// Connects over the plain listener with a raw socket and reads the CONNACK.
+async fn raw_connect(host: &TestHost, client_id: &str, keep_alive: u16) -> Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(host.endpoints.plain.unwrap()).await?;
+    socket.write_all(&connect_packet(client_id, keep_alive)).await?;
+    let mut connack = [0u8; 4];
+    turf_tests::with_timeout(TIMEOUT, "CONNACK", socket.read_exact(&mut connack)).await??;
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+    Ok(socket)
+}
+
+#[actix_rt::test]
+async fn a_silent_client_is_dropped_once_its_keep_alive_passes_and_a_pinging_one_is_not() -> Result<()> {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = TestHost::start().await?;
+    // rmqtt allows keep-alive + 3 s for keep-alives under 6 s: 5 s here.
+    let started = Instant::now();
+    let mut silent = raw_connect(&host, "silent", 2).await?;
+    let mut pinging = raw_connect(&host, "pinging", 2).await?;
+    let pings = async {
+        let mut answer = [0u8; 2];
+        for _ in 0..8 {
+            pinging.write_all(&[0xC0, 0]).await?;
+            pinging.read_exact(&mut answer).await?;
+            assert_eq!(answer, [0xD0, 0], "PINGRESP");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    let closed = async {
+        let mut byte = [0u8; 1];
+        let read = silent.read(&mut byte).await;
+        assert!(matches!(read, Ok(0) | Err(_)), "the broker sent something instead of closing: {read:?}");
+        started.elapsed()
+    };
+    let (pinged, closed_after) = tokio::join!(turf_tests::with_timeout(TIMEOUT, "pings", pings), closed);
+    pinged??;
+    assert!(closed_after >= Duration::from_millis(4500), "closed too early: {closed_after:?}");
+    assert!(closed_after <= Duration::from_secs(8), "closed too late: {closed_after:?}");
+    host.shutdown().await
+}

@@ -429,6 +429,8 @@ impl SessionState {
         let mut pending: Option<PendingPublish> = None;
         let mut was_reading = true;
         let mut dirty = false;
+        let mut last_packet = Instant::now();
+        let mut retry_armed = false;
 
         loop {
             while pending.is_none() {
@@ -438,19 +440,22 @@ impl SessionState {
             }
 
             log::debug!("{:?} tokio::select! loop", state.id);
-            deliver_timeout_delay.as_mut().reset(
-                Instant::now()
-                    + state
-                        .out_inflight()
-                        .read()
-                        .await
-                        .get_timeout()
-                        .unwrap_or_else(|| Duration::from_secs(120)),
-            );
+            // One look at the in-flight window per turn; the retry timer is re-armed only when it
+            // is not armed for the oldest in-flight message (firing early is harmless: it
+            // re-arms). Resetting it every turn cost a timer-wheel update per packet.
+            let (deliver_credit, retry_in) = {
+                let inflight = state.out_inflight().read().await;
+                (inflight.has_credit(), if retry_armed { None } else { inflight.get_timeout() })
+            };
+            if let Some(retry_in) = retry_in {
+                deliver_timeout_delay.as_mut().reset(Instant::now() + retry_in);
+                retry_armed = true;
+            }
 
             let reading = inbound.bytes < inbound_limit && inbound.len() < inbound_max_packets;
             if reading && !was_reading {
-                keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
+                last_packet = Instant::now();
+                keep_alive_delay.as_mut().reset(last_packet + keep_alive_interval);
             }
             was_reading = reading;
 
@@ -461,13 +466,16 @@ impl SessionState {
             }
             stall_armed = holding;
 
-            let deliver_credit = state.out_inflight().read().await.has_credit();
-
             tokio::select! {
                 biased;
 
                  _ = &mut keep_alive_delay, if reading => {
-                    return Err(Reason::ConnectKeepaliveTimeout)
+                    // Packets only note their time; the deadline moves here (Turf patch).
+                    let due = last_packet + keep_alive_interval;
+                    if due <= Instant::now() {
+                        return Err(Reason::ConnectKeepaliveTimeout);
+                    }
+                    keep_alive_delay.as_mut().reset(due);
                 },
 
                 done = futures::future::OptionFuture::from(pending.as_mut().map(|p| &mut p.routing)), if pending.is_some() => {
@@ -476,7 +484,8 @@ impl SessionState {
                     }
                 },
 
-                _ = &mut deliver_timeout_delay => {
+                _ = &mut deliver_timeout_delay, if retry_armed => {
+                    retry_armed = false;
                     while let Some(iflt_msg) = state.out_inflight().write().await.pop_front_timeout(){
                         log::debug!("{:?} has timeout message in inflight: {:?}", state.id, iflt_msg);
                         state.reforward(iflt_msg).await?;
@@ -518,7 +527,7 @@ impl SessionState {
                         }
                         SinkEvent::Packet(Some(pkt)) => {
                             log::debug!("{:?} pkt: {:?}", state.id, pkt);
-                            keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
+                            last_packet = Instant::now();
                             state.on_packet(sink, pkt, flags, &mut inbound, &mut pending).await?;
                         }
                         SinkEvent::Packet(None) => {
