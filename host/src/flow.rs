@@ -50,11 +50,6 @@ impl CreditPool {
         self.capacity.saturating_sub(available)
     }
 
-    /// The pool's size.
-    pub fn capacity(&self) -> u32 {
-        self.capacity
-    }
-
     /// Takes `bytes` if they are free now.
     pub fn try_acquire(&self, bytes: u32) -> Option<Credit> {
         let permit = self.semaphore.try_acquire_many(bytes).ok()?;

@@ -6,26 +6,29 @@
 //! - the pages of the `turf` binary that ran once (start-up, a deployment, TLS set-up) stay
 //!   mapped, and the kernel maps code in 64 KiB blocks around each page that runs, so one-off code
 //!   spread over a 25 MB binary keeps megabytes resident. `madvise(MADV_PAGEOUT)` on the code
-//!   tells the kernel to reclaim them; what still runs faults back in from the page cache. (The
-//!   same technique the Android runtime uses for apps that went to the background.)
+//!   tells the kernel to reclaim them; what runs again later is read back in. (The same
+//!   technique the Android runtime uses for apps that went to the background.)
 //!
-//! [`Trimmer`] does both once the host is quiet: it is told when a burst of work might have ended
-//! (start-up or a deployment finished, a connection closed) and when messages flow
-//! ([`Trimmer::busy`], a counter bump per publish); it trims after [`SETTLE`] with no message, so
-//! code a busy host runs is never paged out under it. It has no timer of its own: an idle host
-//! stays idle. Linux with glibc only; elsewhere it does nothing.
+//! [`Trimmer`] does this once the host is quiet: it is told when a burst of work might have ended
+//! (start-up or a deployment finished: [`Burst::OneOff`]; a connection closed: [`Burst::Traffic`])
+//! and when messages flow ([`Trimmer::busy`], a counter bump per publish); it trims after
+//! [`SETTLE`] with no message. Code is paged out only after one-off work: the code traffic runs is
+//! the code the next message needs (paged out, it would be read back from disk). It has no timer
+//! of its own: an idle host stays idle. Linux with glibc only; elsewhere it does nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long after the last hint the trim runs (hints in a burst make one trim).
 pub const SETTLE: Duration = Duration::from_secs(2);
 
-/// Returns free heap pages and once-run code pages to the kernel.
-pub fn trim() {
+/// Returns free heap pages to the kernel and, with `code`, once-run code pages too.
+pub fn trim(code: bool) {
     trim_heap();
-    page_out_code();
+    if code {
+        page_out_code();
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -67,7 +70,6 @@ fn code_ranges(maps: &str, path: &str) -> Vec<(usize, usize)> {
 
 #[cfg(target_os = "linux")]
 fn page_out_code() {
-    const MADV_PAGEOUT: libc::c_int = 21;
     for (start, len) in own_code_ranges() {
         // SAFETY: the range is a whole mapping of this process's own executable, read from
         // /proc/self/maps; MADV_PAGEOUT only asks the kernel to reclaim its clean pages, which
@@ -75,13 +77,22 @@ fn page_out_code() {
         // answer EINVAL, which is ignored.
         #[allow(unsafe_code)]
         unsafe {
-            libc::madvise(start as *mut libc::c_void, len, MADV_PAGEOUT);
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT);
         }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 fn page_out_code() {}
+
+/// What a burst of work was, and so what to give back after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Burst {
+    /// Messages or connections: heap only (the code they ran is the code that runs next time).
+    Traffic,
+    /// Start-up or a deployment: heap, and the code that ran once.
+    OneOff,
+}
 
 /// Trims memory once work seems to be over: call [`Trimmer::hint`] whenever a burst might have
 /// ended and [`Trimmer::busy`] for every message; the trim runs on a blocking thread once
@@ -92,23 +103,30 @@ pub struct Trimmer(Arc<TrimState>);
 
 #[derive(Default)]
 struct TrimState {
-    /// When to trim; pushed back by every hint.
-    due: Mutex<Option<Instant>>,
-    /// Whether a task is waiting for `due`.
-    waiting: AtomicBool,
+    /// The trim to come, if any: when, and the largest burst hinted since the last trim.
+    due: Mutex<Due>,
     /// Messages seen; a trim waits until it stops moving.
     activity: AtomicU64,
 }
 
+#[derive(Default)]
+struct Due {
+    at: Option<Instant>,
+    burst: Option<Burst>,
+    /// Whether a task is waiting for `at`.
+    waiting: bool,
+}
+
 impl TrimState {
-    fn due(&self) -> MutexGuard<'_, Option<Instant>> {
+    fn due(&self) -> MutexGuard<'_, Due> {
         self.due.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl std::fmt::Debug for Trimmer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Trimmer(due: {:?})", *self.0.due())
+        let due = self.0.due();
+        write!(f, "Trimmer(due: {:?}, burst: {:?})", due.at, due.burst)
     }
 }
 
@@ -125,32 +143,42 @@ impl Trimmer {
 
     /// Schedules a trim [`SETTLE`] from now (a trim already scheduled moves). Must be called
     /// inside a tokio runtime.
-    pub fn hint(&self) {
-        *self.0.due() = Some(Instant::now() + SETTLE);
-        if self.0.waiting.swap(true, Ordering::AcqRel) {
-            return;
+    pub fn hint(&self, burst: Burst) {
+        {
+            let mut due = self.0.due();
+            due.at = Some(Instant::now() + SETTLE);
+            due.burst = due.burst.max(Some(burst));
+            if std::mem::replace(&mut due.waiting, true) {
+                return;
+            }
         }
         let state = Arc::clone(&self.0);
         tokio::spawn(async move {
             let mut seen = state.activity.load(Ordering::Relaxed);
-            loop {
-                let due = *state.due();
-                match due {
-                    Some(at) if at > Instant::now() => tokio::time::sleep_until(at.into()).await,
-                    _ => {
-                        // Messages flowed meanwhile: wait for a quiet period.
-                        let now = state.activity.load(Ordering::Relaxed);
-                        if now == seen {
-                            break;
+            let burst = loop {
+                let at = {
+                    let mut due = state.due();
+                    match due.at {
+                        Some(at) if at > Instant::now() => at,
+                        _ => {
+                            // Messages flowed meanwhile: wait for a quiet period.
+                            let now = state.activity.load(Ordering::Relaxed);
+                            if now != seen {
+                                seen = now;
+                                due.at = Some(Instant::now() + SETTLE);
+                                continue;
+                            }
+                            // Decided under the lock: a hint from now on starts a new wait.
+                            due.at = None;
+                            due.waiting = false;
+                            break due.burst.take();
                         }
-                        seen = now;
-                        *state.due() = Some(Instant::now() + SETTLE);
                     }
-                }
-            }
-            *state.due() = None;
-            state.waiting.store(false, Ordering::Release);
-            let _ = tokio::task::spawn_blocking(trim).await;
+                };
+                tokio::time::sleep_until(at.into()).await;
+            };
+            let code = burst == Some(Burst::OneOff);
+            let _ = tokio::task::spawn_blocking(move || trim(code)).await;
         });
     }
 }
@@ -175,7 +203,7 @@ not a line
 
     #[test]
     fn trimming_is_harmless_for_running_code() {
-        trim();
+        trim(true);
         // This test still runs: its own code faulted back in.
         assert_eq!(code_ranges("", "x"), Vec::new());
     }

@@ -295,6 +295,6 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     };
     tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
     // Start-up's one-off work (certificates, database, restoring components) is over.
-    trimmer.hint();
+    trimmer.hint(crate::memory::Burst::OneOff);
     Ok(Host { endpoints, broker, discovery, runtime, upstream, mgmt })
 }

@@ -245,7 +245,7 @@ impl Handler for Forget {
             }
         }
         if let Parameter::SessionTerminated(..) = param {
-            self.0.trimmer.hint();
+            self.0.trimmer.hint(crate::memory::Burst::Traffic);
         }
         (true, acc)
     }
@@ -260,6 +260,7 @@ fn drop_reason(reason: &Reason) -> DropReason {
         Reason::MessageQueueFull => DropReason::QueueFull,
         Reason::MessageExpiration => DropReason::Expired,
         Reason::PublishResult(_) => DropReason::Denied,
+        Reason::QueueWaitTimedOut => DropReason::WaitTimedOut,
         _ => DropReason::SessionEnded,
     }
 }
@@ -285,6 +286,7 @@ mod tests {
         let denied = Reason::PublishResult(rmqtt::types::PublishResult::success());
         assert_eq!(drop_reason(&denied), DropReason::Denied);
         assert_eq!(drop_reason(&Reason::SubscriberStalled), DropReason::SessionEnded);
+        assert_eq!(drop_reason(&Reason::QueueWaitTimedOut), DropReason::WaitTimedOut);
         assert_eq!(drop_reason(&Reason::from_static("the client has disconnected")), DropReason::SessionEnded);
     }
 }

@@ -37,8 +37,9 @@ const RETAINED_ALLOWANCE: usize = 1024;
 
 fn builder(addr: SocketAddr, limits: &BrokerLimits) -> Builder {
     // Flow control bounds a session's queue in bytes; the message count must never bind first,
-    // or rmqtt would drop the oldest queued (acknowledged) message.
-    let max_mqueue_len = limits.session_queue_bytes as usize / rmqtt::flow::MESSAGE_OVERHEAD + RETAINED_ALLOWANCE;
+    // or rmqtt would drop the oldest queued (acknowledged) message. Twice the budget: a session
+    // taken over by a new connection carries its old queue (held by the old budget) into the new.
+    let max_mqueue_len = 2 * (limits.session_queue_bytes as usize / rmqtt::flow::MESSAGE_OVERHEAD) + RETAINED_ALLOWANCE;
     Builder::new()
         .laddr(addr)
         .reuseaddr(Some(true))

@@ -94,7 +94,8 @@ async fn route(scx: &ServerContext, host_id: &Id, msg: PublishToDevices) {
         properties: None,
     };
     let publish = Publish::from(publish).create_time(rmqtt::utils::timestamp_millis());
+    // A copy that could not be queued is counted by the broker's drop hook; no line per message.
     if let Err(error) = SessionState::forwards(scx, From::from_system(host_id.clone()), publish, false, None).await {
-        tracing::warn!(topic, %error, "cannot publish to devices");
+        tracing::debug!(topic, %error, "a host publish did not reach every subscriber");
     }
 }

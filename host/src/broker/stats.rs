@@ -26,6 +26,9 @@ pub enum DropReason {
     SessionEnded,
     /// The host's outbox to devices was full.
     HostOutboxFull,
+    /// A subscriber's queue stayed full for the whole wait limit: the copy was not queued and
+    /// its publish failed unacknowledged (the publisher was disconnected and sends it again).
+    WaitTimedOut,
 }
 
 /// Drop counters, by reason.
@@ -36,6 +39,7 @@ pub struct BrokerCounters {
     denied: AtomicU64,
     session_ended: AtomicU64,
     host_outbox_full: AtomicU64,
+    wait_timed_out: AtomicU64,
     host_waits: AtomicU64,
     logged_total: AtomicU64,
     last_log_ms: AtomicU64,
@@ -50,6 +54,7 @@ impl BrokerCounters {
             DropReason::Denied => &self.denied,
             DropReason::SessionEnded => &self.session_ended,
             DropReason::HostOutboxFull => &self.host_outbox_full,
+            DropReason::WaitTimedOut => &self.wait_timed_out,
         }
     }
 
@@ -74,6 +79,7 @@ impl BrokerCounters {
                 expired = snapshot.expired,
                 session_ended = snapshot.session_ended,
                 host_outbox_full = snapshot.host_outbox_full,
+                wait_timed_out = snapshot.wait_timed_out,
                 "messages dropped (totals since start; see turf status)"
             );
         }
@@ -98,6 +104,7 @@ impl BrokerCounters {
             denied: load(&self.denied),
             session_ended: load(&self.session_ended),
             host_outbox_full: load(&self.host_outbox_full),
+            wait_timed_out: load(&self.wait_timed_out),
         }
     }
 }
@@ -115,12 +122,15 @@ pub struct DropCounts {
     pub session_ended: u64,
     /// The host's outbox to devices was full.
     pub host_outbox_full: u64,
+    /// Not queued within the wait limit; their publishes were not acknowledged.
+    #[serde(default)]
+    pub wait_timed_out: u64,
 }
 
 impl DropCounts {
-    /// Every drop except denials (which are refusals, not losses).
+    /// Every copy that was not delivered except denials (refusals by policy).
     pub fn total_undelivered(&self) -> u64 {
-        self.queue_full + self.expired + self.session_ended + self.host_outbox_full
+        self.queue_full + self.expired + self.session_ended + self.host_outbox_full + self.wait_timed_out
     }
 }
 

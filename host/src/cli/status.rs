@@ -28,8 +28,8 @@ fn print_broker(b: &BrokerStatus) {
     );
     let d = &b.dropped;
     println!(
-        "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} stalled subscriber(s) disconnected",
-        d.queue_full, d.expired, d.session_ended, d.host_outbox_full, d.denied, b.stalled_disconnects
+        "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} not queued in time (publisher not acknowledged); {} stalled subscriber(s) disconnected",
+        d.queue_full, d.expired, d.session_ended, d.host_outbox_full, d.denied, d.wait_timed_out, b.stalled_disconnects
     );
 }
 

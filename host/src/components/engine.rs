@@ -16,7 +16,6 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -24,10 +23,11 @@ use thiserror::Error;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
+pub use super::ticker::{Busy, EpochTicker};
 use crate::fsutil::{self, Access};
 
 /// How often the epoch advances; the granularity of call deadlines.
-pub const TICK: Duration = Duration::from_millis(10);
+pub const TICK: Duration = super::ticker::TICK;
 
 /// A failure to create the engine or compile a component.
 #[derive(Debug, Error)]
@@ -114,23 +114,38 @@ pub fn compile_to_file(input: &Path, output: &Path) -> Result<(), EngineError> {
         .map_err(|source| EngineError::Cache { path: output.to_path_buf(), source })
 }
 
-/// Runs the compile helper `exe` on `input`, waiting at most [`HELPER_TIMEOUT`].
-fn compile_in_helper(exe: &Path, input: &Path, output: &Path) -> Result<(), EngineError> {
+/// Runs the compile helper `exe` on `input`, waiting at most [`HELPER_TIMEOUT`]. `Ok(false)`:
+/// the helper cannot be started (its binary was replaced or removed since the host started).
+fn compile_in_helper(exe: &Path, input: &Path, output: &Path) -> Result<bool, EngineError> {
     let failed = |reason: String| EngineError::Invalid { path: input.to_path_buf(), reason };
-    let mut child = Command::new(exe)
+    let spawned = Command::new(exe)
         .arg("compile-component")
         .arg(input)
         .arg(output)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("cannot start the compiler ({}): {e}", exe.display())))?;
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::warn!(exe = %exe.display(), %error, "cannot start the compile helper; compiling in-process");
+            return Ok(false);
+        }
+    };
+    // Read what it says while it runs: a full pipe would otherwise stall it until the timeout.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
     let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -139,97 +154,12 @@ fn compile_in_helper(exe: &Path, input: &Path, output: &Path) -> Result<(), Engi
             Err(e) => return Err(failed(format!("cannot wait for the compiler: {e}"))),
         }
     };
+    let stderr = stderr.and_then(|reader| reader.join().ok()).unwrap_or_default();
     if status.success() {
-        return Ok(());
-    }
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        return Ok(true);
     }
     let reason = stderr.trim().strip_prefix("error: ").unwrap_or(stderr.trim()).to_owned();
     Err(failed(if reason.is_empty() { format!("the compiler failed ({status})") } else { reason }))
-}
-
-/// A thread that calls `tick` every [`TICK`] while at least one [`Busy`] guard is alive, and
-/// sleeps on a condition variable otherwise: an idle host has no clock running for components.
-#[derive(Clone)]
-pub struct EpochTicker(Arc<TickerHandle>);
-
-struct TickerState {
-    inner: Mutex<TickerInner>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct TickerInner {
-    calls: usize,
-    stopped: bool,
-}
-
-impl TickerState {
-    fn lock(&self) -> MutexGuard<'_, TickerInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The last handle stops the thread.
-struct TickerHandle(Arc<TickerState>);
-
-impl Drop for TickerHandle {
-    fn drop(&mut self) {
-        self.0.lock().stopped = true;
-        self.0.wake.notify_all();
-    }
-}
-
-/// Keeps the ticker running while alive (one per call in progress).
-pub struct Busy(Arc<TickerState>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let mut inner = self.0.lock();
-        inner.calls = inner.calls.saturating_sub(1);
-    }
-}
-
-impl EpochTicker {
-    /// Starts the thread; `tick` returns false once there is nothing left to tick.
-    pub fn start(tick: impl Fn() -> bool + Send + 'static) -> std::io::Result<Self> {
-        let state = Arc::new(TickerState { inner: Mutex::new(TickerInner::default()), wake: Condvar::new() });
-        let thread_state = Arc::clone(&state);
-        std::thread::Builder::new().name("turf-epoch".to_owned()).spawn(move || {
-            loop {
-                {
-                    let mut inner = thread_state.lock();
-                    while inner.calls == 0 && !inner.stopped {
-                        inner = thread_state.wake.wait(inner).unwrap_or_else(PoisonError::into_inner);
-                    }
-                    if inner.stopped {
-                        return;
-                    }
-                }
-                std::thread::sleep(TICK);
-                if !tick() {
-                    return;
-                }
-            }
-        })?;
-        Ok(Self(Arc::new(TickerHandle(state))))
-    }
-
-    /// Runs the ticker until the returned guard is dropped.
-    pub fn busy(&self) -> Busy {
-        let state = Arc::clone(&self.0.0);
-        let first = {
-            let mut inner = state.lock();
-            inner.calls += 1;
-            inner.calls == 1
-        };
-        if first {
-            state.wake.notify_all();
-        }
-        Busy(state)
-    }
 }
 
 /// Compiled components on disk, keyed by content.
@@ -267,22 +197,19 @@ impl CompileCache {
             }
         }
         let invalid = |e: wasmtime::Error| EngineError::Invalid { path: path.to_path_buf(), reason: format!("{e:#}") };
-        match &self.compiler {
-            Compiler::Helper(exe) => {
-                compile_in_helper(exe, path, &entry)?;
-                Self::deserialize(engine, &entry).map_err(invalid)
-            }
-            Compiler::InProcess => {
-                let compiled = engine.precompile_component(&wasm).map_err(invalid)?;
-                if let Err(error) = fsutil::write_atomic(&entry, &compiled, Access::Private) {
-                    tracing::warn!(path = %entry.display(), %error, "cannot cache compiled component");
-                }
-                // SAFETY: `compiled` was produced just above by this engine's `precompile_component`.
-                #[allow(unsafe_code)]
-                let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(invalid)?;
-                Ok(component)
-            }
+        if let Compiler::Helper(exe) = &self.compiler
+            && compile_in_helper(exe, path, &entry)?
+        {
+            return Self::deserialize(engine, &entry).map_err(invalid);
         }
+        let compiled = engine.precompile_component(&wasm).map_err(invalid)?;
+        if let Err(error) = fsutil::write_atomic(&entry, &compiled, Access::Private) {
+            tracing::warn!(path = %entry.display(), %error, "cannot cache compiled component");
+        }
+        // SAFETY: `compiled` was produced just above by this engine's `precompile_component`.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(invalid)?;
+        Ok(component)
     }
 
     fn deserialize(engine: &Engine, entry: &Path) -> wasmtime::Result<Component> {
@@ -293,56 +220,5 @@ impl CompileCache {
         unsafe {
             Component::deserialize_file(engine, entry)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    fn counting() -> (EpochTicker, Arc<AtomicU32>) {
-        let ticks = Arc::new(AtomicU32::new(0));
-        let counter = Arc::clone(&ticks);
-        let ticker = EpochTicker::start(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            true
-        })
-        .unwrap();
-        (ticker, ticks)
-    }
-
-    fn wait_for(what: &str, condition: impl Fn() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !condition() {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    #[test]
-    fn the_ticker_runs_only_while_a_call_is_in_progress() {
-        let (ticker, ticks) = counting();
-        std::thread::sleep(TICK * 5);
-        assert_eq!(ticks.load(Ordering::SeqCst), 0, "no call: no tick");
-        let busy = ticker.busy();
-        wait_for("ticks during a call", || ticks.load(Ordering::SeqCst) >= 3);
-        drop(busy);
-        // At most the tick already under way lands after the call ended.
-        std::thread::sleep(TICK * 2);
-        let after = ticks.load(Ordering::SeqCst);
-        std::thread::sleep(TICK * 5);
-        assert_eq!(ticks.load(Ordering::SeqCst), after, "the ticker stopped with the call");
-    }
-
-    #[test]
-    fn overlapping_calls_keep_it_running_until_the_last_ends() {
-        let (ticker, ticks) = counting();
-        let first = ticker.busy();
-        let second = ticker.busy();
-        drop(first);
-        let now = ticks.load(Ordering::SeqCst);
-        wait_for("ticks while the second call runs", || ticks.load(Ordering::SeqCst) > now + 1);
-        drop(second);
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! - `access`: `accessControl` parsing and checks (pure).
 //! - `lifecycle`: states and the restart policy (pure).
-//! - `engine`: engine, epoch ticker, compile cache.
+//! - `engine`: engine, compile helper, compile cache. `ticker`: the epoch ticker.
 //! - `instance`: one store, its host state and budgeted calls.
 //! - `actor`: the per-component actor. `inbox`: its bounded message queue.
 //! - `host`: the WIT imports, one file per interface.
@@ -26,6 +26,7 @@ pub mod inbox;
 pub mod instance;
 pub mod lifecycle;
 pub mod log;
+pub mod ticker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -288,7 +288,7 @@ impl Deployments {
         }
         self.save(&record);
         self.wake(&record);
-        self.peers.trimmer.hint();
+        self.peers.trimmer.hint(crate::memory::Burst::OneOff);
         self.run_next(ctx);
     }
 

@@ -13,13 +13,18 @@
 //! - a QoS 1/2 copy for a connected subscriber whose budget is exhausted *waits*: the publishing
 //!   connection withholds its PUBACK/PUBREC and, once its inbound queue is full, stops reading
 //!   its socket (see `SessionState::run_loop`), so the system runs at the slowest consumer's
-//!   rate with bounded memory;
+//!   rate with bounded memory. A wait lasts at most [`FlowConfig::stall_timeout`]: a copy still
+//!   without space then is not queued, and its publish fails without being acknowledged (the
+//!   publisher is disconnected and sends it again), which also breaks any cycle of publishers
+//!   waiting on each other;
 //! - a QoS 0 copy never waits: it is dropped (`MessageQueueFull`) when the budget is exhausted;
 //! - an offline persistent session never makes a publisher wait: it keeps what fits in its
 //!   budget and further copies are dropped (`MessageQueueFull`);
 //! - a connected subscriber that holds queued messages, makes no progress for
 //!   [`FlowConfig::stall_timeout`] and has publishers waiting on it (or on the total) is
-//!   disconnected (`Reason::SubscriberStalled`), which releases its publishers.
+//!   disconnected (`Reason::SubscriberStalled`), which releases its publishers. A subscriber
+//!   that is not reading its socket because one of its own publishes waits is never counted
+//!   as stalled (its acknowledgements are unread, not missing).
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,6 +38,11 @@ use crate::types::Publish;
 /// Bytes charged per queued message on top of its topic and payload: the per-recipient copy of
 /// the publish, its channel node, queue and in-flight entries (measured at about 400 bytes).
 pub const MESSAGE_OVERHEAD: usize = 400;
+
+/// What a message with this topic and payload length is charged.
+pub fn message_cost(topic_len: usize, payload_len: usize) -> usize {
+    topic_len + payload_len + MESSAGE_OVERHEAD
+}
 
 /// Flow-control limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +74,7 @@ pub struct FlowControl {
     total: Arc<Semaphore>,
     waiting_on_total: Arc<AtomicUsize>,
     waiting_any: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
     epoch: Instant,
     stats: FlowStats,
 }
@@ -83,6 +94,7 @@ impl FlowControl {
             total: Arc::new(Semaphore::new(config.total_queue_bytes as usize)),
             waiting_on_total: Arc::new(AtomicUsize::new(0)),
             waiting_any: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
             epoch: Instant::now(),
             stats: FlowStats::default(),
             config,
@@ -99,9 +111,10 @@ impl FlowControl {
         &self.stats
     }
 
-    /// Bytes of messages queued or in flight in all sessions.
+    /// Bytes of messages queued or in flight in all sessions (not counting copies still
+    /// waiting for a session's space, which hold part of the total meanwhile).
     pub fn queued_bytes(&self) -> usize {
-        (self.config.total_queue_bytes as usize).saturating_sub(self.total.available_permits())
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Publish copies waiting for queue space right now.
@@ -121,6 +134,7 @@ impl FlowControl {
             waiting: AtomicUsize::new(0),
             waiting_on_total: Arc::clone(&self.waiting_on_total),
             waiting_any: Arc::clone(&self.waiting_any),
+            queued: Arc::clone(&self.queued),
             epoch: self.epoch,
             last_release_ms: AtomicU64::new(0),
         })
@@ -140,6 +154,8 @@ impl FlowControl {
 pub enum Refused {
     /// The session went offline, or ended, while the copy waited.
     Gone,
+    /// The wait limit passed.
+    TimedOut,
 }
 
 /// One session's share of queue space.
@@ -153,6 +169,7 @@ pub struct SessionBudget {
     waiting: AtomicUsize,
     waiting_on_total: Arc<AtomicUsize>,
     waiting_any: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
     epoch: Instant,
     last_release_ms: AtomicU64,
 }
@@ -170,7 +187,7 @@ impl fmt::Debug for SessionBudget {
 impl SessionBudget {
     /// The bytes a copy of `publish` is charged.
     pub fn cost(&self, publish: &Publish) -> u32 {
-        let bytes = publish.payload.len() + publish.topic.len() + MESSAGE_OVERHEAD;
+        let bytes = message_cost(publish.topic.len(), publish.payload.len());
         u32::try_from(bytes).unwrap_or(u32::MAX).min(self.capacity).min(self.total_capacity)
     }
 
@@ -219,46 +236,58 @@ impl SessionBudget {
 
     /// Takes `bytes` if they are free now.
     pub fn try_acquire(self: &Arc<Self>, bytes: u32) -> Option<FlowPermit> {
-        let was_empty = self.held() == 0;
         let session = self.session.try_acquire_many(bytes).ok()?;
         let total = self.total.try_acquire_many(bytes).ok()?;
         session.forget();
         total.forget();
-        if was_empty {
-            self.touch();
-        }
-        Some(FlowPermit { budget: Arc::clone(self), bytes })
+        Some(self.granted(bytes))
     }
 
-    /// Waits until `bytes` are free in this session and in the total, or until the session goes
-    /// offline or ends.
-    pub async fn acquire(self: &Arc<Self>, bytes: u32) -> Result<FlowPermit, Refused> {
-        let session = {
-            let _waiting = Waiting::on(&self.waiting);
-            let _counted = Waiting::on(&self.waiting_any);
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if !self.is_online() {
-                return Err(Refused::Gone);
-            }
-            tokio::select! {
-                permit = self.session.acquire_many(bytes) => permit.map_err(|_| Refused::Gone)?,
-                _ = changed => return Err(Refused::Gone),
-            }
-        };
-        let total = {
-            let _waiting = Waiting::on(&self.waiting_on_total);
-            let _counted = Waiting::on(&self.waiting_any);
-            self.total.acquire_many(bytes).await.map_err(|_| Refused::Gone)?
-        };
-        let was_empty = self.held() == 0;
-        session.forget();
-        total.forget();
-        if was_empty {
+    /// A permit for bytes just taken; the stall clock starts when the session goes from
+    /// holding nothing to holding this.
+    fn granted(self: &Arc<Self>, bytes: u32) -> FlowPermit {
+        self.queued.fetch_add(bytes as usize, Ordering::Relaxed);
+        if self.held() <= bytes as usize {
             self.touch();
         }
-        Ok(FlowPermit { budget: Arc::clone(self), bytes })
+        FlowPermit { budget: Arc::clone(self), bytes }
+    }
+
+    /// Waits until `bytes` are free in the total and then in this session, until the session
+    /// goes offline or ends, or until `deadline`. The total comes first, so a copy waiting
+    /// holds none of this session's budget (which would make an idle subscriber look stalled).
+    pub async fn acquire(self: &Arc<Self>, bytes: u32, deadline: Instant) -> Result<FlowPermit, Refused> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let _counted = Waiting::on(&self.waiting_any);
+        // Registered before the first check, so going offline at any point wakes this copy.
+        let changed = self.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if !self.is_online() {
+            return Err(Refused::Gone);
+        }
+        let total = {
+            let _waiting = Waiting::on(&self.waiting_on_total);
+            tokio::select! {
+                permit = self.total.acquire_many(bytes) => permit.map_err(|_| Refused::Gone)?,
+                _ = changed.as_mut() => return Err(Refused::Gone),
+                _ = tokio::time::sleep_until(deadline) => return Err(Refused::TimedOut),
+            }
+        };
+        if !self.is_online() {
+            return Err(Refused::Gone);
+        }
+        let session = {
+            let _waiting = Waiting::on(&self.waiting);
+            tokio::select! {
+                permit = self.session.acquire_many(bytes) => permit.map_err(|_| Refused::Gone)?,
+                _ = changed.as_mut() => return Err(Refused::Gone),
+                _ = tokio::time::sleep_until(deadline) => return Err(Refused::TimedOut),
+            }
+        };
+        session.forget();
+        total.forget();
+        Ok(self.granted(bytes))
     }
 }
 
@@ -299,6 +328,7 @@ impl fmt::Debug for FlowPermit {
 
 impl Drop for FlowPermit {
     fn drop(&mut self) {
+        self.budget.queued.fetch_sub(self.bytes as usize, Ordering::Relaxed);
         self.budget.session.add_permits(self.bytes as usize);
         self.budget.total.add_permits(self.bytes as usize);
         self.budget.touch();
@@ -308,6 +338,10 @@ impl Drop for FlowPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
 
     fn control(session: u32, total: u32) -> FlowControl {
         FlowControl::new(FlowConfig {
@@ -342,7 +376,7 @@ mod tests {
         let held = budget.try_acquire(1000).unwrap();
         let waiter = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move { budget.acquire(500).await.map(|p| p.bytes()) })
+            tokio::spawn(async move { budget.acquire(500, far()).await.map(|p| p.bytes()) })
         };
         tokio::task::yield_now().await;
         assert!(budget.under_pressure());
@@ -353,11 +387,32 @@ mod tests {
         let _held = budget.try_acquire(600).unwrap();
         let waiter = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move { budget.acquire(500).await.map(|p| p.bytes()) })
+            tokio::spawn(async move { budget.acquire(500, far()).await.map(|p| p.bytes()) })
         };
         tokio::task::yield_now().await;
         budget.set_online(false);
         assert_eq!(waiter.await.unwrap(), Err(Refused::Gone));
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_at_its_deadline_and_a_waiter_holds_none_of_the_session_budget() {
+        let flow = control(1000, 1000);
+        let full = flow.budget();
+        let other = flow.budget();
+        let held = full.try_acquire(1000).unwrap();
+        let started = Instant::now();
+        let waited = other.acquire(100, Instant::now() + Duration::from_millis(50)).await;
+        assert_eq!(waited.map(|p| p.bytes()), Err(Refused::TimedOut));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let waiter = {
+            let other = Arc::clone(&other);
+            tokio::spawn(async move { other.acquire(100, far()).await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(other.held(), 0, "a copy waiting on the total holds nothing of its session yet");
+        assert!(full.under_pressure(), "someone waits on the total");
+        drop(held);
+        assert!(waiter.await.unwrap());
     }
 
     #[tokio::test]
@@ -367,10 +422,11 @@ mod tests {
         let _held = budget.try_acquire(100).unwrap();
         let waiter = {
             let budget = Arc::clone(&budget);
-            tokio::spawn(async move { budget.acquire(50).await.is_err() })
+            tokio::spawn(async move { budget.acquire(50, far()).await.is_err() })
         };
         tokio::task::yield_now().await;
         budget.close();
-        assert!(waiter.await.unwrap());
+        let gave_up = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(gave_up.expect("a copy waiting on the total wakes when its session closes").unwrap());
     }
 }

@@ -131,7 +131,7 @@ struct Inbound {
 impl Inbound {
     fn push(&mut self, ordered: Ordered) {
         let cost = match &ordered {
-            Ordered::Publish(p) => p.payload.len() + p.topic.len() + crate::flow::MESSAGE_OVERHEAD,
+            Ordered::Publish(p) => crate::flow::message_cost(p.topic.len(), p.payload.len()),
             Ordered::Other(_) => ORDERED_PACKET_COST,
         };
         self.bytes += cost;
@@ -265,6 +265,18 @@ impl SessionState {
             }
             Err(reason) => {
                 log::debug!("{} Reason: {}", self.id, reason);
+                // Turf patch: tell an MQTT 5 client why the server ends the connection before
+                // the socket is closed (upstream tried after closing it, so it never arrived).
+                if let Sink::V5(s) = &mut sink {
+                    if !matches!(reason, Reason::ConnectRemoteClose | Reason::ConnectDisconnect(_)) {
+                        let d = v5::Disconnect {
+                            reason_code: reason.to_reason_code(),
+                            reason_string: Some(reason.to_string().into()),
+                            ..Default::default()
+                        };
+                        let _ = s.send_disconnect(d).await;
+                    }
+                }
                 let _ = self.disconnected_reason_add(reason).await;
             }
         }
@@ -431,8 +443,10 @@ impl SessionState {
         let mut dirty = false;
         let mut last_packet = Instant::now();
         let mut retry_armed = false;
+        let mut turn: u32 = 0;
 
         loop {
+            turn = turn.wrapping_add(1);
             while pending.is_none() {
                 let Some(ordered) = inbound.pop() else { break };
                 state.process_ordered(sink, ordered, flags, &mut pending).await?;
@@ -459,12 +473,21 @@ impl SessionState {
             }
             was_reading = reading;
 
-            let holding = flow.as_ref().is_some_and(|f| f.held() > 0);
+            // Not reading its socket (one of its own publishes waits) is not stalling: its
+            // acknowledgements are unread, not missing. The waiting publish has its own limit.
+            let holding = reading && flow.as_ref().is_some_and(|f| f.held() > 0);
             if holding && !stall_armed {
                 let idle = flow.as_ref().map(|f| f.idle_for()).unwrap_or_default();
                 stall_delay.as_mut().reset(Instant::now() + stall_timeout.saturating_sub(idle));
             }
             stall_armed = holding;
+
+            // The socket is read first every other turn, and whenever there is nothing to
+            // deliver, so neither reading nor delivering can starve the other; buffered writes
+            // are flushed only when there is nothing left to deliver (one write for many packets).
+            let deliverable = deliver_credit && !deliver_queue_tx.is_empty();
+            let read_now = reading && (turn % 2 == 0 || !deliverable);
+            let flush_now = dirty && !deliverable;
 
             tokio::select! {
                 biased;
@@ -492,6 +515,27 @@ impl SessionState {
                     }
                 },
 
+                event = futures::future::poll_fn(|cx| sink.poll_io(cx, read_now, flush_now)), if read_now || flush_now => {
+                    match event? {
+                        SinkEvent::Flushed => {
+                            dirty = false;
+                            sink.release_write_buffer();
+                            continue;
+                        }
+                        SinkEvent::Packet(Some(pkt)) => {
+                            log::debug!("{:?} pkt: {:?}", state.id, pkt);
+                            last_packet = Instant::now();
+                            state.on_packet(sink, pkt, flags, &mut inbound, &mut pending).await?;
+                        }
+                        SinkEvent::Packet(None) => {
+                            // What the client sent before closing still counts, in order (a
+                            // DISCONNECT behind a waiting publish decides the Will).
+                            state.finish_on_close(sink, flags, &mut inbound, &mut pending).await;
+                            return Err(Reason::ConnectRemoteClose);
+                        }
+                    }
+                }
+
                 msg = state.rx.next() => {
                     log::debug!("{:?} msg: {:?}", state.id, msg);
                     if let Some(msg) = msg {
@@ -518,24 +562,6 @@ impl SessionState {
                     }
                 }
 
-                event = futures::future::poll_fn(|cx| sink.poll_io(cx, reading, dirty)), if reading || dirty => {
-                    match event? {
-                        SinkEvent::Flushed => {
-                            dirty = false;
-                            sink.release_write_buffer();
-                            continue;
-                        }
-                        SinkEvent::Packet(Some(pkt)) => {
-                            log::debug!("{:?} pkt: {:?}", state.id, pkt);
-                            last_packet = Instant::now();
-                            state.on_packet(sink, pkt, flags, &mut inbound, &mut pending).await?;
-                        }
-                        SinkEvent::Packet(None) => {
-                            return Err(Reason::ConnectRemoteClose);
-                        }
-                    }
-                }
-
                 _ = &mut stall_delay, if holding => {
                     stall_armed = false;
                     if let Some(flow) = &flow {
@@ -553,6 +579,32 @@ impl SessionState {
                 }
             }
             dirty = true;
+        }
+    }
+
+    /// The client closed the connection: routes the publish that was waiting and the packets
+    /// queued behind it (each publish within its own wait limit), as if the connection were
+    /// still open; acknowledgements that can no longer be written are ignored.
+    async fn finish_on_close<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        flags: &mut StateFlags,
+        inbound: &mut Inbound,
+        pending: &mut Option<PendingPublish>,
+    ) where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            if let Some(mut p) = pending.take() {
+                let done = (&mut p.routing).await;
+                if self.finish_publish(sink, p, done).await.is_err() {
+                    return;
+                }
+            }
+            let Some(ordered) = inbound.pop() else { return };
+            if self.process_ordered(sink, ordered, flags, pending).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -862,6 +914,19 @@ impl SessionState {
                     is_admin
                 );
                 if !sender.is_closed() {
+                    // Turf patch: like the offline loop, move messages still queued behind the
+                    // Kick into the deliver queue before acknowledging it: the new connection
+                    // takes over what that queue holds, and these were already acknowledged to
+                    // their publishers.
+                    while let Ok(Message::Forward(from, p)) = self.rx.try_recv() {
+                        if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+                            self.scx
+                                .extends
+                                .hook_mgr()
+                                .message_dropped(Some(self.id.clone()), from, p, Reason::MessageQueueFull)
+                                .await;
+                        }
+                    }
                     if sender.send(()).is_err() {
                         log::warn!("{:?} Message::Kick, send response error, sender is closed", self.id);
                     }
@@ -2102,9 +2167,19 @@ impl SessionState {
             }
             Ok(_count) => {}
             Err((_subscriber_count, errs)) => {
+                // Flow control (Turf patch): a copy that found no queue space within the wait
+                // limit fails the publish, so it is not acknowledged.
+                let timed_out = errs.iter().any(|(_, _, _, reason)| matches!(reason, Reason::QueueWaitTimedOut));
                 for (to, from, p, reason) in errs {
                     //hook, Message dropped
                     scx.extends.hook_mgr().message_dropped(Some(to), from, p, reason).await;
+                }
+                if timed_out {
+                    return Err(MqttError::PublishAckReason(
+                        PublishAckReason::QuotaExceeded,
+                        ByteString::from_static("a subscriber's queue stayed full"),
+                    )
+                    .into());
                 }
             }
         };

@@ -1003,15 +1003,40 @@ impl Shared for DefaultShared {
             Self::send_to(&from, publish, topic_filter, client_id, group_shared, tx, to, p, &mut ok_recipients, &mut errs);
         }
 
+        // Every waiting copy of this publish shares one deadline: the stall timeout.
+        let deadline = self.context().flow.as_ref().map(|f| std::time::Instant::now() + f.config().stall_timeout);
         for w in waiting {
             if let Some(flow) = &self.context().flow {
                 flow.count_wait();
             }
-            let Waiting { topic_filter, client_id, group_shared, tx, to, mut p, budget, cost } = w;
-            match budget.acquire(cost).await {
+            let Waiting { topic_filter, client_id, group_shared, mut tx, mut to, mut p, mut budget, cost } = w;
+            let deadline = deadline.unwrap_or_else(std::time::Instant::now);
+            let mut rerouted = false;
+            let permit = loop {
+                match budget.acquire(cost, deadline).await {
+                    Ok(permit) => break Ok(permit),
+                    // The session was taken over by a new connection of the same client while
+                    // the copy waited: queue it there instead (once).
+                    Err(crate::flow::Refused::Gone) if !rerouted => {
+                        rerouted = true;
+                        match self.tx(&client_id) {
+                            Some((new_tx, new_to)) => match new_tx.flow().cloned() {
+                                Some(new_budget) if !Arc::ptr_eq(&new_budget, &budget) && new_budget.is_online() => {
+                                    (tx, to, budget) = (new_tx, new_to, new_budget);
+                                }
+                                _ => break Err(Reason::MessageQueueFull),
+                            },
+                            None => break Err(Reason::MessageQueueFull),
+                        }
+                    }
+                    Err(crate::flow::Refused::Gone) => break Err(Reason::MessageQueueFull),
+                    Err(crate::flow::Refused::TimedOut) => break Err(Reason::QueueWaitTimedOut),
+                }
+            };
+            match permit {
                 Ok(permit) => p.flow = Some(Arc::new(permit)),
-                Err(crate::flow::Refused::Gone) => {
-                    errs.push((to, from.clone(), p, Reason::MessageQueueFull));
+                Err(reason) => {
+                    errs.push((to, from.clone(), p, reason));
                     continue;
                 }
             }

@@ -2498,6 +2498,9 @@ pub enum Reason {
     /// Flow control (Turf patch): a subscriber held queued messages without progress while
     /// publishers waited on it.
     SubscriberStalled,
+    /// Flow control (Turf patch): a copy found no queue space within the wait limit, so the
+    /// publish it belongs to failed without being acknowledged.
+    QueueWaitTimedOut,
     ProtocolError(ByteString),
     Error(ByteString),
     MqttError(MqttError),
@@ -2552,6 +2555,13 @@ impl std::convert::From<Reason> for PublishResult {
                 reason_code: QuotaExceeded,
                 properties: UserProperties::default(),
                 reason_string: Some("Subscriber stalled".into()),
+                disconnect: false,
+            },
+
+            QueueWaitTimedOut => Self {
+                reason_code: QuotaExceeded,
+                properties: UserProperties::default(),
+                reason_string: Some("A subscriber's queue stayed full".into()),
                 disconnect: false,
             },
 
@@ -2669,6 +2679,7 @@ impl ToReasonCode for Reason {
             Reason::MessageQueueFull => DisconnectReasonCode::QuotaExceeded,
             Reason::InflightWindowFull => DisconnectReasonCode::ReceiveMaximumExceeded,
             Reason::SubscriberStalled => DisconnectReasonCode::QuotaExceeded,
+            Reason::QueueWaitTimedOut => DisconnectReasonCode::QuotaExceeded,
             Reason::ProtocolError(_) => DisconnectReasonCode::ProtocolError,
             Reason::Error(_) => DisconnectReasonCode::UnspecifiedError,
             Reason::MqttError(mqtt_error) => mqtt_error.to_reason_code(),
@@ -2756,6 +2767,7 @@ impl Display for Reason {
             }
             Reason::InflightWindowFull => "Inflight window is full",
             Reason::SubscriberStalled => "Subscriber stalled: no progress while publishers waited on it",
+            Reason::QueueWaitTimedOut => "A subscriber's queue stayed full for the whole wait limit",
             Reason::Error(r) => r,
             Reason::MqttError(e) => &e.to_string(),
             Reason::ProtocolError(r) => return write!(f, "ProtocolError({r})"),
