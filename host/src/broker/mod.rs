@@ -1,6 +1,6 @@
-//! The device MQTT broker: rmqtt embedded in the actix runtime.
+//! The device MQTT broker: rmqtt embedded in the host, its connections on their own runtime.
 //!
-//! The `Broker` actor owns rmqtt's `ServerContext`, its listeners (mutual TLS for devices, an
+//! The `Broker` actor (on the actix main thread) owns rmqtt's `ServerContext`, its listeners (mutual TLS for devices, an
 //! optional loopback plain-TCP port for local tools) and the state its hooks read. Messages in:
 //! [`AuthChanged`] (who may connect and do what; sessions no longer admitted are disconnected),
 //! [`TlsChanged`] (rebind with new certificates), [`SetTaps`] (a service wants copies of device
@@ -8,7 +8,8 @@
 //! Messages out: [`DeviceMessage`] to tap owners. Everything rmqtt-specific stays in this module;
 //! no other module names an rmqtt type. It never calls `MqttServer::start()` (which exits the
 //! process on error), and never waits for a subscriber on the actor itself: host publishes go
-//! through the outbox.
+//! through the outbox. Listeners and connections run on a multi-thread tokio runtime of their
+//! own (`BrokerRuntime`, `[broker] threads`); hooks reach actors only by message.
 //!
 //! Flow control (rmqtt patched in `vendor/rmqtt`, see ARCHITECTURE.md): every queue between a
 //! publisher and a subscriber is bounded in bytes ([`BrokerLimits`]); an acknowledged QoS 1/2

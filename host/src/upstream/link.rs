@@ -7,7 +7,9 @@
 //! and incoming publishes are acknowledged manually, once they were handed on. Each incoming
 //! publish takes credit from the host's pool before it is handed on; while the pool is empty
 //! the event loop is not polled, so the upstream broker's messages wait in its own queue (TCP
-//! backpressure) instead of in the host's memory.
+//! backpressure) instead of in the host's memory. Not polling also means no PUBACK for our own
+//! publishes and no keep-alive ping go out meanwhile: a wait longer than the keep-alive ends the
+//! link, and the spool sends what was unacknowledged on the next one.
 
 use std::sync::Arc;
 
