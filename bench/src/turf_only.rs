@@ -241,7 +241,38 @@ pub fn footprint(bin: &Path, root: &Path) -> Result<Footprint> {
 }
 
 /// Scenario 7b: a new `.wasm` is moved into `plugins/`; time until a message is answered by it.
-pub async fn hot_reload(turf: &TurfProcess, device: &Creds, artifacts: &Artifacts) -> Result<f64> {
+/// A copy of the component `wasm` that differs from every other copy: a custom section named
+/// `turf-bench-salt` holding `salt` is appended, so the host has never compiled it (its compile
+/// cache is keyed by content) while the code is the same.
+pub fn salted(wasm: &[u8], salt: u64) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"turf-bench-salt";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(&salt.to_le_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Hot reload: moves `test_probe` into the plugins folder, waits until it answers, then moves
+/// in `test_probe_b` and measures until the first answer from it. With `salt`, the second
+/// component is a copy never seen before (see [`salted`]), so the time includes compiling it;
+/// without, it is the same file as last time and comes from the compile cache.
+pub async fn hot_reload(turf: &TurfProcess, device: &Creds, artifacts: &Artifacts, salt: Option<u64>) -> Result<f64> {
     let api = turf.api();
     deploy(
         &api,
@@ -256,13 +287,18 @@ pub async fn hot_reload(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
         "Manifests": [{"Lifecycle": {"Run": "{artifacts:path}/probe.wasm"}}]
     });
     std::fs::write(plugins.join(format!("{name}-1.0.0.json")), recipe.to_string())?;
-    let place = |wasm: &Path| -> Result<()> {
+    let place = |wasm: &[u8]| -> Result<()> {
         let staging = plugins.join(".incoming.tmp");
-        std::fs::copy(wasm, &staging)?;
+        std::fs::write(&staging, wasm)?;
         std::fs::rename(&staging, plugins.join(format!("{name}-1.0.0.wasm")))?;
         Ok(())
     };
-    place(&artifacts.plugin("test_probe.wasm")?)?;
+    let second = std::fs::read(artifacts.plugin("test_probe_b.wasm")?)?;
+    let second = match salt {
+        Some(salt) => salted(&second, salt),
+        None => second,
+    };
+    place(&std::fs::read(artifacts.plugin("test_probe.wasm")?)?)?;
     let mut client = connect(&turf.target, Via::Tls(device)).await?;
     client.subscribe("hotecho/#", QoS::AtLeastOnce).await?;
     // Wait until the first version answers.
@@ -279,7 +315,7 @@ pub async fn hot_reload(turf: &TurfProcess, device: &Creds, artifacts: &Artifact
     let deadline = Instant::now() + Duration::from_secs(30);
     wait_for_variant(&mut client, "test-probe|", deadline).await?;
     let swapped = Instant::now();
-    place(&artifacts.plugin("test_probe_b.wasm")?)?;
+    place(&second)?;
     wait_for_variant(&mut client, "test-probe-b|", swapped + Duration::from_secs(30)).await?;
     let took = swapped.elapsed().as_secs_f64() * 1000.0;
     pump.abort();
@@ -294,5 +330,24 @@ async fn wait_for_variant(client: &mut Client, prefix: &str, deadline: Instant) 
             Ok(Some(_)) => {}
             _ => bail!("no answer from {prefix}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::salted;
+
+    #[test]
+    fn a_salted_copy_is_the_component_plus_one_custom_section() {
+        let wasm = b"\0asm\x0d\0\x01\0".to_vec();
+        let copy = salted(&wasm, 7);
+        assert_eq!(&copy[..wasm.len()], &wasm[..]);
+        let section = &copy[wasm.len()..];
+        assert_eq!(section[0], 0, "custom section id");
+        assert_eq!(usize::from(section[1]), section.len() - 2, "section size");
+        assert_eq!(usize::from(section[2]), b"turf-bench-salt".len());
+        assert_eq!(&section[3..18], b"turf-bench-salt");
+        assert_eq!(&section[18..], &7u64.to_le_bytes());
+        assert_ne!(salted(&wasm, 8), copy);
     }
 }
