@@ -175,3 +175,59 @@ async fn a_bad_selection_rule_fails_the_deployment_with_its_position() -> Result
     assert!(Device::plain(&host, "still-permitted").await.is_ok(), "the previous policy stays in force");
     host.shutdown().await
 }
+
+/// Connects `client_id` to the plain listener with a retained QoS 1 Last Will on `topic`.
+async fn with_will(host: &TestHost, client_id: &str, topic: &str) -> Result<Device> {
+    let mut options = Device::plain_options(host, client_id);
+    options.set_last_will(rumqttc::LastWill::new(topic, format!("{client_id} is gone"), QoS::AtLeastOnce, true));
+    Device::connect(options).await
+}
+
+#[actix_rt::test]
+async fn a_last_will_outside_the_publish_policy_refuses_the_connect() -> Result<()> {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::LastWill as LastWill5;
+    use rumqttc::v5::{AsyncClient, MqttOptions};
+    let host = TestHost::start_with(HostOptions { auth: Some(own_topics_policy()), ..HostOptions::default() }).await?;
+    let mut observer = Device::plain(&host, "observer").await?;
+    observer.subscribe("clients/#", QoS::AtLeastOnce).await?;
+
+    let refused = with_will(&host, "dev1", "clients/dev2/will").await.err().expect("a will on dev2's topic");
+    assert!(refused.to_string().contains("NotAuthorized"), "MQTT 3.1.1: CONNACK 0x05, got {refused}");
+
+    let plain = host.endpoints.plain.unwrap();
+    let mut options = MqttOptions::new("dev1", "127.0.0.1", plain.port());
+    options.set_last_will(LastWill5::new("clients/dev2/will", "x", QoS5::AtLeastOnce, true, None));
+    let (_client, mut eventloop) = AsyncClient::new(options, 10);
+    let refused = tokio::time::timeout(TIMEOUT, eventloop.poll()).await?.expect_err("MQTT 5 refuses the connect");
+    assert!(refused.to_string().contains("NotAuthorized"), "MQTT 5: CONNACK 0x87, got {refused}");
+
+    // A will the policy allows is accepted and published, retained.
+    with_will(&host, "dev1", "clients/dev1/will").await?.vanish().await;
+    let got = observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev1/will").await?;
+    assert!(got.iter().all(|p| p.topic != "clients/dev2/will"), "{got:?}");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_last_will_the_policy_no_longer_allows_is_not_published_nor_retained() -> Result<()> {
+    let host = TestHost::start().await?;
+    let mut observer = Device::plain(&host, "observer").await?;
+    observer.subscribe("clients/+/will", QoS::AtLeastOnce).await?;
+    let dev1 = with_will(&host, "dev1", "clients/dev2/will").await?;
+
+    assert_eq!(host.deploy(&auth_update(own_topics_policy())).await?.state, DeploymentState::Succeeded);
+    dev1.vanish().await;
+    // dev3's will is allowed; it vanishes after dev1, so its will marks that dev1's was handled.
+    with_will(&host, "dev3", "clients/dev3/will").await?.vanish().await;
+    let got = observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev3/will").await?;
+    assert!(got.iter().all(|p| p.topic != "clients/dev2/will"), "dev1's will was published: {got:?}");
+
+    // Nothing was retained either: a new subscription gets dev3's retained will and not dev1's
+    // (the retained messages of each SUBSCRIBE follow its SUBACK, in order).
+    observer.subscribe("clients/dev2/will", QoS::AtLeastOnce).await?;
+    observer.subscribe("clients/dev3/will", QoS::AtLeastOnce).await?;
+    let retained = observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev3/will").await?;
+    assert!(retained.iter().all(|p| p.topic != "clients/dev2/will"), "dev1's will was retained: {retained:?}");
+    host.shutdown().await
+}

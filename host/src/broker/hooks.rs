@@ -21,7 +21,7 @@ use bytes::Bytes;
 use rmqtt::codec::types::QoS;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::{AuthResult, ListenerId, PublishAclResult, Reason, SubscribeAclResult};
+use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, Reason, SubscribeAclResult};
 
 use super::stats::{BrokerCounters, DropReason};
 
@@ -135,8 +135,9 @@ fn qos_number(qos: QoS) -> u8 {
     }
 }
 
-/// `ClientAuthenticate`: the client id must be the thing the certificate is registered to, and
-/// its groups must allow `mqtt:connect`.
+/// `ClientAuthenticate`: the client id must be the thing the certificate is registered to, its
+/// groups must allow `mqtt:connect`, and a Last Will must be one it may publish (`mqtt:publish`
+/// on the will topic, retained or not): otherwise CONNACK Not authorized (3.1.1: 0x05, 5: 0x87).
 pub struct Authenticate(pub Arc<HookState>);
 
 #[async_trait]
@@ -148,7 +149,17 @@ impl Handler for Authenticate {
             info.cert().and_then(|c| c.serial.clone().map(|serial| PeerCert { serial, subject: c.subject.clone() }));
         let client_id: &str = info.client_id();
         let remote = info.ipaddress();
-        let result = match self.0.auth().admit(listener, client_id, cert.as_ref()) {
+        let auth = self.0.auth();
+        let admitted = auth.admit(listener, client_id, cert.as_ref()).and_then(|identity| {
+            match info.last_will().map(|will| will_topic(&will).to_owned()) {
+                Some(topic) => auth
+                    .authorize(client_id, policy::PUBLISH, &topic_resource(&topic))
+                    .map_err(|reason| format!("its Last Will on {topic} is not allowed: {reason}")),
+                None => Ok(()),
+            }
+            .map(|()| identity)
+        });
+        let result = match admitted {
             Ok(identity) => {
                 tracing::info!(client_id, remote = ?remote, verified = identity.verified, "device connected");
                 if let Ok(mut sessions) = self.0.sessions.lock() {
@@ -162,6 +173,13 @@ impl Handler for Authenticate {
             }
         };
         (false, Some(HookResult::AuthResult(result)))
+    }
+}
+
+fn will_topic<'a>(will: &'a LastWill<'_>) -> &'a str {
+    match will {
+        LastWill::V3(will) => &will.topic,
+        LastWill::V5(will) => &will.topic,
     }
 }
 

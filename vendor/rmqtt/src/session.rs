@@ -1185,6 +1185,15 @@ impl SessionState {
                 let p = self.hook.message_publish(from.clone(), &p).await.unwrap_or(p);
                 log::debug!("process_last_will, publish: {p:?}");
 
+                // Turf patch: a will is a publish of its client and passes the same ACL as any
+                // other (the policy may have changed since CONNECT); a denied will is dropped.
+                let acl_result = self.hook.message_publish_check_acl(&p).await;
+                if !acl_result.is_allow() {
+                    let reason = Reason::PublishResult(acl_result.pub_res());
+                    self.scx.extends.hook_mgr().message_dropped(None, from, p, reason).await;
+                    return Ok(());
+                }
+
                 let message_storage_available = {
                     #[cfg(feature = "msgstore")]
                     {
