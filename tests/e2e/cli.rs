@@ -169,6 +169,43 @@ fn device_add_works_while_the_host_is_stopped() {
 }
 
 #[test]
+fn a_root_whose_ca_key_is_missing_refuses_to_start_instead_of_making_a_new_ca() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let root_arg = root.to_str().unwrap();
+    let out = dir.path().join("certs");
+    ok(&Command::new(turf_bin())
+        .args(["--root", root_arg, "device", "add", "Dev-1", "--out", out.to_str().unwrap()])
+        .output()?);
+    let ca = std::fs::read_to_string(root.join("ca/ca.pem"))?;
+    std::fs::remove_file(root.join("ca/ca.key"))?;
+
+    let mut run = Command::new(turf_bin())
+        .args(["--root", root_arg, "run", "--mqtt-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = run.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            run.kill()?;
+            anyhow::bail!("turf run started without ca/ca.key");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().context("stderr")?, &mut stderr)?;
+    assert!(!status.success());
+    assert!(stderr.contains("ca.pem exists but") && stderr.contains("ca.key does not"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(root.join("ca/ca.pem"))?, ca, "the CA devices trust is untouched");
+    assert!(!root.join("ca/ca.key").exists(), "no new key was made");
+    Ok(())
+}
+
+#[test]
 fn commands_that_need_a_host_say_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(turf_bin())

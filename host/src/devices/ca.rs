@@ -52,6 +52,17 @@ pub enum CaError {
         /// Why it was refused.
         reason: String,
     },
+    /// One of the CA's two files is there and the other is not: making a new CA would leave
+    /// every device that trusts the old one unable to verify this core.
+    #[error(
+        "{present} exists but {missing} does not; restore {missing} (or, to start over with a new CA that every device must trust again, remove {present})"
+    )]
+    HalfPresent {
+        /// The file that exists.
+        present: PathBuf,
+        /// The file that is missing.
+        missing: PathBuf,
+    },
     /// rcgen refused to build a certificate.
     #[error("cannot issue {what}: {source}")]
     Issue {
@@ -103,10 +114,16 @@ impl std::fmt::Debug for CoreCa {
 }
 
 impl CoreCa {
-    /// Loads the CA from `dir`, generating it on first use.
+    /// Loads the CA from `dir`, generating it on first use (neither file there). Exactly one of
+    /// the two files is an error, never a reason to make a new CA.
     pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca.key");
+        match (cert_path.exists(), key_path.exists()) {
+            (true, false) => return Err(CaError::HalfPresent { present: cert_path, missing: key_path }),
+            (false, true) => return Err(CaError::HalfPresent { present: key_path, missing: cert_path }),
+            _ => {}
+        }
         if cert_path.exists() && key_path.exists() {
             let cert_pem = read(&cert_path)?;
             let key_pem = read(&key_path)?;
@@ -394,6 +411,25 @@ mod tests {
         let bundle = fs::read_to_string(ca.tls_files().client_roots).unwrap();
         assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
         assert!(server_sans(["core.local"]).contains(&"core.local".to_owned()));
+    }
+
+    #[test]
+    fn a_ca_with_one_of_its_two_files_missing_is_an_error_not_a_new_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CoreCa::load_or_create(dir.path()).unwrap();
+        let original = ca.cert_pem().to_owned();
+        fs::remove_file(dir.path().join("ca.key")).unwrap();
+        let err = CoreCa::load_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, CaError::HalfPresent { .. }), "{err}");
+        assert!(err.to_string().contains("ca.key does not"), "{err}");
+        assert_eq!(fs::read_to_string(dir.path().join("ca.pem")).unwrap(), original, "the old CA is untouched");
+
+        let dir = tempfile::tempdir().unwrap();
+        CoreCa::load_or_create(dir.path()).unwrap();
+        fs::remove_file(dir.path().join("ca.pem")).unwrap();
+        let err = CoreCa::load_or_create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("ca.pem does not"), "{err}");
+        assert!(!dir.path().join("ca.pem").exists(), "no new CA was made");
     }
 
     #[test]

@@ -258,11 +258,10 @@ impl DeviceAuth {
         }
     }
 
+    /// The certificate is checked before anything else, so an unknown thing and someone else's
+    /// thing get the same answer: a device cannot learn which thing names are registered.
     fn discover(&self, msg: Discover) -> Result<DiscoverResponse, DiscoverError> {
         let internal = |e: registry::RegistryError| DiscoverError::Internal(e.to_string());
-        if !self.book.registry().exists(&msg.thing).map_err(internal)? {
-            return Err(DiscoverError::UnknownThing(msg.thing));
-        }
         match self.book.registry().certificate_owner(&msg.certificate_id).map_err(internal)? {
             Some((owner, associated)) if owner == msg.thing => {
                 if !associated {

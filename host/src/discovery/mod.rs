@@ -4,7 +4,8 @@
 //! Each request carries the device's certificate (captured at connect); the handler asks the
 //! device-auth service ([`Discover`]) whether that certificate belongs to the thing in the path
 //! and the thing is associated with this core, and returns the SDK's JSON or a JSON error
-//! (404 unknown thing, 403 someone else's certificate or not associated). Messages in:
+//! (403 when the certificate is not the thing's, whether the thing exists or not, or when the
+//! thing is not associated; 500 without the internal detail, which goes to the log). Messages in:
 //! [`TlsChanged`] (reload certificate and accepted CAs), [`StopDiscovery`]. Never decides who a
 //! device is itself.
 //!
@@ -45,10 +46,8 @@ pub struct Discover {
 /// Why discovery was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DiscoverError {
-    /// The thing is not registered.
-    #[error("thing {0} is not registered with this core device")]
-    UnknownThing(String),
-    /// The certificate is registered to another thing, or to none.
+    /// The certificate is not registered to this thing (it is another thing's or none's, or the
+    /// thing does not exist: the answer does not say which).
     #[error(
         "the client certificate is not registered to thing {0}; a device may only discover with its own certificate"
     )]
@@ -63,7 +62,7 @@ pub enum DiscoverError {
         /// This core.
         core: String,
     },
-    /// The lookup failed.
+    /// The lookup failed (the detail is for the log, not for the device).
     #[error("discovery failed: {0}")]
     Internal(String),
 }
@@ -71,9 +70,16 @@ pub enum DiscoverError {
 impl DiscoverError {
     fn status(&self) -> StatusCode {
         match self {
-            DiscoverError::UnknownThing(_) => StatusCode::NOT_FOUND,
             DiscoverError::NotOwnCertificate(_) | DiscoverError::NotAssociated { .. } => StatusCode::FORBIDDEN,
             DiscoverError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the device is told: everything but an internal failure's detail.
+    fn public_message(&self) -> String {
+        match self {
+            DiscoverError::Internal(_) => "discovery failed on the core device; its log has the details".to_owned(),
+            other => other.to_string(),
         }
     }
 }
@@ -135,7 +141,7 @@ async fn discover(
         }
         Ok(Err(error)) => {
             tracing::warn!(thing, %error, "discovery refused");
-            HttpResponse::build(error.status()).json(ErrorBody { message: error.to_string() })
+            HttpResponse::build(error.status()).json(ErrorBody { message: error.public_message() })
         }
         Err(error) => {
             HttpResponse::ServiceUnavailable().json(ErrorBody { message: format!("device auth unavailable: {error}") })
@@ -210,5 +216,27 @@ impl Handler<StopDiscovery> for Discovery {
     fn handle(&mut self, _msg: StopDiscovery, _ctx: &mut Self::Context) -> Self::Result {
         let server = self.server.clone();
         Box::pin(async move { server.stop(true).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_failure_is_a_500_that_does_not_echo_its_detail() {
+        let error = DiscoverError::Internal("database disk image is malformed (SQLITE_CORRUPT)".to_owned());
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!error.public_message().contains("SQLITE"), "{}", error.public_message());
+        assert!(error.to_string().contains("SQLITE_CORRUPT"), "the log keeps the detail");
+    }
+
+    #[test]
+    fn refusals_are_403_and_say_why() {
+        let not_own = DiscoverError::NotOwnCertificate("Thing".to_owned());
+        assert_eq!(not_own.status(), StatusCode::FORBIDDEN);
+        assert_eq!(not_own.public_message(), not_own.to_string());
+        let unassociated = DiscoverError::NotAssociated { thing: "Thing".to_owned(), core: "Core".to_owned() };
+        assert_eq!(unassociated.status(), StatusCode::FORBIDDEN);
     }
 }
