@@ -116,7 +116,15 @@ pub struct ServerContextBuilder {
 
     /// End-to-end flow control (Turf patch); `None` keeps upstream behaviour.
     pub flow_control: Option<crate::flow::FlowConfig>,
+
+    /// Vets a TLS client's certificate after the handshake (Turf patch); `None` accepts all.
+    pub tls_peer_check: Option<TlsPeerCheck>,
 }
+
+/// Decides whether a TLS client whose certificate chain the handshake accepted may go on to
+/// MQTT (Turf patch): called with the DER of its end-entity certificate; `Err` names the
+/// reason, and the connection is closed before its CONNECT is read.
+pub type TlsPeerCheck = Arc<dyn Fn(&[u8]) -> std::result::Result<(), String> + Send + Sync>;
 
 impl Default for ServerContextBuilder {
     fn default() -> Self {
@@ -139,7 +147,14 @@ impl ServerContextBuilder {
             plugins_config: PluginManagerConfig::default(),
             circuit_breaker_config: CircuitBreakerConfig::default(),
             flow_control: None,
+            tls_peer_check: None,
         }
+    }
+
+    /// Sets the check every TLS client's certificate passes after the handshake (Turf patch).
+    pub fn tls_peer_check(mut self, check: TlsPeerCheck) -> Self {
+        self.tls_peer_check = Some(check);
+        self
     }
 
     /// Turns on end-to-end flow control (Turf patch, see [`crate::flow`]).
@@ -267,6 +282,7 @@ impl ServerContextBuilder {
                 circuit_breaker_config: self.circuit_breaker_config,
 
                 flow: self.flow_control.map(crate::flow::FlowControl::new),
+                tls_peer_check: self.tls_peer_check,
             }),
         }
         .config()
@@ -327,6 +343,9 @@ pub struct ServerContextInner {
 
     /// End-to-end flow control, when turned on (Turf patch).
     pub flow: Option<crate::flow::FlowControl>,
+
+    /// The check TLS clients' certificates pass after the handshake (Turf patch).
+    pub tls_peer_check: Option<TlsPeerCheck>,
 }
 
 impl Deref for ServerContext {

@@ -95,7 +95,8 @@ use itertools::Itertools;
 use crate::context::ServerContext;
 use crate::net::MqttStream;
 use crate::net::{Listener, ListenerType, Result};
-use crate::types::ListenerId;
+use crate::session::SessionState;
+use crate::types::{ListenerId, Sink};
 use crate::{v3, v5};
 
 /// Builder for configuring and constructing an MQTT server instance
@@ -226,33 +227,24 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
         match l.accept().await {
             Ok(accept) => {
                 let scx = scx.clone();
-                tokio::spawn(async move {
-                    // Extract before `accept.tcp()` consumes the acceptor.
-                    let remote_addr = accept.remote_addr;
-                    log::debug!("TCP connection from {remote_addr}");
-
+                // Extract before `accept.tcp()` consumes the acceptor.
+                let remote_addr = accept.remote_addr;
+                log::debug!("TCP connection from {remote_addr}");
+                // Turf patch: the handshake is a future of its own, boxed before the task is
+                // spawned, so the task holds a pointer to it, not its state (see `session_loop`).
+                let handshake = Box::pin(async move {
                     let stream = match accept.tcp() {
                         Ok(s) => s,
                         Err(e) => {
                             log::warn!("TCP accept error: {e}, from: {remote_addr}");
-                            return;
+                            return None;
                         }
                     };
-
-                    match stream.mqtt().await {
-                        Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
-                                log::info!("MQTTv3 processing error: {e}, from: {remote_addr}");
-                            }
-                        }
-                        Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
-                                log::info!("MQTTv5 processing error: {e}, from: {remote_addr}");
-                            }
-                        }
-                        Err(e) => {
-                            log::info!("MQTT version detection failed: {e}, from: {remote_addr}");
-                        }
+                    establish(scx, stream.mqtt().await, lid, remote_addr, "").await
+                });
+                tokio::spawn(async move {
+                    if let Some(session) = session_loop(handshake.await) {
+                        session.await
                     }
                 });
             }
@@ -262,6 +254,62 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
             }
         }
     }
+}
+
+/// A connection that completed its MQTT handshake: its session, its stream, its keep-alive.
+type Established<Io> = (SessionState, Sink<Io>, u16);
+
+/// Turf patch: the MQTT handshake of a TCP or TLS connection (`transport` names it in logs).
+/// Returns `None` when the connection was refused or failed (already logged).
+async fn establish<Io>(
+    scx: ServerContext,
+    stream: Result<MqttStream<Io>>,
+    lid: ListenerId,
+    remote_addr: std::net::SocketAddr,
+    transport: &str,
+) -> Option<Established<Io>>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let connected = match stream {
+        Ok(MqttStream::V3(mut s)) => {
+            right_size(s.io.read_buffer_mut());
+            v3::connect(scx, s, lid).await.map_err(|e| ("MQTTv3", e))
+        }
+        Ok(MqttStream::V5(mut s)) => {
+            right_size(s.io.read_buffer_mut());
+            v5::connect(scx, s, lid).await.map_err(|e| ("MQTTv5", e))
+        }
+        Err(e) => {
+            log::info!("MQTT{transport} version detection failed: {e}, from: {remote_addr}");
+            return None;
+        }
+    };
+    connected.map_err(|(version, e)| log::info!("{version}{transport} processing error: {e}, from: {remote_addr}")).ok()
+}
+
+/// Turf patch: the version probe read the CONNECT into tokio-util's 8 KiB read buffer, and the
+/// decoded CONNECT keeps slices of that buffer (client id, username, will) for as long as the
+/// session lives, so the whole 8 KiB would stay allocated per connection. A copy of just the
+/// bytes read lets it go at once.
+fn right_size(buffer: &mut bytes::BytesMut) {
+    if buffer.capacity() > 2 * buffer.len().max(64) {
+        *buffer = bytes::BytesMut::from(&buffer[..]);
+    }
+}
+
+/// Turf patch: an established connection's session loop, boxed. The connection's task then
+/// holds two pointers in turn (the boxed handshake, this box), not the handshake's state
+/// machine (TLS accept, version probe, CONNECT processing) beside the loop's: an idle
+/// connection keeps only what its loop needs (measured: the task allocation was 12.3 kB of the
+/// 24.5 kB an idle mTLS connection cost).
+fn session_loop<Io>(
+    established: Option<Established<Io>>,
+) -> Option<std::pin::Pin<Box<impl std::future::Future<Output = ()>>>>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    established.map(|(state, sink, keep_alive)| Box::pin(state.run(sink, keep_alive)))
 }
 
 #[cfg(feature = "tls")]
@@ -274,33 +322,36 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
         match l.accept().await {
             Ok(accept) => {
                 let scx = scx.clone();
-                tokio::spawn(async move {
-                    // Extract before `accept.tls()` consumes the acceptor.
-                    let remote_addr = accept.remote_addr;
-                    log::debug!("TLS connection from {remote_addr}");
-
+                // Extract before `accept.tls()` consumes the acceptor.
+                let remote_addr = accept.remote_addr;
+                log::debug!("TLS connection from {remote_addr}");
+                // Turf patch: the handshake is a future of its own, boxed before the task is
+                // spawned, so the task holds a pointer to it, not its state (see `session_loop`).
+                let handshake = Box::pin(async move {
                     let stream = match accept.tls().await {
                         Ok(s) => s,
                         Err(e) => {
                             log::warn!("TLS accept error: {e}, from: {remote_addr}");
-                            return;
+                            return None;
                         }
                     };
-
-                    match stream.mqtt().await {
-                        Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
-                                log::info!("MQTTv3/TLS processing error: {e}, from: {remote_addr}");
-                            }
+                    let stream = stream.mqtt().await;
+                    if let (Ok(s), Some(check)) = (&stream, scx.tls_peer_check.as_ref()) {
+                        let tls = match s {
+                            MqttStream::V3(s) => s.io.get_ref(),
+                            MqttStream::V5(s) => s.io.get_ref(),
+                        };
+                        let end_entity = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first());
+                        if let Some(Err(reason)) = end_entity.map(|cert| check(cert.as_ref())) {
+                            log::debug!("TLS client refused: {reason}, from: {remote_addr}");
+                            return None;
                         }
-                        Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
-                                log::info!("MQTTv5/TLS processing error: {e}, from: {remote_addr}");
-                            }
-                        }
-                        Err(e) => {
-                            log::info!("MQTT/TLS version detection failed: {e}, from: {remote_addr}");
-                        }
+                    }
+                    establish(scx, stream, lid, remote_addr, "/TLS").await
+                });
+                tokio::spawn(async move {
+                    if let Some(session) = session_loop(handshake.await) {
+                        session.await
                     }
                 });
             }

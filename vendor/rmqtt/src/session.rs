@@ -121,6 +121,10 @@ enum Ordered {
 /// Bytes charged for a queued packet other than a PUBLISH.
 const ORDERED_PACKET_COST: usize = 64;
 
+/// Read-buffer capacity an idle connection keeps after a burst (Turf patch): anything larger,
+/// left by a big packet, is given back once the buffer is empty and writes are flushed.
+const READ_BUFFER_KEPT: usize = 16 * 1024;
+
 /// Packets read while a publish was pending, in arrival order (Turf patch).
 #[derive(Default)]
 struct Inbound {
@@ -258,7 +262,11 @@ impl SessionState {
         let mut flags = StateFlags::empty();
 
         self.scx.connections.inc();
-        match self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx).await
+        // Turf patch: the loop and the rarely taken steps after it run as boxed futures of their
+        // own, so this future (alive as long as the connection) is not as large as the largest of
+        // them all together.
+        match Box::pin(self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx))
+            .await
         {
             Ok(()) => {
                 log::debug!("{} exit ...", self.id);
@@ -313,7 +321,7 @@ impl SessionState {
         let will_delay_interval = if self.last_will_enable(flags, clean_session) {
             let will_delay_interval = self.will_delay_interval().await;
             if clean_session || will_delay_interval.is_none() {
-                if let Err(e) = self.process_last_will().await {
+                if let Err(e) = Box::pin(self.process_last_will()).await {
                     log::warn!("{:?} process last will error, {:?}", self.id, e);
                 }
                 None
@@ -351,11 +359,12 @@ impl SessionState {
 
         if flags.contains(StateFlags::Kicked) {
             if flags.contains(StateFlags::ByAdminKick) {
-                self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default())
-                    .await;
+                let reason = self.disconnected_reason_take().await.unwrap_or_default();
+                Box::pin(self.clean(&deliver_queue_tx, reason)).await;
             }
         } else if clean_session {
-            self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default()).await;
+            let reason = self.disconnected_reason_take().await.unwrap_or_default();
+            Box::pin(self.clean(&deliver_queue_tx, reason)).await;
         } else {
             let session_expiry_interval = self.fitter.session_expiry_interval(disconnect.as_ref());
             //hook, offline_inflight_messages
@@ -368,16 +377,11 @@ impl SessionState {
             if let Some(flow) = self.tx.flow() {
                 flow.set_online(false);
             }
-            self.offline_run_loop(
-                &deliver_queue_tx,
-                &mut flags,
-                will_delay_interval,
-                session_expiry_interval,
-            )
-            .await;
+            Box::pin(self.offline_run_loop(&deliver_queue_tx, &mut flags, will_delay_interval, session_expiry_interval))
+                .await;
             log::debug!("{:?} offline flags: {:?}", self.id, flags);
             if !flags.contains(StateFlags::Kicked) {
-                self.clean(&deliver_queue_tx, Reason::SessionExpiration).await;
+                Box::pin(self.clean(&deliver_queue_tx, Reason::SessionExpiration)).await;
             }
         }
     }
@@ -435,8 +439,10 @@ impl SessionState {
         tokio::pin!(stall_delay);
         let mut stall_armed = false;
 
-        // The CONNACK went out before the loop: an idle connection keeps no write buffer.
+        // The CONNACK went out before the loop: an idle connection keeps no write buffer, and a
+        // small read buffer instead of tokio-util's 8 KiB.
         sink.release_write_buffer();
+        sink.release_read_buffer(None);
         let mut inbound = Inbound::default();
         let mut pending: Option<PendingPublish> = None;
         let mut was_reading = true;
@@ -520,6 +526,7 @@ impl SessionState {
                         SinkEvent::Flushed => {
                             dirty = false;
                             sink.release_write_buffer();
+                            sink.release_read_buffer(Some(READ_BUFFER_KEPT));
                             continue;
                         }
                         SinkEvent::Packet(Some(pkt)) => {

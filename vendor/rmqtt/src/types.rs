@@ -1451,6 +1451,10 @@ where
     feed(&mut s.io, MqttPacket::V5(packet), timeout).await
 }
 
+/// Read-buffer capacity of a connection between bursts (Turf patch; see
+/// [`Sink::release_read_buffer`]).
+pub(crate) const IDLE_READ_BUFFER: usize = 1024;
+
 pub enum Sink<Io> {
     V3(v3::MqttStream<Io>),
     V5(v5::MqttStream<Io>),
@@ -1493,6 +1497,23 @@ where
             }
         }
         Poll::Pending
+    }
+
+    /// Replaces an empty read buffer with a small one (Turf patch): at the start of the session
+    /// loop (`above` = `None`), or once more than `above` bytes of capacity are left from a
+    /// burst. tokio-util gives every connection an 8 KiB read buffer up front, which an idle
+    /// connection does not need (measured: 8.2 kB of the 24.5 kB an idle mTLS connection
+    /// cost). Not smaller than [`IDLE_READ_BUFFER`]: `bytes` remembers a buffer's first
+    /// capacity, rounded down to a power of two from 1 KiB, and a buffer below that grows, while
+    /// decoded packets still share it, by just the bytes asked for: one read per byte.
+    pub(crate) fn release_read_buffer(&mut self, above: Option<usize>) {
+        let buffer = match self {
+            Sink::V3(s) => s.io.read_buffer_mut(),
+            Sink::V5(s) => s.io.read_buffer_mut(),
+        };
+        if buffer.is_empty() && above.is_none_or(|above| buffer.capacity() > above) {
+            *buffer = bytes::BytesMut::with_capacity(IDLE_READ_BUFFER);
+        }
     }
 
     /// Frees the write buffer's memory once it is empty (Turf patch): an idle connection then

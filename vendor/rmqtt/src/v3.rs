@@ -61,11 +61,28 @@ use crate::{Error, Result};
 /// * `scx` - Server context for accessing shared state
 /// * `sink` - MQTT v3.1.1 stream for I/O operations
 /// * `lid` - Listener port identifier
+#[cfg_attr(not(any(feature = "ws", feature = "quic")), allow(dead_code))] // Turf patch: TCP and TLS use `connect`
 pub(crate) async fn process<Io>(
+    scx: ServerContext,
+    sink: v3::MqttStream<Io>,
+    lid: ListenerId,
+) -> Result<()>
+where
+    Io: AsyncRead + AsyncWrite + Unpin,
+{
+    let (state, sink, keep_alive) = connect(scx, sink, lid).await?;
+    state.run(sink, keep_alive).await;
+    Ok(())
+}
+
+/// The handshake half of [`process`] (Turf patch): the session state, the connection and the
+/// keep-alive of an accepted client. The caller runs the session loop as a future of its own,
+/// so an established connection does not keep the handshake's state alongside it.
+pub(crate) async fn connect<Io>(
     scx: ServerContext,
     mut sink: v3::MqttStream<Io>,
     lid: ListenerId,
-) -> Result<()>
+) -> Result<(SessionState, Sink<Io>, u16)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
@@ -88,9 +105,7 @@ where
         (state, keep_alive)
     };
 
-    state.run(Sink::V3(sink), keep_alive).await;
-
-    Ok(())
+    Ok((state, Sink::V3(sink), keep_alive))
 }
 
 #[inline]
