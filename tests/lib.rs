@@ -375,6 +375,33 @@ pub fn bridge_update(routes: &[(&str, &str, &str, &str)]) -> DeploymentRequest {
 
 /// A certificate folder for `thing` signed by a CA no host has seen; trusts the host CA in `trust`.
 pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, thing);
+    rogue_certs(dir, &format!("foreign-{thing}"), params, trust)
+}
+
+/// A certificate folder (`name`) with a certificate that copies the serial number and subject
+/// of the one in the folder `original`, signed by a CA no host has seen; trusts the host CA
+/// in `trust`.
+pub fn look_alike_certs(dir: &Path, name: &str, original: &Path, trust: &Path) -> PathBuf {
+    let pem = std::fs::read(original.join("device.pem.crt")).unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = block.parse_x509().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for org in cert.subject().iter_organization() {
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, org.as_str().unwrap());
+    }
+    for cn in cert.subject().iter_common_name() {
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn.as_str().unwrap());
+    }
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(cert.raw_serial()));
+    rogue_certs(dir, name, params, trust)
+}
+
+/// Signs `params` with a new CA into the folder `name` (device.pem.crt, private.pem.key,
+/// rogue-ca.pem, and ca.pem copied from `trust`).
+fn rogue_certs(dir: &Path, name: &str, params: rcgen::CertificateParams, trust: &Path) -> PathBuf {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -383,10 +410,8 @@ pub fn foreign_certs(dir: &Path, thing: &str, trust: &Path) -> PathBuf {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, &ca_key);
     let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, thing);
     let cert = params.signed_by(&key, &issuer).unwrap();
-    let out = dir.join(format!("foreign-{thing}"));
+    let out = dir.join(name);
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("device.pem.crt"), cert.pem()).unwrap();
     std::fs::write(out.join("private.pem.key"), key.serialize_pem()).unwrap();

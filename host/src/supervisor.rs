@@ -183,8 +183,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             tls: vec![broker.clone().recipient(), discovery.clone().recipient()],
         },
     ));
-    let connectivity =
-        Connectivity::new(connectivity_db, manual, addrs.mqtt.port(), devices.clone().recipient()).start();
+    let connectivity = Connectivity::new(connectivity_db, manual, addrs.mqtt, devices.clone().recipient()).start();
 
     let bus = PubsubBus::new().start();
     let shadow_store = ShadowStore::open(&layout.database())?;
@@ -264,11 +263,13 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         components: Vec::new(),
         upstream: None,
         broker: None,
+        server_cert: None,
     };
     let mgmt = server::start(
         &layout.socket(),
         MgmtPeers {
-            devices: devices.recipient(),
+            devices: devices.clone().recipient(),
+            server_cert: devices.recipient(),
             get_connectivity: connectivity.clone().recipient(),
             set_connectivity: connectivity.recipient(),
             shadows: shadows.clone().recipient(),

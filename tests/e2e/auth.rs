@@ -4,7 +4,10 @@ use anyhow::{Context, Result};
 use rumqttc::{Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
 use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
-use turf_tests::{Device, HostOptions, TIMEOUT, TestHost, auth_update, foreign_certs, permissive_auth, tutorial_auth};
+use turf_tests::{
+    Device, HostOptions, TIMEOUT, TestHost, auth_update, foreign_certs, look_alike_certs, permissive_auth,
+    tutorial_auth,
+};
 
 /// Observers see everything; devices `dev*` may only use topics under their own name.
 fn own_topics_policy() -> serde_json::Value {
@@ -121,6 +124,47 @@ async fn policy_changes_apply_at_once_and_disconnect_devices_that_lose_connect()
     host.shutdown().await
 }
 
+/// A policy change re-authorizes every session's subscriptions: a connected device stops
+/// receiving on a filter it may no longer subscribe to, and so does a persistent session that
+/// was offline during the change when it resumes.
+#[actix_rt::test]
+async fn a_policy_change_removes_subscriptions_it_no_longer_allows() -> Result<()> {
+    let host = TestHost::start().await?;
+    let mut observer = Device::plain(&host, "observer").await?;
+    observer.subscribe("clients/#", QoS::AtLeastOnce).await?;
+    let mut live = Device::plain(&host, "dev1").await?;
+    live.subscribe("clients/dev2/#", QoS::AtLeastOnce).await?;
+    live.subscribe("clients/dev1/#", QoS::AtLeastOnce).await?;
+    let mut options = Device::plain_options(&host, "dev3");
+    options.set_clean_session(false);
+    let mut persistent = Device::connect(options.clone()).await?;
+    persistent.subscribe("clients/dev2/#", QoS::AtLeastOnce).await?;
+    persistent.subscribe("clients/dev3/#", QoS::AtLeastOnce).await?;
+    persistent.vanish().await;
+    let dev2 = Device::plain(&host, "dev2").await?;
+    dev2.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "before").await?;
+    live.collect_until(TIMEOUT, |p| p.topic == "clients/dev2/x").await?;
+
+    assert_eq!(host.deploy(&auth_update(own_topics_policy())).await?.state, DeploymentState::Succeeded);
+    dev2.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "after").await?;
+    observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev2/x" && &p.payload[..] == b"after").await?;
+    live.client.publish("clients/dev1/marker", QoS::AtLeastOnce, false, "m").await?;
+    let seen = live.collect_until(TIMEOUT, |p| p.topic == "clients/dev1/marker").await?;
+    assert!(seen.iter().all(|p| p.topic != "clients/dev2/x"), "dev1 still receives on clients/dev2/#: {seen:?}");
+
+    let mut resumed = Device::connect(options).await?;
+    dev2.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "resumed").await?;
+    observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev2/x" && &p.payload[..] == b"resumed").await?;
+    resumed.client.publish("clients/dev3/marker", QoS::AtLeastOnce, false, "m").await?;
+    let seen = resumed.collect_until(TIMEOUT, |p| p.topic == "clients/dev3/marker").await?;
+    // What was published after the change never reached the session. (The message published
+    // before it, while the subscription was allowed, is still in the session's queue and is
+    // delivered: filtering queued messages on resume is not done yet.)
+    let after_the_change = |p: &&rumqttc::Publish| p.topic == "clients/dev2/x" && &p.payload[..] != b"before";
+    assert!(!seen.iter().any(|p| after_the_change(&p)), "dev3's session kept clients/dev2/#: {seen:?}");
+    host.shutdown().await
+}
+
 #[actix_rt::test]
 async fn removed_device_is_disconnected_and_cannot_return() -> Result<()> {
     let host = TestHost::start().await?;
@@ -154,6 +198,47 @@ async fn certificates_from_a_trusted_ca_can_be_registered_without_restart() -> R
     connected?;
     let anchor = Device::tls(&host, "Anchor", &own).await;
     assert!(anchor.is_ok(), "devices of the core CA still connect after the reload");
+    host.shutdown().await
+}
+
+/// A second trusted CA signs a certificate that copies a registered device's serial number and
+/// subject: it must not authenticate as that device (identity is the certificate's fingerprint).
+/// The CA cannot be untrusted while a device it issued is registered; once untrusted, its
+/// devices no longer connect.
+#[actix_rt::test]
+async fn a_look_alike_certificate_from_another_trusted_ca_is_not_the_device_it_copies() -> Result<()> {
+    let host = TestHost::start_with(HostOptions { auth: Some(permissive_auth()), ..HostOptions::default() }).await?;
+    let real = host.add_device("MyClientDevice1")?;
+    let forged = look_alike_certs(host.dir.path(), "forged", &real, &real);
+    let forger_ca = forged.join("rogue-ca.pem");
+    host.turf_ok(&["device", "trust-ca", forger_ca.to_str().unwrap()])?;
+    let impostor = Device::tls(&host, "MyClientDevice1", &forged).await;
+    assert!(impostor.is_err(), "a copy of the serial and subject must not authenticate as MyClientDevice1");
+    let forged_cert = forged.join("device.pem.crt");
+    let refused = host.turf(&["device", "register", "Impostor", "--cert", forged_cert.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("serial"), "{stderr}");
+    Device::tls(&host, "MyClientDevice1", &real).await?;
+    host.turf_ok(&["device", "untrust-ca", forger_ca.to_str().unwrap()])?;
+
+    // A CA stays trusted while a device it issued is registered; untrusted, its devices are out.
+    let honest = foreign_certs(host.dir.path(), "Honest", &real);
+    let (honest_ca, honest_cert) = (honest.join("rogue-ca.pem"), honest.join("device.pem.crt"));
+    host.turf_ok(&["device", "trust-ca", honest_ca.to_str().unwrap()])?;
+    host.turf_ok(&["device", "register", "Honest", "--cert", honest_cert.to_str().unwrap()])?;
+    turf_tests::wait_until(TIMEOUT, "the second CA's device to connect", || async {
+        Device::tls(&host, "Honest", &honest).await.is_ok()
+    })
+    .await?;
+    let in_use = host.turf(&["device", "untrust-ca", honest_ca.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&in_use.stderr);
+    assert!(!in_use.status.success() && stderr.contains("Honest"), "{stderr}");
+    host.turf_ok(&["device", "remove", "Honest"])?;
+    host.turf_ok(&["device", "untrust-ca", honest_ca.to_str().unwrap()])?;
+    let again = host.turf(&["device", "untrust-ca", honest_ca.to_str().unwrap()]);
+    assert!(!again.status.success(), "untrusting twice is an error");
+    let untrusted = host.turf_ok(&["device", "register", "Honest", "--cert", honest_cert.to_str().unwrap()]);
+    assert!(untrusted.is_err(), "the untrusted CA's certificates can no longer be registered");
     host.shutdown().await
 }
 

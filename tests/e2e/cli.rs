@@ -140,6 +140,9 @@ async fn tutorial_steps_2_to_4_with_the_turf_cli() -> Result<()> {
 
     let status = ok(&turf.turf(&["status"]));
     assert!(status.contains(HELLO) && status.contains("RUNNING"), "{status}");
+    let next_year = (chrono::Utc::now() + chrono::Duration::days(365)).format("%Y-%m-%d").to_string();
+    let cert_line = status.lines().find(|l| l.contains("broker certificate:")).unwrap_or_default();
+    assert!(cert_line.contains(&format!("expires {next_year}")) && cert_line.contains("renewed from"), "{status}");
 
     let exit = turf.terminate()?;
     assert!(exit.success(), "turf run exited with {exit}");

@@ -83,16 +83,26 @@ async fn connectivity_changes_reissue_the_broker_certificate() -> Result<()> {
     host.shutdown().await
 }
 
+/// The test host's broker listens on 127.0.0.1 only: discovery must hand out that address and
+/// no other (a device given one of the host's other addresses would be refused), and
+/// `defaultPort` still overrides the port.
 #[actix_rt::test]
-async fn ip_detector_configuration_decides_which_addresses_are_reported() -> Result<()> {
+async fn the_ip_detector_reports_where_the_broker_listens() -> Result<()> {
     let host = TestHost::start().await?;
+    let port = host.endpoints.mqtt.port();
     let shown = host.turf_ok(&["connectivity", "show"])?;
-    assert!(
-        shown.contains("ip-detector") && !shown.contains("127.0.0.1"),
-        "loopback is not reported by default:\n{shown}"
-    );
+    let entries: Vec<&str> = shown.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(shown.contains("ip-detector"), "{shown}");
+    assert_eq!(entries.len(), 1, "only the listening address is reported:\n{shown}");
+    assert!(entries[0].contains(&format!("127.0.0.1:{port}")), "{shown}");
+    let certs = host.add_device("MyClientDevice1")?;
+    host.turf_ok(&["device", "associate", "MyClientDevice1"])?;
+    let answer = serde_json::to_value(ask(&host, "MyClientDevice1", &certs).await?)?;
+    let endpoints = &answer["GGGroups"][0]["Cores"][0]["Connectivity"];
+    assert_eq!(endpoints.as_array().map(Vec::len), Some(1), "{endpoints}");
+    assert_eq!((&endpoints[0]["HostAddress"], &endpoints[0]["PortNumber"]), (&"127.0.0.1".into(), &port.into()));
     let update = turf_host::deploy::config_update::ConfigUpdate {
-        merge: Some(serde_json::json!({"includeIPv4LoopbackAddrs": true, "defaultPort": "18883"})),
+        merge: Some(serde_json::json!({"defaultPort": "18883"})),
         reset: Vec::new(),
     };
     let request = turf_host::deploy::model::DeploymentRequest {

@@ -171,3 +171,39 @@ async fn configuration_updates_reach_subscribed_components() -> Result<()> {
     .await?;
     host.shutdown().await
 }
+
+/// `rateLimits` as Greengrass enforces them: a device flooding its own shadow gets 20 requests
+/// a second (plus what refills while it sends) and a 429 for the rest; after a second it is
+/// served again.
+#[actix_rt::test]
+async fn a_device_flooding_its_shadow_is_throttled_with_429() -> Result<()> {
+    let host = TestHost::start().await?;
+    host.deploy_shadow_routes().await?;
+    let certs = host.add_device("MyClientDevice1")?;
+    let mut light = Device::tls(&host, "MyClientDevice1", &certs).await?;
+    light.subscribe("$aws/things/MyClientDevice1/shadow/update/+", QoS::AtLeastOnce).await?;
+    let topic = "$aws/things/MyClientDevice1/shadow/update";
+    const SENT: usize = 60;
+    for n in 0..SENT {
+        let update = json!({"state": {"reported": {"n": n}}, "clientToken": format!("u{n}")});
+        light.client.publish(topic, QoS::AtLeastOnce, false, update.to_string()).await?;
+    }
+    let last = format!("u{}", SENT - 1);
+    let got = light
+        .collect_until(TIMEOUT, |p| {
+            (p.topic.ends_with("/accepted") || p.topic.ends_with("/rejected")) && json_of(p)["clientToken"] == *last
+        })
+        .await?;
+    let accepted = got.iter().filter(|p| p.topic.ends_with("/update/accepted")).count();
+    let throttled: Vec<Value> = got.iter().filter(|p| p.topic.ends_with("/update/rejected")).map(json_of).collect();
+    assert_eq!(accepted + throttled.len(), SENT, "every request is answered once");
+    assert!((20..=30).contains(&accepted), "20 a second plus refill while sending, got {accepted}");
+    assert!(throttled.iter().all(|r| r["code"] == 429 && r["message"] == "Too Many Requests"), "{throttled:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = json!({"state": {"reported": {"n": "again"}}, "clientToken": "again"});
+    light.client.publish(topic, QoS::AtLeastOnce, false, again.to_string()).await?;
+    light
+        .collect_until(TIMEOUT, |p| p.topic.ends_with("/update/accepted") && json_of(p)["clientToken"] == "again")
+        .await?;
+    host.shutdown().await
+}

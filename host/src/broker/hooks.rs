@@ -113,6 +113,12 @@ impl HookState {
         self.auth.read().map(|a| Arc::clone(&a)).unwrap_or_default()
     }
 
+    /// The check a TLS client's certificate (DER) passes before its CONNECT is read: it must
+    /// not imitate a registered certificate. Refusals are logged like refused CONNECTs.
+    pub fn vouch(&self, der: &[u8]) -> Result<(), String> {
+        self.auth().vouch(der).inspect_err(|reason| tracing::warn!(reason, "TLS client refused"))
+    }
+
     fn taps(&self) -> Arc<Vec<Tap>> {
         self.taps.read().map(|t| Arc::clone(&t)).unwrap_or_default()
     }
@@ -193,7 +199,7 @@ impl Handler for SubscribeCheck {
         let Parameter::ClientSubscribeCheckAcl(session, subscribe) = param else { return (true, acc) };
         let client_id: &str = &session.id.client_id;
         let filter: &str = &subscribe.topic_filter;
-        match self.0.auth().authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(filter)) {
+        match authorize_subscription(&self.0.auth(), client_id, filter) {
             Ok(()) => (true, acc),
             Err(reason) => {
                 tracing::warn!(client_id, filter, reason, "subscribe denied");
@@ -202,6 +208,14 @@ impl Handler for SubscribeCheck {
             }
         }
     }
+}
+
+/// Whether `client_id` may hold a subscription to `filter` (`mqtt:subscribe` on
+/// `mqtt:topicfilter:<filter>`; a shared subscription `$share/GROUP/F` is authorized on `F`).
+pub fn authorize_subscription(auth: &AuthSnapshot, client_id: &str, filter: &str) -> Result<(), String> {
+    let bare =
+        filter.strip_prefix("$share/").and_then(|rest| rest.split_once('/')).map_or(filter, |(_group, bare)| bare);
+    auth.authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(bare))
 }
 
 /// `MessagePublishCheckAcl`: `mqtt:publish` on `mqtt:topic:<topic>`; a denied publish is dropped

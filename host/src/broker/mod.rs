@@ -37,7 +37,7 @@ use bytes::Bytes;
 use rmqtt::context::ServerContext;
 use rmqtt::flow::FlowConfig;
 use rmqtt::hook::Type;
-use rmqtt::types::Id;
+use rmqtt::types::{Id, Unsubscribe};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
@@ -161,8 +161,6 @@ impl Broker {
             stall_timeout: limits.stall_timeout,
             inbound_queue_bytes: limits.inbound_queue_bytes as usize,
         };
-        let scx = ServerContext::new().busy_check_enable(false).flow_control(flow).build().await;
-        *scx.extends.retain_mut().await = Box::new(RetainStore::new());
         let counters = Arc::new(BrokerCounters::default());
         let hooks = Arc::new(HookState::new(
             options.plain_listen.map(|_| listeners::PLAIN_LISTENER),
@@ -170,6 +168,12 @@ impl Broker {
             Arc::clone(&counters),
             options.trimmer.clone(),
         ));
+        let vouch = {
+            let hooks = Arc::clone(&hooks);
+            Arc::new(move |der: &[u8]| hooks.vouch(der))
+        };
+        let scx = ServerContext::new().busy_check_enable(false).flow_control(flow).tls_peer_check(vouch).build().await;
+        *scx.extends.retain_mut().await = Box::new(RetainStore::new());
         let register = scx.extends.hook_mgr().register();
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
@@ -226,6 +230,17 @@ impl Broker {
                     tracing::warn!(client_id, reason, "disconnecting device: no longer admitted");
                     if let Ok(mut locked) = entry.try_lock().await {
                         let _ = locked.kick(true, true, true).await;
+                    }
+                    continue;
+                }
+                // Connected or kept for later (a persistent session), a session keeps only the
+                // subscriptions the new policy allows: nothing more reaches it, now or on resume.
+                for filter in entry.subscriptions().await.unwrap_or_default().into_iter().map(|s| s.topic) {
+                    if let Err(reason) = hooks::authorize_subscription(&snapshot, &client_id, &filter) {
+                        tracing::warn!(client_id, %filter, reason, "subscription removed: the policy no longer allows it");
+                        if let Ok(unsubscribe) = Unsubscribe::from(&filter, true, false) {
+                            let _ = entry.unsubscribe(&unsubscribe).await;
+                        }
                     }
                 }
             }

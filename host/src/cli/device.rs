@@ -52,6 +52,12 @@ pub async fn execute(layout: &RootLayout, command: DeviceCommand) -> Result<(), 
                 println!("Trusting CA {id} for device certificates");
             }
         }
+        DeviceCommand::UntrustCa { file } => {
+            let pem = read(&file, "CA certificate")?;
+            if let DeviceReply::Id { id } = perform(layout, DeviceRequest::UntrustCa { pem }).await? {
+                println!("No longer trusting CA {id}; devices it issued certificates to cannot connect");
+            }
+        }
         DeviceCommand::Associate { thing } => {
             perform(layout, DeviceRequest::Associate { thing: thing.clone(), associated: true }).await?;
             println!("Associated {thing} with this core device; it may use discovery");

@@ -188,6 +188,12 @@ pub enum DeviceCommand {
         /// The CA certificate, PEM.
         file: PathBuf,
     },
+    /// Stop trusting a CA added with `trust-ca`. Refused while certificates it issued are
+    /// registered: remove those things first.
+    UntrustCa {
+        /// The CA certificate, PEM (the file given to `trust-ca`).
+        file: PathBuf,
+    },
     /// Associate a thing with this core device, so it may use discovery.
     Associate {
         /// Thing name.

@@ -43,6 +43,14 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!("  discovery (HTTPS, mTLS):    {}", status.discovery);
+    if let Some(cert) = &status.server_cert {
+        let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.format("%Y-%m-%d").to_string());
+        println!(
+            "  broker certificate:         expires {}, renewed from {}",
+            date(cert.not_after).unwrap_or_default(),
+            date(cert.renew_at).unwrap_or_default()
+        );
+    }
     if let Some(up) = &status.upstream {
         match &up.endpoint {
             None => println!("  upstream (IotCore):         not configured"),

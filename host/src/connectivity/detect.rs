@@ -1,12 +1,15 @@
 //! `aws.greengrass.clientdevices.IPDetector` configuration and address selection, and the
 //! manual endpoint list of "Manage core device endpoints".
 //!
-//! The IP detector reports every address of the host's up interfaces that its flags allow
-//! (loopback, link-local and IPv6 are off by default), each with `defaultPort`. Greengrass
+//! The IP detector reports where the broker actually listens: bound to one address, that
+//! address alone (whatever the flags say: no other address reaches it); bound to every address
+//! (`0.0.0.0` or `[::]`), every address of the host's up interfaces that its flags allow
+//! (loopback, link-local and IPv6 are off by default; IPv4 only for `0.0.0.0`). Each is reported
+//! with `defaultPort`, or else the broker's port. Greengrass
 //! configuration values often arrive as strings (`"true"`, `"8883"`); both forms are accepted.
 //! Pure logic: the caller lists the addresses.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -147,12 +150,16 @@ impl IpDetectorConfig {
         }
     }
 
-    /// The connectivity entries for `addresses` (deduplicated, in order), with the configured
-    /// port or else `broker_port`.
-    pub fn select(&self, addresses: &[IpAddr], broker_port: u16) -> Vec<ConnectivityInfo> {
-        let port = self.default_port.unwrap_or(broker_port);
+    /// The connectivity entries for a broker bound to `broker` on a host with the interface
+    /// `addresses` (deduplicated, in order), with the configured port or else the broker's.
+    pub fn select(&self, addresses: &[IpAddr], broker: SocketAddr) -> Vec<ConnectivityInfo> {
+        let port = self.default_port.unwrap_or(broker.port());
+        if !broker.ip().is_unspecified() {
+            return vec![ConnectivityInfo::new(&broker.ip().to_string(), port)];
+        }
+        let reachable = |ip: &&IpAddr| broker.is_ipv6() || ip.is_ipv4();
         let mut out: Vec<ConnectivityInfo> = Vec::new();
-        for ip in addresses.iter().filter(|ip| self.allows(ip)) {
+        for ip in addresses.iter().filter(reachable).filter(|ip| self.allows(ip)) {
             let entry = ConnectivityInfo::new(&ip.to_string(), port);
             if !out.contains(&entry) {
                 out.push(entry);
@@ -203,8 +210,32 @@ mod tests {
     #[test]
     fn defaults_report_plain_ipv4_with_the_broker_port() {
         let all = ips(&["127.0.0.1", "192.168.1.5", "169.254.3.3", "fe80::1", "2001:db8::1", "::1", "192.168.1.5"]);
-        let got = IpDetectorConfig::default().select(&all, 18883);
+        let got = IpDetectorConfig::default().select(&all, "0.0.0.0:18883".parse().unwrap());
         assert_eq!(got, vec![ConnectivityInfo::new("192.168.1.5", 18883)]);
+    }
+
+    #[test]
+    fn a_broker_bound_to_one_address_is_reported_at_that_address_only() {
+        let all = ips(&["127.0.0.1", "192.168.1.5", "2001:db8::1"]);
+        let everything = IpDetectorConfig { ipv6: true, ..IpDetectorConfig::default() };
+        for config in [IpDetectorConfig::default(), everything.clone()] {
+            assert_eq!(
+                config.select(&all, "127.0.0.1:41883".parse().unwrap()),
+                vec![ConnectivityInfo::new("127.0.0.1", 41883)]
+            );
+            assert_eq!(config.select(&all, "[::1]:8883".parse().unwrap()), vec![ConnectivityInfo::new("::1", 8883)]);
+        }
+        // Bound to every IPv4 address: no IPv6 address reaches it, even when IPv6 is included.
+        let v4 = everything.select(&all, "0.0.0.0:8883".parse().unwrap());
+        assert_eq!(v4, vec![ConnectivityInfo::new("192.168.1.5", 8883)]);
+        let dual = everything.select(&all, "[::]:8883".parse().unwrap());
+        assert_eq!(dual, vec![ConnectivityInfo::new("192.168.1.5", 8883), ConnectivityInfo::new("2001:db8::1", 8883)]);
+        // defaultPort still says where devices reach it (a forwarded port).
+        let forwarded = IpDetectorConfig { default_port: Some(443), ..IpDetectorConfig::default() };
+        assert_eq!(
+            forwarded.select(&all, "127.0.0.1:41883".parse().unwrap()),
+            vec![ConnectivityInfo::new("127.0.0.1", 443)]
+        );
     }
 
     #[test]
@@ -213,7 +244,7 @@ mod tests {
             "defaultPort": "8883", "includeIPv4LoopbackAddrs": "true", "includeIPv6Addrs": true,
             "includeIPv6LinkLocalAddrs": true}))
         .unwrap();
-        let got = config.select(&ips(&["127.0.0.1", "fe80::1", "::1", "2001:db8::1"]), 1);
+        let got = config.select(&ips(&["127.0.0.1", "fe80::1", "::1", "2001:db8::1"]), "[::]:1".parse().unwrap());
         let hosts: Vec<_> = got.iter().map(|c| (c.host_address.as_str(), c.port)).collect();
         assert_eq!(hosts, vec![("127.0.0.1", 8883), ("fe80::1", 8883), ("2001:db8::1", 8883)]);
     }

@@ -12,7 +12,7 @@
 
 pub mod detect;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -86,7 +86,7 @@ pub struct Connectivity {
     conn: Connection,
     config: IpDetectorConfig,
     manual: Option<Vec<ConnectivityInfo>>,
-    broker_port: u16,
+    broker: SocketAddr,
     current: Vec<ConnectivityInfo>,
     listener: Recipient<ConnectivityChanged>,
 }
@@ -97,16 +97,16 @@ impl Connectivity {
     pub fn new(
         conn: Connection,
         manual: Option<Vec<ConnectivityInfo>>,
-        broker_port: u16,
+        broker: SocketAddr,
         listener: Recipient<ConnectivityChanged>,
     ) -> Self {
-        Self { conn, config: IpDetectorConfig::default(), manual, broker_port, current: Vec::new(), listener }
+        Self { conn, config: IpDetectorConfig::default(), manual, broker, current: Vec::new(), listener }
     }
 
     fn compute(&self) -> Vec<ConnectivityInfo> {
         match &self.manual {
             Some(list) => list.clone(),
-            None => self.config.select(&interface_addresses(), self.broker_port),
+            None => self.config.select(&interface_addresses(), self.broker),
         }
     }
 

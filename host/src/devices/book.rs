@@ -145,6 +145,15 @@ impl DeviceBook {
         Ok((id, self.write_client_roots()?))
     }
 
+    /// Stops trusting the CA `pem` (added with [`trust_ca`](Self::trust_ca)) and rewrites the
+    /// bundle; returns its id. Refused while a registered certificate was issued by it (the
+    /// error names the things), and for a CA that is not trusted.
+    pub fn untrust_ca(&mut self, pem: &str) -> Result<String, DeviceError> {
+        let id = self.registry.untrust_ca(pem)?;
+        self.write_client_roots()?;
+        Ok(id)
+    }
+
     /// Writes the client-roots bundle the broker verifies devices with: this core's CA and every
     /// trusted one. Returns whether the file changed.
     pub fn write_client_roots(&self) -> Result<bool, DeviceError> {

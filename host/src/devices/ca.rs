@@ -243,6 +243,12 @@ impl CoreCa {
         Ok((files, changed))
     }
 
+    /// When the broker's current server certificate expires, and when it is due for renewal;
+    /// `None` when there is none (or it does not parse).
+    pub fn server_cert_validity(&self) -> Option<(OffsetDateTime, OffsetDateTime)> {
+        existing_server_cert(&self.tls_files().cert).map(|(_, not_after)| (not_after, not_after - SERVER_RENEW_BEFORE))
+    }
+
     fn issue_server(&self, common_name: &str, sans: &BTreeSet<String>) -> Result<IssuedCert, CaError> {
         let what = || "the broker's server certificate".to_owned();
         let key = new_key("server key")?;
@@ -398,6 +404,30 @@ mod tests {
         assert_ne!(fs::read(&files.cert).unwrap(), first);
         let (have, _) = existing_server_cert(&files.cert).unwrap();
         assert!(have.contains("10.0.0.9") && have.contains("localhost"));
+    }
+
+    #[test]
+    fn a_server_certificate_close_to_expiry_is_reissued_with_the_same_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CoreCa::load_or_create(dir.path()).unwrap();
+        let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let files = ca.tls_files();
+        // A certificate with the right names but 10 days left, as a host up for 355 days has.
+        let key = new_key("server key").unwrap();
+        let mut params = CertificateParams::new(sans.clone()).unwrap();
+        params.distinguished_name = name("core");
+        set_validity(&mut params, Duration::days(10));
+        let aging = params.signed_by(&key, &ca.issuer().unwrap()).unwrap();
+        write(&files.key, key.serialize_pem().as_bytes(), Access::Private).unwrap();
+        write(&files.cert, aging.pem().as_bytes(), Access::Public).unwrap();
+        let (not_after, renew_at) = ca.server_cert_validity().unwrap();
+        assert!(renew_at < OffsetDateTime::now_utc() && renew_at == not_after - SERVER_RENEW_BEFORE);
+
+        assert!(ca.ensure_server_cert("core", &sans).unwrap().1, "due for renewal");
+        let (have, not_after) = existing_server_cert(&files.cert).unwrap();
+        assert_eq!(have, sans.iter().cloned().collect::<BTreeSet<_>>());
+        assert!(not_after > OffsetDateTime::now_utc() + Duration::days(300));
+        assert!(!ca.ensure_server_cert("core", &sans).unwrap().1, "fresh now");
     }
 
     #[test]

@@ -4,6 +4,14 @@
 //! client certificate must be one registered to that thing. [`DeviceDirectory`] is an immutable
 //! snapshot the device-auth service hands to the broker by message; the broker authenticates
 //! every CONNECT against it without a round trip. Pure logic: no actors, no I/O.
+//!
+//! A certificate is bound to its thing by its SHA-256 fingerprint, not by its serial and
+//! subject (which any trusted CA can copy). The broker sees both at different moments: the
+//! whole certificate right after the TLS handshake ([`DeviceDirectory::vouch`] refuses one that
+//! copies a registered certificate's serial and subject without being it), and only the serial
+//! and subject at CONNECT ([`DeviceDirectory::authenticate`]). Together they accept exactly the
+//! registered certificate; the registry refuses to register two certificates with the same
+//! serial and subject, so the pair names one fingerprint.
 
 use std::collections::HashMap;
 
@@ -68,6 +76,24 @@ pub struct PeerCert {
     pub subject: String,
 }
 
+impl PeerCert {
+    /// The serial and subject of the DER certificate `der`, as the broker's TLS layer reports
+    /// them; `None` when it does not parse.
+    pub fn of_der(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(Self { serial: cert.serial.to_str_radix(16), subject: cert.subject().to_string() })
+    }
+}
+
+/// A registered certificate: the thing it belongs to and its SHA-256 fingerprint (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The thing.
+    pub thing: String,
+    /// SHA-256 of the certificate's DER, lowercase hex (the certificate id).
+    pub fingerprint: String,
+}
+
 /// Why a CONNECT was refused. The text is logged with the client id.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {
@@ -86,6 +112,19 @@ pub enum Refusal {
         serial: String,
         /// Subject of the presented certificate.
         subject: String,
+    },
+    /// The certificate copies the serial and subject of a registered certificate but is not it
+    /// (another trusted CA signed a look-alike).
+    #[error(
+        "certificate (serial {serial}, subject {subject}) copies the serial and subject of a certificate registered to thing {registered:?} but is a different certificate"
+    )]
+    ForgedCertificate {
+        /// Serial of the presented certificate.
+        serial: String,
+        /// Subject of the presented certificate.
+        subject: String,
+        /// The thing whose certificate it imitates.
+        registered: String,
     },
     /// The certificate is registered, but to a different thing than the client id.
     #[error(
@@ -111,13 +150,30 @@ pub struct Identity {
 /// Snapshot of every registered certificate and the thing it belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceDirectory {
-    by_cert: HashMap<PeerCert, String>,
+    by_cert: HashMap<PeerCert, Registration>,
 }
 
 impl DeviceDirectory {
-    /// Builds a directory from `(certificate, thing)` pairs.
-    pub fn new(entries: impl IntoIterator<Item = (PeerCert, String)>) -> Self {
+    /// Builds a directory from `(certificate, registration)` pairs.
+    pub fn new(entries: impl IntoIterator<Item = (PeerCert, Registration)>) -> Self {
         Self { by_cert: entries.into_iter().collect() }
+    }
+
+    /// Checks a certificate the TLS handshake accepted, before its client may send CONNECT:
+    /// one with a registered certificate's serial and subject must be that certificate
+    /// (`fingerprint`, SHA-256 hex of its DER). Unregistered certificates pass here and are
+    /// refused at CONNECT, where the refusal can name them.
+    pub fn vouch(&self, peer: &PeerCert, fingerprint: &str) -> Result<(), Refusal> {
+        match self.by_cert.get(peer) {
+            Some(registered) if !registered.fingerprint.eq_ignore_ascii_case(fingerprint) => {
+                Err(Refusal::ForgedCertificate {
+                    serial: peer.serial.clone(),
+                    subject: peer.subject.clone(),
+                    registered: registered.thing.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Number of registered certificates.
@@ -146,10 +202,11 @@ impl DeviceDirectory {
                     None => {
                         Err(Refusal::UnknownCertificate { serial: cert.serial.clone(), subject: cert.subject.clone() })
                     }
-                    Some(thing) if thing != client_id => {
-                        Err(Refusal::WrongThing { registered: thing.clone(), client_id: client_id.to_owned() })
-                    }
-                    Some(thing) => Ok(Identity { thing: thing.clone(), verified: true }),
+                    Some(registered) if registered.thing != client_id => Err(Refusal::WrongThing {
+                        registered: registered.thing.clone(),
+                        client_id: client_id.to_owned(),
+                    }),
+                    Some(registered) => Ok(Identity { thing: registered.thing.clone(), verified: true }),
                 }
             }
         }
@@ -164,8 +221,43 @@ mod tests {
         PeerCert { serial: serial.to_owned(), subject: format!("CN={serial}") }
     }
 
+    fn registration(thing: &str, fingerprint: &str) -> Registration {
+        Registration { thing: thing.to_owned(), fingerprint: fingerprint.to_owned() }
+    }
+
     fn directory() -> DeviceDirectory {
-        DeviceDirectory::new([(cert("01"), "MyClientDevice1".to_owned()), (cert("02"), "Other".to_owned())])
+        DeviceDirectory::new([
+            (cert("01"), registration("MyClientDevice1", "aa01")),
+            (cert("02"), registration("Other", "aa02")),
+        ])
+    }
+
+    #[test]
+    fn a_look_alike_of_a_registered_certificate_is_refused_before_connect() {
+        let dir = directory();
+        assert_eq!(dir.vouch(&cert("01"), "aa01"), Ok(()));
+        assert_eq!(dir.vouch(&cert("01"), "AA01"), Ok(()), "hex case does not matter");
+        assert!(matches!(
+            dir.vouch(&cert("01"), "bb01"),
+            Err(Refusal::ForgedCertificate { ref registered, .. }) if registered == "MyClientDevice1"
+        ));
+        // Unregistered certificates are left to CONNECT, which names them.
+        assert_eq!(dir.vouch(&cert("99"), "cc99"), Ok(()));
+    }
+
+    #[test]
+    fn serial_and_subject_are_read_as_the_tls_layer_reports_them() {
+        use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SerialNumber};
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, "MyClientDevice1");
+        params.distinguished_name = name;
+        params.serial_number = Some(SerialNumber::from_slice(&[0x00, 0x0a, 0xbc]));
+        let cert = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        let peer = PeerCert::of_der(cert.der()).unwrap();
+        assert_eq!(peer, PeerCert { serial: "abc".to_owned(), subject: "CN=MyClientDevice1".to_owned() });
+        assert_eq!(PeerCert::of_der(b"not a certificate"), None);
+        assert_eq!(PeerCert::of_der(&[]), None);
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl AuthSnapshot {
         Err(groups.decide(thing, operation, resource).reason(operation, resource))
     }
 
+    /// Checks the certificate (DER) a TLS client presented, right after the handshake: it must
+    /// not imitate a registered certificate (see [`identity`]).
+    pub fn vouch(&self, der: &[u8]) -> Result<(), String> {
+        let Some(peer) = PeerCert::of_der(der) else { return Err("the certificate does not parse".to_owned()) };
+        self.directory.vouch(&peer, &registry::certificate_id(der)).map_err(|r| r.to_string())
+    }
+
     /// Authenticates a CONNECT and checks `mqtt:connect` on `mqtt:clientId:<client_id>`.
     pub fn admit(&self, listener: ListenerKind, client_id: &str, cert: Option<&PeerCert>) -> Result<Identity, String> {
         let identity = self.directory.authenticate(listener, client_id, cert).map_err(|r: Refusal| r.to_string())?;
@@ -64,6 +71,25 @@ impl AuthSnapshot {
         Ok(identity)
     }
 }
+
+/// How often the device-auth service checks whether the broker's server certificate is due
+/// for renewal (it is re-issued 30 days before it expires). A timer, not a check at start
+/// only: a host that runs for a year must not serve an expired certificate.
+const RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// The broker's server certificate, for `turf status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCertStatus {
+    /// When it expires (seconds since the epoch).
+    pub not_after: i64,
+    /// When it will be re-issued (seconds since the epoch).
+    pub renew_at: i64,
+}
+
+/// Asks the device-auth service about the broker's server certificate.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<ServerCertStatus>")]
+pub struct GetServerCert;
 
 /// Devices or policies changed (sent to the broker).
 #[derive(Message, Clone)]
@@ -107,6 +133,11 @@ pub enum DeviceRequest {
         /// The CA certificate, PEM.
         pem: String,
     },
+    /// Stop trusting a CA added with `TrustCa`.
+    UntrustCa {
+        /// The CA certificate, PEM.
+        pem: String,
+    },
     /// Associate a thing with this core (or not).
     Associate {
         /// Thing name.
@@ -126,6 +157,7 @@ impl DeviceRequest {
             DeviceRequest::Register { .. } => "register",
             DeviceRequest::Remove { .. } => "remove",
             DeviceRequest::TrustCa { .. } => "trust-ca",
+            DeviceRequest::UntrustCa { .. } => "untrust-ca",
             DeviceRequest::Associate { .. } => "associate",
             DeviceRequest::List => "list",
         }
@@ -168,6 +200,10 @@ pub fn perform(book: &mut DeviceBook, request: DeviceRequest) -> Result<(DeviceR
             let (id, changed) = book.trust_ca(&pem)?;
             (DeviceReply::Id { id }, if changed { Effects::TLS } else { Effects::NONE })
         }
+        DeviceRequest::UntrustCa { pem } => {
+            let id = book.untrust_ca(&pem)?;
+            (DeviceReply::Id { id }, Effects::TLS)
+        }
         DeviceRequest::Associate { thing, associated } => {
             book.associate(&thing, associated)?;
             (DeviceReply::Done, Effects::NONE)
@@ -202,14 +238,15 @@ pub struct DeviceAuth {
     book: DeviceBook,
     core_thing: String,
     groups: Option<Arc<DeviceGroups>>,
-    connectivity: Vec<ConnectivityInfo>,
+    /// The endpoints discovery reports; `None` until the connectivity service first reports.
+    connectivity: Option<Vec<ConnectivityInfo>>,
     peers: DevicePeers,
 }
 
 impl DeviceAuth {
     /// A service over an opened book for core `core_thing`.
     pub fn new(book: DeviceBook, core_thing: String, peers: DevicePeers) -> Self {
-        Self { book, core_thing, groups: None, connectivity: Vec::new(), peers }
+        Self { book, core_thing, groups: None, connectivity: None, peers }
     }
 
     fn publish_auth(&self) -> Result<(), DeviceError> {
@@ -246,11 +283,19 @@ impl DeviceAuth {
     }
 
     fn connectivity_changed(&mut self, list: Vec<ConnectivityInfo>) {
-        self.connectivity = list;
-        let sans = server_sans(self.connectivity.iter().map(|c| c.host_address.as_str()));
+        self.connectivity = Some(list);
+        self.ensure_server_cert("connectivity changed");
+    }
+
+    /// Re-issues the broker's certificate when its names no longer match the connectivity or it
+    /// is close to expiry, and has the listeners reload it. Waits for the first connectivity
+    /// report: the names come from it.
+    fn ensure_server_cert(&mut self, why: &str) {
+        let Some(connectivity) = &self.connectivity else { return };
+        let sans = server_sans(connectivity.iter().map(|c| c.host_address.as_str()));
         match self.book.ca().ensure_server_cert(&self.core_thing, &sans) {
             Ok((_, true)) => {
-                tracing::info!(?sans, "broker certificate re-issued for new connectivity");
+                tracing::info!(?sans, why, "broker certificate re-issued");
                 self.publish_tls();
             }
             Ok((_, false)) => {}
@@ -267,7 +312,8 @@ impl DeviceAuth {
                 if !associated {
                     return Err(DiscoverError::NotAssociated { thing: msg.thing, core: self.core_thing.clone() });
                 }
-                Ok(response::build(&self.core_thing, &self.connectivity, self.book.ca().cert_pem()))
+                let connectivity = self.connectivity.as_deref().unwrap_or_default();
+                Ok(response::build(&self.core_thing, connectivity, self.book.ca().cert_pem()))
             }
             _ => Err(DiscoverError::NotOwnCertificate(msg.thing)),
         }
@@ -277,10 +323,20 @@ impl DeviceAuth {
 impl Actor for DeviceAuth {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         if let Err(error) = self.publish_auth() {
             tracing::error!(%error, "cannot load the device registry");
         }
+        ctx.run_interval(RENEW_CHECK, |this, _| this.ensure_server_cert("close to expiry"));
+    }
+}
+
+impl Handler<GetServerCert> for DeviceAuth {
+    type Result = Option<ServerCertStatus>;
+
+    fn handle(&mut self, _msg: GetServerCert, _ctx: &mut Self::Context) -> Self::Result {
+        let (not_after, renew_at) = self.book.ca().server_cert_validity()?;
+        Some(ServerCertStatus { not_after: not_after.unix_timestamp(), renew_at: renew_at.unix_timestamp() })
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::identity::{DeviceDirectory, PeerCert, ThingNameError, validate_thing_name};
+use super::identity::{DeviceDirectory, PeerCert, Registration, ThingNameError, validate_thing_name};
 use crate::store::{self, StoreError};
 
 /// A failure of the registry.
@@ -50,6 +50,32 @@ pub enum RegistryError {
         thing: String,
         /// Its issuer.
         issuer: String,
+    },
+    /// `untrust-ca` named a CA that is not trusted (the core CA never is: it cannot be untrusted).
+    #[error("CA {0} is not among the trusted CAs (`turf device trust-ca` adds one)")]
+    NotTrusted(String),
+    /// `untrust-ca` named a CA that issued registered certificates.
+    #[error(
+        "CA {id} issued the certificates of registered things {things:?}; remove them first (`turf device remove THING`)"
+    )]
+    CaInUse {
+        /// The CA's id.
+        id: String,
+        /// Things with a certificate it issued.
+        things: Vec<String>,
+    },
+    /// Another registered certificate has the same serial and subject: the broker could not
+    /// tell the two apart at CONNECT.
+    #[error(
+        "a different certificate with serial {serial} and subject {subject} is already registered (to thing {owner:?}); a certificate is identified by its serial and subject at CONNECT, so the pair must be unique"
+    )]
+    SameSerialAndSubject {
+        /// Serial of both.
+        serial: String,
+        /// Subject of both.
+        subject: String,
+        /// The thing the registered one belongs to.
+        owner: String,
     },
     /// The certificate is already registered to another thing.
     #[error("certificate {id} is already registered to thing {owner:?}")]
@@ -163,6 +189,21 @@ impl Registry {
             Some(_) => return Ok(facts),
             None => {}
         }
+        let look_alike: Option<String> = tx
+            .query_row(
+                "SELECT thing FROM certificates WHERE serial = ?1 AND subject = ?2",
+                params![facts.peer.serial, facts.peer.subject],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("look up a certificate"))?;
+        if let Some(owner) = look_alike {
+            return Err(RegistryError::SameSerialAndSubject {
+                serial: facts.peer.serial.clone(),
+                subject: facts.peer.subject.clone(),
+                owner,
+            });
+        }
         let now = store::now_secs();
         tx.execute("INSERT OR IGNORE INTO things(name, created_at) VALUES (?1, ?2)", params![thing, now])
             .map_err(sql("insert a thing"))?;
@@ -245,10 +286,17 @@ impl Registry {
 
     /// The certificate → thing snapshot the broker authenticates against.
     pub fn directory(&self) -> Result<DeviceDirectory, RegistryError> {
-        let mut stmt =
-            self.conn.prepare("SELECT serial, subject, thing FROM certificates").map_err(sql("read certificates"))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT serial, subject, thing, id FROM certificates")
+            .map_err(sql("read certificates"))?;
         let rows = stmt
-            .query_map([], |r| Ok((PeerCert { serial: r.get(0)?, subject: r.get(1)? }, r.get::<_, String>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    PeerCert { serial: r.get(0)?, subject: r.get(1)? },
+                    Registration { thing: r.get(2)?, fingerprint: r.get(3)? },
+                ))
+            })
             .map_err(sql("read certificates"))?;
         let entries = rows.collect::<Result<Vec<_>, _>>().map_err(sql("read certificates"))?;
         Ok(DeviceDirectory::new(entries))
@@ -273,6 +321,40 @@ impl Registry {
                 params![id, cert.subject().to_string(), pem, store::now_secs()],
             )
             .map_err(sql("trust a CA"))?;
+        Ok(id)
+    }
+
+    /// Stops trusting the CA `pem`; returns its id. Refused while certificates it issued are
+    /// registered, and when it is not trusted.
+    pub fn untrust_ca(&mut self, pem: &str) -> Result<String, RegistryError> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| RegistryError::BadCa(format!("not a PEM certificate: {e}")))?;
+        let id = certificate_id(&block.contents);
+        let trusted: Option<String> = self
+            .conn
+            .query_row("SELECT pem FROM trusted_cas WHERE id = ?1", [&id], |r| r.get(0))
+            .optional()
+            .map_err(sql("look up a CA"))?;
+        let Some(ca_pem) = trusted else { return Err(RegistryError::NotTrusted(id)) };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT thing, pem FROM certificates ORDER BY thing")
+            .map_err(sql("read certificates"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("read certificates"))?;
+        let mut issued = Vec::new();
+        for row in rows {
+            let (thing, cert_pem) = row.map_err(sql("read certificates"))?;
+            if issued_by_any(&cert_pem, std::slice::from_ref(&ca_pem)) && !issued.contains(&thing) {
+                issued.push(thing);
+            }
+        }
+        drop(stmt);
+        if !issued.is_empty() {
+            return Err(RegistryError::CaInUse { id, things: issued });
+        }
+        self.conn.execute("DELETE FROM trusted_cas WHERE id = ?1", [&id]).map_err(sql("untrust a CA"))?;
         Ok(id)
     }
 
@@ -350,6 +432,72 @@ mod tests {
         registry.register("Foreign", &foreign.cert_pem, &trusted).unwrap();
         let leaf = ca.issue_device("leaf").unwrap();
         assert!(matches!(registry.trust_ca(&leaf.cert_pem), Err(RegistryError::BadCa(_))));
+    }
+
+    /// A certificate signed by a new CA that copies `original`'s serial and subject; returns
+    /// (CA PEM, certificate PEM).
+    fn look_alike(original_pem: &str) -> (String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SerialNumber};
+        let (_, block) = x509_parser::pem::parse_x509_pem(original_pem.as_bytes()).unwrap();
+        let original = block.parse_x509().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Rogue CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for org in original.subject().iter_organization() {
+            params.distinguished_name.push(DnType::OrganizationName, org.as_str().unwrap());
+        }
+        for cn in original.subject().iter_common_name() {
+            params.distinguished_name.push(DnType::CommonName, cn.as_str().unwrap());
+        }
+        params.serial_number = Some(SerialNumber::from_slice(original.raw_serial()));
+        let cert = params.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
+        (ca.pem(), cert.pem())
+    }
+
+    #[test]
+    fn a_look_alike_certificate_is_not_its_original() {
+        let (_dir, ca, mut registry) = setup();
+        let issued = ca.issue_device("MyClientDevice1").unwrap();
+        let real = registry.register("MyClientDevice1", &issued.cert_pem, &[ca.cert_pem().to_owned()]).unwrap();
+        let (rogue_ca, forged) = look_alike(&issued.cert_pem);
+        let forged_facts = certificate_facts(&forged).unwrap();
+        assert_eq!(forged_facts.peer, real.peer, "the forgery copies serial and subject");
+        assert_ne!(forged_facts.id, real.id);
+        let directory = registry.directory().unwrap();
+        assert!(directory.vouch(&real.peer, &real.id).is_ok());
+        assert!(directory.vouch(&forged_facts.peer, &forged_facts.id).is_err());
+        // Nor can it be registered beside the original, even with its CA trusted.
+        registry.trust_ca(&rogue_ca).unwrap();
+        let trusted = [ca.cert_pem().to_owned(), rogue_ca];
+        let err = registry.register("Impostor", &forged, &trusted).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::SameSerialAndSubject { ref owner, .. } if owner == "MyClientDevice1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_ca_is_untrusted_only_when_no_registered_certificate_needs_it() {
+        let (dir, ca, mut registry) = setup();
+        let other = CoreCa::load_or_create(&dir.path().join("other")).unwrap();
+        assert!(matches!(registry.untrust_ca(other.cert_pem()), Err(RegistryError::NotTrusted(_))));
+        assert!(matches!(registry.untrust_ca(ca.cert_pem()), Err(RegistryError::NotTrusted(_))));
+        assert!(matches!(registry.untrust_ca("not pem"), Err(RegistryError::BadCa(_))));
+        registry.trust_ca(other.cert_pem()).unwrap();
+        let foreign = other.issue_device("Foreign").unwrap();
+        let trusted = [ca.cert_pem().to_owned(), other.cert_pem().to_owned()];
+        registry.register("Foreign", &foreign.cert_pem, &trusted).unwrap();
+        let err = registry.untrust_ca(other.cert_pem()).unwrap_err();
+        assert!(matches!(err, RegistryError::CaInUse { ref things, .. } if things == &["Foreign".to_owned()]), "{err}");
+        assert_eq!(registry.trusted_cas().unwrap().len(), 1);
+        registry.remove("Foreign").unwrap();
+        registry.untrust_ca(other.cert_pem()).unwrap();
+        assert!(registry.trusted_cas().unwrap().is_empty());
     }
 
     #[test]

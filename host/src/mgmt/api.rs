@@ -37,6 +37,9 @@ pub struct StatusReport {
     /// The broker's queues and drop counters.
     #[serde(default)]
     pub broker: Option<crate::broker::stats::BrokerStatus>,
+    /// The broker's server certificate.
+    #[serde(default)]
+    pub server_cert: Option<crate::devices::ServerCertStatus>,
 }
 
 /// `PUT /v1/connectivity`: a manual endpoint list, or `None` to go back to the IP detector.

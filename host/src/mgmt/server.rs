@@ -22,7 +22,7 @@ use crate::components::{Control, ControlAction};
 use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
 use crate::deploy::{CreateDeployment, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
-use crate::devices::DeviceRequest;
+use crate::devices::{DeviceRequest, GetServerCert};
 use crate::shadow::ShadowRequest;
 use crate::upstream::GetUpstreamStatus;
 
@@ -77,6 +77,8 @@ pub struct MgmtPeers {
     pub upstream: Recipient<GetUpstreamStatus>,
     /// Broker: queues and drop counters.
     pub broker: Recipient<GetBrokerStatus>,
+    /// The device-auth service's view of the broker certificate.
+    pub server_cert: Recipient<GetServerCert>,
     /// Static part of the status report (components are filled in per request).
     pub status: StatusReport,
 }
@@ -102,10 +104,18 @@ async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
         Ok(upstream) => upstream,
         Err(e) => return unavailable(e),
     };
+    let server_cert = match peers.server_cert.send(GetServerCert).await {
+        Ok(cert) => cert,
+        Err(e) => return unavailable(e),
+    };
     match peers.broker.send(GetBrokerStatus).await {
-        Ok(broker) => {
-            json(StatusReport { components, upstream: Some(upstream), broker: Some(broker), ..peers.status.clone() })
-        }
+        Ok(broker) => json(StatusReport {
+            components,
+            upstream: Some(upstream),
+            broker: Some(broker),
+            server_cert,
+            ..peers.status.clone()
+        }),
         Err(e) => unavailable(e),
     }
 }

@@ -26,7 +26,7 @@ pub const MAX_CLIENT_TOKEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{code} {message}")]
 pub struct ShadowError {
-    /// HTTP-style code (400, 401, 404, 409, 413, 500).
+    /// HTTP-style code (400, 401, 404, 409, 413, 429, 500).
     pub code: u16,
     /// AWS's message.
     pub message: String,
@@ -54,6 +54,11 @@ impl ShadowError {
     /// `409 Version conflict`.
     pub fn conflict() -> Self {
         Self { code: 409, message: "Version conflict".to_owned(), client_token: None }
+    }
+
+    /// `429 Too Many Requests`: over `rateLimits`.
+    pub fn throttled() -> Self {
+        Self { code: 429, message: "Too Many Requests".to_owned(), client_token: None }
     }
 
     /// `500 Internal service failure`.

@@ -16,6 +16,7 @@
 //! - `store`: SQLite persistence.
 
 pub mod document;
+pub mod rate;
 pub mod settings;
 pub mod store;
 pub mod topics;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::document::{ShadowError, apply_update, delete_payload, parse_update};
+use self::rate::RateLimiter;
 use self::settings::ShadowSettings;
 use self::store::ShadowStore;
 use self::topics::{Operation, ShadowId, parse_request};
@@ -74,6 +76,9 @@ pub struct ShadowRequest {
     /// What to do.
     #[serde(flatten)]
     pub operation: ShadowOperation,
+    /// Counted against `rateLimits` (a component's request; the operator's CLI is not).
+    #[serde(skip)]
+    pub rate_limited: bool,
 }
 
 /// One page of named shadows.
@@ -113,6 +118,8 @@ pub struct ShadowManager {
     publish: Recipient<Publish>,
     /// The credit of the bus request being answered ([`Credit::none`] between requests).
     answering: Credit,
+    /// `rateLimits`, for requests from devices and components.
+    limiter: RateLimiter,
 }
 
 fn now() -> i64 {
@@ -136,7 +143,9 @@ fn decode_token(token: &str) -> Option<usize> {
 impl ShadowManager {
     /// A manager over `store`, publishing on the bus.
     pub fn new(store: ShadowStore, subscribe: Recipient<Subscribe>, publish: Recipient<Publish>) -> Self {
-        Self { store, settings: ShadowSettings::default(), subscribe, publish, answering: Credit::none() }
+        let settings = ShadowSettings::default();
+        let limiter = RateLimiter::new(settings.rate_limits, std::time::Instant::now());
+        Self { store, settings, subscribe, publish, answering: Credit::none(), limiter }
     }
 
     fn send(&self, shadow: &ShadowId, operation: Operation, suffix: &str, payload: &Value) {
@@ -153,17 +162,32 @@ impl ShadowManager {
         ShadowError { client_token: token.clone(), ..ShadowError::internal() }
     }
 
-    /// Performs one operation, publishing its responses; returns the answer document.
-    fn perform(&mut self, shadow: &ShadowId, operation: Operation, payload: &[u8]) -> Result<Value, ShadowError> {
-        let result = match operation {
-            Operation::Get => self.get(shadow, token_of(payload)),
-            Operation::Update => self.update(shadow, payload),
-            Operation::Delete => self.delete(shadow, token_of(payload)),
+    /// Performs one operation, publishing its responses; returns the answer document. A
+    /// `limited` request over `rateLimits` is rejected with 429 before anything is read.
+    fn perform(
+        &mut self,
+        shadow: &ShadowId,
+        operation: Operation,
+        payload: &[u8],
+        limited: bool,
+    ) -> Result<Value, ShadowError> {
+        let result = if limited && !self.limiter.admit(&shadow.thing, std::time::Instant::now()) {
+            Err(ShadowError { client_token: token_of(payload), ..ShadowError::throttled() })
+        } else {
+            self.operate(shadow, operation, payload)
         };
         if let Err(error) = &result {
             self.send(shadow, operation, "rejected", &error.payload(now()));
         }
         result
+    }
+
+    fn operate(&mut self, shadow: &ShadowId, operation: Operation, payload: &[u8]) -> Result<Value, ShadowError> {
+        match operation {
+            Operation::Get => self.get(shadow, token_of(payload)),
+            Operation::Update => self.update(shadow, payload),
+            Operation::Delete => self.delete(shadow, token_of(payload)),
+        }
     }
 
     fn get(&mut self, shadow: &ShadowId, token: Option<String>) -> Result<Value, ShadowError> {
@@ -223,6 +247,9 @@ impl ShadowManager {
     fn request(&mut self, msg: ShadowRequest) -> Result<ShadowReply, ShadowError> {
         let operation = match msg.operation {
             ShadowOperation::ListNamed { next_token, page_size } => {
+                if msg.rate_limited && !self.limiter.admit(&msg.thing, std::time::Instant::now()) {
+                    return Err(ShadowError::throttled());
+                }
                 return self.list(&msg.thing, next_token, page_size).map(ShadowReply::Named);
             }
             ShadowOperation::Get => (Operation::Get, Vec::new()),
@@ -230,7 +257,8 @@ impl ShadowManager {
             ShadowOperation::Delete => (Operation::Delete, Vec::new()),
         };
         let shadow = ShadowId::new(&msg.thing, &msg.name)?;
-        self.perform(&shadow, operation.0, &operation.1).map(|document| ShadowReply::Document { document })
+        self.perform(&shadow, operation.0, &operation.1, msg.rate_limited)
+            .map(|document| ShadowReply::Document { document })
     }
 
     fn handle_bus_request(&mut self, msg: PubsubMessage) {
@@ -241,7 +269,7 @@ impl ShadowManager {
             }
             Some(Ok(request)) => {
                 self.answering = msg.credit.clone();
-                let performed = self.perform(&request.shadow, request.operation, &msg.payload);
+                let performed = self.perform(&request.shadow, request.operation, &msg.payload, true);
                 self.answering = Credit::none();
                 if let Err(error) = performed {
                     tracing::debug!(shadow = %request.shadow, %error, "shadow request rejected");
@@ -284,6 +312,9 @@ impl Handler<ConfigureShadows> for ShadowManager {
     type Result = ();
 
     fn handle(&mut self, msg: ConfigureShadows, _ctx: &mut Self::Context) {
+        if msg.0.rate_limits != self.limiter.limits() {
+            self.limiter = RateLimiter::new(msg.0.rate_limits, std::time::Instant::now());
+        }
         self.settings = msg.0;
     }
 }

@@ -52,7 +52,8 @@ impl HostState {
         op: ShadowOperation,
     ) -> Result<impl Future<Output = Result<Vec<u8>, Error>> + Send + use<>, Error> {
         let resource = ShadowId::new(&thing, &name).map_err(ipc_error)?.resource();
-        let call = self.shadow_call(operation, ShadowRequest { thing, name, operation: op }, &resource)?;
+        let call =
+            self.shadow_call(operation, ShadowRequest { thing, name, operation: op, rate_limited: true }, &resource)?;
         Ok(async move {
             match call.await? {
                 ShadowReply::Document { document } => Ok(document.to_string().into_bytes()),
@@ -90,6 +91,7 @@ impl shadow::Host for HostState {
             thing,
             name: String::new(),
             operation: ShadowOperation::ListNamed { next_token, page_size },
+            rate_limited: true,
         };
         match self.shadow_call(LIST_NAMED_SHADOWS, request, &resource)?.await? {
             ShadowReply::Named(page) => Ok(NamedShadows {
