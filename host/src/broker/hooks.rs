@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use actix::prelude::*;
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, Reason, SubscribeAclResult};
 
+use super::refusals::RefusalLog;
 use super::stats::{BrokerCounters, DropReason};
 
 use crate::devices::AuthSnapshot;
@@ -87,6 +89,8 @@ pub struct HookState {
     pub counters: Arc<BrokerCounters>,
     /// Told about every publish, so memory is trimmed only once messages stop.
     pub trimmer: crate::memory::Trimmer,
+    /// Which refusals are logged (once per client and kind per interval).
+    pub refusals: RefusalLog,
 }
 
 impl HookState {
@@ -105,6 +109,7 @@ impl HookState {
             tap_pool,
             counters,
             trimmer,
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -116,7 +121,11 @@ impl HookState {
     /// The check a TLS client's certificate (DER) passes before its CONNECT is read: it must
     /// not imitate a registered certificate. Refusals are logged like refused CONNECTs.
     pub fn vouch(&self, der: &[u8]) -> Result<(), String> {
-        self.auth().vouch(der).inspect_err(|reason| tracing::warn!(reason, "TLS client refused"))
+        self.auth().vouch(der).inspect_err(|reason| {
+            if let Some(suppressed) = self.refusals.admit("(TLS)", "tls", Instant::now()) {
+                tracing::warn!(reason, suppressed, "TLS client refused");
+            }
+        })
     }
 
     fn taps(&self) -> Arc<Vec<Tap>> {
@@ -174,7 +183,9 @@ impl Handler for Authenticate {
                 AuthResult::Allow(false, None)
             }
             Err(reason) => {
-                tracing::warn!(client_id, remote = ?remote, reason, "connection refused");
+                if let Some(suppressed) = self.0.refusals.admit(client_id, "connect", Instant::now()) {
+                    tracing::warn!(client_id, remote = ?remote, reason, suppressed, "connection refused");
+                }
                 AuthResult::NotAuthorized
             }
         };
@@ -202,7 +213,9 @@ impl Handler for SubscribeCheck {
         match authorize_subscription(&self.0.auth(), client_id, filter) {
             Ok(()) => (true, acc),
             Err(reason) => {
-                tracing::warn!(client_id, filter, reason, "subscribe denied");
+                if let Some(suppressed) = self.0.refusals.admit(client_id, "subscribe", Instant::now()) {
+                    tracing::warn!(client_id, filter, reason, suppressed, "subscribe denied");
+                }
                 let failure = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
                 (false, Some(HookResult::SubscribeAclResult(failure)))
             }
@@ -230,7 +243,9 @@ impl Handler for PublishCheck {
         let client_id: &str = &session.id.client_id;
         let topic: &str = &publish.topic;
         if let Err(reason) = self.0.auth().authorize(client_id, policy::PUBLISH, &topic_resource(topic)) {
-            tracing::warn!(client_id, topic, reason, "publish denied");
+            if let Some(suppressed) = self.0.refusals.admit(client_id, "publish", Instant::now()) {
+                tracing::warn!(client_id, topic, reason, suppressed, "publish denied");
+            }
             let rejected = PublishAclResult::rejected(false, Some("Not authorized".into()));
             return (false, Some(HookResult::PublishAclResult(rejected)));
         }

@@ -19,6 +19,8 @@
 //! - `limits`: the `[broker]` queue limits (pure).
 //! - `listeners`: binding (and rebinding) the listeners.
 //! - `outbox`: host publishes to devices, bounded and routed off the actor.
+//! - `refusals`: refused connects, publishes and subscribes are logged once per client and
+//!   kind per interval, with a count (pure).
 //! - `retain`: our retained-message store.
 //! - `stats`: drop counters and the status report.
 
@@ -26,6 +28,7 @@ mod hooks;
 pub mod limits;
 mod listeners;
 mod outbox;
+mod refusals;
 mod retain;
 pub mod stats;
 
