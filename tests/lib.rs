@@ -137,6 +137,15 @@ pub fn auth_update(config: Value) -> DeploymentRequest {
     }
 }
 
+/// A deployment that merges `merge` into `component`'s configuration.
+pub fn merge_update(component: &str, merge: Value) -> DeploymentRequest {
+    let update = turf_host::deploy::config_update::ConfigUpdate { merge: Some(merge), reset: Vec::new() };
+    DeploymentRequest {
+        update_config: [(component.to_owned(), update)].into_iter().collect(),
+        ..DeploymentRequest::default()
+    }
+}
+
 impl TestHost {
     /// A host with both listeners on loopback ports chosen by the OS.
     pub async fn start() -> Result<Self> {
@@ -363,14 +372,7 @@ pub fn bridge_update(routes: &[(&str, &str, &str, &str)]) -> DeploymentRequest {
             ((*name).to_owned(), json!({"topic": topic, "source": source, "target": target}))
         })
         .collect();
-    let update = turf_host::deploy::config_update::ConfigUpdate {
-        merge: Some(json!({"mqttTopicMapping": mapping})),
-        reset: Vec::new(),
-    };
-    DeploymentRequest {
-        update_config: [("aws.greengrass.clientdevices.mqtt.Bridge".to_owned(), update)].into_iter().collect(),
-        ..DeploymentRequest::default()
-    }
+    merge_update("aws.greengrass.clientdevices.mqtt.Bridge", json!({"mqttTopicMapping": mapping}))
 }
 
 /// A certificate folder for `thing` signed by a CA no host has seen; trusts the host CA in `trust`.

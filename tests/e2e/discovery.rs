@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use turf_host::discovery::client::{DiscoverClientError, discover};
-use turf_tests::{Device, TIMEOUT, TestHost, device_tls, wait_until};
+use turf_tests::{Device, TIMEOUT, TestHost, device_tls, merge_update, wait_until};
+
+const IP_DETECTOR: &str = "aws.greengrass.clientdevices.IPDetector";
 
 /// Discovery with `thing`'s name, presenting the certificates in `certs`.
 async fn ask(
@@ -101,29 +103,13 @@ async fn the_ip_detector_reports_where_the_broker_listens() -> Result<()> {
     let endpoints = &answer["GGGroups"][0]["Cores"][0]["Connectivity"];
     assert_eq!(endpoints.as_array().map(Vec::len), Some(1), "{endpoints}");
     assert_eq!((&endpoints[0]["HostAddress"], &endpoints[0]["PortNumber"]), (&"127.0.0.1".into(), &port.into()));
-    let update = turf_host::deploy::config_update::ConfigUpdate {
-        merge: Some(serde_json::json!({"defaultPort": "18883"})),
-        reset: Vec::new(),
-    };
-    let request = turf_host::deploy::model::DeploymentRequest {
-        update_config: [("aws.greengrass.clientdevices.IPDetector".to_owned(), update)].into_iter().collect(),
-        ..Default::default()
-    };
-    let record = host.deploy(&request).await?;
+    let record = host.deploy(&merge_update(IP_DETECTOR, serde_json::json!({"defaultPort": "18883"}))).await?;
     assert_eq!(record.state, turf_host::deploy::model::DeploymentState::Succeeded, "{:?}", record.error);
     wait_until(TIMEOUT, "the loopback address in the connectivity", || async {
         host.turf_ok(&["connectivity", "show"]).map(|s| s.contains("127.0.0.1:18883")).unwrap_or(false)
     })
     .await?;
-    let bad = turf_host::deploy::config_update::ConfigUpdate {
-        merge: Some(serde_json::json!({"defaultPort": "http"})),
-        reset: Vec::new(),
-    };
-    let request = turf_host::deploy::model::DeploymentRequest {
-        update_config: [("aws.greengrass.clientdevices.IPDetector".to_owned(), bad)].into_iter().collect(),
-        ..Default::default()
-    };
-    let record = host.deploy(&request).await?;
+    let record = host.deploy(&merge_update(IP_DETECTOR, serde_json::json!({"defaultPort": "http"}))).await?;
     assert!(record.error.unwrap_or_default().contains("defaultPort"));
     host.shutdown().await
 }

@@ -346,16 +346,7 @@ async fn a_device_flooding_its_shadow_is_slowed_to_the_shadow_managers_pace_and_
     // tested in shadows.rs); lifted here, the hops before it must slow the device instead.
     let unlimited = serde_json::json!({"rateLimits": {
         "maxLocalRequestsPerSecondPerThing": 1_000_000, "maxTotalLocalRequestsRate": 1_000_000}});
-    let request = turf_host::deploy::model::DeploymentRequest {
-        update_config: [(
-            "aws.greengrass.ShadowManager".to_owned(),
-            turf_host::deploy::config_update::ConfigUpdate { merge: Some(unlimited), reset: Vec::new() },
-        )]
-        .into_iter()
-        .collect(),
-        ..Default::default()
-    };
-    let record = host.deploy(&request).await?;
+    let record = host.deploy(&turf_tests::merge_update("aws.greengrass.ShadowManager", unlimited)).await?;
     assert_eq!(record.state, turf_host::deploy::model::DeploymentState::Succeeded, "{:?}", record.error);
     let port = host.endpoints.plain.unwrap().port();
     let (client, mut eventloop) = raw_client(port, "FloodThing", 100).await?;

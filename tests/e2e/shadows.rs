@@ -134,15 +134,7 @@ async fn configuration_updates_reach_subscribed_components() -> Result<()> {
     let config = json!({"names": ["a"], "other": 1, "watchConfig": [["names"]]});
     host.deploy(&stage_component(&stage.join("w"), watcher, "1.0.0", &plugin_wasm("test_probe"), config)).await?;
     host.wait_for_log(watcher, "watching names", 1).await?;
-    let update = |merge: Value| turf_host::deploy::model::DeploymentRequest {
-        update_config: [(
-            watcher.to_owned(),
-            turf_host::deploy::config_update::ConfigUpdate { merge: Some(merge), reset: vec![] },
-        )]
-        .into_iter()
-        .collect(),
-        ..Default::default()
-    };
+    let update = |merge: Value| turf_tests::merge_update(watcher, merge);
     host.deploy(&update(json!({"other": 2}))).await?;
     host.deploy(&update(json!({"names": ["a", "b"]}))).await?;
     host.wait_for_log(watcher, &format!("configuration update {watcher} names"), 1).await?;

@@ -119,12 +119,13 @@ impl CoreCa {
     pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca.key");
-        match (cert_path.exists(), key_path.exists()) {
+        let (have_cert, have_key) = (cert_path.exists(), key_path.exists());
+        match (have_cert, have_key) {
             (true, false) => return Err(CaError::HalfPresent { present: cert_path, missing: key_path }),
             (false, true) => return Err(CaError::HalfPresent { present: key_path, missing: cert_path }),
             _ => {}
         }
-        if cert_path.exists() && key_path.exists() {
+        if have_cert {
             let cert_pem = read(&cert_path)?;
             let key_pem = read(&key_path)?;
             let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Corrupt {

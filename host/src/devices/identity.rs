@@ -77,11 +77,16 @@ pub struct PeerCert {
 }
 
 impl PeerCert {
-    /// The serial and subject of the DER certificate `der`, as the broker's TLS layer reports
-    /// them; `None` when it does not parse.
+    /// The serial and subject of `cert` as the broker's TLS layer reports them (rmqtt-net's
+    /// certificate extractor): the one place this format is written down.
+    pub fn of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Self {
+        Self { serial: cert.serial.to_str_radix(16), subject: cert.subject().to_string() }
+    }
+
+    /// [`PeerCert::of`] the DER certificate `der`; `None` when it does not parse.
     pub fn of_der(der: &[u8]) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        Some(Self { serial: cert.serial.to_str_radix(16), subject: cert.subject().to_string() })
+        Some(Self::of(&cert))
     }
 }
 

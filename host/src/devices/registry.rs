@@ -117,7 +117,7 @@ pub fn certificate_facts(pem: &str) -> Result<CertificateFacts, String> {
     let cert = parsed.parse_x509().map_err(|e| e.to_string())?;
     Ok(CertificateFacts {
         id: certificate_id(&parsed.contents),
-        peer: PeerCert { serial: cert.serial.to_str_radix(16), subject: cert.subject().to_string() },
+        peer: PeerCert::of(&cert),
         issuer: cert.issuer().to_string(),
     })
 }

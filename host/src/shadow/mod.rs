@@ -171,7 +171,7 @@ impl ShadowManager {
         payload: &[u8],
         limited: bool,
     ) -> Result<Value, ShadowError> {
-        let result = if limited && !self.limiter.admit(&shadow.thing, std::time::Instant::now()) {
+        let result = if self.over_rate(&shadow.thing, limited) {
             Err(ShadowError { client_token: token_of(payload), ..ShadowError::throttled() })
         } else {
             self.operate(shadow, operation, payload)
@@ -180,6 +180,11 @@ impl ShadowManager {
             self.send(shadow, operation, "rejected", &error.payload(now()));
         }
         result
+    }
+
+    /// Whether a `limited` request for `thing` is over `rateLimits` (if not, it is counted).
+    fn over_rate(&mut self, thing: &str, limited: bool) -> bool {
+        limited && !self.limiter.admit(thing, std::time::Instant::now())
     }
 
     fn operate(&mut self, shadow: &ShadowId, operation: Operation, payload: &[u8]) -> Result<Value, ShadowError> {
@@ -247,7 +252,7 @@ impl ShadowManager {
     fn request(&mut self, msg: ShadowRequest) -> Result<ShadowReply, ShadowError> {
         let operation = match msg.operation {
             ShadowOperation::ListNamed { next_token, page_size } => {
-                if msg.rate_limited && !self.limiter.admit(&msg.thing, std::time::Instant::now()) {
+                if self.over_rate(&msg.thing, msg.rate_limited) {
                     return Err(ShadowError::throttled());
                 }
                 return self.list(&msg.thing, next_token, page_size).map(ShadowReply::Named);
