@@ -11,6 +11,7 @@ mod discovery;
 mod flow;
 mod hot_reload;
 mod lifecycle;
+mod limits;
 mod sdk;
 mod shadows;
 mod tutorial;

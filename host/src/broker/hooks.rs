@@ -20,12 +20,12 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmqtt::codec::types::QoS;
-use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, Reason, SubscribeAclResult};
+use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, PublishResult, Reason, SubscribeAclResult};
 
 use super::refusals::RefusalLog;
-use super::stats::{BrokerCounters, DropReason};
+use super::stats::{BrokerCounters, DropReason, Refused};
 
 use crate::devices::AuthSnapshot;
 use crate::devices::identity::{ListenerKind, PeerCert};
@@ -91,6 +91,40 @@ pub struct HookState {
     pub trimmer: crate::memory::Trimmer,
     /// Which refusals are logged (once per client and kind per interval).
     pub refusals: RefusalLog,
+    /// Subscriptions and topic depth each client is held to.
+    pub shape: ShapeLimits,
+}
+
+/// Limits on what one client's subscriptions and topics may look like (0: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShapeLimits {
+    /// Subscriptions per client.
+    pub max_subscriptions: u32,
+    /// Levels of a topic name or filter.
+    pub max_topic_levels: u16,
+}
+
+impl ShapeLimits {
+    /// Why `topic` (a name or a filter; a shared subscription's `$share/GROUP/` prefix does not
+    /// count) is too deep, if it is.
+    pub fn too_deep(&self, topic: &str) -> Option<String> {
+        let bare = shared_filter(topic);
+        let levels = bare.split('/').count();
+        (self.max_topic_levels > 0 && levels > usize::from(self.max_topic_levels))
+            .then(|| format!("{levels} topic levels, more than the limit of {}", self.max_topic_levels))
+    }
+
+    /// Why one more subscription is refused to a client holding `held`, if it is.
+    pub fn over_quota(&self, held: usize) -> Option<String> {
+        let max = self.max_subscriptions as usize;
+        (self.max_subscriptions > 0 && held >= max)
+            .then(|| format!("the client already holds {held} subscriptions, the limit is {max}"))
+    }
+}
+
+/// The filter of a shared subscription `$share/GROUP/F` (`F`), or `filter` itself.
+fn shared_filter(filter: &str) -> &str {
+    filter.strip_prefix("$share/").and_then(|rest| rest.split_once('/')).map_or(filter, |(_group, bare)| bare)
 }
 
 impl HookState {
@@ -100,6 +134,7 @@ impl HookState {
         tap_pool: CreditPool,
         counters: Arc<BrokerCounters>,
         trimmer: crate::memory::Trimmer,
+        shape: ShapeLimits,
     ) -> Self {
         Self {
             auth: RwLock::new(Arc::new(AuthSnapshot::default())),
@@ -110,6 +145,7 @@ impl HookState {
             counters,
             trimmer,
             refusals: RefusalLog::default(),
+            shape,
         }
     }
 
@@ -122,6 +158,7 @@ impl HookState {
     /// not imitate a registered certificate. Refusals are logged like refused CONNECTs.
     pub fn vouch(&self, der: &[u8]) -> Result<(), String> {
         self.auth().vouch(der).inspect_err(|reason| {
+            self.counters.refused(Refused::Certificate);
             if let Some(suppressed) = self.refusals.admit("(TLS)", "tls", Instant::now()) {
                 tracing::warn!(reason, suppressed, "TLS client refused");
             }
@@ -183,6 +220,7 @@ impl Handler for Authenticate {
                 AuthResult::Allow(false, None)
             }
             Err(reason) => {
+                self.0.counters.refused(Refused::Connect);
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "connect", Instant::now()) {
                     tracing::warn!(client_id, remote = ?remote, reason, suppressed, "connection refused");
                 }
@@ -200,8 +238,11 @@ fn will_topic<'a>(will: &'a LastWill<'_>) -> &'a str {
     }
 }
 
-/// `ClientSubscribeCheckAcl`: `mqtt:subscribe` on `mqtt:topicfilter:<filter as sent>`; a denied
-/// filter gets a failure return code, the others in the same SUBSCRIBE are unaffected.
+/// `ClientSubscribeCheckAcl`: the filter must be within the topic depth limit (else 0x8F Topic
+/// Filter invalid), a new filter within the client's subscription quota (else 0x97 Quota
+/// exceeded), and allowed by `mqtt:subscribe` on `mqtt:topicfilter:<filter as sent>` (else
+/// 0x87 Not authorized); a refused filter gets its failure code (3.1.1: 0x80), the others in the
+/// same SUBSCRIBE are unaffected.
 pub struct SubscribeCheck(pub Arc<HookState>);
 
 #[async_trait]
@@ -210,13 +251,34 @@ impl Handler for SubscribeCheck {
         let Parameter::ClientSubscribeCheckAcl(session, subscribe) = param else { return (true, acc) };
         let client_id: &str = &session.id.client_id;
         let filter: &str = &subscribe.topic_filter;
-        match authorize_subscription(&self.0.auth(), client_id, filter) {
-            Ok(()) => (true, acc),
-            Err(reason) => {
+        let shape = self.0.shape;
+        let refusal = match shape.too_deep(filter) {
+            Some(reason) => Some((SubscribeAckReason::TopicFilterInvalid, reason)),
+            None if shape.max_subscriptions > 0 => {
+                let held = match session.subscriptions().await {
+                    Ok(subs) => {
+                        let subs = subs.read().await;
+                        if subs.contains_key(&subscribe.topic_filter) { 0 } else { subs.len() }
+                    }
+                    Err(_) => 0,
+                };
+                shape.over_quota(held).map(|reason| (SubscribeAckReason::QuotaExceeded, reason))
+            }
+            None => None,
+        };
+        let refusal = refusal.or_else(|| {
+            authorize_subscription(&self.0.auth(), client_id, filter)
+                .err()
+                .map(|reason| (SubscribeAckReason::NotAuthorized, reason))
+        });
+        match refusal {
+            None => (true, acc),
+            Some((code, reason)) => {
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "subscribe", Instant::now()) {
-                    tracing::warn!(client_id, filter, reason, suppressed, "subscribe denied");
+                    tracing::warn!(client_id, filter, reason, suppressed, "subscribe refused");
                 }
-                let failure = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
+                self.0.counters.refused(Refused::Subscribe);
+                let failure = SubscribeAclResult::new_failure(code);
                 (false, Some(HookResult::SubscribeAclResult(failure)))
             }
         }
@@ -226,13 +288,12 @@ impl Handler for SubscribeCheck {
 /// Whether `client_id` may hold a subscription to `filter` (`mqtt:subscribe` on
 /// `mqtt:topicfilter:<filter>`; a shared subscription `$share/GROUP/F` is authorized on `F`).
 pub fn authorize_subscription(auth: &AuthSnapshot, client_id: &str, filter: &str) -> Result<(), String> {
-    let bare =
-        filter.strip_prefix("$share/").and_then(|rest| rest.split_once('/')).map_or(filter, |(_group, bare)| bare);
-    auth.authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(bare))
+    auth.authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(shared_filter(filter)))
 }
 
-/// `MessagePublishCheckAcl`: `mqtt:publish` on `mqtt:topic:<topic>`; a denied publish is dropped
-/// (MQTT 5: PUBACK 0x87), an allowed one is copied to every matching tap.
+/// `MessagePublishCheckAcl`: the topic must be within the depth limit (else MQTT 5 PUBACK 0x90
+/// Topic Name invalid) and allowed by `mqtt:publish` on `mqtt:topic:<topic>` (else 0x87 Not
+/// authorized); a refused publish is dropped, an allowed one is copied to every matching tap.
 pub struct PublishCheck(pub Arc<HookState>);
 
 #[async_trait]
@@ -242,12 +303,22 @@ impl Handler for PublishCheck {
         self.0.trimmer.busy();
         let client_id: &str = &session.id.client_id;
         let topic: &str = &publish.topic;
-        if let Err(reason) = self.0.auth().authorize(client_id, policy::PUBLISH, &topic_resource(topic)) {
+        let refusal = match self.0.shape.too_deep(topic) {
+            Some(reason) => Some((PublishAckReason::TopicNameInvalid, reason)),
+            None => self
+                .0
+                .auth()
+                .authorize(client_id, policy::PUBLISH, &topic_resource(topic))
+                .err()
+                .map(|reason| (PublishAckReason::NotAuthorized, reason)),
+        };
+        if let Some((code, reason)) = refusal {
             if let Some(suppressed) = self.0.refusals.admit(client_id, "publish", Instant::now()) {
-                tracing::warn!(client_id, topic, reason, suppressed, "publish denied");
+                tracing::warn!(client_id, topic, reason, suppressed, "publish refused");
             }
-            let rejected = PublishAclResult::rejected(false, Some("Not authorized".into()));
-            return (false, Some(HookResult::PublishAclResult(rejected)));
+            self.0.counters.refused(Refused::Publish);
+            let rejected = PublishResult::reason_code(code, Some(reason.into()), false);
+            return (false, Some(HookResult::PublishAclResult(PublishAclResult(rejected))));
         }
         let taps = self.0.taps();
         let matching: Vec<&Tap> = taps.iter().filter(|tap| topic::matches(&tap.filter, topic)).collect();
@@ -325,6 +396,21 @@ impl Handler for Dropped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_depth_and_subscription_quota() {
+        let shape = ShapeLimits { max_subscriptions: 2, max_topic_levels: 3 };
+        assert_eq!(shape.too_deep("a/b/c"), None);
+        assert_eq!(shape.too_deep("a/b/c/d").as_deref(), Some("4 topic levels, more than the limit of 3"));
+        assert_eq!(shape.too_deep("$share/group/a/b/c"), None, "the share prefix is not a level");
+        assert!(shape.too_deep("$share/group/a/b/c/#").is_some());
+        assert!(shape.too_deep("////").is_some(), "empty levels count");
+        assert_eq!(shape.over_quota(1), None);
+        assert!(shape.over_quota(2).is_some());
+        let none = ShapeLimits::default();
+        assert_eq!(none.too_deep(&"a/".repeat(10_000)), None);
+        assert_eq!(none.over_quota(usize::MAX), None);
+    }
 
     #[test]
     fn rmqtt_drop_reasons_map_to_counters() {

@@ -1,9 +1,13 @@
-//! The broker's queue limits: the `[broker]` table of `config.toml`, validated (pure).
+//! The broker's limits: the `[broker]` table of `config.toml`, validated (pure).
 //!
 //! Every queue between a publisher and a subscriber is bounded in bytes (see ARCHITECTURE.md,
-//! "Flow control"). The defaults fit a small board: one stuck subscriber costs at most
+//! "Flow control"), and every device is bounded in what it may hold: connections, handshakes,
+//! packet size, subscriptions, topic depth, session lifetime, in-flight window and publish rate.
+//! The defaults fit a Raspberry-Pi-class board: one stuck subscriber costs at most
 //! [`DEFAULT_SESSION_QUEUE_BYTES`], all subscribers together at most
-//! [`DEFAULT_TOTAL_QUEUE_BYTES`]. Talks to nobody; the broker reads the result at start.
+//! [`DEFAULT_TOTAL_QUEUE_BYTES`], [`DEFAULT_MAX_CONNECTIONS`] idle connections about 17 MB.
+//! The README's "Configuration" section lists each key. Talks to nobody; the broker reads the
+//! result at start.
 
 use std::time::Duration;
 
@@ -24,6 +28,34 @@ pub const DEFAULT_INBOUND_QUEUE_BYTES: u32 = 64 << 10;
 /// spool, back to devices) at any moment.
 pub const DEFAULT_HOST_QUEUE_BYTES: u32 = 1 << 20;
 
+/// Messages one session may hold, queued and in flight (rmqtt's own default count).
+pub const DEFAULT_SESSION_QUEUE_MESSAGES: u32 = 1000;
+/// Open connections per listener (each idle mutual-TLS connection costs about 16.5 kB).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// TLS handshakes and CONNECTs under way at once per listener (a handshake costs CPU: beyond
+/// this, new sockets are closed at once instead of queueing behind the others).
+pub const DEFAULT_MAX_HANDSHAKES: u32 = 64;
+/// Time from accepting a socket to its first MQTT packet (TLS included).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest MQTT packet accepted (AWS IoT Core's and Greengrass's Moquette limit, 128 KiB).
+pub const DEFAULT_MAX_PACKET_BYTES: u32 = 128 * 1024;
+/// Subscriptions one client may hold (AWS IoT Core's per-connection limit).
+pub const DEFAULT_MAX_SUBSCRIPTIONS: u32 = 50;
+/// Levels of a topic name or filter (`a/b/c` has three). AWS IoT Core allows 8; deeper local
+/// topics are common enough that the default leaves room.
+pub const DEFAULT_MAX_TOPIC_LEVELS: u16 = 16;
+/// Longest a persistent session is kept after its client went away (AWS IoT Core's default).
+pub const DEFAULT_MAX_SESSION_EXPIRY: Duration = Duration::from_secs(3600);
+/// Unacknowledged QoS 1/2 messages per session, each way (MQTT 5 Receive Maximum). rmqtt's
+/// default (16) also caps a client's *incoming* unfinished QoS 2 publishes and drops the
+/// connection beyond it, which MQTT 3.1.1 clients (no Receive Maximum) hit with ordinary bursts.
+pub const DEFAULT_MAX_INFLIGHT: u16 = 1024;
+/// PUBLISH packets one connection may send per second, with a burst of as many; beyond it the
+/// connection is not read until the rate allows (the client slows down, nothing is dropped).
+pub const DEFAULT_PUBLISH_RATE: u32 = 1000;
+/// Topic aliases an MQTT 5 client may set up (CONNACK Topic Alias Maximum).
+pub const DEFAULT_MAX_TOPIC_ALIASES: u16 = 32;
+
 const MIN_QUEUE_BYTES: u64 = 4 << 10;
 const MAX_QUEUE_BYTES: u64 = 1 << 31;
 
@@ -43,6 +75,28 @@ pub struct BrokerLimits {
     /// Threads that run device connections (TLS, decoding, routing); 0 runs them on the host's
     /// main thread with everything else.
     pub threads: u16,
+    /// Messages queued and in flight per session (0: bytes only).
+    pub session_queue_messages: u32,
+    /// Open connections per listener (0: no limit).
+    pub max_connections: u32,
+    /// Handshakes under way at once per listener (0: no limit).
+    pub max_handshakes: u32,
+    /// From accept to the first MQTT packet.
+    pub handshake_timeout: Duration,
+    /// Largest packet, either way.
+    pub max_packet_bytes: u32,
+    /// Subscriptions per client (0: no limit).
+    pub max_subscriptions: u32,
+    /// Levels of a topic name or filter (0: no limit).
+    pub max_topic_levels: u16,
+    /// Longest a session is kept after its client went away.
+    pub max_session_expiry: Duration,
+    /// Unacknowledged QoS 1/2 messages per session, each way.
+    pub max_inflight: u16,
+    /// PUBLISH packets per second per connection (0: no limit).
+    pub publish_rate: u32,
+    /// Topic aliases per MQTT 5 connection (0: none).
+    pub max_topic_aliases: u16,
 }
 
 /// Threads for device connections: all cores but the one the host's other services (bridge,
@@ -66,6 +120,17 @@ impl Default for BrokerLimits {
             inbound_queue_bytes: DEFAULT_INBOUND_QUEUE_BYTES,
             host_queue_bytes: DEFAULT_HOST_QUEUE_BYTES,
             threads: default_threads(),
+            session_queue_messages: DEFAULT_SESSION_QUEUE_MESSAGES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
+            max_session_expiry: DEFAULT_MAX_SESSION_EXPIRY,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            publish_rate: DEFAULT_PUBLISH_RATE,
+            max_topic_aliases: DEFAULT_MAX_TOPIC_ALIASES,
         }
     }
 }
@@ -96,6 +161,44 @@ pub struct BrokerSettings {
     pub host_queue_bytes: Option<u64>,
     /// Threads for device connections.
     pub threads: Option<u64>,
+    /// Messages per session.
+    pub session_queue_messages: Option<u64>,
+    /// Connections per listener.
+    pub max_connections: Option<u64>,
+    /// Concurrent handshakes per listener.
+    pub max_handshakes: Option<u64>,
+    /// Handshake timeout in milliseconds.
+    pub handshake_timeout_ms: Option<u64>,
+    /// Largest packet in bytes.
+    pub max_packet_bytes: Option<u64>,
+    /// Subscriptions per client.
+    pub max_subscriptions: Option<u64>,
+    /// Topic levels.
+    pub max_topic_levels: Option<u64>,
+    /// Longest session expiry in seconds.
+    pub max_session_expiry_secs: Option<u64>,
+    /// In-flight window.
+    pub max_inflight: Option<u64>,
+    /// Publishes per second per connection.
+    pub publish_rate: Option<u64>,
+    /// Topic aliases per connection.
+    pub max_topic_aliases: Option<u64>,
+}
+
+/// `value` (or `default` when absent) if it lies in `range`, as `T`.
+fn ranged<T: TryFrom<u64> + Copy>(
+    field: &'static str,
+    value: Option<u64>,
+    default: T,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<T, LimitError> {
+    let Some(value) = value else { return Ok(default) };
+    if !range.contains(&value) {
+        let (low, high) = range.into_inner();
+        return Err(LimitError { field, reason: format!("{value} is out of range ({low} to {high}{unit})") });
+    }
+    T::try_from(value).map_err(|_| LimitError { field, reason: format!("{value} is too large") })
 }
 
 fn bytes(field: &'static str, value: Option<u64>, default: u32) -> Result<u32, LimitError> {
@@ -107,6 +210,10 @@ fn bytes(field: &'static str, value: Option<u64>, default: u32) -> Result<u32, L
         });
     }
     u32::try_from(value).map_err(|_| LimitError { field, reason: format!("{value} is too large") })
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl TryFrom<BrokerSettings> for BrokerLimits {
@@ -143,16 +250,84 @@ impl TryFrom<BrokerSettings> for BrokerLimits {
                 defaults.inbound_queue_bytes,
             )?,
             host_queue_bytes: bytes("host_queue_bytes", settings.host_queue_bytes, defaults.host_queue_bytes)?,
-            threads: match settings.threads {
-                None => defaults.threads,
-                Some(n) if n <= u64::from(MAX_THREADS) => n as u16,
-                Some(n) => {
-                    return Err(LimitError {
-                        field: "threads",
-                        reason: format!("{n} is out of range (0 to {MAX_THREADS}; 0 shares the host's main thread)"),
-                    });
-                }
-            },
+            threads: ranged(
+                "threads",
+                settings.threads,
+                defaults.threads,
+                0..=u64::from(MAX_THREADS),
+                "; 0 shares the host's main thread",
+            )?,
+            session_queue_messages: ranged(
+                "session_queue_messages",
+                settings.session_queue_messages,
+                defaults.session_queue_messages,
+                0..=1_000_000,
+                " messages; 0 bounds by bytes only",
+            )?,
+            max_connections: ranged(
+                "max_connections",
+                settings.max_connections,
+                defaults.max_connections,
+                0..=1_000_000,
+                "; 0 is no limit",
+            )?,
+            max_handshakes: ranged(
+                "max_handshakes",
+                settings.max_handshakes,
+                defaults.max_handshakes,
+                0..=100_000,
+                "; 0 is no limit",
+            )?,
+            handshake_timeout: Duration::from_millis(ranged(
+                "handshake_timeout_ms",
+                settings.handshake_timeout_ms,
+                millis(defaults.handshake_timeout),
+                100..=600_000,
+                " ms",
+            )?),
+            max_packet_bytes: ranged(
+                "max_packet_bytes",
+                settings.max_packet_bytes,
+                defaults.max_packet_bytes,
+                1024..=(256 << 20),
+                " bytes",
+            )?,
+            max_subscriptions: ranged(
+                "max_subscriptions",
+                settings.max_subscriptions,
+                defaults.max_subscriptions,
+                0..=1_000_000,
+                "; 0 is no limit",
+            )?,
+            max_topic_levels: ranged(
+                "max_topic_levels",
+                settings.max_topic_levels,
+                defaults.max_topic_levels,
+                0..=1024,
+                "; 0 is no limit",
+            )?,
+            max_session_expiry: Duration::from_secs(ranged(
+                "max_session_expiry_secs",
+                settings.max_session_expiry_secs,
+                defaults.max_session_expiry.as_secs(),
+                1..=u64::from(u32::MAX),
+                " seconds",
+            )?),
+            max_inflight: ranged("max_inflight", settings.max_inflight, defaults.max_inflight, 1..=65_535, "")?,
+            publish_rate: ranged(
+                "publish_rate",
+                settings.publish_rate,
+                defaults.publish_rate,
+                0..=10_000_000,
+                " per second; 0 is no limit",
+            )?,
+            max_topic_aliases: ranged(
+                "max_topic_aliases",
+                settings.max_topic_aliases,
+                defaults.max_topic_aliases,
+                0..=65_535,
+                "",
+            )?,
         })
     }
 }
@@ -175,6 +350,17 @@ mod tests {
             inbound_queue_bytes: Some(8192),
             host_queue_bytes: Some(16_384),
             threads: Some(3),
+            session_queue_messages: Some(10),
+            max_connections: Some(5),
+            max_handshakes: Some(2),
+            handshake_timeout_ms: Some(1500),
+            max_packet_bytes: Some(4096),
+            max_subscriptions: Some(3),
+            max_topic_levels: Some(4),
+            max_session_expiry_secs: Some(60),
+            max_inflight: Some(8),
+            publish_rate: Some(0),
+            max_topic_aliases: Some(0),
         };
         let limits = BrokerLimits::try_from(settings).unwrap();
         assert_eq!(limits.session_queue_bytes, 65_536);
@@ -183,6 +369,12 @@ mod tests {
         assert_eq!(limits.inbound_queue_bytes, 8192);
         assert_eq!(limits.host_queue_bytes, 16_384);
         assert_eq!(limits.threads, 3);
+        assert_eq!(limits.session_queue_messages, 10);
+        assert_eq!((limits.max_connections, limits.max_handshakes), (5, 2));
+        assert_eq!(limits.handshake_timeout, Duration::from_millis(1500));
+        assert_eq!((limits.max_packet_bytes, limits.max_subscriptions, limits.max_topic_levels), (4096, 3, 4));
+        assert_eq!(limits.max_session_expiry, Duration::from_secs(60));
+        assert_eq!((limits.max_inflight, limits.publish_rate, limits.max_topic_aliases), (8, 0, 0));
     }
 
     #[test]
@@ -202,6 +394,15 @@ mod tests {
         assert_eq!(BrokerLimits::try_from(instant).unwrap_err().field, "subscriber_stall_timeout_ms");
         let many = BrokerSettings { threads: Some(65), ..BrokerSettings::default() };
         assert_eq!(BrokerLimits::try_from(many).unwrap_err().field, "threads");
+        let no_window = BrokerSettings { max_inflight: Some(0), ..BrokerSettings::default() };
+        let error = BrokerLimits::try_from(no_window).unwrap_err();
+        assert_eq!(error.to_string(), "broker.max_inflight: 0 is out of range (1 to 65535)");
+        let tiny = BrokerSettings { max_packet_bytes: Some(10), ..BrokerSettings::default() };
+        assert_eq!(BrokerLimits::try_from(tiny).unwrap_err().field, "max_packet_bytes");
+        let instant = BrokerSettings { handshake_timeout_ms: Some(1), ..BrokerSettings::default() };
+        assert_eq!(BrokerLimits::try_from(instant).unwrap_err().field, "handshake_timeout_ms");
+        let aliases = BrokerSettings { max_topic_aliases: Some(70_000), ..BrokerSettings::default() };
+        assert_eq!(BrokerLimits::try_from(aliases).unwrap_err().field, "max_topic_aliases");
     }
 
     #[test]

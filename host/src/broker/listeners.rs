@@ -23,13 +23,6 @@ use crate::devices::ca::ServerTlsFiles;
 pub const TLS_LISTENER: ListenerId = 1;
 /// Listener id of the plain loopback listener.
 pub const PLAIN_LISTENER: ListenerId = 2;
-/// Largest MQTT packet accepted (Greengrass's Moquette default, 128 KiB).
-const MAX_PACKET_SIZE: u32 = 128 * 1024;
-/// Unacknowledged QoS 1/2 messages per session, each way. rmqtt's default (16) also caps a
-/// client's *incoming* unfinished QoS 2 publishes and drops the connection beyond it, which
-/// MQTT 3.1.1 clients (no Receive Maximum) hit with ordinary bursts. 1024 keeps memory per
-/// session bounded while no sane client reaches it; MQTT 5 clients are told it as Receive Maximum.
-const MAX_INFLIGHT: u16 = 1024;
 
 /// Retained messages a new subscription may queue beyond what flow control admits (they are
 /// delivered to the subscriber's own queue without holding queue space).
@@ -45,10 +38,18 @@ fn builder(addr: SocketAddr, limits: &BrokerLimits) -> Builder {
         .reuseaddr(Some(true))
         .nodelay(true)
         .allow_anonymous(false)
-        .max_packet_size(MAX_PACKET_SIZE)
-        .max_inflight(NonZeroU16::new(MAX_INFLIGHT).unwrap_or(NonZeroU16::MIN))
-        .handshake_timeout(Duration::from_secs(10))
+        .max_packet_size(limits.max_packet_bytes)
+        .max_inflight(NonZeroU16::new(limits.max_inflight).unwrap_or(NonZeroU16::MIN))
+        // rmqtt never applied these two; the fork's accept loops do (`rmqtt::admission`).
+        .max_connections(limits.max_connections as usize)
+        .max_handshaking_limit(limits.max_handshakes as usize)
+        .handshake_timeout(limits.handshake_timeout)
         .max_mqueue_len(max_mqueue_len)
+        // Persistent sessions of MQTT 3.1.1 clients live this long; MQTT 5 clients' own
+        // Session Expiry Interval is capped at it.
+        .session_expiry_interval(limits.max_session_expiry)
+        .max_session_expiry_interval(limits.max_session_expiry)
+        .max_topic_aliases(limits.max_topic_aliases)
         // Zero means "never": a queued, offline or retained message expires only when its
         // publisher set a Message Expiry Interval (rmqtt's default, 300 s, dropped acknowledged
         // messages and retained ones).

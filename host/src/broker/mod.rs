@@ -45,11 +45,11 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 
 pub use self::hooks::DeviceMessage;
-use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, SubscribeCheck, Tap};
+use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, ShapeLimits, SubscribeCheck, Tap};
 pub use self::limits::BrokerLimits;
 use self::outbox::Outbox;
 use self::retain::RetainStore;
-use self::stats::{BrokerCounters, BrokerStatus};
+use self::stats::{BrokerCounters, BrokerStatus, RefusalCounts};
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::identity::ListenerKind;
 use crate::devices::{AuthChanged, AuthSnapshot, TlsChanged};
@@ -163,6 +163,8 @@ impl Broker {
             total_queue_bytes: limits.total_queue_bytes,
             stall_timeout: limits.stall_timeout,
             inbound_queue_bytes: limits.inbound_queue_bytes as usize,
+            session_queue_messages: limits.session_queue_messages,
+            publish_rate: limits.publish_rate,
         };
         let counters = Arc::new(BrokerCounters::default());
         let hooks = Arc::new(HookState::new(
@@ -170,6 +172,7 @@ impl Broker {
             CreditPool::new(limits.host_queue_bytes),
             Arc::clone(&counters),
             options.trimmer.clone(),
+            ShapeLimits { max_subscriptions: limits.max_subscriptions, max_topic_levels: limits.max_topic_levels },
         ));
         let vouch = {
             let hooks = Arc::clone(&hooks);
@@ -212,6 +215,13 @@ impl Broker {
             host_bytes_limit: 2 * u64::from(self.limits.host_queue_bytes),
             host_waits: self.hooks.counters.host_waits(),
             dropped: self.hooks.counters.snapshot(),
+            refused: RefusalCounts {
+                over_max_connections: load(Some(&self.scx.admission.stats.over_max_connections)),
+                over_max_handshakes: load(Some(&self.scx.admission.stats.over_max_handshakes)),
+                handshake_timeouts: load(Some(&self.scx.admission.stats.handshake_timeouts)),
+                publish_throttles: load(stats.map(|s| &s.throttled)),
+                ..self.hooks.counters.refusals()
+            },
         }
     }
 

@@ -31,9 +31,26 @@ pub enum DropReason {
     WaitTimedOut,
 }
 
-/// Drop counters, by reason.
+/// What a client asked for and was refused by Turf's hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A CONNECT (not admitted, or its Last Will not allowed).
+    Connect,
+    /// A TLS client whose certificate imitates a registered one.
+    Certificate,
+    /// One topic filter of a SUBSCRIBE (policy, quota or depth).
+    Subscribe,
+    /// A PUBLISH (policy or depth).
+    Publish,
+}
+
+/// Drop and refusal counters, by reason.
 #[derive(Debug, Default)]
 pub struct BrokerCounters {
+    refused_connects: AtomicU64,
+    refused_certificates: AtomicU64,
+    refused_subscribes: AtomicU64,
+    refused_publishes: AtomicU64,
     queue_full: AtomicU64,
     expired: AtomicU64,
     denied: AtomicU64,
@@ -82,6 +99,30 @@ impl BrokerCounters {
                 wait_timed_out = snapshot.wait_timed_out,
                 "messages dropped (totals since start; see turf status)"
             );
+        }
+    }
+
+    /// Counts one refusal (logged by the hook that refused, at most once per client per
+    /// interval).
+    pub fn refused(&self, what: Refused) {
+        let counter = match what {
+            Refused::Connect => &self.refused_connects,
+            Refused::Certificate => &self.refused_certificates,
+            Refused::Subscribe => &self.refused_subscribes,
+            Refused::Publish => &self.refused_publishes,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The refusal counters of the hooks; the broker adds its own admission counters.
+    pub fn refusals(&self) -> RefusalCounts {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RefusalCounts {
+            connects: load(&self.refused_connects),
+            certificates: load(&self.refused_certificates),
+            subscribes: load(&self.refused_subscribes),
+            publishes: load(&self.refused_publishes),
+            ..RefusalCounts::default()
         }
     }
 
@@ -134,6 +175,42 @@ impl DropCounts {
     }
 }
 
+/// What clients were refused or held back since the host started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefusalCounts {
+    /// CONNECTs refused (unknown or unauthorized client, forbidden Last Will).
+    pub connects: u64,
+    /// TLS clients refused for a certificate imitating a registered one.
+    pub certificates: u64,
+    /// Topic filters refused (policy, `max_subscriptions`, `max_topic_levels`).
+    pub subscribes: u64,
+    /// Publishes refused (policy, `max_topic_levels`).
+    pub publishes: u64,
+    /// Sockets closed at once: their listener had `max_connections` open.
+    pub over_max_connections: u64,
+    /// Sockets closed at once: their listener had `max_handshakes` under way.
+    pub over_max_handshakes: u64,
+    /// Connections closed for sending no MQTT packet within `handshake_timeout_ms`.
+    pub handshake_timeouts: u64,
+    /// Times a connection was paused for publishing faster than `publish_rate`.
+    pub publish_throttles: u64,
+}
+
+impl RefusalCounts {
+    /// All refusals and pauses together.
+    pub fn total(&self) -> u64 {
+        self.connects
+            + self.certificates
+            + self.subscribes
+            + self.publishes
+            + self.over_max_connections
+            + self.over_max_handshakes
+            + self.handshake_timeouts
+            + self.publish_throttles
+    }
+}
+
 /// The broker's queues and counters, for `turf status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerStatus {
@@ -159,6 +236,9 @@ pub struct BrokerStatus {
     pub host_waits: u64,
     /// Messages dropped, by reason.
     pub dropped: DropCounts,
+    /// Clients refused or slowed down, by reason.
+    #[serde(default)]
+    pub refused: RefusalCounts,
 }
 
 #[cfg(test)]

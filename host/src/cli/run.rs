@@ -87,6 +87,23 @@ fn broker_limits(config: &HostConfig, file: &ConfigFile) -> Result<BrokerLimits,
         .map_err(|e| CliError::Usage(format!("{}: {e}", config.layout().config_file().display())))
 }
 
+/// Raises the soft limit of open files to the hard limit (systemd and shells start services at
+/// 1024, fewer than `max_connections` on two listeners need), and says so when even the hard
+/// limit is short of what the broker limits allow.
+fn raise_open_files_limit(limits: &BrokerLimits) {
+    // Two listeners' connections, the database, logs, sockets to the upstream and components.
+    let wanted = 2 * u64::from(limits.max_connections) + 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limits.max_connections > 0 && limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "the open-files limit is lower than [broker] max_connections needs; raise the hard limit (LimitNOFILE=) or lower max_connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
+}
+
 /// Runs the host until a signal arrives.
 pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     let mut config = HostConfig::new(root);
@@ -109,6 +126,7 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     config.broker = broker_limits(&config, &file)?;
 
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
+    raise_open_files_limit(&config.broker);
     // Compile components in a child process (this binary), so the compiler's memory and code
     // never stay resident in the host.
     config.compiler = match std::env::current_exe() {

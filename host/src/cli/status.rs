@@ -31,6 +31,18 @@ fn print_broker(b: &BrokerStatus) {
         "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} not queued in time (publisher not acknowledged); {} stalled subscriber(s) disconnected",
         d.queue_full, d.expired, d.session_ended, d.host_outbox_full, d.denied, d.wait_timed_out, b.stalled_disconnects
     );
+    let r = &b.refused;
+    println!(
+        "    refused: {} connect(s), {} imitated certificate(s), {} subscription(s), {} publish(es); {} socket(s) over max_connections, {} over max_handshakes, {} handshake timeout(s); {} publish-rate pause(s)",
+        r.connects,
+        r.certificates,
+        r.subscribes,
+        r.publishes,
+        r.over_max_connections,
+        r.over_max_handshakes,
+        r.handshake_timeouts,
+        r.publish_throttles
+    );
 }
 
 /// Prints the host's status.

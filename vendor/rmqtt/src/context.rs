@@ -283,6 +283,7 @@ impl ServerContextBuilder {
 
                 flow: self.flow_control.map(crate::flow::FlowControl::new),
                 tls_peer_check: self.tls_peer_check,
+                admission: crate::admission::Admission::default(),
             }),
         }
         .config()
@@ -346,6 +347,9 @@ pub struct ServerContextInner {
 
     /// The check TLS clients' certificates pass after the handshake (Turf patch).
     pub tls_peer_check: Option<TlsPeerCheck>,
+
+    /// Open connections and handshakes per listener, and refusal counts (Turf patch).
+    pub admission: crate::admission::Admission,
 }
 
 impl Deref for ServerContext {

@@ -57,6 +57,14 @@ pub struct FlowConfig {
     /// Bytes of packets one connection may have read and not yet processed while one of its
     /// publishes waits for queue space; beyond it the connection's socket is not read.
     pub inbound_queue_bytes: usize,
+    /// Messages one session may hold (0: bounded by bytes only). Enforced through the byte
+    /// budget: a message is charged at least `session_queue_bytes / session_queue_messages`, so
+    /// the count never drops a message, it makes publishers wait exactly as bytes do.
+    pub session_queue_messages: u32,
+    /// PUBLISH packets one connection may send per second, with a burst of as many (0: no
+    /// limit). Beyond it the connection's socket is not read until the rate allows the next
+    /// one: the client is slowed down, nothing it sent is dropped.
+    pub publish_rate: u32,
 }
 
 /// Counters kept by flow control.
@@ -66,6 +74,8 @@ pub struct FlowStats {
     pub waits: AtomicU64,
     /// Subscribers disconnected because they stalled while publishers waited on them.
     pub stalled_disconnects: AtomicU64,
+    /// Times a connection's reading was paused because it published faster than `publish_rate`.
+    pub throttled: AtomicU64,
 }
 
 /// Broker-wide flow-control state, held by the server context.
@@ -129,6 +139,10 @@ impl FlowControl {
             total: Arc::clone(&self.total),
             capacity: self.config.session_queue_bytes,
             total_capacity: self.config.total_queue_bytes,
+            min_cost: match self.config.session_queue_messages {
+                0 => 0,
+                n => (self.config.session_queue_bytes / n).max(1),
+            },
             online: AtomicBool::new(true),
             changed: Notify::new(),
             waiting: AtomicUsize::new(0),
@@ -147,6 +161,10 @@ impl FlowControl {
     pub(crate) fn count_stall(&self) {
         self.stats.stalled_disconnects.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub(crate) fn count_throttle(&self) {
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Why a waiting copy could not be queued.
@@ -164,6 +182,7 @@ pub struct SessionBudget {
     total: Arc<Semaphore>,
     capacity: u32,
     total_capacity: u32,
+    min_cost: u32,
     online: AtomicBool,
     changed: Notify,
     waiting: AtomicUsize,
@@ -187,8 +206,13 @@ impl fmt::Debug for SessionBudget {
 impl SessionBudget {
     /// The bytes a copy of `publish` is charged.
     pub fn cost(&self, publish: &Publish) -> u32 {
-        let bytes = message_cost(publish.topic.len(), publish.payload.len());
-        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.capacity).min(self.total_capacity)
+        self.charge(message_cost(publish.topic.len(), publish.payload.len()))
+    }
+
+    /// What a message costing `bytes` is charged: at least the per-message minimum, at most
+    /// what the budgets can ever hold (a message larger than a budget still passes, alone).
+    pub fn charge(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes).unwrap_or(u32::MAX).max(self.min_cost).min(self.capacity).min(self.total_capacity)
     }
 
     /// Bytes this session holds now.
@@ -349,7 +373,23 @@ mod tests {
             total_queue_bytes: total,
             stall_timeout: Duration::from_secs(1),
             inbound_queue_bytes: 1024,
+            session_queue_messages: 0,
+            publish_rate: 0,
         })
+    }
+
+    #[test]
+    fn a_message_count_limit_is_a_minimum_charge() {
+        let by_bytes = control(10_000, 100_000).budget();
+        assert_eq!(by_bytes.charge(450), 450);
+        let counted = FlowControl::new(FlowConfig { session_queue_messages: 4, ..control(10_000, 100_000).config().clone() });
+        let budget = counted.budget();
+        assert_eq!(budget.charge(450), 2500, "four messages fill the session");
+        assert_eq!(budget.charge(9_000), 9_000);
+        assert_eq!(budget.charge(50_000), 10_000, "never more than the budget holds");
+        let permits: Vec<_> = (0..4).filter_map(|_| budget.try_acquire(budget.charge(450))).collect();
+        assert_eq!(permits.len(), 4);
+        assert!(budget.try_acquire(budget.charge(450)).is_none(), "a fifth small message waits");
     }
 
     #[test]

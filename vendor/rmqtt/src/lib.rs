@@ -51,6 +51,7 @@
 //! ```
 
 pub mod acl; // Access Control List management
+pub mod admission; // Per-listener connection and handshake limits (Turf patch)
 pub mod args; // Command-line argument parsing
 pub mod context; // Shared execution context
 

@@ -226,7 +226,9 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
     loop {
         match l.accept().await {
             Ok(accept) => {
+                let Some(admitted) = admit(&scx, l, lid, accept.remote_addr) else { continue };
                 let scx = scx.clone();
+                let deadline = tokio::time::Instant::now() + l.cfg.handshake_timeout;
                 // Extract before `accept.tcp()` consumes the acceptor.
                 let remote_addr = accept.remote_addr;
                 log::debug!("TCP connection from {remote_addr}");
@@ -240,10 +242,14 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
                             return None;
                         }
                     };
-                    establish(scx, stream.mqtt().await, lid, remote_addr, "").await
+                    let stream = probe(&scx, stream.mqtt(), deadline, remote_addr).await?;
+                    establish(scx, stream, lid, remote_addr, "").await
                 });
                 tokio::spawn(async move {
-                    if let Some(session) = session_loop(handshake.await) {
+                    let mut admitted = admitted;
+                    let established = handshake.await;
+                    admitted.established();
+                    if let Some(session) = session_loop(established) {
                         session.await
                     }
                 });
@@ -252,6 +258,41 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
                 log::info!("TCP listener error: {e}");
                 tokio::time::sleep(Duration::from_millis(1000)).await;
             }
+        }
+    }
+}
+
+/// Admits an accepted socket on listener `lid` within its `max_connections` and
+/// `max_handshaking_limit` (Turf patch: rmqtt never applied them); `None` closes it at once.
+fn admit(
+    scx: &ServerContext,
+    l: &Listener,
+    lid: ListenerId,
+    remote_addr: std::net::SocketAddr,
+) -> Option<crate::admission::Admitted> {
+    match scx.admission.admit(lid, l.cfg.max_connections, l.cfg.max_handshaking_limit) {
+        Ok(admitted) => Some(admitted),
+        Err(refused) => {
+            log::debug!("connection from {remote_addr} refused: {refused:?} limit reached");
+            None
+        }
+    }
+}
+
+/// The MQTT version probe (the first packet), within what is left of the handshake deadline
+/// (Turf patch: upstream waited for it for ever, so a silent socket held its descriptor).
+async fn probe<Io>(
+    scx: &ServerContext,
+    probe: impl std::future::Future<Output = Result<MqttStream<Io>>>,
+    deadline: tokio::time::Instant,
+    remote_addr: std::net::SocketAddr,
+) -> Option<Result<MqttStream<Io>>> {
+    match tokio::time::timeout_at(deadline, probe).await {
+        Ok(stream) => Some(stream),
+        Err(_) => {
+            scx.admission.count_handshake_timeout();
+            log::debug!("no MQTT packet from {remote_addr} within the handshake timeout");
+            None
         }
     }
 }
@@ -321,7 +362,9 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
     loop {
         match l.accept().await {
             Ok(accept) => {
+                let Some(admitted) = admit(&scx, l, lid, accept.remote_addr) else { continue };
                 let scx = scx.clone();
+                let deadline = tokio::time::Instant::now() + l.cfg.handshake_timeout;
                 // Extract before `accept.tls()` consumes the acceptor.
                 let remote_addr = accept.remote_addr;
                 log::debug!("TLS connection from {remote_addr}");
@@ -335,7 +378,7 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
                             return None;
                         }
                     };
-                    let stream = stream.mqtt().await;
+                    let stream = probe(&scx, stream.mqtt(), deadline, remote_addr).await?;
                     if let (Ok(s), Some(check)) = (&stream, scx.tls_peer_check.as_ref()) {
                         let tls = match s {
                             MqttStream::V3(s) => s.io.get_ref(),
@@ -350,7 +393,10 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
                     establish(scx, stream, lid, remote_addr, "/TLS").await
                 });
                 tokio::spawn(async move {
-                    if let Some(session) = session_loop(handshake.await) {
+                    let mut admitted = admitted;
+                    let established = handshake.await;
+                    admitted.established();
+                    if let Some(session) = session_loop(established) {
                         session.await
                     }
                 });

@@ -439,6 +439,18 @@ impl SessionState {
         tokio::pin!(stall_delay);
         let mut stall_armed = false;
 
+        // Publish rate (Turf patch): a GCRA with a burst of one second's worth; a connection
+        // over it is not read until its next publish is due (nothing it sent is dropped).
+        let publish_interval = match state.scx.flow.as_ref().map(|f| f.config().publish_rate) {
+            None | Some(0) => None,
+            Some(rate) => Some(Duration::from_secs(1) / rate),
+        };
+        let publish_burst = Duration::from_secs(1);
+        let mut publish_due = Instant::now();
+        let throttle_delay = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(throttle_delay);
+        let mut throttled = false;
+
         // The CONNACK went out before the loop: an idle connection keeps no write buffer, and a
         // small read buffer instead of tokio-util's 8 KiB.
         sink.release_write_buffer();
@@ -472,7 +484,7 @@ impl SessionState {
                 retry_armed = true;
             }
 
-            let reading = inbound.bytes < inbound_limit && inbound.len() < inbound_max_packets;
+            let reading = inbound.bytes < inbound_limit && inbound.len() < inbound_max_packets && !throttled;
             if reading && !was_reading {
                 last_packet = Instant::now();
                 keep_alive_delay.as_mut().reset(last_packet + keep_alive_interval);
@@ -532,6 +544,17 @@ impl SessionState {
                         SinkEvent::Packet(Some(pkt)) => {
                             log::debug!("{:?} pkt: {:?}", state.id, pkt);
                             last_packet = Instant::now();
+                            let publish = matches!(pkt, Packet::V3(v3::Packet::Publish(_)) | Packet::V5(v5::Packet::Publish(_)));
+                            if let (true, Some(interval)) = (publish, publish_interval) {
+                                publish_due = publish_due.max(last_packet) + interval;
+                                if publish_due > last_packet + publish_burst {
+                                    throttled = true;
+                                    throttle_delay.as_mut().reset(publish_due - publish_burst);
+                                    if let Some(f) = &state.scx.flow {
+                                        f.count_throttle();
+                                    }
+                                }
+                            }
                             state.on_packet(sink, pkt, flags, &mut inbound, &mut pending).await?;
                         }
                         SinkEvent::Packet(None) => {
@@ -568,6 +591,10 @@ impl SessionState {
                         }
                     }
                 }
+
+                _ = &mut throttle_delay, if throttled => {
+                    throttled = false;
+                },
 
                 _ = &mut stall_delay, if holding => {
                     stall_armed = false;
