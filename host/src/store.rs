@@ -3,8 +3,8 @@
 //! Owns the schema. Every service that keeps state opens its own [`rusqlite::Connection`] with
 //! [`open`] and touches only its own tables (device registry: `things`, `certificates`,
 //! `trusted_cas`; deployments: `deployments`, `components`; connectivity: `settings`; shadows:
-//! `shadows`; upstream: `spool`). WAL mode lets those connections work side by side,
-//! and also lets `turf device add` write while the host is stopped. Never holds a connection
+//! `shadows`; upstream: `spool`; broker: `retained`). WAL mode lets those connections work
+//! side by side, and also lets `turf device add` write while the host is stopped. Never holds a connection
 //! across services.
 
 use std::path::{Path, PathBuf};
@@ -96,6 +96,15 @@ const MIGRATIONS: &[&str] = &[
          payload     BLOB NOT NULL,
          retain      INTEGER NOT NULL,
          queued_at   INTEGER NOT NULL
+     );",
+    // 5: the broker's retained messages, one per topic.
+    "CREATE TABLE retained (
+         topic       TEXT PRIMARY KEY,
+         payload     BLOB NOT NULL,
+         qos         INTEGER NOT NULL,
+         publisher   TEXT NOT NULL,             -- client id
+         properties  TEXT,                      -- MQTT 5 publish properties, JSON
+         expires_at  INTEGER                    -- unix seconds; NULL: never
      );",
 ];
 

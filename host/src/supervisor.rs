@@ -167,6 +167,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         tls: tls.clone(),
         limits: config.broker,
         trimmer: trimmer.clone(),
+        database: layout.database(),
     })
     .await?;
     let broker = broker.start();

@@ -99,6 +99,42 @@ async fn retained_messages_reach_late_subscribers_and_empty_payload_clears_them(
     host.shutdown().await
 }
 
+/// Retained messages are kept in `turf.db`: a restart serves the same ones (a cleared one stays
+/// cleared), as Greengrass's Moquette does.
+#[actix_rt::test]
+async fn retained_messages_survive_a_host_restart() -> Result<()> {
+    let host = TestHost::start().await?;
+    let mut publisher = Device::plain(&host, "publisher").await?;
+    publisher.client.publish("status/lamp", QoS::AtLeastOnce, true, "on").await?;
+    publisher.client.publish("status/door", QoS::AtLeastOnce, true, "closed").await?;
+    publisher.client.publish("status/door", QoS::AtLeastOnce, true, "").await?;
+    publisher.client.publish("status/fan", QoS::AtMostOnce, true, vec![0u8, 159, 146, 150]).await?;
+    // A round trip through the broker: everything before it was handled.
+    publisher.subscribe("status/sentinel", QoS::AtLeastOnce).await?;
+    publisher.client.publish("status/sentinel", QoS::AtLeastOnce, false, "x").await?;
+    publisher.collect_until(TIMEOUT, |p| p.topic == "status/sentinel").await?;
+    publisher.vanish().await;
+
+    let host = host.restart().await?;
+    let mut late = Device::plain(&host, "late").await?;
+    late.subscribe("status/+", QoS::AtLeastOnce).await?;
+    late.client.publish("status/sentinel", QoS::AtLeastOnce, false, "end").await?;
+    let got = late.collect_until(TIMEOUT, |p| p.topic == "status/sentinel").await?;
+    let mut retained: Vec<_> =
+        got.iter().filter(|p| p.retain).map(|p| (p.topic.as_str(), p.payload.to_vec(), p.qos)).collect();
+    retained.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        retained,
+        vec![
+            ("status/fan", vec![0u8, 159, 146, 150], QoS::AtMostOnce),
+            ("status/lamp", b"on".to_vec(), QoS::AtLeastOnce)
+        ]
+    );
+    let status = host.client().status().await?.broker.expect("broker status");
+    assert_eq!(status.retained_messages, 2, "{status:?}");
+    host.shutdown().await
+}
+
 #[actix_rt::test]
 async fn qos2_is_delivered_exactly_once() -> Result<()> {
     let host = TestHost::start().await?;

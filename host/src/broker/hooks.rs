@@ -25,6 +25,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, PublishResult, Reason, SubscribeAclResult};
 
 use super::refusals::RefusalLog;
+use super::retain::RetainStore;
 use super::stats::{BrokerCounters, DropReason, Refused};
 
 use crate::devices::AuthSnapshot;
@@ -93,6 +94,8 @@ pub struct HookState {
     pub refusals: RefusalLog,
     /// Subscriptions and topic depth each client is held to.
     pub shape: ShapeLimits,
+    /// The retained-message store, to refuse a retained publish it has no room for.
+    pub retained: Arc<RetainStore>,
 }
 
 /// Limits on what one client's subscriptions and topics may look like (0: no limit).
@@ -135,6 +138,7 @@ impl HookState {
         counters: Arc<BrokerCounters>,
         trimmer: crate::memory::Trimmer,
         shape: ShapeLimits,
+        retained: Arc<RetainStore>,
     ) -> Self {
         Self {
             auth: RwLock::new(Arc::new(AuthSnapshot::default())),
@@ -146,6 +150,7 @@ impl HookState {
             trimmer,
             refusals: RefusalLog::default(),
             shape,
+            retained,
         }
     }
 
@@ -291,9 +296,14 @@ pub fn authorize_subscription(auth: &AuthSnapshot, client_id: &str, filter: &str
     auth.authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(shared_filter(filter)))
 }
 
+/// Why a retained publish is refused when the retained store has no room for it.
+const RETAINED_FULL: &str = "the retained-message store is full ([broker] retained_bytes / retained_messages)";
+
 /// `MessagePublishCheckAcl`: the topic must be within the depth limit (else MQTT 5 PUBACK 0x90
-/// Topic Name invalid) and allowed by `mqtt:publish` on `mqtt:topic:<topic>` (else 0x87 Not
-/// authorized); a refused publish is dropped, an allowed one is copied to every matching tap.
+/// Topic Name invalid), a retained message must fit the retained store (else 0x97 Quota
+/// exceeded), and the publish must be allowed by `mqtt:publish` on `mqtt:topic:<topic>` (else
+/// 0x87 Not authorized); a refused publish is dropped, an allowed one is copied to every
+/// matching tap.
 pub struct PublishCheck(pub Arc<HookState>);
 
 #[async_trait]
@@ -305,6 +315,10 @@ impl Handler for PublishCheck {
         let topic: &str = &publish.topic;
         let refusal = match self.0.shape.too_deep(topic) {
             Some(reason) => Some((PublishAckReason::TopicNameInvalid, reason)),
+            None if publish.retain && !self.0.retained.fits(topic, publish.payload.len()) => {
+                self.0.retained.refuse();
+                Some((PublishAckReason::QuotaExceeded, RETAINED_FULL.to_owned()))
+            }
             None => self
                 .0
                 .auth()

@@ -55,6 +55,10 @@ pub const DEFAULT_MAX_INFLIGHT: u16 = 1024;
 pub const DEFAULT_PUBLISH_RATE: u32 = 1000;
 /// Topic aliases an MQTT 5 client may set up (CONNACK Topic Alias Maximum).
 pub const DEFAULT_MAX_TOPIC_ALIASES: u16 = 32;
+/// Bytes of all retained messages (topic, payload, properties and bookkeeping).
+pub const DEFAULT_RETAINED_BYTES: u32 = 64 << 20;
+/// Retained messages (topics).
+pub const DEFAULT_RETAINED_MESSAGES: u32 = 100_000;
 
 const MIN_QUEUE_BYTES: u64 = 4 << 10;
 const MAX_QUEUE_BYTES: u64 = 1 << 31;
@@ -97,6 +101,10 @@ pub struct BrokerLimits {
     pub publish_rate: u32,
     /// Topic aliases per MQTT 5 connection (0: none).
     pub max_topic_aliases: u16,
+    /// Bytes of all retained messages.
+    pub retained_bytes: u32,
+    /// Retained messages.
+    pub retained_messages: u32,
 }
 
 /// Threads for device connections: all cores but the one the host's other services (bridge,
@@ -131,6 +139,8 @@ impl Default for BrokerLimits {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             publish_rate: DEFAULT_PUBLISH_RATE,
             max_topic_aliases: DEFAULT_MAX_TOPIC_ALIASES,
+            retained_bytes: DEFAULT_RETAINED_BYTES,
+            retained_messages: DEFAULT_RETAINED_MESSAGES,
         }
     }
 }
@@ -183,6 +193,10 @@ pub struct BrokerSettings {
     pub publish_rate: Option<u64>,
     /// Topic aliases per connection.
     pub max_topic_aliases: Option<u64>,
+    /// Bytes of retained messages.
+    pub retained_bytes: Option<u64>,
+    /// Retained messages.
+    pub retained_messages: Option<u64>,
 }
 
 /// `value` (or `default` when absent) if it lies in `range`, as `T`.
@@ -328,6 +342,14 @@ impl TryFrom<BrokerSettings> for BrokerLimits {
                 0..=65_535,
                 "",
             )?,
+            retained_bytes: bytes("retained_bytes", settings.retained_bytes, defaults.retained_bytes)?,
+            retained_messages: ranged(
+                "retained_messages",
+                settings.retained_messages,
+                defaults.retained_messages,
+                0..=10_000_000,
+                "",
+            )?,
         })
     }
 }
@@ -361,6 +383,8 @@ mod tests {
             max_inflight: Some(8),
             publish_rate: Some(0),
             max_topic_aliases: Some(0),
+            retained_bytes: Some(1 << 20),
+            retained_messages: Some(7),
         };
         let limits = BrokerLimits::try_from(settings).unwrap();
         assert_eq!(limits.session_queue_bytes, 65_536);
@@ -375,6 +399,7 @@ mod tests {
         assert_eq!((limits.max_packet_bytes, limits.max_subscriptions, limits.max_topic_levels), (4096, 3, 4));
         assert_eq!(limits.max_session_expiry, Duration::from_secs(60));
         assert_eq!((limits.max_inflight, limits.publish_rate, limits.max_topic_aliases), (8, 0, 0));
+        assert_eq!((limits.retained_bytes, limits.retained_messages), (1 << 20, 7));
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use self::hooks::DeviceMessage;
 use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, ShapeLimits, SubscribeCheck, Tap};
 pub use self::limits::BrokerLimits;
 use self::outbox::Outbox;
-use self::retain::RetainStore;
+use self::retain::{RetainLimits, RetainStore, SharedRetain};
 use self::stats::{BrokerCounters, BrokerStatus, RefusalCounts};
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::identity::ListenerKind;
@@ -66,6 +66,12 @@ pub enum BrokerError {
     /// The threads for device connections could not be started.
     #[error("cannot start the broker's threads: {0}")]
     Runtime(String),
+    /// The database holding retained messages could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The retained messages could not be read back.
+    #[error(transparent)]
+    Retained(#[from] retain::LoadError),
     /// A listener could not be bound or configured.
     #[error("cannot listen on {addr} ({what}): {reason}")]
     Listen {
@@ -91,6 +97,8 @@ pub struct BrokerOptions {
     pub limits: BrokerLimits,
     /// Told when a session ends (a burst of connections may be over).
     pub trimmer: crate::memory::Trimmer,
+    /// `turf.db`, where retained messages are kept.
+    pub database: std::path::PathBuf,
 }
 
 /// Addresses the broker actually bound.
@@ -149,6 +157,7 @@ pub struct Broker {
     outbox: Outbox,
     addrs: BrokerAddrs,
     limits: BrokerLimits,
+    retained: Arc<RetainStore>,
 }
 
 impl Broker {
@@ -166,6 +175,10 @@ impl Broker {
             session_queue_messages: limits.session_queue_messages,
             publish_rate: limits.publish_rate,
         };
+        let retained = Arc::new(RetainStore::open(
+            crate::store::open(&options.database)?,
+            RetainLimits { max_bytes: limits.retained_bytes as usize, max_messages: limits.retained_messages as usize },
+        )?);
         let counters = Arc::new(BrokerCounters::default());
         let hooks = Arc::new(HookState::new(
             options.plain_listen.map(|_| listeners::PLAIN_LISTENER),
@@ -173,13 +186,14 @@ impl Broker {
             Arc::clone(&counters),
             options.trimmer.clone(),
             ShapeLimits { max_subscriptions: limits.max_subscriptions, max_topic_levels: limits.max_topic_levels },
+            Arc::clone(&retained),
         ));
         let vouch = {
             let hooks = Arc::clone(&hooks);
             Arc::new(move |der: &[u8]| hooks.vouch(der))
         };
         let scx = ServerContext::new().busy_check_enable(false).flow_control(flow).tls_peer_check(vouch).build().await;
-        *scx.extends.retain_mut().await = Box::new(RetainStore::new());
+        *scx.extends.retain_mut().await = Box::new(SharedRetain(Arc::clone(&retained)));
         let register = scx.extends.hook_mgr().register();
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
@@ -194,7 +208,7 @@ impl Broker {
         let host_id = Id::new(scx.node.id(), 0, None, None, "turf-host".into(), None);
         let (outbox, _) = Outbox::start(&handle, scx.clone(), host_id, limits.host_queue_bytes, counters);
         tracing::info!(mqtt = %addrs.mqtt, plain = ?addrs.plain, threads = limits.threads, "MQTT broker listening");
-        Ok((Self { runtime, scx, hooks, server: Some(task), outbox, addrs, limits }, addrs))
+        Ok((Self { runtime, scx, hooks, server: Some(task), outbox, addrs, limits, retained }, addrs))
     }
 
     fn status(&self) -> BrokerStatus {
@@ -203,6 +217,7 @@ impl Broker {
         let load =
             |c: Option<&std::sync::atomic::AtomicU64>| c.map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed));
         let count = |n: isize| u64::try_from(n).unwrap_or(0);
+        let (retained_messages, retained_bytes) = self.retained.usage();
         BrokerStatus {
             connections: count(self.scx.connections.count()),
             sessions: count(self.scx.sessions.count()),
@@ -220,8 +235,13 @@ impl Broker {
                 over_max_handshakes: load(Some(&self.scx.admission.stats.over_max_handshakes)),
                 handshake_timeouts: load(Some(&self.scx.admission.stats.handshake_timeouts)),
                 publish_throttles: load(stats.map(|s| &s.throttled)),
+                retained: self.retained.refused(),
                 ..self.hooks.counters.refusals()
             },
+            retained_messages: retained_messages as u64,
+            retained_bytes: retained_bytes as u64,
+            retained_bytes_limit: u64::from(self.limits.retained_bytes),
+            retained_write_failures: self.retained.write_failures(),
         }
     }
 
@@ -300,7 +320,7 @@ impl Broker {
         if let Some(task) = self.server.take() {
             task.abort();
         }
-        let scx = self.scx.clone();
+        let (scx, retained) = (self.scx.clone(), Arc::clone(&self.retained));
         async move {
             let entries: Vec<_> = scx.extends.shared().await.iter().collect();
             for entry in entries {
@@ -308,6 +328,8 @@ impl Broker {
                     let _ = locked.kick(true, true, true).await;
                 }
             }
+            // Last wills are retained too: written once every client is gone.
+            let _ = tokio::task::spawn_blocking(move || retained.close()).await;
             tracing::info!("MQTT broker stopped");
         }
     }

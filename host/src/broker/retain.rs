@@ -1,105 +1,480 @@
-//! Retained messages for the embedded broker (rmqtt's `RetainStorage`).
+//! Retained messages for the embedded broker (rmqtt's `RetainStorage`): in memory, indexed by
+//! topic level, and kept in `turf.db` so they survive a restart (as Greengrass's Moquette keeps
+//! them).
 //!
-//! rmqtt only stores retained messages through a plugin; this in-memory store is ours. It keeps
-//! the last retained message per topic (an empty payload clears it, MQTT-3.3.1-10), honours
-//! message expiry, and answers filter look-ups with [`crate::topic::matches`], so `$` topics are
-//! excluded from leading wildcards exactly as for live messages. Lives inside the broker; nothing
-//! else touches it. Retained messages do not survive a restart (as with Greengrass's Moquette).
+//! The last retained message per topic is kept (an empty payload clears it, MQTT-3.3.1-10). A
+//! message expires only when its publisher set a Message Expiry Interval (MQTT 5). A subscribe
+//! walks rmqtt's retained-topic trie (`rmqtt::retain::RetainTree`, which also keeps `$` topics
+//! out of leading wildcards) instead of scanning every message. The store is bounded by
+//! [`RetainLimits`]: a retained publish that would not fit is refused by the publish hook
+//! ([`RetainStore::fits`]; MQTT 5 PUBACK 0x97 Quota exceeded) and counted.
+//!
+//! Writes go to SQLite behind the broker's back: changes are coalesced per topic (the latest
+//! wins) and written in one transaction by the `turf-retained` thread, so a retained flood never
+//! waits for fsync on a connection's thread and the pending set is bounded by the number of
+//! topics. [`RetainStore::close`] writes what is pending and stops the thread (broker stop).
+//! Lives inside the broker; nothing else touches it.
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rmqtt::retain::RetainStorage;
-use rmqtt::types::{Retain, TopicFilter, TopicName};
+use bytes::Bytes;
+use rmqtt::codec::types::{Publish as CodecPublish, QoS};
+use rmqtt::codec::v5::PublishProperties;
+use rmqtt::retain::{RetainStorage, RetainTree};
+use rmqtt::topic::Topic;
+use rmqtt::types::{From, Id, Publish, Retain, TopicFilter, TopicName};
+use rusqlite::{Connection, params};
 
-use crate::topic;
+/// Bytes charged per retained message on top of its topic, payload and properties (the trie
+/// node, the copy of the publish, the index entry).
+const ENTRY_OVERHEAD: usize = 256;
 
-/// Most retained messages kept at once; beyond it new topics are refused (logged).
-pub const MAX_RETAINED: usize = 100_000;
+/// How much the retained store may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainLimits {
+    /// Bytes of all retained messages together (as charged by [`cost`]).
+    pub max_bytes: usize,
+    /// Retained messages (topics).
+    pub max_messages: usize,
+}
 
+/// What a retained message is charged.
+pub fn cost(topic: &str, payload: usize, properties: usize) -> usize {
+    topic.len() + payload + properties + ENTRY_OVERHEAD
+}
+
+/// One retained message as it is written to `turf.db`.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    payload: Bytes,
+    qos: u8,
+    publisher: String,
+    properties: Option<String>,
+    expires_at: Option<i64>,
+}
+
+#[derive(Debug)]
 struct Entry {
     retain: Retain,
     expires: Option<Instant>,
+    cost: usize,
+}
+
+#[derive(Default)]
+struct Index {
+    tree: RetainTree<Arc<Entry>>,
+    bytes: usize,
+    count: usize,
+}
+
+/// Changes waiting for the writer thread: topic → its new row, or `None` to delete it.
+#[derive(Default)]
+struct Pending {
+    changes: HashMap<String, Option<Row>>,
+    closing: bool,
+}
+
+struct Writer {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    failures: AtomicU64,
 }
 
 /// The broker's retained-message store.
-#[derive(Default)]
 pub struct RetainStore {
-    messages: RwLock<BTreeMap<String, Entry>>,
-    max_seen: RwLock<usize>,
+    index: RwLock<Index>,
+    limits: RetainLimits,
+    writer: Option<Arc<Writer>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    refused: AtomicU64,
+    max_seen: AtomicUsize,
+}
+
+/// A failure to read the retained messages back at start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// SQLite could not read the `retained` table.
+    #[error("cannot read retained messages from the database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The writer thread could not be started.
+    #[error("cannot start the retained-message writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+fn now_unix() -> i64 {
+    crate::store::now_secs()
+}
+
+fn qos_number(qos: QoS) -> u8 {
+    match qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce => 1,
+        QoS::ExactlyOnce => 2,
+    }
+}
+
+/// The properties worth keeping with a retained message: not the publisher's topic alias nor
+/// its subscription ids, which belong to its connection.
+fn kept_properties(properties: Option<&PublishProperties>) -> Option<PublishProperties> {
+    properties.map(|p| PublishProperties { topic_alias: None, subscription_ids: Vec::new(), ..p.clone() })
 }
 
 impl RetainStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    /// A store kept only in memory (tests).
+    pub fn in_memory(limits: RetainLimits) -> Self {
+        Self {
+            index: RwLock::new(Index::default()),
+            limits,
+            writer: None,
+            thread: Mutex::new(None),
+            refused: AtomicU64::new(0),
+            max_seen: AtomicUsize::new(0),
+        }
     }
 
-    fn set_now(&self, topic: &str, retain: Retain, expiry: Option<Duration>, now: Instant) {
-        let Ok(mut messages) = self.messages.write() else {
-            return;
-        };
-        if retain.publish.payload.is_empty() {
-            messages.remove(topic);
-            return;
-        }
-        if messages.len() >= MAX_RETAINED && !messages.contains_key(topic) {
-            messages.retain(|_, e| e.expires.is_none_or(|t| t > now));
-            if messages.len() >= MAX_RETAINED {
-                tracing::warn!(topic, limit = MAX_RETAINED, "retained message refused: store is full");
-                return;
+    /// Loads the retained messages kept in `conn` (dropping expired ones) and starts the thread
+    /// that writes changes back to it.
+    pub fn open(conn: Connection, limits: RetainLimits) -> Result<Self, LoadError> {
+        let mut store = Self::in_memory(limits);
+        let now = now_unix();
+        conn.execute("DELETE FROM retained WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?;
+        let mut unreadable = 0usize;
+        {
+            let mut statement =
+                conn.prepare("SELECT topic, payload, qos, publisher, properties, expires_at FROM retained")?;
+            let rows = statement.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Row {
+                        payload: Bytes::from(r.get::<_, Vec<u8>>(1)?),
+                        qos: r.get(2)?,
+                        publisher: r.get(3)?,
+                        properties: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    },
+                ))
+            })?;
+            let started = Instant::now();
+            for row in rows {
+                let (topic, row) = row?;
+                match Self::restore(&topic, &row) {
+                    Some(retain) => {
+                        let expires = row
+                            .expires_at
+                            .map(|at| started + Duration::from_secs(u64::try_from(at - now).unwrap_or(0)));
+                        store.insert(&topic, retain, expires);
+                    }
+                    None => {
+                        unreadable += 1;
+                        tracing::error!(
+                            topic,
+                            "a retained message in the database cannot be read; it is kept there and not served"
+                        );
+                    }
+                }
             }
         }
-        let expires = expiry.filter(|d| !d.is_zero()).map(|d| now + d);
-        messages.insert(topic.to_owned(), Entry { retain, expires });
-        if let Ok(mut max) = self.max_seen.write() {
-            *max = (*max).max(messages.len());
+        if unreadable > 0 {
+            store.refused.fetch_add(unreadable as u64, Ordering::Relaxed);
+        }
+        let writer = Arc::new(Writer { pending: Mutex::default(), wake: Condvar::new(), failures: AtomicU64::new(0) });
+        let thread = {
+            let writer = Arc::clone(&writer);
+            std::thread::Builder::new()
+                .name("turf-retained".into())
+                .spawn(move || write_behind(&writer, conn))
+                .map_err(LoadError::Thread)?
+        };
+        store.writer = Some(writer);
+        store.thread = Mutex::new(Some(thread));
+        tracing::debug!(messages = store.count(), "retained messages loaded");
+        Ok(store)
+    }
+
+    fn restore(topic: &str, row: &Row) -> Option<Retain> {
+        let qos = QoS::try_from(row.qos).ok()?;
+        let properties = match &row.properties {
+            None => None,
+            Some(json) => Some(serde_json::from_str::<PublishProperties>(json).ok()?),
+        };
+        let publish = CodecPublish {
+            dup: false,
+            retain: true,
+            qos,
+            topic: topic.into(),
+            packet_id: None,
+            payload: row.payload.clone(),
+            properties,
+        };
+        let id = Id::new(0, 0, None, None, row.publisher.as_str().into(), None);
+        Some(Retain { msg_id: None, from: From::from_custom(id), publish: Publish::from(publish) })
+    }
+
+    /// Whether a retained message on `topic` with this payload would fit beside the others
+    /// (replacing the one on the same topic). An empty payload always fits: it clears.
+    pub fn fits(&self, topic: &str, payload: usize) -> bool {
+        if payload == 0 {
+            return true;
+        }
+        let Ok(index) = self.index.read() else { return false };
+        let Ok(parsed) = Topic::from_str(topic) else { return false };
+        let replaced = index.tree.matches(&parsed).first().map(|(_, e)| e.cost);
+        let count = index.count + usize::from(replaced.is_none());
+        let bytes = index.bytes - replaced.unwrap_or(0) + cost(topic, payload, 0);
+        count <= self.limits.max_messages && bytes <= self.limits.max_bytes
+    }
+
+    /// Counts a retained publish refused for want of room.
+    pub fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retained messages refused (no room) or unreadable in the database since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Retained messages and their bytes now.
+    pub fn usage(&self) -> (usize, usize) {
+        self.index.read().map(|i| (i.count, i.bytes)).unwrap_or_default()
+    }
+
+    fn count(&self) -> usize {
+        self.usage().0
+    }
+
+    /// Writes failed since start (each retried with the next change).
+    pub fn write_failures(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| w.failures.load(Ordering::Relaxed))
+    }
+
+    /// Puts `retain` on `topic` in memory; false when it does not fit (nothing changes then).
+    fn insert(&self, topic: &str, retain: Retain, expires: Option<Instant>) -> bool {
+        let Ok(parsed) = Topic::from_str(topic) else { return false };
+        let properties = retain.publish.properties.as_ref().map_or(0, |p| {
+            p.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + p.content_type.as_ref().map_or(0, |c| c.len())
+                + p.response_topic.as_ref().map_or(0, |t| t.len())
+                + p.correlation_data.as_ref().map_or(0, Bytes::len)
+        });
+        let entry_cost = cost(topic, retain.publish.payload.len(), properties);
+        let Ok(mut index) = self.index.write() else { return false };
+        let replaced = index.tree.remove(&parsed);
+        let (count, bytes) = match &replaced {
+            Some(old) => (index.count, index.bytes - old.cost),
+            None => (index.count + 1, index.bytes),
+        };
+        if count > self.limits.max_messages || bytes + entry_cost > self.limits.max_bytes {
+            if let Some(old) = replaced {
+                index.tree.insert(&parsed, old);
+            }
+            return false;
+        }
+        index.tree.insert(&parsed, Arc::new(Entry { retain, expires, cost: entry_cost }));
+        index.count = count;
+        index.bytes = bytes + entry_cost;
+        self.max_seen.fetch_max(count, Ordering::Relaxed);
+        true
+    }
+
+    fn remove(&self, topic: &str) -> bool {
+        let Ok(parsed) = Topic::from_str(topic) else { return false };
+        let Ok(mut index) = self.index.write() else { return false };
+        match index.tree.remove(&parsed) {
+            Some(old) => {
+                index.count -= 1;
+                index.bytes -= old.cost;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops expired messages from memory (the database drops them at the next start).
+    fn purge_expired(&self, now: Instant) {
+        let Ok(mut index) = self.index.write() else { return };
+        let mut freed = (0usize, 0usize);
+        index.tree.retain(usize::MAX, |entry| {
+            let keep = entry.expires.is_none_or(|t| t > now);
+            if !keep {
+                freed = (freed.0 + 1, freed.1 + entry.cost);
+            }
+            keep
+        });
+        index.count -= freed.0;
+        index.bytes -= freed.1;
+    }
+
+    fn set_now(&self, topic: &str, mut retain: Retain, expiry: Option<Duration>, now: Instant) {
+        if retain.publish.payload.is_empty() {
+            if self.remove(topic) {
+                self.persist(topic, None);
+            }
+            return;
+        }
+        let expiry = expiry.filter(|d| !d.is_zero());
+        retain.publish.flow = None;
+        retain.publish.properties = kept_properties(retain.publish.properties.as_ref());
+        let row = Row {
+            payload: retain.publish.payload.clone(),
+            qos: qos_number(retain.publish.qos),
+            publisher: retain.from.id.client_id.to_string(),
+            properties: retain.publish.properties.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+            expires_at: expiry.map(|d| now_unix().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        };
+        let mut stored = self.insert(topic, retain.clone(), expiry.map(|d| now + d));
+        if !stored {
+            self.purge_expired(now);
+            stored = self.insert(topic, retain, expiry.map(|d| now + d));
+        }
+        if stored {
+            self.persist(topic, Some(row));
+        } else {
+            // The publish hook refuses what does not fit; this is a race with another publish.
+            self.refuse();
         }
     }
 
     fn get_now(&self, filter: &str, now: Instant) -> Vec<(TopicName, Retain)> {
-        let Ok(messages) = self.messages.read() else {
-            return Vec::new();
-        };
-        messages
-            .iter()
-            .filter(|(topic, entry)| entry.expires.is_none_or(|t| t > now) && topic::matches(filter, topic))
-            .map(|(topic, entry)| (TopicName::from(topic.as_str()), entry.retain.clone()))
-            .collect()
+        let Ok(parsed) = Topic::from_str(filter) else { return Vec::new() };
+        let Ok(index) = self.index.read() else { return Vec::new() };
+        let mut found: Vec<(TopicName, Retain)> = index
+            .tree
+            .matches(&parsed)
+            .into_iter()
+            .filter(|(_, entry)| entry.expires.is_none_or(|t| t > now))
+            .map(|(topic, entry)| (TopicName::from(topic.to_string()), entry.retain.clone()))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    fn persist(&self, topic: &str, row: Option<Row>) {
+        let Some(writer) = &self.writer else { return };
+        if let Ok(mut pending) = writer.pending.lock() {
+            pending.changes.insert(topic.to_owned(), row);
+            writer.wake.notify_one();
+        }
+    }
+
+    /// Writes every pending change and stops the writer thread; later changes stay in memory.
+    pub fn close(&self) {
+        if let Some(writer) = &self.writer
+            && let Ok(mut pending) = writer.pending.lock()
+        {
+            pending.closing = true;
+            writer.wake.notify_one();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 }
 
+impl Drop for RetainStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer thread: waits for changes, writes each batch in one transaction; on a failure the
+/// batch is put back under any newer changes and retried after a pause.
+fn write_behind(writer: &Writer, mut conn: Connection) {
+    loop {
+        let (batch, closing) = {
+            let Ok(mut pending) = writer.pending.lock() else { return };
+            while pending.changes.is_empty() && !pending.closing {
+                pending = match writer.wake.wait(pending) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+            }
+            (std::mem::take(&mut pending.changes), pending.closing)
+        };
+        if !batch.is_empty()
+            && let Err(error) = write_batch(&mut conn, &batch)
+        {
+            writer.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, changes = batch.len(), "cannot write retained messages to the database; retrying");
+            if let Ok(mut pending) = writer.pending.lock() {
+                for (topic, row) in batch {
+                    pending.changes.entry(topic).or_insert(row);
+                }
+            }
+            if closing {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &HashMap<String, Option<Row>>) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut upsert = tx.prepare(
+            "INSERT INTO retained (topic, payload, qos, publisher, properties, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
+                 publisher = excluded.publisher, properties = excluded.properties, expires_at = excluded.expires_at",
+        )?;
+        let mut delete = tx.prepare("DELETE FROM retained WHERE topic = ?1")?;
+        for (topic, row) in batch {
+            match row {
+                Some(r) => {
+                    upsert.execute(params![topic, &r.payload[..], r.qos, r.publisher, r.properties, r.expires_at])?;
+                }
+                None => {
+                    delete.execute([topic])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// rmqtt holds the store as a box; the broker keeps the same store to check room and close it.
+pub struct SharedRetain(pub Arc<RetainStore>);
+
 #[async_trait]
-impl RetainStorage for RetainStore {
+impl RetainStorage for SharedRetain {
     fn enable(&self) -> bool {
         true
     }
 
     async fn set(&self, topic: &TopicName, retain: Retain, expiry_interval: Option<Duration>) -> rmqtt::Result<()> {
-        self.set_now(topic, retain, expiry_interval, Instant::now());
+        self.0.set_now(topic, retain, expiry_interval, Instant::now());
         Ok(())
     }
 
     async fn get(&self, topic_filter: &TopicFilter) -> rmqtt::Result<Vec<(TopicName, Retain)>> {
-        Ok(self.get_now(topic_filter, Instant::now()))
+        Ok(self.0.get_now(topic_filter, Instant::now()))
     }
 
     async fn count(&self) -> isize {
-        self.messages.read().map(|m| m.len() as isize).unwrap_or(0)
+        isize::try_from(self.0.count()).unwrap_or(isize::MAX)
     }
 
     async fn max(&self) -> isize {
-        self.max_seen.read().map(|m| *m as isize).unwrap_or(0)
+        isize::try_from(self.0.max_seen.load(Ordering::Relaxed)).unwrap_or(isize::MAX)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmqtt::codec::types::{Publish as CodecPublish, QoS};
-    use rmqtt::types::{From, Id, Publish};
+
+    const ROOMY: RetainLimits = RetainLimits { max_bytes: 1 << 20, max_messages: 1000 };
 
     fn retain(topic: &str, payload: &str) -> Retain {
         let publish = CodecPublish {
@@ -108,37 +483,141 @@ mod tests {
             qos: QoS::AtLeastOnce,
             topic: topic.into(),
             packet_id: None,
-            payload: bytes::Bytes::copy_from_slice(payload.as_bytes()),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
             properties: None,
         };
         let id = Id::new(1, 0, None, None, "t".into(), None);
         Retain { msg_id: None, from: From::from_system(id), publish: Publish::from(publish) }
     }
 
+    fn payloads(found: &[(TopicName, Retain)]) -> Vec<Bytes> {
+        found.iter().map(|(_, r)| r.publish.payload.clone()).collect()
+    }
+
+    fn database() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("turf.db");
+        (dir, path)
+    }
+
     #[test]
     fn last_retained_message_per_topic_is_returned_for_matching_filters() {
-        let store = RetainStore::new();
+        let store = RetainStore::in_memory(ROOMY);
         let now = Instant::now();
         store.set_now("a/b", retain("a/b", "1"), None, now);
         store.set_now("a/b", retain("a/b", "2"), None, now);
         store.set_now("a/c", retain("a/c", "3"), None, now);
         store.set_now("$aws/x", retain("$aws/x", "4"), None, now);
-        let got = store.get_now("a/+", now);
-        let payloads: Vec<_> = got.iter().map(|(_, r)| r.publish.payload.clone()).collect();
-        assert_eq!(payloads, vec![bytes::Bytes::from("2"), bytes::Bytes::from("3")]);
-        assert_eq!(store.get_now("#", now).len(), 2, "'#' does not match $ topics");
+        store.set_now("a/c/d", retain("a/c/d", "5"), None, now);
+        assert_eq!(payloads(&store.get_now("a/+", now)), vec![Bytes::from("2"), Bytes::from("3")]);
+        assert_eq!(store.get_now("#", now).len(), 3, "'#' does not match $ topics");
+        assert_eq!(store.get_now("+/#", now).len(), 3);
         assert_eq!(store.get_now("$aws/#", now).len(), 1);
+        assert_eq!(payloads(&store.get_now("a/c/#", now)), vec![Bytes::from("3"), Bytes::from("5")]);
+        assert!(store.get_now("a/#/b", now).is_empty(), "an invalid filter matches nothing");
+        assert_eq!(store.usage().0, 4);
     }
 
     #[test]
     fn empty_payload_clears_and_expiry_hides() {
-        let store = RetainStore::new();
+        let store = RetainStore::in_memory(ROOMY);
         let now = Instant::now();
         store.set_now("a", retain("a", "1"), None, now);
         store.set_now("a", retain("a", ""), None, now);
         assert!(store.get_now("a", now).is_empty());
+        assert_eq!(store.usage(), (0, 0), "clearing gives the bytes back");
         store.set_now("b", retain("b", "1"), Some(Duration::from_secs(10)), now);
         assert_eq!(store.get_now("b", now).len(), 1);
         assert!(store.get_now("b", now + Duration::from_secs(11)).is_empty());
+    }
+
+    #[test]
+    fn the_byte_budget_refuses_what_does_not_fit_and_replacing_reuses_room() {
+        let one = cost("t/0", 100, 0);
+        let store = RetainStore::in_memory(RetainLimits { max_bytes: 3 * one, max_messages: 10 });
+        let now = Instant::now();
+        let body = "x".repeat(100);
+        for n in 0..3 {
+            assert!(store.fits(&format!("t/{n}"), 100));
+            store.set_now(&format!("t/{n}"), retain(&format!("t/{n}"), &body), None, now);
+        }
+        assert!(!store.fits("t/3", 100), "a fourth topic is over the budget");
+        assert!(store.fits("t/1", 100), "replacing a topic reuses its room");
+        assert!(store.fits("t/3", 0), "clearing always fits");
+        store.set_now("t/3", retain("t/3", &body), None, now);
+        assert_eq!(store.refused(), 1, "a set past the hook is refused and counted");
+        assert!(store.get_now("t/3", now).is_empty());
+        assert_eq!(store.usage(), (3, 3 * one));
+        let counted = RetainStore::in_memory(RetainLimits { max_bytes: 1 << 20, max_messages: 2 });
+        counted.set_now("a", retain("a", "1"), None, now);
+        counted.set_now("b", retain("b", "1"), None, now);
+        assert!(!counted.fits("c", 1));
+    }
+
+    #[test]
+    fn expired_messages_make_room_when_the_store_is_full() {
+        let store = RetainStore::in_memory(RetainLimits { max_bytes: 1 << 20, max_messages: 1 });
+        let now = Instant::now();
+        store.set_now("old", retain("old", "1"), Some(Duration::from_secs(1)), now);
+        store.set_now("new", retain("new", "2"), None, now + Duration::from_secs(2));
+        assert_eq!(store.get_now("new", now + Duration::from_secs(2)).len(), 1);
+        assert_eq!(store.refused(), 0);
+    }
+
+    #[test]
+    fn retained_messages_survive_a_reopen_with_their_properties_and_clears() {
+        let (_dir, path) = database();
+        let now = Instant::now();
+        {
+            let store = RetainStore::open(crate::store::open(&path).unwrap(), ROOMY).unwrap();
+            let mut with_props = retain("p/1", "props");
+            with_props.publish.properties = Some(PublishProperties {
+                content_type: Some("text/plain".into()),
+                topic_alias: std::num::NonZeroU16::new(3),
+                user_properties: vec![("k".into(), "v".into())],
+                ..PublishProperties::default()
+            });
+            store.set_now("p/1", with_props, None, now);
+            store.set_now("p/2", retain("p/2", "gone"), None, now);
+            store.set_now("p/2", retain("p/2", ""), None, now);
+            store.set_now("p/3", retain("p/3", "expiring"), Some(Duration::from_secs(3600)), now);
+            store.close();
+        }
+        let store = RetainStore::open(crate::store::open(&path).unwrap(), ROOMY).unwrap();
+        let found = store.get_now("p/#", Instant::now());
+        assert_eq!(payloads(&found), vec![Bytes::from("props"), Bytes::from("expiring")]);
+        let properties = found[0].1.publish.properties.clone().unwrap();
+        assert_eq!(properties.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(properties.user_properties, vec![("k".into(), "v".into())]);
+        assert_eq!(properties.topic_alias, None, "a topic alias belongs to the publisher's connection");
+        assert_eq!(found[0].1.publish.qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn expired_and_unreadable_rows_are_not_served_after_a_restart() {
+        let (_dir, path) = database();
+        let conn = crate::store::open(&path).unwrap();
+        let past = now_unix() - 10;
+        conn.execute(
+            "INSERT INTO retained (topic, payload, qos, publisher, properties, expires_at) VALUES ('e', x'31', 1, 'd', NULL, ?1)",
+            [past],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO retained (topic, payload, qos, publisher, properties, expires_at) VALUES ('bad', x'31', 7, 'd', NULL, NULL)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO retained (topic, payload, qos, publisher, properties, expires_at) VALUES ('ok', x'31', 0, 'd', NULL, NULL)",
+            [],
+        )
+        .unwrap();
+        let store = RetainStore::open(conn, ROOMY).unwrap();
+        let now = Instant::now();
+        assert!(store.get_now("e", now).is_empty(), "expired while the host was down");
+        assert!(store.get_now("bad", now).is_empty(), "QoS 7 is not a message");
+        assert_eq!(store.get_now("ok", now).len(), 1);
+        assert_eq!(store.refused(), 1, "the unreadable row is counted");
     }
 }

@@ -195,6 +195,9 @@ pub struct RefusalCounts {
     pub handshake_timeouts: u64,
     /// Times a connection was paused for publishing faster than `publish_rate`.
     pub publish_throttles: u64,
+    /// Retained publishes refused for want of room (counted in `publishes` too), and retained
+    /// messages in the database that could not be read back.
+    pub retained: u64,
 }
 
 impl RefusalCounts {
@@ -239,6 +242,18 @@ pub struct BrokerStatus {
     /// Clients refused or slowed down, by reason.
     #[serde(default)]
     pub refused: RefusalCounts,
+    /// Retained messages kept.
+    #[serde(default)]
+    pub retained_messages: u64,
+    /// Bytes they are charged.
+    #[serde(default)]
+    pub retained_bytes: u64,
+    /// Limit of `retained_bytes`.
+    #[serde(default)]
+    pub retained_bytes_limit: u64,
+    /// Failed writes of retained messages to the database (retried).
+    #[serde(default)]
+    pub retained_write_failures: u64,
 }
 
 #[cfg(test)]

@@ -31,13 +31,24 @@ fn print_broker(b: &BrokerStatus) {
         "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} not queued in time (publisher not acknowledged); {} stalled subscriber(s) disconnected",
         d.queue_full, d.expired, d.session_ended, d.host_outbox_full, d.denied, d.wait_timed_out, b.stalled_disconnects
     );
+    println!(
+        "    retained: {} message(s), {} of {}{}",
+        b.retained_messages,
+        human_bytes(b.retained_bytes),
+        human_bytes(b.retained_bytes_limit),
+        match b.retained_write_failures {
+            0 => String::new(),
+            n => format!("; {n} failed database write(s), retried"),
+        }
+    );
     let r = &b.refused;
     println!(
-        "    refused: {} connect(s), {} imitated certificate(s), {} subscription(s), {} publish(es); {} socket(s) over max_connections, {} over max_handshakes, {} handshake timeout(s); {} publish-rate pause(s)",
+        "    refused: {} connect(s), {} imitated certificate(s), {} subscription(s), {} publish(es) ({} retained); {} socket(s) over max_connections, {} over max_handshakes, {} handshake timeout(s); {} publish-rate pause(s)",
         r.connects,
         r.certificates,
         r.subscribes,
         r.publishes,
+        r.retained,
         r.over_max_connections,
         r.over_max_handshakes,
         r.handshake_timeouts,
