@@ -56,6 +56,24 @@ impl Glob {
     }
 }
 
+/// `text` as a pattern that matches exactly `text`: `*`, `?` and `$` written as escapes (a
+/// client id put into a policy by `${iot:Connection.Thing.ThingName}` must not become a
+/// wildcard).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '*' | '?' | '$' => {
+                out.push_str("${");
+                out.push(c);
+                out.push('}');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Greedy match with backtracking to the last star: O(len(text) × tokens) worst case, no recursion.
 fn match_tokens(tokens: &[Token], text: &str) -> bool {
     let mut t = 0; // index into tokens

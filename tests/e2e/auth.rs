@@ -6,7 +6,7 @@ use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
 use turf_tests::{
     Device, HostOptions, TIMEOUT, TestHost, auth_update, foreign_certs, look_alike_certs, permissive_auth,
-    tutorial_auth,
+    tutorial_auth, with_timeout,
 };
 
 /// Observers see everything; devices `dev*` may only use topics under their own name.
@@ -41,11 +41,68 @@ async fn tutorial_policy_admits_my_client_device_and_refuses_other_device() -> R
 }
 
 #[actix_rt::test]
-async fn without_an_auth_configuration_nobody_connects() -> Result<()> {
+async fn without_an_auth_configuration_no_device_connects_and_local_tools_do() -> Result<()> {
     let host = TestHost::start_with(HostOptions { auth: None, ..HostOptions::default() }).await?;
     let certs = host.add_device("MyClientDevice1")?;
     assert!(Device::tls(&host, "MyClientDevice1", &certs).await.is_err());
-    assert!(Device::plain(&host, "tool").await.is_err(), "the plain listener applies the same policies");
+    let mut tool = Device::plain(&host, "tool").await.context("local tools have a policy of their own")?;
+    tool.subscribe("a/#", QoS::AtLeastOnce).await?;
+    tool.client.publish("a/b", QoS::AtLeastOnce, false, "x").await?;
+    tool.collect_until(TIMEOUT, |p| p.topic == "a/b").await?;
+    assert!(Device::plain(&host, "MyClientDevice1").await.is_err(), "a registered thing's id is not a tool's");
+    host.shutdown().await
+}
+
+/// The plain listener is for people's tools: any client id MQTT allows is accepted and gets the
+/// `localTools` policy (default: everything but shadow writes) unless a device group selects it;
+/// a registered thing's client id is refused there (a tool never takes over a device's
+/// session) unless `localTools.allowThingClientIds` says otherwise.
+#[actix_rt::test]
+async fn local_tools_pick_any_client_id_and_never_take_over_a_registered_thing() -> Result<()> {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
+    use rumqttc::v5::{AsyncClient, Event as Event5, MqttOptions};
+    let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
+    let certs = host.add_device("MyClientDevice1")?;
+    let mut device = Device::tls(&host, "MyClientDevice1", &certs).await?;
+    device.subscribe("clients/MyClientDevice1/#", QoS::AtLeastOnce).await?;
+
+    let mut explorer = Device::plain(&host, "mqttx_3f2a").await?;
+    explorer.subscribe("#", QoS::AtLeastOnce).await?;
+    let spaced = Device::plain(&host, "clean retained").await.context("a client id with a space")?;
+    let anonymous = Device::plain(&host, "").await.context("an empty client id (clean session)")?;
+    spaced.client.publish("clients/MyClientDevice1/from-tool", QoS::AtLeastOnce, false, "hi").await?;
+    device.collect_until(TIMEOUT, |p| p.topic == "clients/MyClientDevice1/from-tool").await?;
+    anonymous.client.publish("tools/anon", QoS::AtLeastOnce, false, "x").await?;
+    explorer.collect_until(TIMEOUT, |p| p.topic == "tools/anon").await?;
+
+    // Shadow writes are not for tools by default; a shadow read is.
+    let plain = host.endpoints.plain.context("plain listener")?;
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("script", "127.0.0.1", plain.port()), 10);
+    client.publish("$aws/things/MyClientDevice1/shadow/update", QoS5::AtLeastOnce, false, "{}").await?;
+    client.publish("$aws/things/MyClientDevice1/shadow/get", QoS5::AtLeastOnce, false, "").await?;
+    let mut reasons = Vec::new();
+    with_timeout(TIMEOUT, "two PUBACKs", async {
+        while reasons.len() < 2 {
+            if let Event5::Incoming(Packet5::PubAck(ack)) = eventloop.poll().await? {
+                reasons.push(ack.reason);
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await??;
+    assert_eq!(reasons, vec![PubAckReason::NotAuthorized, PubAckReason::Success]);
+
+    // A tool with the device's client id is refused, and the device keeps its session.
+    let refused = Device::plain(&host, "MyClientDevice1").await.err().context("the takeover must be refused")?;
+    assert!(refused.to_string().contains("NotAuthorized"), "{refused}");
+    device.client.publish("clients/MyClientDevice1/still", QoS::AtLeastOnce, false, "here").await?;
+    device.collect_until(TIMEOUT, |p| p.topic == "clients/MyClientDevice1/still").await?;
+
+    let mut allow = tutorial_auth();
+    allow["localTools"] = json!({"allowThingClientIds": true});
+    assert_eq!(host.deploy(&auth_update(allow)).await?.state, DeploymentState::Succeeded);
+    Device::plain(&host, "MyClientDevice1").await.context("allowThingClientIds lets a tool use it")?;
     host.shutdown().await
 }
 
@@ -75,7 +132,8 @@ async fn thing_name_policies_confine_devices_to_their_own_topics() -> Result<()>
     };
     assert!(matches!(codes[0], SubscribeReasonCode::Success(_)), "{codes:?}");
     assert!(matches!(codes[1], SubscribeReasonCode::Failure), "{codes:?}");
-    assert!(Device::plain(&host, "stranger").await.is_err(), "a thing in no group is refused");
+    let certs = host.add_device("stranger")?;
+    assert!(Device::tls(&host, "stranger", &certs).await.is_err(), "a thing in no group is refused");
     host.shutdown().await
 }
 
@@ -103,7 +161,9 @@ async fn mqtt5_publish_denial_gets_puback_not_authorized() -> Result<()> {
 #[actix_rt::test]
 async fn policy_changes_apply_at_once_and_disconnect_devices_that_lose_connect() -> Result<()> {
     let host = TestHost::start().await?;
-    let mut device = Device::plain(&host, "dev1").await?;
+    // A device (TLS): on the plain listener a client no group selects is a local tool instead.
+    let certs = host.add_device("dev1")?;
+    let mut device = Device::tls(&host, "dev1", &certs).await?;
     let mut observer = Device::plain(&host, "observer").await?;
     observer.subscribe("clients/#", QoS::AtLeastOnce).await?;
     device.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "allowed for now").await?;
@@ -126,7 +186,7 @@ async fn policy_changes_apply_at_once_and_disconnect_devices_that_lose_connect()
 
 /// A policy change re-authorizes every session's subscriptions: a connected device stops
 /// receiving on a filter it may no longer subscribe to, and so does a persistent session that
-/// was offline during the change when it resumes.
+/// was offline during the change when it resumes, including what its queue held from before.
 #[actix_rt::test]
 async fn a_policy_change_removes_subscriptions_it_no_longer_allows() -> Result<()> {
     let host = TestHost::start().await?;
@@ -157,11 +217,11 @@ async fn a_policy_change_removes_subscriptions_it_no_longer_allows() -> Result<(
     observer.collect_until(TIMEOUT, |p| p.topic == "clients/dev2/x" && &p.payload[..] == b"resumed").await?;
     resumed.client.publish("clients/dev3/marker", QoS::AtLeastOnce, false, "m").await?;
     let seen = resumed.collect_until(TIMEOUT, |p| p.topic == "clients/dev3/marker").await?;
-    // What was published after the change never reached the session. (The message published
-    // before it, while the subscription was allowed, is still in the session's queue and is
-    // delivered: filtering queued messages on resume is not done yet.)
-    let after_the_change = |p: &&rumqttc::Publish| p.topic == "clients/dev2/x" && &p.payload[..] != b"before";
-    assert!(!seen.iter().any(|p| after_the_change(&p)), "dev3's session kept clients/dev2/#: {seen:?}");
+    // Nothing on clients/dev2/# reaches the resumed session: neither what was published after
+    // the change, nor what its queue held from before it (queued while it was still allowed).
+    assert!(seen.iter().all(|p| p.topic != "clients/dev2/x"), "dev3 received on clients/dev2/#: {seen:?}");
+    let status = host.client().status().await?.broker.expect("broker status");
+    assert!(status.dropped.unsubscribed >= 1, "the queued copy is counted: {status:?}");
     host.shutdown().await
 }
 

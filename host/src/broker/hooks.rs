@@ -210,7 +210,7 @@ impl Handler for Authenticate {
         let admitted = auth.admit(listener, client_id, cert.as_ref()).and_then(|identity| {
             match info.last_will().map(|will| will_topic(&will).to_owned()) {
                 Some(topic) => auth
-                    .authorize(client_id, policy::PUBLISH, &topic_resource(&topic))
+                    .authorize(listener, client_id, policy::PUBLISH, &topic_resource(&topic))
                     .map_err(|reason| format!("its Last Will on {topic} is not allowed: {reason}")),
                 None => Ok(()),
             }
@@ -272,7 +272,7 @@ impl Handler for SubscribeCheck {
             None => None,
         };
         let refusal = refusal.or_else(|| {
-            authorize_subscription(&self.0.auth(), client_id, filter)
+            authorize_subscription(&self.0.auth(), self.0.listener(session.id.lid), client_id, filter)
                 .err()
                 .map(|reason| (SubscribeAckReason::NotAuthorized, reason))
         });
@@ -292,8 +292,13 @@ impl Handler for SubscribeCheck {
 
 /// Whether `client_id` may hold a subscription to `filter` (`mqtt:subscribe` on
 /// `mqtt:topicfilter:<filter>`; a shared subscription `$share/GROUP/F` is authorized on `F`).
-pub fn authorize_subscription(auth: &AuthSnapshot, client_id: &str, filter: &str) -> Result<(), String> {
-    auth.authorize(client_id, policy::SUBSCRIBE, &topic_filter_resource(shared_filter(filter)))
+pub fn authorize_subscription(
+    auth: &AuthSnapshot,
+    listener: ListenerKind,
+    client_id: &str,
+    filter: &str,
+) -> Result<(), String> {
+    auth.authorize(listener, client_id, policy::SUBSCRIBE, &topic_filter_resource(shared_filter(filter)))
 }
 
 /// Why a retained publish is refused when the retained store has no room for it.
@@ -322,7 +327,7 @@ impl Handler for PublishCheck {
             None => self
                 .0
                 .auth()
-                .authorize(client_id, policy::PUBLISH, &topic_resource(topic))
+                .authorize(self.0.listener(session.id.lid), client_id, policy::PUBLISH, &topic_resource(topic))
                 .err()
                 .map(|reason| (PublishAckReason::NotAuthorized, reason)),
         };
@@ -393,6 +398,7 @@ fn drop_reason(reason: &Reason) -> DropReason {
         Reason::MessageExpiration => DropReason::Expired,
         Reason::PublishResult(_) => DropReason::Denied,
         Reason::QueueWaitTimedOut => DropReason::WaitTimedOut,
+        Reason::Unsubscribed => DropReason::Unsubscribed,
         _ => DropReason::SessionEnded,
     }
 }
@@ -434,6 +440,7 @@ mod tests {
         assert_eq!(drop_reason(&denied), DropReason::Denied);
         assert_eq!(drop_reason(&Reason::SubscriberStalled), DropReason::SessionEnded);
         assert_eq!(drop_reason(&Reason::QueueWaitTimedOut), DropReason::WaitTimedOut);
+        assert_eq!(drop_reason(&Reason::Unsubscribed), DropReason::Unsubscribed);
         assert_eq!(drop_reason(&Reason::from_static("the client has disconnected")), DropReason::SessionEnded);
     }
 }

@@ -269,7 +269,7 @@ impl Broker {
                 // Connected or kept for later (a persistent session), a session keeps only the
                 // subscriptions the new policy allows: nothing more reaches it, now or on resume.
                 for filter in entry.subscriptions().await.unwrap_or_default().into_iter().map(|s| s.topic) {
-                    if let Err(reason) = hooks::authorize_subscription(&snapshot, &client_id, &filter) {
+                    if let Err(reason) = hooks::authorize_subscription(&snapshot, listener, &client_id, &filter) {
                         tracing::warn!(client_id, %filter, reason, "subscription removed: the policy no longer allows it");
                         if let Ok(unsubscribe) = Unsubscribe::from(&filter, true, false) {
                             let _ = entry.unsubscribe(&unsubscribe).await;

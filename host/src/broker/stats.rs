@@ -29,6 +29,9 @@ pub enum DropReason {
     /// A subscriber's queue stayed full for the whole wait limit: the copy was not queued and
     /// its publish failed unacknowledged (the publisher was disconnected and sends it again).
     WaitTimedOut,
+    /// Queued for a subscription the session no longer holds (it unsubscribed, or a policy
+    /// change removed it) and not delivered.
+    Unsubscribed,
 }
 
 /// What a client asked for and was refused by Turf's hooks.
@@ -57,6 +60,7 @@ pub struct BrokerCounters {
     session_ended: AtomicU64,
     host_outbox_full: AtomicU64,
     wait_timed_out: AtomicU64,
+    unsubscribed: AtomicU64,
     host_waits: AtomicU64,
     logged_total: AtomicU64,
     last_log_ms: AtomicU64,
@@ -72,6 +76,7 @@ impl BrokerCounters {
             DropReason::SessionEnded => &self.session_ended,
             DropReason::HostOutboxFull => &self.host_outbox_full,
             DropReason::WaitTimedOut => &self.wait_timed_out,
+            DropReason::Unsubscribed => &self.unsubscribed,
         }
     }
 
@@ -79,7 +84,7 @@ impl BrokerCounters {
     /// last summary (denials are logged by the authorization hooks and not summarised here).
     pub fn dropped(&self, reason: DropReason) {
         self.counter(reason).fetch_add(1, Ordering::Relaxed);
-        if reason == DropReason::Denied {
+        if matches!(reason, DropReason::Denied | DropReason::Unsubscribed) {
             return;
         }
         let epoch = *self.epoch.get_or_init(Instant::now);
@@ -146,6 +151,7 @@ impl BrokerCounters {
             session_ended: load(&self.session_ended),
             host_outbox_full: load(&self.host_outbox_full),
             wait_timed_out: load(&self.wait_timed_out),
+            unsubscribed: load(&self.unsubscribed),
         }
     }
 }
@@ -166,10 +172,14 @@ pub struct DropCounts {
     /// Not queued within the wait limit; their publishes were not acknowledged.
     #[serde(default)]
     pub wait_timed_out: u64,
+    /// Queued for a subscription the session no longer holds.
+    #[serde(default)]
+    pub unsubscribed: u64,
 }
 
 impl DropCounts {
-    /// Every copy that was not delivered except denials (refusals by policy).
+    /// Every copy that was not delivered except denials (refusals by policy) and copies for
+    /// subscriptions that were removed (the client or the policy chose that).
     pub fn total_undelivered(&self) -> u64 {
         self.queue_full + self.expired + self.session_ended + self.host_outbox_full + self.wait_timed_out
     }

@@ -28,8 +28,15 @@ fn print_broker(b: &BrokerStatus) {
     );
     let d = &b.dropped;
     println!(
-        "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} not queued in time (publisher not acknowledged); {} stalled subscriber(s) disconnected",
-        d.queue_full, d.expired, d.session_ended, d.host_outbox_full, d.denied, d.wait_timed_out, b.stalled_disconnects
+        "    dropped: {} queue full, {} expired, {} session ended, {} host outbox full; {} denied; {} unsubscribed; {} not queued in time (publisher not acknowledged); {} stalled subscriber(s) disconnected",
+        d.queue_full,
+        d.expired,
+        d.session_ended,
+        d.host_outbox_full,
+        d.denied,
+        d.unsubscribed,
+        d.wait_timed_out,
+        b.stalled_disconnects
     );
     println!(
         "    retained: {} message(s), {} of {}{}",

@@ -24,8 +24,8 @@ use crate::components::instance::ConfigSnapshot;
 use crate::components::{Configure, Launch, Prepare, Prepared, Stop};
 use crate::config::RootLayout;
 use crate::connectivity::{ConfigureIpDetector, IpDetectorConfig};
+use crate::devices::AuthPolicies;
 use crate::devices::ConfigureAuth;
-use crate::devices::policy::DeviceGroups;
 use crate::fsutil::{self, Access};
 use crate::shadow::ConfigureShadows;
 use crate::shadow::settings::ShadowSettings;
@@ -280,8 +280,8 @@ async fn configure_builtin(name: &str, config: &Value, peers: &DeploymentPeers) 
             peers.bridge.send(ConfigureBridge(routes)).await.map_err(mailbox)
         }
         builtin::AUTH => {
-            let groups = DeviceGroups::from_config(config).map_err(|e| e.to_string())?;
-            peers.auth.send(ConfigureAuth(groups.map(Arc::new))).await.map_err(mailbox)
+            let policies = AuthPolicies::from_config(config).map_err(|e| e.to_string())?;
+            peers.auth.send(ConfigureAuth(policies)).await.map_err(mailbox)
         }
         builtin::SHADOW_MANAGER => {
             let settings = ShadowSettings::from_config(config)?;

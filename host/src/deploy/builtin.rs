@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::bridge::routes::BridgeConfig;
 use crate::connectivity::IpDetectorConfig;
-use crate::devices::policy::DeviceGroups;
+use crate::devices::AuthPolicies;
 use crate::shadow::settings::ShadowSettings;
 
 /// Name of the nucleus component.
@@ -61,13 +61,21 @@ fn auth(config: &Value) -> Result<(), String> {
     any_object(config)?;
     if let Some(key) = config.as_object().and_then(|m| {
         m.keys().find(|k| {
-            !["deviceGroups", "certificates", "certificateAuthority", "performance", "security", "metrics"]
-                .contains(&k.as_str())
+            ![
+                "deviceGroups",
+                "localTools",
+                "certificates",
+                "certificateAuthority",
+                "performance",
+                "security",
+                "metrics",
+            ]
+            .contains(&k.as_str())
         })
     }) {
         return Err(format!("{key}: unknown setting of aws.greengrass.clientdevices.Auth"));
     }
-    DeviceGroups::from_config(config).map(|_| ()).map_err(|e| e.to_string())
+    AuthPolicies::from_config(config).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn shadow_manager(config: &Value) -> Result<(), String> {

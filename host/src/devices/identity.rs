@@ -181,6 +181,11 @@ impl DeviceDirectory {
         }
     }
 
+    /// Whether some certificate is registered to `thing`.
+    pub fn has_thing(&self, thing: &str) -> bool {
+        self.by_cert.values().any(|r| r.thing == thing)
+    }
+
     /// Number of registered certificates.
     pub fn len(&self) -> usize {
         self.by_cert.len()
@@ -198,10 +203,11 @@ impl DeviceDirectory {
         client_id: &str,
         cert: Option<&PeerCert>,
     ) -> Result<Identity, Refusal> {
-        validate_thing_name(client_id).map_err(Refusal::BadClientId)?;
         match listener {
+            // Local tools pick client ids freely; MQTT allows any (the codec has checked it).
             ListenerKind::Plain => Ok(Identity { thing: client_id.to_owned(), verified: false }),
             ListenerKind::Tls => {
+                validate_thing_name(client_id).map_err(Refusal::BadClientId)?;
                 let cert = cert.ok_or(Refusal::NoCertificate)?;
                 match self.by_cert.get(cert) {
                     None => {
@@ -291,13 +297,17 @@ mod tests {
     }
 
     #[test]
-    fn plain_listener_trusts_the_client_id_but_still_checks_its_shape() {
-        let id = directory().authenticate(ListenerKind::Plain, "tool-1", None).unwrap();
-        assert!(!id.verified);
+    fn plain_listener_takes_any_client_id_mqtt_allows_and_tls_needs_a_thing_name() {
+        for id in ["tool-1", "clean retained", "mqttx_3f2a", "a/b", "*", "ä"] {
+            let identity = directory().authenticate(ListenerKind::Plain, id, None).unwrap();
+            assert_eq!((identity.thing.as_str(), identity.verified), (id, false));
+        }
         assert!(matches!(
-            directory().authenticate(ListenerKind::Plain, "a/b", None),
+            directory().authenticate(ListenerKind::Tls, "a/b", Some(&cert("01"))),
             Err(Refusal::BadClientId(ThingNameError::BadChar { bad: '/', .. }))
         ));
+        assert!(directory().has_thing("MyClientDevice1"));
+        assert!(!directory().has_thing("MyClientDevice"));
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! - `ca`: certificate authority files and issuing. `registry`: SQLite tables.
 //! - `book`: CA + registry operations shared with the offline CLI.
 //! - `identity`, `selection`, `policy`: pure rules for who a client is and what it may do.
+//! - `local_tools`: the policy of clients on the plain loopback listener that no group selects.
 
 pub mod book;
 pub mod ca;
 pub mod identity;
+pub mod local_tools;
 pub mod policy;
 pub mod registry;
 pub mod selection;
@@ -28,7 +30,8 @@ use serde::{Deserialize, Serialize};
 pub use self::book::{DeviceBook, DeviceError, IssuedDevice, files};
 use self::ca::{ServerTlsFiles, server_sans};
 use self::identity::{DeviceDirectory, Identity, ListenerKind, PeerCert, Refusal};
-use self::policy::{DeviceGroups, client_id_resource};
+use self::local_tools::LocalTools;
+use self::policy::{DeviceGroups, PolicyError, client_id_resource};
 use self::registry::DeviceRecord;
 use crate::connectivity::{ConnectivityChanged, ConnectivityInfo};
 use crate::discovery::response::{self, DiscoverResponse};
@@ -41,11 +44,23 @@ pub struct AuthSnapshot {
     pub directory: DeviceDirectory,
     /// Deployed device groups; `None` until the Auth component is configured (deny all).
     pub groups: Option<Arc<DeviceGroups>>,
+    /// What clients of the plain loopback listener that no group selects may do.
+    pub local_tools: Arc<LocalTools>,
 }
 
 impl AuthSnapshot {
-    /// Whether `thing` may perform `operation` on `resource`; `Err` says why not.
-    pub fn authorize(&self, thing: &str, operation: &str, resource: &str) -> Result<(), String> {
+    /// Whether `thing`, connected on `listener`, may perform `operation` on `resource`; `Err`
+    /// says why not. On the plain listener a client no device group selects is a local tool.
+    pub fn authorize(
+        &self,
+        listener: ListenerKind,
+        thing: &str,
+        operation: &str,
+        resource: &str,
+    ) -> Result<(), String> {
+        if listener == ListenerKind::Plain && !self.groups.as_ref().is_some_and(|g| g.selects(thing)) {
+            return self.local_tools.authorize(thing, operation, resource);
+        }
         let Some(groups) = &self.groups else {
             return Err(
                 "no device groups are configured; deploy aws.greengrass.clientdevices.Auth deviceGroups".to_owned()
@@ -65,9 +80,19 @@ impl AuthSnapshot {
     }
 
     /// Authenticates a CONNECT and checks `mqtt:connect` on `mqtt:clientId:<client_id>`.
+    /// On the plain listener, a registered thing's client id is refused unless `localTools`
+    /// allows it, so a local tool never takes over a device's session.
     pub fn admit(&self, listener: ListenerKind, client_id: &str, cert: Option<&PeerCert>) -> Result<Identity, String> {
+        if listener == ListenerKind::Plain
+            && !self.local_tools.allows_thing_client_ids()
+            && self.directory.has_thing(client_id)
+        {
+            return Err(format!(
+                "{client_id:?} is a registered thing; a local tool may not use its client id (allow it with localTools.allowThingClientIds)"
+            ));
+        }
         let identity = self.directory.authenticate(listener, client_id, cert).map_err(|r: Refusal| r.to_string())?;
-        self.authorize(&identity.thing, policy::CONNECT, &client_id_resource(client_id))?;
+        self.authorize(listener, &identity.thing, policy::CONNECT, &client_id_resource(client_id))?;
         Ok(identity)
     }
 }
@@ -101,10 +126,29 @@ pub struct AuthChanged(pub Arc<AuthSnapshot>);
 #[rtype(result = "()")]
 pub struct TlsChanged(pub ServerTlsFiles);
 
-/// New `deviceGroups` (from a deployment); `None` removes them (deny all).
+/// The policies of the Auth component's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AuthPolicies {
+    /// `deviceGroups`; `None` denies every device.
+    pub groups: Option<Arc<DeviceGroups>>,
+    /// `localTools` (its default when absent).
+    pub local_tools: Arc<LocalTools>,
+}
+
+impl AuthPolicies {
+    /// Reads both from the Auth component's whole configuration; errors name the JSON path.
+    pub fn from_config(config: &serde_json::Value) -> Result<Self, PolicyError> {
+        Ok(Self {
+            groups: DeviceGroups::from_config(config)?.map(Arc::new),
+            local_tools: Arc::new(LocalTools::from_config(config)?),
+        })
+    }
+}
+
+/// New policies (from a deployment).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ConfigureAuth(pub Option<Arc<DeviceGroups>>);
+pub struct ConfigureAuth(pub AuthPolicies);
 
 /// A `turf device` operation.
 #[derive(Message, Debug, Clone, Serialize, Deserialize)]
@@ -237,7 +281,7 @@ pub struct DevicePeers {
 pub struct DeviceAuth {
     book: DeviceBook,
     core_thing: String,
-    groups: Option<Arc<DeviceGroups>>,
+    policies: AuthPolicies,
     /// The endpoints discovery reports; `None` until the connectivity service first reports.
     connectivity: Option<Vec<ConnectivityInfo>>,
     peers: DevicePeers,
@@ -246,17 +290,18 @@ pub struct DeviceAuth {
 impl DeviceAuth {
     /// A service over an opened book for core `core_thing`.
     pub fn new(book: DeviceBook, core_thing: String, peers: DevicePeers) -> Self {
-        Self { book, core_thing, groups: None, connectivity: None, peers }
+        Self { book, core_thing, policies: AuthPolicies::default(), connectivity: None, peers }
     }
 
     fn publish_auth(&self) -> Result<(), DeviceError> {
         let directory = self.book.registry().directory()?;
         tracing::debug!(
             certificates = directory.len(),
-            groups = self.groups.is_some(),
+            groups = self.policies.groups.is_some(),
             "authorization snapshot updated"
         );
-        self.peers.auth.do_send(AuthChanged(Arc::new(AuthSnapshot { directory, groups: self.groups.clone() })));
+        let AuthPolicies { groups, local_tools } = self.policies.clone();
+        self.peers.auth.do_send(AuthChanged(Arc::new(AuthSnapshot { directory, groups, local_tools })));
         Ok(())
     }
 
@@ -352,7 +397,7 @@ impl Handler<ConfigureAuth> for DeviceAuth {
     type Result = ();
 
     fn handle(&mut self, msg: ConfigureAuth, _ctx: &mut Self::Context) {
-        self.groups = msg.0;
+        self.policies = msg.0;
         if let Err(error) = self.publish_auth() {
             tracing::error!(%error, "cannot publish the new device policies");
         }
@@ -381,9 +426,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn without_device_groups_nobody_may_connect() {
+    fn without_device_groups_no_device_may_connect_but_local_tools_may() {
         let snapshot = AuthSnapshot::default();
-        let err = snapshot.admit(ListenerKind::Plain, "tool", None).unwrap_err();
+        let err = snapshot.admit(ListenerKind::Tls, "device", None).unwrap_err();
+        assert!(err.contains("no certificate") || err.contains("certificate"), "{err}");
+        let tool = snapshot.admit(ListenerKind::Plain, "mosquitto_sub 3f2a", None).expect("any client id");
+        assert!(!tool.verified);
+        let err = snapshot.authorize(ListenerKind::Tls, "device", policy::CONNECT, "mqtt:clientId:device").unwrap_err();
         assert!(err.contains("no device groups are configured"), "{err}");
     }
 
@@ -394,10 +443,10 @@ mod tests {
             "policies": {"P": {"S": {"operations": ["mqtt:connect"], "resources": ["mqtt:clientId:ok-1"]}}}}}))
         .unwrap()
         .map(Arc::new);
-        let snapshot = AuthSnapshot { directory: DeviceDirectory::default(), groups };
+        let snapshot = AuthSnapshot { directory: DeviceDirectory::default(), groups, local_tools: Arc::default() };
         assert!(snapshot.admit(ListenerKind::Plain, "ok-1", None).is_ok());
-        assert!(snapshot.admit(ListenerKind::Plain, "ok-2", None).is_err());
-        assert!(snapshot.admit(ListenerKind::Plain, "other", None).unwrap_err().contains("no device group"));
+        assert!(snapshot.admit(ListenerKind::Plain, "ok-2", None).is_err(), "a group selects ok-2: its policy decides");
+        assert!(snapshot.admit(ListenerKind::Plain, "other", None).is_ok(), "no group selects it: a local tool");
         assert!(snapshot.admit(ListenerKind::Tls, "ok-1", None).is_err(), "TLS needs a registered certificate");
     }
 

@@ -93,10 +93,58 @@ struct Resource {
     glob: Glob,
 }
 
+/// One compiled policy statement: `operations` allowed on `resources`.
 #[derive(Debug, Clone)]
-struct Statement {
+pub struct Statement {
     operations: Vec<String>,
     resources: Vec<Resource>,
+}
+
+impl Statement {
+    /// Whether this statement allows `operation` on `resource` for `thing`.
+    fn allows(&self, thing: &str, operation: &str, resource: &str) -> bool {
+        self.operations.iter().any(|op| op == "*" || op == "mqtt:*" || op == operation)
+            && self.resources.iter().any(|r| resource_matches(r, thing, resource))
+    }
+}
+
+/// Compiles one policy (statement name → statement) found at JSON path `path`.
+pub fn parse_policy(path: &str, statements: BTreeMap<String, Value>) -> Result<Vec<Statement>, PolicyError> {
+    let mut compiled = Vec::new();
+    for (name, statement) in statements {
+        let path = format!("{path}.{name}");
+        let wire: WireStatement = serde_json::from_value(statement).map_err(|e| {
+            invalid(&path, format!("{e} (a statement has operations, resources and optionally statementDescription)"))
+        })?;
+        let _ = wire.statement_description;
+        if let Some(effect) = wire.effect.filter(|e| !e.eq_ignore_ascii_case("ALLOW")) {
+            return Err(invalid(format!("{path}.effect"), format!("{effect:?}: only ALLOW exists")));
+        }
+        if wire.operations.is_empty() {
+            return Err(invalid(format!("{path}.operations"), "must list at least one operation"));
+        }
+        if let Some(bad) = wire.operations.iter().find(|o| !OPERATIONS.contains(&o.as_str())) {
+            return Err(invalid(
+                format!("{path}.operations"),
+                format!("{bad:?} is not one of {}", OPERATIONS.join(", ")),
+            ));
+        }
+        if wire.resources.is_empty() {
+            return Err(invalid(format!("{path}.resources"), "must list at least one resource"));
+        }
+        let resources = wire
+            .resources
+            .iter()
+            .map(|r| parse_resource(&format!("{path}.resources"), r))
+            .collect::<Result<Vec<_>, _>>()?;
+        compiled.push(Statement { operations: wire.operations, resources });
+    }
+    Ok(compiled)
+}
+
+/// Whether any of `statements` allows `thing` to perform `operation` on `resource`.
+pub fn policy_allows(statements: &[Statement], thing: &str, operation: &str, resource: &str) -> bool {
+    statements.iter().any(|s| s.allows(thing, operation, resource))
 }
 
 #[derive(Debug, Clone)]
@@ -175,38 +223,7 @@ impl DeviceGroups {
         }
         let mut policies = BTreeMap::new();
         for (policy, statements) in wire.policies {
-            let mut compiled = Vec::new();
-            for (name, statement) in statements {
-                let path = format!("deviceGroups.policies.{policy}.{name}");
-                let wire: WireStatement = serde_json::from_value(statement).map_err(|e| {
-                    invalid(
-                        &path,
-                        format!("{e} (a statement has operations, resources and optionally statementDescription)"),
-                    )
-                })?;
-                let _ = wire.statement_description;
-                if let Some(effect) = wire.effect.filter(|e| !e.eq_ignore_ascii_case("ALLOW")) {
-                    return Err(invalid(format!("{path}.effect"), format!("{effect:?}: only ALLOW exists")));
-                }
-                if wire.operations.is_empty() {
-                    return Err(invalid(format!("{path}.operations"), "must list at least one operation"));
-                }
-                if let Some(bad) = wire.operations.iter().find(|o| !OPERATIONS.contains(&o.as_str())) {
-                    return Err(invalid(
-                        format!("{path}.operations"),
-                        format!("{bad:?} is not one of {}", OPERATIONS.join(", ")),
-                    ));
-                }
-                if wire.resources.is_empty() {
-                    return Err(invalid(format!("{path}.resources"), "must list at least one resource"));
-                }
-                let resources = wire
-                    .resources
-                    .iter()
-                    .map(|r| parse_resource(&format!("{path}.resources"), r))
-                    .collect::<Result<Vec<_>, _>>()?;
-                compiled.push(Statement { operations: wire.operations, resources });
-            }
+            let compiled = parse_policy(&format!("deviceGroups.policies.{policy}"), statements)?;
             policies.insert(policy, compiled);
         }
         let mut groups = Vec::new();
@@ -243,13 +260,15 @@ impl DeviceGroups {
     /// collecting group names: this runs for every publish and subscribe).
     pub fn allows(&self, thing: &str, operation: &str, resource: &str) -> bool {
         self.selecting(thing).any(|group| {
-            self.policies.get(&group.policy).is_some_and(|statements| {
-                statements.iter().any(|s| {
-                    s.operations.iter().any(|op| op == "*" || op == "mqtt:*" || op == operation)
-                        && s.resources.iter().any(|r| resource_matches(r, thing, resource))
-                })
-            })
+            self.policies
+                .get(&group.policy)
+                .is_some_and(|statements| policy_allows(statements, thing, operation, resource))
         })
+    }
+
+    /// Whether some group's selection rule matches `thing`.
+    pub fn selects(&self, thing: &str) -> bool {
+        self.selecting(thing).next().is_some()
     }
 
     /// The groups whose selection rule matches `thing`.
@@ -260,7 +279,7 @@ impl DeviceGroups {
 
 fn resource_matches(pattern: &Resource, thing: &str, resource: &str) -> bool {
     if pattern.uses_thing_name {
-        Glob::new(&pattern.text.replace(THING_NAME_VARIABLE, thing)).matches(resource)
+        Glob::new(&pattern.text.replace(THING_NAME_VARIABLE, &crate::glob::escape(thing))).matches(resource)
     } else {
         pattern.glob.matches(resource)
     }
@@ -302,6 +321,17 @@ mod tests {
 
     fn groups(value: Value) -> DeviceGroups {
         DeviceGroups::from_config(&value).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_client_id_with_wildcards_is_literal_in_the_thing_name_variable() {
+        let g = groups(json!({"deviceGroups": {
+            "definitions": {"All": {"selectionRule": "thingName: *", "policyName": "Own"}},
+            "policies": {"Own": {"S": {"operations": ["mqtt:publish"], "resources": ["mqtt:topic:clients/${iot:Connection.Thing.ThingName}/*"]}}}}}));
+        assert!(g.allows("*", PUBLISH, &topic_resource("clients/*/x")));
+        assert!(!g.allows("*", PUBLISH, &topic_resource("clients/dev1/x")), "'*' is a name, not a wildcard");
+        assert!(!g.allows("$", PUBLISH, &topic_resource("clients/x/y")));
+        assert!(g.allows("a${*}b", PUBLISH, &topic_resource("clients/a${*}b/x")));
     }
 
     #[test]

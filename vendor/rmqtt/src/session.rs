@@ -1849,6 +1849,9 @@ impl SessionState {
         if !clear_subscriptions {
             self.subscriptions_extend(offline_info.subscriptions).await?;
         }
+        if offline_info.pruned {
+            self.subscriptions().await?.mark_pruned();
+        }
 
         //Send previous session unacked messages
         //[MQTT-4.4.0-1] Reforward every inflight message regardless of status:
@@ -1918,6 +1921,16 @@ impl SessionState {
                 .extends
                 .hook_mgr()
                 .message_dropped(Some(self.id.clone()), from, publish, Reason::MessageExpiration)
+                .await;
+            return Ok(());
+        }
+
+        // Turf patch: a copy queued for a subscription the session no longer holds is dropped.
+        if !self.subscriptions().await?.delivers(&publish.topic).await {
+            self.scx
+                .extends
+                .hook_mgr()
+                .message_dropped(Some(self.id.clone()), from, publish, Reason::Unsubscribed)
                 .await;
             return Ok(());
         }
@@ -2626,6 +2639,7 @@ impl Session {
     pub(crate) async fn to_offline_info(&self) -> Result<OfflineInfo> {
         let id = self.id.clone();
         let created_at = self.created_at().await?;
+        let pruned = self.subscriptions().await?.is_pruned();
         let subscriptions = self.subscriptions_drain().await?;
 
         let mut offline_messages = VecDeque::new();
@@ -2635,7 +2649,7 @@ impl Session {
         }
         let inflight_messages = self.out_inflight().write().await.to_inflight_messages();
 
-        Ok(OfflineInfo { id, subscriptions, offline_messages, inflight_messages, created_at })
+        Ok(OfflineInfo { id, subscriptions, offline_messages, inflight_messages, created_at, pruned })
     }
 
     #[inline]
@@ -2779,6 +2793,10 @@ pub struct OfflineInfo {
     pub offline_messages: VecDeque<(From, Publish)>,
     pub inflight_messages: Vec<OutInflightMessage>,
     pub created_at: TimestampMillis,
+    /// Turf patch: the session lost a subscription, so its queued messages are checked on
+    /// delivery (see `SessionSubs::delivers`).
+    #[serde(default)]
+    pub pruned: bool,
 }
 
 impl std::fmt::Debug for OfflineInfo {

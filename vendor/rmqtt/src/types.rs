@@ -2171,6 +2171,9 @@ pub type SessionSubMap = HashMap<TopicFilter, SubscriptionOptions>;
 #[derive(Clone)]
 pub struct SessionSubs {
     subs: Arc<RwLock<SessionSubMap>>,
+    /// Turf patch: set once a subscription was removed; from then on each delivery checks that
+    /// a subscription still matches it (see [`SessionSubs::delivers`]).
+    pruned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Deref for SessionSubs {
@@ -2196,7 +2199,7 @@ impl SessionSubs {
     #[inline]
     #[allow(clippy::mutable_key_type)]
     pub fn from(subs: SessionSubMap) -> Self {
-        Self { subs: Arc::new(RwLock::new(subs)) }
+        Self { subs: Arc::new(RwLock::new(subs)), pruned: Arc::default() }
     }
 
     #[inline]
@@ -2257,6 +2260,9 @@ impl SessionSubs {
             removed
         };
 
+        if removed.is_some() {
+            self.pruned.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         #[allow(unused_variables)]
         if let Some((_, opts)) = &removed {
             #[cfg(feature = "stats")]
@@ -2273,6 +2279,8 @@ impl SessionSubs {
 
     #[inline]
     pub(crate) async fn _drain(&self, scx: &ServerContext) -> Subscriptions {
+        // Moving every subscription elsewhere (a session's hand-over) is not pruning it.
+        let pruned = self.is_pruned();
         let topic_filters = self.subs.read().await.keys().cloned().collect::<Vec<_>>();
         let mut subs = Vec::new();
         for tf in topic_filters {
@@ -2280,7 +2288,18 @@ impl SessionSubs {
                 subs.push(sub);
             }
         }
+        self.pruned.store(pruned, std::sync::atomic::Ordering::Relaxed);
         subs
+    }
+
+    /// Turf patch: whether a subscription was removed from this session.
+    pub fn is_pruned(&self) -> bool {
+        self.pruned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turf patch: check deliveries from now on (a session that inherits a pruned one's queue).
+    pub fn mark_pruned(&self) {
+        self.pruned.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     #[inline]
@@ -2313,6 +2332,25 @@ impl SessionSubs {
     #[inline]
     pub async fn len(&self) -> usize {
         self.subs.read().await.len()
+    }
+
+    /// Turf patch: whether a message on `topic` may still be delivered to this session. Until a
+    /// subscription is removed every queued message may (no cost per delivery); after, only one
+    /// a remaining subscription matches: what was queued for a filter the client unsubscribed
+    /// from, or the server removed (a policy change), is not delivered (MQTT-3.10.4-3 lets the
+    /// server choose).
+    pub async fn delivers(&self, topic: &str) -> bool {
+        if !self.pruned.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        self.subs.read().await.keys().any(|filter| {
+            let filter: &str = filter;
+            let bare = filter
+                .strip_prefix("$share/")
+                .and_then(|rest| rest.split_once('/'))
+                .map_or(filter, |(_group, bare)| bare);
+            <crate::topic::Topic as std::str::FromStr>::from_str(bare).is_ok_and(|f| f.matches_str(topic))
+        })
     }
 
     #[inline]
@@ -2522,6 +2560,9 @@ pub enum Reason {
     /// Flow control (Turf patch): a copy found no queue space within the wait limit, so the
     /// publish it belongs to failed without being acknowledged.
     QueueWaitTimedOut,
+    /// (Turf patch) A queued copy whose subscription the session no longer holds (unsubscribed,
+    /// or removed by the server) was not delivered.
+    Unsubscribed,
     ProtocolError(ByteString),
     Error(ByteString),
     MqttError(MqttError),
@@ -2576,6 +2617,13 @@ impl std::convert::From<Reason> for PublishResult {
                 reason_code: QuotaExceeded,
                 properties: UserProperties::default(),
                 reason_string: Some("Subscriber stalled".into()),
+                disconnect: false,
+            },
+
+            Unsubscribed => Self {
+                reason_code: UnspecifiedError,
+                properties: UserProperties::default(),
+                reason_string: Some("No longer subscribed".into()),
                 disconnect: false,
             },
 
@@ -2701,6 +2749,7 @@ impl ToReasonCode for Reason {
             Reason::InflightWindowFull => DisconnectReasonCode::ReceiveMaximumExceeded,
             Reason::SubscriberStalled => DisconnectReasonCode::QuotaExceeded,
             Reason::QueueWaitTimedOut => DisconnectReasonCode::QuotaExceeded,
+            Reason::Unsubscribed => DisconnectReasonCode::UnspecifiedError,
             Reason::ProtocolError(_) => DisconnectReasonCode::ProtocolError,
             Reason::Error(_) => DisconnectReasonCode::UnspecifiedError,
             Reason::MqttError(mqtt_error) => mqtt_error.to_reason_code(),
@@ -2789,6 +2838,7 @@ impl Display for Reason {
             Reason::InflightWindowFull => "Inflight window is full",
             Reason::SubscriberStalled => "Subscriber stalled: no progress while publishers waited on it",
             Reason::QueueWaitTimedOut => "A subscriber's queue stayed full for the whole wait limit",
+            Reason::Unsubscribed => "The session no longer holds the subscription",
             Reason::Error(r) => r,
             Reason::MqttError(e) => &e.to_string(),
             Reason::ProtocolError(r) => return write!(f, "ProtocolError({r})"),
