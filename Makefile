@@ -13,7 +13,7 @@ PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-prob
 # The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
 PYENV        := target/pyenv
 
-.PHONY: all setup build plugins sdk-env cloud-broker test lint demo bench clean
+.PHONY: all setup build plugins sdk-env cloud-broker test lint demo bench fuzz clean
 
 all: build plugins
 
@@ -66,6 +66,18 @@ bench: setup plugins cloud-broker
 	@test -x target/peers/bin/rumqttd || $(CARGO) install --root target/peers rumqttd --version 0.20.0 -j$(JOBS)
 	$(CARGO) build -j$(JOBS) --release -p turf-host -p turf-bench --bins
 	ulimit -n 8192 2>/dev/null || true; target/release/turf-bench --rumqttd target/peers/bin/rumqttd $(BENCH_ARGS)
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 600) each, on nightly, then the
+## corpora minimised in place (commit them: `make test` replays them on stable). docs/FUZZING.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := recipe shadow policy update_config thing_name topic_filter
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz -j$(JOBS)
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		CARGO_BUILD_JOBS=$(JOBS) cargo +nightly fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 2>&1 | tail -n 3 || exit 1; \
+		CARGO_BUILD_JOBS=$(JOBS) cargo +nightly fuzz cmin -s none $$t >/dev/null 2>&1; \
+	done
 
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
 ## Hello World messages through it, then stop everything.

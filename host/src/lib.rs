@@ -23,6 +23,7 @@
 //! - [`flow`]: flow credit that bounds device messages inside the host (pure).
 //! - [`memory`]: giving freed heap and once-run code back to the kernel after a burst.
 //! - [`fsutil`]: atomic and private file writes.
+//! - [`fuzz`]: entry points of the fuzz targets and of the corpus replay test (pure).
 
 pub mod bridge;
 pub mod broker;
@@ -35,6 +36,7 @@ pub mod devices;
 pub mod discovery;
 pub mod flow;
 pub mod fsutil;
+pub mod fuzz;
 pub mod glob;
 pub mod logging;
 pub mod memory;

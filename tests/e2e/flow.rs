@@ -4,6 +4,8 @@
 //! counted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -391,4 +393,122 @@ async fn a_device_flooding_its_shadow_is_slowed_to_the_shadow_managers_pace_and_
     assert!(peak <= status.host_bytes_limit, "{peak} bytes in transit, limit {}", status.host_bytes_limit);
     assert_eq!(status.dropped.total_undelivered(), 0, "{status:?}");
     host.shutdown().await
+}
+
+/// Round trips of one client to itself (publish, receive its own message) every `period` until
+/// `stop` is set; the round-trip times.
+async fn round_trips(port: u16, id: String, period: Duration, stop: Arc<AtomicBool>) -> Result<Vec<Duration>> {
+    let (client, mut eventloop) = raw_client(port, &id, 10).await?;
+    let topic = format!("rtt/{id}");
+    subscribe(&client, &mut eventloop, &topic, QoS::AtLeastOnce).await?;
+    let mut times = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let sent = tokio::time::Instant::now();
+        client.publish(topic.clone(), QoS::AtLeastOnce, false, "ping").await?;
+        with_timeout(TIMEOUT, "a round trip", async {
+            loop {
+                if let Event::Incoming(Packet::Publish(p)) = eventloop.poll().await?
+                    && p.topic == topic
+                {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+        })
+        .await??;
+        times.push(sent.elapsed());
+        tokio::time::sleep(period).await;
+    }
+    Ok(times)
+}
+
+/// The hostile case of issue 12: one authorized device publishes to its own shadow as fast as
+/// it can for 10 s, against a `turf run` process with default limits. Bounds (debug build, on
+/// a loaded 2-core machine): the process survives, its RSS stays within 32 MB of idle, and
+/// three other devices' round-trip p99 stays under 500 ms.
+#[actix_rt::test]
+async fn a_device_flooding_its_shadow_for_ten_seconds_cannot_grow_the_host_or_slow_other_devices() -> Result<()> {
+    const FLOOD: Duration = Duration::from_secs(10);
+    const RSS_GROWTH_KB: u64 = 32 * 1024;
+    const P99: Duration = Duration::from_millis(500);
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let routes = serde_json::json!({
+        "aws.greengrass.clientdevices.Auth": {"MERGE": permissive_auth(), "RESET": ["/deviceGroups"]},
+        "aws.greengrass.clientdevices.mqtt.Bridge": {"MERGE": {"mqttTopicMapping": {
+            "ShadowsLocalMqttToPubsub": {"topic": "$aws/things/+/shadow/#", "source": "LocalMqtt", "target": "Pubsub"},
+            "ShadowsPubsubToLocalMqtt": {"topic": "$aws/things/+/shadow/#", "source": "Pubsub", "target": "LocalMqtt"}}}}
+    });
+    let out = turf.turf(&["deployment", "create", "--update-config", &routes.to_string()]);
+    if !out.status.success() {
+        bail!("deploying failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let idle = turf.rss_kb()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let observers: Vec<_> = (0..3)
+        .map(|i| {
+            tokio::spawn(round_trips(turf.plain, format!("bystander{i}"), Duration::from_millis(20), Arc::clone(&stop)))
+        })
+        .collect();
+
+    let (flooder, mut flood_loop) = raw_client(turf.plain, "FloodThing", 100).await?;
+    let base = "$aws/things/FloodThing/shadow";
+    subscribe(&flooder, &mut flood_loop, &format!("{base}/update/+"), QoS::AtMostOnce).await?;
+    let flood = {
+        let stop = Arc::clone(&stop);
+        async move {
+            let sender = {
+                let flooder = flooder.clone();
+                let stop = Arc::clone(&stop);
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let update = serde_json::json!({"state": {"reported": {"n": n}}}).to_string();
+                        if flooder.publish(format!("{base}/update"), QoS::AtLeastOnce, false, update).await.is_err() {
+                            break;
+                        }
+                    }
+                    n
+                })
+            };
+            let (mut accepted, mut rejected) = (0u64, 0u64);
+            let deadline = tokio::time::Instant::now() + FLOOD;
+            while tokio::time::Instant::now() < deadline {
+                match tokio::time::timeout_at(deadline, flood_loop.poll()).await {
+                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic.ends_with("/accepted") => accepted += 1,
+                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic.ends_with("/rejected") => rejected += 1,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(anyhow::anyhow!("the flooder's connection failed: {e}")),
+                    Err(_) => break,
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            sender.abort();
+            Ok::<_, anyhow::Error>((accepted, rejected))
+        }
+    };
+    let (outcome, peak) = peak_rss_during(&turf, flood).await?;
+    let (accepted, rejected) = outcome?;
+    let mut times = Vec::new();
+    for observer in observers {
+        times.extend(observer.await??);
+    }
+    times.sort();
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    let grown = peak.saturating_sub(idle);
+    println!(
+        "shadow flood 10 s: {accepted} accepted, {rejected} rejected; RSS idle {idle} kB, peak {peak} kB; \
+         bystander round trips: {} samples, p50 {:?}, p99 {p99:?}",
+        times.len(),
+        times[times.len() / 2]
+    );
+    assert!(accepted > 0 && rejected > 0, "the flood was served and throttled ({accepted} / {rejected})");
+    assert!(times.len() >= 100, "the bystanders kept working: {} round trips", times.len());
+    assert!(grown < RSS_GROWTH_KB, "RSS grew by {grown} kB (idle {idle} kB, peak {peak} kB)");
+    assert!(p99 < P99, "bystanders' round-trip p99 {p99:?} under the flood");
+    let status = turf.turf(&["status"]);
+    assert!(status.status.success(), "the host still answers: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(turf.terminate()?.success(), "the host exits cleanly after the flood");
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod flow;
 mod hot_reload;
 mod lifecycle;
 mod limits;
+mod mqtt5;
 mod sdk;
 mod shadows;
 mod tutorial;

@@ -318,18 +318,20 @@ impl Handler for PublishCheck {
         self.0.trimmer.busy();
         let client_id: &str = &session.id.client_id;
         let topic: &str = &publish.topic;
+        let listener = self.0.listener(session.id.lid);
         let refusal = match self.0.shape.too_deep(topic) {
             Some(reason) => Some((PublishAckReason::TopicNameInvalid, reason)),
-            None if publish.retain && !self.0.retained.fits(topic, publish.payload.len()) => {
-                self.0.retained.refuse();
-                Some((PublishAckReason::QuotaExceeded, RETAINED_FULL.to_owned()))
-            }
-            None => self
-                .0
-                .auth()
-                .authorize(self.0.listener(session.id.lid), client_id, policy::PUBLISH, &topic_resource(topic))
-                .err()
-                .map(|reason| (PublishAckReason::NotAuthorized, reason)),
+            None => match self.0.auth().authorize(listener, client_id, policy::PUBLISH, &topic_resource(topic)) {
+                Err(reason) => Some((PublishAckReason::NotAuthorized, reason)),
+                Ok(())
+                    if publish.retain
+                        && !self.0.retained.fits(topic, publish.payload.len(), publish.properties.as_ref()) =>
+                {
+                    self.0.retained.refuse();
+                    Some((PublishAckReason::QuotaExceeded, RETAINED_FULL.to_owned()))
+                }
+                Ok(()) => None,
+            },
         };
         if let Some((code, reason)) = refusal {
             if let Some(suppressed) = self.0.refusals.admit(client_id, "publish", Instant::now()) {

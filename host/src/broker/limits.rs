@@ -55,6 +55,10 @@ pub const DEFAULT_MAX_INFLIGHT: u16 = 1024;
 pub const DEFAULT_PUBLISH_RATE: u32 = 1000;
 /// Topic aliases an MQTT 5 client may set up (CONNACK Topic Alias Maximum).
 pub const DEFAULT_MAX_TOPIC_ALIASES: u16 = 32;
+/// Longest keep alive a client may ask for: MQTT 5 clients asking more are told this one in
+/// CONNACK (Server Keep Alive); MQTT 3.1.1 clients asking more are refused (3.1.1 cannot tell
+/// them). The default honours every request.
+pub const DEFAULT_MAX_KEEPALIVE_SECS: u16 = u16::MAX;
 /// Bytes of all retained messages (topic, payload, properties and bookkeeping).
 pub const DEFAULT_RETAINED_BYTES: u32 = 64 << 20;
 /// Retained messages (topics).
@@ -101,6 +105,8 @@ pub struct BrokerLimits {
     pub publish_rate: u32,
     /// Topic aliases per MQTT 5 connection (0: none).
     pub max_topic_aliases: u16,
+    /// Longest keep alive, seconds.
+    pub max_keepalive_secs: u16,
     /// Bytes of all retained messages.
     pub retained_bytes: u32,
     /// Retained messages.
@@ -139,6 +145,7 @@ impl Default for BrokerLimits {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             publish_rate: DEFAULT_PUBLISH_RATE,
             max_topic_aliases: DEFAULT_MAX_TOPIC_ALIASES,
+            max_keepalive_secs: DEFAULT_MAX_KEEPALIVE_SECS,
             retained_bytes: DEFAULT_RETAINED_BYTES,
             retained_messages: DEFAULT_RETAINED_MESSAGES,
         }
@@ -193,6 +200,8 @@ pub struct BrokerSettings {
     pub publish_rate: Option<u64>,
     /// Topic aliases per connection.
     pub max_topic_aliases: Option<u64>,
+    /// Longest keep alive in seconds.
+    pub max_keepalive_secs: Option<u64>,
     /// Bytes of retained messages.
     pub retained_bytes: Option<u64>,
     /// Retained messages.
@@ -342,6 +351,13 @@ impl TryFrom<BrokerSettings> for BrokerLimits {
                 0..=65_535,
                 "",
             )?,
+            max_keepalive_secs: ranged(
+                "max_keepalive_secs",
+                settings.max_keepalive_secs,
+                defaults.max_keepalive_secs,
+                1..=65_535,
+                " seconds",
+            )?,
             retained_bytes: bytes("retained_bytes", settings.retained_bytes, defaults.retained_bytes)?,
             retained_messages: ranged(
                 "retained_messages",
@@ -383,6 +399,7 @@ mod tests {
             max_inflight: Some(8),
             publish_rate: Some(0),
             max_topic_aliases: Some(0),
+            max_keepalive_secs: Some(30),
             retained_bytes: Some(1 << 20),
             retained_messages: Some(7),
         };
@@ -400,6 +417,7 @@ mod tests {
         assert_eq!(limits.max_session_expiry, Duration::from_secs(60));
         assert_eq!((limits.max_inflight, limits.publish_rate, limits.max_topic_aliases), (8, 0, 0));
         assert_eq!((limits.retained_bytes, limits.retained_messages), (1 << 20, 7));
+        assert_eq!(limits.max_keepalive_secs, 30);
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn builder(addr: SocketAddr, limits: &BrokerLimits) -> Builder {
         .session_expiry_interval(limits.max_session_expiry)
         .max_session_expiry_interval(limits.max_session_expiry)
         .max_topic_aliases(limits.max_topic_aliases)
+        .max_keepalive(limits.max_keepalive_secs)
         // Zero means "never": a queued, offline or retained message expires only when its
         // publisher set a Message Expiry Interval (rmqtt's default, 300 s, dropped acknowledged
         // messages and retained ones).

@@ -21,7 +21,8 @@
 //! - `outbox`: host publishes to devices, bounded and routed off the actor.
 //! - `refusals`: refused connects, publishes and subscribes are logged once per client and
 //!   kind per interval, with a count (pure).
-//! - `retain`: our retained-message store.
+//! - `retain`: our retained-message store (SQLite-backed, bounded).
+//! - `shared`: which member of a shared subscription gets a message.
 //! - `stats`: drop counters and the status report.
 
 mod hooks;
@@ -30,6 +31,7 @@ mod listeners;
 mod outbox;
 mod refusals;
 mod retain;
+mod shared;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -194,6 +196,7 @@ impl Broker {
         };
         let scx = ServerContext::new().busy_check_enable(false).flow_control(flow).tls_peer_check(vouch).build().await;
         *scx.extends.retain_mut().await = Box::new(SharedRetain(Arc::clone(&retained)));
+        *scx.extends.shared_subscription_mut().await = Box::new(shared::RoundRobin::default());
         let register = scx.extends.hook_mgr().register();
         register.add(Type::ClientAuthenticate, Box::new(Authenticate(Arc::clone(&hooks)))).await;
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;

@@ -49,6 +49,16 @@ pub fn cost(topic: &str, payload: usize, properties: usize) -> usize {
     topic.len() + payload + properties + ENTRY_OVERHEAD
 }
 
+/// Bytes of the MQTT 5 properties a retained message keeps.
+pub fn properties_size(properties: Option<&PublishProperties>) -> usize {
+    properties.map_or(0, |p| {
+        p.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + p.content_type.as_ref().map_or(0, |c| c.len())
+            + p.response_topic.as_ref().map_or(0, |t| t.len())
+            + p.correlation_data.as_ref().map_or(0, Bytes::len)
+    })
+}
+
 /// One retained message as it is written to `turf.db`.
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
@@ -168,7 +178,7 @@ impl RetainStore {
                         let expires = row
                             .expires_at
                             .map(|at| started + Duration::from_secs(u64::try_from(at - now).unwrap_or(0)));
-                        store.insert(&topic, retain, expires);
+                        store.insert(&topic, retain, expires, None);
                     }
                     None => {
                         unreadable += 1;
@@ -216,17 +226,26 @@ impl RetainStore {
         Some(Retain { msg_id: None, from: From::from_custom(id), publish: Publish::from(publish) })
     }
 
-    /// Whether a retained message on `topic` with this payload would fit beside the others
-    /// (replacing the one on the same topic). An empty payload always fits: it clears.
-    pub fn fits(&self, topic: &str, payload: usize) -> bool {
+    /// Whether a retained message on `topic` with this payload and these properties would fit
+    /// beside the others (replacing the one on the same topic), after dropping expired ones if
+    /// needed. An empty payload always fits: it clears.
+    pub fn fits(&self, topic: &str, payload: usize, properties: Option<&PublishProperties>) -> bool {
         if payload == 0 {
             return true;
         }
+        let wanted = cost(topic, payload, properties_size(properties));
+        self.room_for(topic, wanted) || {
+            self.purge_expired(Instant::now());
+            self.room_for(topic, wanted)
+        }
+    }
+
+    fn room_for(&self, topic: &str, wanted: usize) -> bool {
         let Ok(index) = self.index.read() else { return false };
         let Ok(parsed) = Topic::from_str(topic) else { return false };
         let replaced = index.tree.matches(&parsed).first().map(|(_, e)| e.cost);
         let count = index.count + usize::from(replaced.is_none());
-        let bytes = index.bytes - replaced.unwrap_or(0) + cost(topic, payload, 0);
+        let bytes = index.bytes - replaced.unwrap_or(0) + wanted;
         count <= self.limits.max_messages && bytes <= self.limits.max_bytes
     }
 
@@ -254,16 +273,11 @@ impl RetainStore {
         self.writer.as_ref().map_or(0, |w| w.failures.load(Ordering::Relaxed))
     }
 
-    /// Puts `retain` on `topic` in memory; false when it does not fit (nothing changes then).
-    fn insert(&self, topic: &str, retain: Retain, expires: Option<Instant>) -> bool {
+    /// Puts `retain` on `topic` in memory and queues `row` for the database, under one lock so
+    /// the database never ends up behind memory; false when it does not fit (nothing changes).
+    fn insert(&self, topic: &str, retain: Retain, expires: Option<Instant>, row: Option<Row>) -> bool {
         let Ok(parsed) = Topic::from_str(topic) else { return false };
-        let properties = retain.publish.properties.as_ref().map_or(0, |p| {
-            p.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-                + p.content_type.as_ref().map_or(0, |c| c.len())
-                + p.response_topic.as_ref().map_or(0, |t| t.len())
-                + p.correlation_data.as_ref().map_or(0, Bytes::len)
-        });
-        let entry_cost = cost(topic, retain.publish.payload.len(), properties);
+        let entry_cost = cost(topic, retain.publish.payload.len(), properties_size(retain.publish.properties.as_ref()));
         let Ok(mut index) = self.index.write() else { return false };
         let replaced = index.tree.remove(&parsed);
         let (count, bytes) = match &replaced {
@@ -280,20 +294,21 @@ impl RetainStore {
         index.count = count;
         index.bytes = bytes + entry_cost;
         self.max_seen.fetch_max(count, Ordering::Relaxed);
+        if let Some(row) = row {
+            self.persist(topic, Some(row));
+        }
         true
     }
 
-    fn remove(&self, topic: &str) -> bool {
-        let Ok(parsed) = Topic::from_str(topic) else { return false };
-        let Ok(mut index) = self.index.write() else { return false };
-        match index.tree.remove(&parsed) {
-            Some(old) => {
-                index.count -= 1;
-                index.bytes -= old.cost;
-                true
-            }
-            None => false,
+    /// Clears `topic` in memory and in the database (also a row that was not loaded).
+    fn remove(&self, topic: &str) {
+        let Ok(parsed) = Topic::from_str(topic) else { return };
+        let Ok(mut index) = self.index.write() else { return };
+        if let Some(old) = index.tree.remove(&parsed) {
+            index.count -= 1;
+            index.bytes -= old.cost;
         }
+        self.persist(topic, None);
     }
 
     /// Drops expired messages from memory (the database drops them at the next start).
@@ -313,9 +328,7 @@ impl RetainStore {
 
     fn set_now(&self, topic: &str, mut retain: Retain, expiry: Option<Duration>, now: Instant) {
         if retain.publish.payload.is_empty() {
-            if self.remove(topic) {
-                self.persist(topic, None);
-            }
+            self.remove(topic);
             return;
         }
         let expiry = expiry.filter(|d| !d.is_zero());
@@ -328,14 +341,12 @@ impl RetainStore {
             properties: retain.publish.properties.as_ref().and_then(|p| serde_json::to_string(p).ok()),
             expires_at: expiry.map(|d| now_unix().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
         };
-        let mut stored = self.insert(topic, retain.clone(), expiry.map(|d| now + d));
+        let mut stored = self.insert(topic, retain.clone(), expiry.map(|d| now + d), Some(row.clone()));
         if !stored {
             self.purge_expired(now);
-            stored = self.insert(topic, retain, expiry.map(|d| now + d));
+            stored = self.insert(topic, retain, expiry.map(|d| now + d), Some(row));
         }
-        if stored {
-            self.persist(topic, Some(row));
-        } else {
+        if !stored {
             // The publish hook refuses what does not fit; this is a race with another publish.
             self.refuse();
         }
@@ -349,7 +360,7 @@ impl RetainStore {
             .matches(&parsed)
             .into_iter()
             .filter(|(_, entry)| entry.expires.is_none_or(|t| t > now))
-            .map(|(topic, entry)| (TopicName::from(topic.to_string()), entry.retain.clone()))
+            .map(|(topic, entry)| (TopicName::from(topic.to_string()), with_remaining_expiry(&entry, now)))
             .collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         found
@@ -441,6 +452,18 @@ fn write_batch(conn: &mut Connection, batch: &HashMap<String, Option<Row>>) -> r
         }
     }
     tx.commit()
+}
+
+/// The retained message of `entry` as it is delivered at `now`: rmqtt restarts a retained
+/// message's expiry clock at each delivery, so its Message Expiry Interval is set to what is
+/// left of it (MQTT-3.3.2-6), also after a restart.
+fn with_remaining_expiry(entry: &Entry, now: Instant) -> Retain {
+    let mut retain = entry.retain.clone();
+    if let (Some(expires), Some(properties)) = (entry.expires, retain.publish.properties.as_mut()) {
+        let left = expires.saturating_duration_since(now).as_secs().max(1);
+        properties.message_expiry_interval = std::num::NonZeroU32::new(u32::try_from(left).unwrap_or(u32::MAX));
+    }
+    retain
 }
 
 /// rmqtt holds the store as a box; the broker keeps the same store to check room and close it.
@@ -538,12 +561,12 @@ mod tests {
         let now = Instant::now();
         let body = "x".repeat(100);
         for n in 0..3 {
-            assert!(store.fits(&format!("t/{n}"), 100));
+            assert!(store.fits(&format!("t/{n}"), 100, None));
             store.set_now(&format!("t/{n}"), retain(&format!("t/{n}"), &body), None, now);
         }
-        assert!(!store.fits("t/3", 100), "a fourth topic is over the budget");
-        assert!(store.fits("t/1", 100), "replacing a topic reuses its room");
-        assert!(store.fits("t/3", 0), "clearing always fits");
+        assert!(!store.fits("t/3", 100, None), "a fourth topic is over the budget");
+        assert!(store.fits("t/1", 100, None), "replacing a topic reuses its room");
+        assert!(store.fits("t/3", 0, None), "clearing always fits");
         store.set_now("t/3", retain("t/3", &body), None, now);
         assert_eq!(store.refused(), 1, "a set past the hook is refused and counted");
         assert!(store.get_now("t/3", now).is_empty());
@@ -551,7 +574,36 @@ mod tests {
         let counted = RetainStore::in_memory(RetainLimits { max_bytes: 1 << 20, max_messages: 2 });
         counted.set_now("a", retain("a", "1"), None, now);
         counted.set_now("b", retain("b", "1"), None, now);
-        assert!(!counted.fits("c", 1));
+        assert!(!counted.fits("c", 1, None));
+    }
+
+    #[test]
+    fn the_publish_check_sees_expired_messages_make_room_and_properties_count() {
+        let store = RetainStore::in_memory(RetainLimits { max_bytes: cost("a", 10, 0) + 5, max_messages: 1 });
+        let now = Instant::now();
+        store.set_now("old", retain("old", "1"), Some(Duration::from_millis(1)), now);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.fits("a", 10, None), "an expired message does not hold room");
+        let heavy = PublishProperties {
+            user_properties: vec![("k".into(), "v".repeat(100).into())],
+            ..PublishProperties::default()
+        };
+        assert!(!store.fits("a", 10, Some(&heavy)), "properties are charged as the store charges them");
+    }
+
+    #[test]
+    fn a_retained_message_is_delivered_with_what_is_left_of_its_expiry() {
+        let store = RetainStore::in_memory(ROOMY);
+        let now = Instant::now();
+        let mut expiring = retain("e", "1");
+        expiring.publish.properties = Some(PublishProperties {
+            message_expiry_interval: std::num::NonZeroU32::new(100),
+            ..PublishProperties::default()
+        });
+        store.set_now("e", expiring, Some(Duration::from_secs(100)), now);
+        let found = store.get_now("e", now + Duration::from_secs(40));
+        let left = found[0].1.publish.properties.as_ref().and_then(|p| p.message_expiry_interval);
+        assert_eq!(left.map(std::num::NonZeroU32::get), Some(60));
     }
 
     #[test]

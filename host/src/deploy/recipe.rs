@@ -164,7 +164,17 @@ pub fn load(path: &Path, platform: &Platform) -> Result<Recipe, RecipeError> {
     let file = path.display().to_string();
     let err = |problem: String| RecipeError { file: file.clone(), field: "(file)".to_owned(), problem };
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let value = parse_text(&text, path).map_err(err)?;
+    parse(&text, path, platform)
+}
+
+/// Parses and validates recipe text as if read from `path` (its extension picks JSON or YAML).
+pub fn parse(text: &str, path: &Path, platform: &Platform) -> Result<Recipe, RecipeError> {
+    let file = path.display().to_string();
+    let value = parse_text(text, path).map_err(|problem| RecipeError {
+        file: file.clone(),
+        field: "(file)".to_owned(),
+        problem,
+    })?;
     Recipe::from_value(&value, &file, platform)
 }
 

@@ -249,7 +249,7 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
                     let mut admitted = admitted;
                     let established = handshake.await;
                     admitted.established();
-                    if let Some(session) = session_loop(established) {
+                    if let Some(session) = session_loop(established, admitted) {
                         session.await
                     }
                 });
@@ -346,11 +346,12 @@ fn right_size(buffer: &mut bytes::BytesMut) {
 /// 24.5 kB an idle mTLS connection cost).
 fn session_loop<Io>(
     established: Option<Established<Io>>,
+    admitted: crate::admission::Admitted,
 ) -> Option<std::pin::Pin<Box<impl std::future::Future<Output = ()>>>>
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    established.map(|(state, sink, keep_alive)| Box::pin(state.run(sink, keep_alive)))
+    established.map(|(state, sink, keep_alive)| Box::pin(state.run_with(sink, keep_alive, admitted)))
 }
 
 #[cfg(feature = "tls")]
@@ -396,7 +397,7 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
                     let mut admitted = admitted;
                     let established = handshake.await;
                     admitted.established();
-                    if let Some(session) = session_loop(established) {
+                    if let Some(session) = session_loop(established, admitted) {
                         session.await
                     }
                 });

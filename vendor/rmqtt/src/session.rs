@@ -249,7 +249,16 @@ impl SessionState {
     }
 
     #[inline]
-    pub(crate) async fn run<Io>(mut self, mut sink: Sink<Io>, keep_alive: u16)
+    pub(crate) async fn run<Io>(self, sink: Sink<Io>, keep_alive: u16)
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.run_with(sink, keep_alive, ()).await
+    }
+
+    /// Turf patch: [`Self::run`] holding `connection` (the listener's admission place) until the
+    /// connection is closed, not until the session ends (an offline session holds no socket).
+    pub(crate) async fn run_with<Io, G>(mut self, mut sink: Sink<Io>, keep_alive: u16, connection: G)
     where
         Io: AsyncRead + AsyncWrite + Unpin,
     {
@@ -293,6 +302,7 @@ impl SessionState {
         if let Err(e) = sink.close().await {
             log::info!("{} close io error, {e}", self.id);
         }
+        drop(connection);
 
         let disconnect = self.disconnect().await.unwrap_or(None);
         let clean_session = self.clean_session(disconnect.as_ref()).await;
@@ -484,6 +494,10 @@ impl SessionState {
                 retry_armed = true;
             }
 
+            // The throttle's own branch may lose every race to deliveries: look at its clock here.
+            if throttled && throttle_delay.deadline() <= Instant::now() {
+                throttled = false;
+            }
             let reading = inbound.bytes < inbound_limit && inbound.len() < inbound_max_packets && !throttled;
             if reading && !was_reading {
                 last_packet = Instant::now();
@@ -1925,8 +1939,10 @@ impl SessionState {
             return Ok(());
         }
 
-        // Turf patch: a copy queued for a subscription the session no longer holds is dropped.
-        if !self.subscriptions().await?.delivers(&publish.topic).await {
+        // Turf patch: a copy queued for a subscription the session no longer holds is dropped;
+        // a copy already sent once (a retry) is finished, as MQTT-3.10.4-3 requires.
+        let retry = publish.dup && publish.packet_id.is_some();
+        if !retry && !self.subscriptions().await?.delivers(&publish.topic).await {
             self.scx
                 .extends
                 .hook_mgr()

@@ -1562,6 +1562,11 @@ where
 
                 p.topic = topic.unwrap_or_default();
 
+                // Turf patch: a message published without properties (MQTT 3.1.1, or MQTT 5
+                // with none) still carries its alias; upstream sent an empty topic and no alias.
+                if alias.is_some() && p.properties.is_none() {
+                    p.properties = Some(Default::default());
+                }
                 if let Some(properties) = &mut p.properties {
                     properties.message_expiry_interval = message_expiry_interval;
                     properties.topic_alias = alias;
@@ -2167,6 +2172,25 @@ pub struct Route {
 /// for concurrent access.
 pub type SessionSubMap = HashMap<TopicFilter, SubscriptionOptions>;
 
+/// Turf patch: whether MQTT topic filter `filter` matches topic name `topic` (`+` one level,
+/// `#` the rest including the parent; a topic starting with `$` is not matched by a filter
+/// starting with a wildcard). No allocation: it runs per delivery of a pruned session.
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut levels = topic.split('/');
+    for part in filter.split('/') {
+        match (part, levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (part, Some(level)) if part == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
 /// Thread-safe session subscription storage behind `Arc<RwLock>`.
 #[derive(Clone)]
 pub struct SessionSubs {
@@ -2349,7 +2373,7 @@ impl SessionSubs {
                 .strip_prefix("$share/")
                 .and_then(|rest| rest.split_once('/'))
                 .map_or(filter, |(_group, bare)| bare);
-            <crate::topic::Topic as std::str::FromStr>::from_str(bare).is_ok_and(|f| f.matches_str(topic))
+            filter_matches(bare, topic)
         })
     }
 
@@ -3196,4 +3220,24 @@ fn test_reason() {
 
     let reasons = Reason::Reasons(vec![Reason::ConnectKicked(false), Reason::MessageExpiration]);
     assert_eq!(reasons.to_string(), "Kicked,MessageExpiration");
+}
+
+/// Turf patch: unit tests of [`filter_matches`].
+#[cfg(test)]
+mod turf_filter_tests {
+    use super::filter_matches;
+
+    #[test]
+    fn filters_match_like_mqtt() {
+        assert!(filter_matches("a/#", "a"));
+        assert!(filter_matches("a/#", "a/$x/y"));
+        assert!(filter_matches("a/+/c", "a/b/c"));
+        assert!(!filter_matches("a/+", "a"));
+        assert!(!filter_matches("a/b", "a/b/c"));
+        assert!(filter_matches("#", "x/y"));
+        assert!(!filter_matches("#", "$aws/x"));
+        assert!(!filter_matches("+/x", "$aws/x"));
+        assert!(filter_matches("$aws/+/x", "$aws/t/x"));
+        assert!(filter_matches("+/+", "/"));
+    }
 }
