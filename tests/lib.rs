@@ -740,6 +740,15 @@ impl Mosquitto {
         }
     }
 
+    /// Options for an MQTT 5 "cloud-side" client (its event loop is the caller's).
+    pub fn observer_v5(&self, client_id: &str) -> rumqttc::v5::MqttOptions {
+        let mut options = rumqttc::v5::MqttOptions::new(client_id, "localhost", self.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let tls = device_tls(&self.dir.join("observer"));
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
+        options
+    }
+
     /// A "cloud-side" client with a persistent session (`clean_session = false`).
     pub async fn observer(&self, client_id: &str) -> Result<Device> {
         let mut options = MqttOptions::new(client_id, "localhost", self.port);

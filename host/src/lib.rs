@@ -23,6 +23,7 @@
 //! - [`flow`]: flow credit that bounds device messages inside the host (pure).
 //! - [`memory`]: giving freed heap and once-run code back to the kernel after a burst.
 //! - [`fsutil`]: atomic and private file writes.
+//! - [`properties`]: the MQTT 5 properties a message carries through the host (pure).
 //! - [`fuzz`]: entry points of the fuzz targets and of the corpus replay test (pure).
 
 pub mod bridge;
@@ -42,6 +43,7 @@ pub mod logging;
 pub mod memory;
 pub mod mgmt;
 pub mod pem;
+pub mod properties;
 pub mod pubsub;
 pub mod rotate;
 pub mod shadow;

@@ -106,6 +106,8 @@ const MIGRATIONS: &[&str] = &[
          properties  TEXT,                      -- MQTT 5 publish properties, JSON
          expires_at  INTEGER                    -- unix seconds; NULL: never
      );",
+    // 6: MQTT 5 properties of spooled upstream messages (JSON; NULL: none).
+    "ALTER TABLE spool ADD COLUMN properties TEXT;",
 ];
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.

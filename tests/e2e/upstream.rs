@@ -10,7 +10,9 @@ use serde_json::json;
 use turf_host::deploy::config_update::ConfigUpdate;
 use turf_host::deploy::model::{DeploymentRequest, DeploymentState};
 use turf_host::upstream::UpstreamStatus;
-use turf_tests::{Device, HostOptions, Mosquitto, TIMEOUT, TestHost, bridge_update, wait_until, workspace};
+use turf_tests::{
+    Device, HostOptions, Mosquitto, TIMEOUT, TestHost, bridge_update, wait_until, with_timeout, workspace,
+};
 
 async fn upstream_status(host: &TestHost) -> Result<UpstreamStatus> {
     Ok(host.client().status().await?.upstream.expect("status without upstream"))
@@ -297,5 +299,97 @@ async fn an_mqtt5_upstream_relays_both_ways() -> Result<()> {
     }
     assert_eq!(got.first().map(|p| p.topic.as_str()), Some("down/x"));
     assert!(cloud.log().contains("as TurfCore (p5"), "not an MQTT 5 connection:\n{}", cloud.log());
+    host.shutdown().await
+}
+
+/// MQTT 5 properties (the request/response pattern's response topic and correlation data,
+/// content type, user properties) travel device → cloud and cloud → device through the bridge
+/// over an MQTT 5 upstream link; `mqtt5RouteOptions.<route>.retainAsPublished` keeps a device's
+/// retain flag.
+#[actix_rt::test]
+async fn mqtt5_properties_and_retain_as_published_travel_through_the_bridge() -> Result<()> {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, Publish as Publish5, PublishProperties};
+    use rumqttc::v5::{AsyncClient, Event as Event5, EventLoop};
+
+    async fn next_publish(eventloop: &mut EventLoop, topic: &str) -> Result<Publish5> {
+        with_timeout(TIMEOUT, "a publish", async {
+            loop {
+                if let Event5::Incoming(Packet5::Publish(p)) = eventloop.poll().await?
+                    && p.topic == topic.as_bytes()
+                {
+                    return Ok::<_, anyhow::Error>(p);
+                }
+            }
+        })
+        .await?
+    }
+    async fn subscribed(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> Result<()> {
+        client.subscribe(filter, QoS5::AtLeastOnce).await?;
+        with_timeout(TIMEOUT, "SUBACK", async {
+            loop {
+                if let Event5::Incoming(Packet5::SubAck(_)) = eventloop.poll().await? {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+        })
+        .await?
+    }
+    let request = PublishProperties {
+        response_topic: Some("down/replies".into()),
+        correlation_data: Some(bytes::Bytes::from_static(&[1, 2, 3])),
+        content_type: Some("text/plain".into()),
+        user_properties: vec![("trace".into(), "abc".into()), ("trace".into(), "def".into())],
+        ..PublishProperties::default()
+    };
+
+    let dir = tempfile::tempdir()?;
+    let cloud = Mosquitto::start(&dir.path().join("cloud")).await?;
+    let host = start(&cloud, |u| u.version = turf_host::upstream::config::MqttVersion::V5).await?;
+    let routes = json!({"mqttTopicMapping": {
+            "Up": {"topic": "up/#", "source": "LocalMqtt", "target": "IotCore"},
+            "Down": {"topic": "down/#", "source": "IotCore", "target": "LocalMqtt"}},
+        "mqtt5RouteOptions": {"Up": {"noLocal": true, "retainAsPublished": true}}});
+    let record = host.deploy(&turf_tests::merge_update("aws.greengrass.clientdevices.mqtt.Bridge", routes)).await?;
+    assert_eq!(record.state, DeploymentState::Succeeded, "{:?}", record.error);
+
+    let (cloud_client, mut cloud_loop) = AsyncClient::new(cloud.observer_v5("cloud-app"), 10);
+    subscribed(&cloud_client, &mut cloud_loop, "up/#").await?;
+    let plain = host.endpoints.plain.context("plain listener")?;
+    let (device, mut device_loop) =
+        AsyncClient::new(rumqttc::v5::MqttOptions::new("requester", "127.0.0.1", plain.port()), 10);
+    subscribed(&device, &mut device_loop, "down/#").await?;
+    device.publish_with_properties("up/request", QoS5::AtLeastOnce, true, "what time is it", request.clone()).await?;
+    let pumping = tokio::spawn(async move { while device_loop.poll().await.is_ok() {} });
+    let got = next_publish(&mut cloud_loop, "up/request").await?;
+    let properties = got.properties.clone().context("the request arrived without properties")?;
+    assert_eq!(properties.response_topic.as_deref(), Some("down/replies"));
+    assert_eq!(properties.correlation_data.as_deref(), Some(&[1u8, 2, 3][..]));
+    assert_eq!(properties.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(properties.user_properties, request.user_properties, "user properties, in order, repeats kept");
+
+    // retainAsPublished: the cloud kept it as a retained message.
+    let (late, mut late_loop) = AsyncClient::new(cloud.observer_v5("cloud-late"), 10);
+    subscribed(&late, &mut late_loop, "up/#").await?;
+    let retained = next_publish(&mut late_loop, "up/request").await?;
+    assert!(retained.retain, "the route keeps the device's retain flag");
+
+    // The reply, from the cloud to the device, with its correlation data.
+    pumping.abort();
+    let (device, mut device_loop) =
+        AsyncClient::new(rumqttc::v5::MqttOptions::new("requester-2", "127.0.0.1", plain.port()), 10);
+    subscribed(&device, &mut device_loop, "down/#").await?;
+    let reply = PublishProperties {
+        correlation_data: Some(bytes::Bytes::from_static(&[1, 2, 3])),
+        user_properties: vec![("from".into(), "cloud".into())],
+        ..PublishProperties::default()
+    };
+    let cloud_pump = tokio::spawn(async move { while cloud_loop.poll().await.is_ok() {} });
+    cloud_client.publish_with_properties("down/replies", QoS5::AtLeastOnce, false, "noon", reply.clone()).await?;
+    let answer = next_publish(&mut device_loop, "down/replies").await?;
+    cloud_pump.abort();
+    let properties = answer.properties.context("the reply arrived without properties")?;
+    assert_eq!(properties.correlation_data, reply.correlation_data);
+    assert_eq!(properties.user_properties, reply.user_properties);
     host.shutdown().await
 }

@@ -6,7 +6,11 @@
 //! (upstream broker). Messages out: [`SetTaps`] and [`PublishToDevices`] to the broker,
 //! [`Subscribe`]/[`UnsubscribeAll`]/[`Publish`] to the bus, [`PublishUpstream`] and
 //! [`SubscribeUpstream`]/[`UnsubscribeUpstream`] to the upstream service. As in Greengrass it
-//! republishes at QoS 1 with the retain flag cleared. It never receives its own pubsub
+//! republishes at QoS 1 with the retain flag cleared (kept for a device message on a route with
+//! `mqtt5RouteOptions.<route>.retainAsPublished`), and carries a message's MQTT 5 properties
+//! (content type, correlation data, response topic, expiry, payload format, user properties)
+//! between devices and the upstream broker; the pubsub bus has no such properties, as in
+//! Greengrass. It never receives its own pubsub
 //! publishes (it subscribes "from others"), and its publishes to devices never pass through the
 //! broker's taps, so two-way routes on one filter cannot loop. IotCore routes stay inactive
 //! when no upstream broker is configured, and say so once. A relayed message's flow credit
@@ -18,12 +22,14 @@
 pub mod routes;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use actix::prelude::*;
 
 use self::routes::{BridgeConfig, Endpoint};
 use crate::broker::{DeviceMessage, PublishToDevices, SetTaps};
 use crate::flow::Credit;
+use crate::properties::MessageProperties;
 use crate::pubsub::subscriptions::ReceiveMode;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe, UnsubscribeAll};
 use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
@@ -119,9 +125,15 @@ impl Bridge {
     }
 
     /// Sends a message to the upstream broker, or notes the route as inactive without one.
-    fn send_upstream(&mut self, route: &str, topic: String, payload: &bytes::Bytes, credit: &Credit) {
+    fn send_upstream(&mut self, route: &str, topic: String, message: &Relayed<'_>, retain: bool) {
         if self.peers.upstream_enabled {
-            let publish = PublishUpstream { topic, payload: payload.clone(), retain: false, credit: credit.clone() };
+            let publish = PublishUpstream {
+                topic,
+                payload: message.payload.clone(),
+                retain,
+                properties: message.properties.cloned(),
+                credit: message.credit.clone(),
+            };
             self.peers.upstream_publish.do_send(publish);
         } else {
             self.warn_inactive(route);
@@ -131,31 +143,43 @@ impl Bridge {
     /// Sends a message that arrived from `source` along every route from there whose filter
     /// matches its topic (a route never sends back to where the message came from).
     /// The message's `credit` goes with every copy.
-    fn relay(&mut self, source: Endpoint, topic: &str, payload: &bytes::Bytes, credit: &Credit) {
+    fn relay(&mut self, source: Endpoint, message: &Relayed<'_>) {
         let mut upstream = Vec::new();
-        for (route, target_topic) in self.config.forwards(source, topic) {
+        for (route, target_topic) in self.config.forwards(source, message.topic) {
+            let retain = message.retain && route.retain_as_published;
             match route.target {
                 target if target == source => {}
                 Endpoint::Pubsub => self.peers.publish.do_send(Publish {
                     publisher: COMPONENT_NAME.to_owned(),
                     topic: target_topic,
-                    payload: payload.clone(),
-                    credit: credit.clone(),
+                    payload: message.payload.clone(),
+                    credit: message.credit.clone(),
                 }),
                 Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
                     topic: target_topic,
-                    payload: payload.clone(),
+                    payload: message.payload.clone(),
                     qos: 1,
-                    retain: false,
-                    credit: credit.clone(),
+                    retain,
+                    properties: message.properties.cloned(),
+                    credit: message.credit.clone(),
                 }),
-                Endpoint::IotCore => upstream.push((route.name.clone(), target_topic)),
+                Endpoint::IotCore => upstream.push((route.name.clone(), target_topic, retain)),
             }
         }
-        for (route, topic) in upstream {
-            self.send_upstream(&route, topic, payload, credit);
+        for (route, topic, retain) in upstream {
+            self.send_upstream(&route, topic, message, retain);
         }
     }
+}
+
+/// A message the bridge relays, as it arrived from its source.
+struct Relayed<'a> {
+    topic: &'a str,
+    payload: &'a bytes::Bytes,
+    /// Set only by a device (LocalMqtt); kept only on `retainAsPublished` routes.
+    retain: bool,
+    properties: Option<&'a Arc<MessageProperties>>,
+    credit: &'a Credit,
 }
 
 impl Actor for Bridge {
@@ -174,7 +198,14 @@ impl Handler<DeviceMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: DeviceMessage, _ctx: &mut Self::Context) {
-        self.relay(Endpoint::LocalMqtt, &msg.topic, &msg.payload, &msg.credit);
+        let message = Relayed {
+            topic: &msg.topic,
+            payload: &msg.payload,
+            retain: msg.retain,
+            properties: msg.properties.as_ref(),
+            credit: &msg.credit,
+        };
+        self.relay(Endpoint::LocalMqtt, &message);
     }
 }
 
@@ -182,7 +213,14 @@ impl Handler<UpstreamMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) {
-        self.relay(Endpoint::IotCore, &msg.topic, &msg.payload, &msg.credit);
+        let message = Relayed {
+            topic: &msg.topic,
+            payload: &msg.payload,
+            retain: false,
+            properties: msg.properties.as_ref(),
+            credit: &msg.credit,
+        };
+        self.relay(Endpoint::IotCore, &message);
     }
 }
 
@@ -190,6 +228,8 @@ impl Handler<PubsubMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
-        self.relay(Endpoint::Pubsub, &msg.topic, &msg.payload, &msg.credit);
+        let message =
+            Relayed { topic: &msg.topic, payload: &msg.payload, retain: false, properties: None, credit: &msg.credit };
+        self.relay(Endpoint::Pubsub, &message);
     }
 }

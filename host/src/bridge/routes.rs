@@ -57,6 +57,9 @@ pub struct Route {
     pub target: Endpoint,
     /// Prepended to the source topic to make the target topic.
     pub target_topic_prefix: String,
+    /// `mqtt5RouteOptions.<route>.retainAsPublished`: a device message keeps its retain flag
+    /// (otherwise it is cleared, as Greengrass does).
+    pub retain_as_published: bool,
 }
 
 /// The bridge's validated configuration.
@@ -86,7 +89,7 @@ struct WireConfig {
     #[serde(default)]
     mqtt_topic_mapping: Option<BTreeMap<String, Option<Value>>>,
     #[serde(default, rename = "mqtt5RouteOptions")]
-    _mqtt5_route_options: Option<Value>,
+    mqtt5_route_options: Option<BTreeMap<String, Value>>,
     #[serde(default, rename = "brokerUri")]
     _broker_uri: Option<Value>,
     #[serde(default, rename = "brokerServerUri")]
@@ -97,6 +100,17 @@ struct WireConfig {
     _mqtt: Option<Value>,
     #[serde(default, rename = "startupTimeoutSeconds")]
     _startup_timeout: Option<Value>,
+}
+
+/// `mqtt5RouteOptions.<route>`. `noLocal` is accepted and always in effect: the bridge never
+/// receives what it publishes to devices (its publishes do not pass the broker's taps).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireRouteOptions {
+    #[serde(default)]
+    no_local: Option<bool>,
+    #[serde(default)]
+    retain_as_published: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +135,17 @@ impl BridgeConfig {
         for (name, route) in wire.mqtt_topic_mapping.unwrap_or_default() {
             let Some(route) = route else { continue };
             routes.push(parse_route(&name, route)?);
+        }
+        for (name, options) in wire.mqtt5_route_options.unwrap_or_default() {
+            let path = format!("mqtt5RouteOptions.{name}");
+            let options: WireRouteOptions = serde_json::from_value(options)
+                .map_err(|e| error(&path, format!("{e} (route options are noLocal and retainAsPublished)")))?;
+            let _ = options.no_local;
+            let route = routes
+                .iter_mut()
+                .find(|r| r.name == name)
+                .ok_or_else(|| error(&path, "no route of that name in mqttTopicMapping"))?;
+            route.retain_as_published = options.retain_as_published.unwrap_or(false);
         }
         Ok(Self { routes })
     }
@@ -171,7 +196,7 @@ fn parse_route(name: &str, value: Value) -> Result<Route, BridgeConfigError> {
     if topic::has_wildcard(&target_topic_prefix) {
         return Err(error(format!("{path}.targetTopicPrefix"), "must not contain '+' or '#'"));
     }
-    Ok(Route { name: name.to_owned(), filter, source, target, target_topic_prefix })
+    Ok(Route { name: name.to_owned(), filter, source, target, target_topic_prefix, retain_as_published: false })
 }
 
 #[cfg(test)]
@@ -262,6 +287,29 @@ mod tests {
             let err = BridgeConfig::from_json(&config).unwrap_err();
             assert_eq!(err.path, path, "{config} -> {err}");
         }
+    }
+
+    #[test]
+    fn mqtt5_route_options_set_retain_as_published_per_route() {
+        let config = BridgeConfig::from_json(&json!({
+            "mqttTopicMapping": {
+                "Up": {"topic": "up/#", "source": "LocalMqtt", "target": "IotCore"},
+                "Other": {"topic": "o/#", "source": "LocalMqtt", "target": "Pubsub"}},
+            "mqtt5RouteOptions": {"Up": {"noLocal": true, "retainAsPublished": true}}}))
+        .unwrap();
+        let by_name = |name: &str| config.routes().iter().find(|r| r.name == name).unwrap().retain_as_published;
+        assert!(by_name("Up"));
+        assert!(!by_name("Other"), "the default clears retain, as Greengrass does");
+        let unknown = BridgeConfig::from_json(&json!({
+            "mqttTopicMapping": {"Up": {"topic": "up/#", "source": "LocalMqtt", "target": "IotCore"}},
+            "mqtt5RouteOptions": {"Upp": {"retainAsPublished": true}}}))
+        .unwrap_err();
+        assert_eq!(unknown.path, "mqtt5RouteOptions.Upp");
+        let typo = BridgeConfig::from_json(&json!({
+            "mqttTopicMapping": {"Up": {"topic": "up/#", "source": "LocalMqtt", "target": "IotCore"}},
+            "mqtt5RouteOptions": {"Up": {"retainAsPublish": true}}}))
+        .unwrap_err();
+        assert!(typo.problem.contains("retainAsPublish"), "{typo:?}");
     }
 
     #[test]

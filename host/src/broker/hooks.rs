@@ -20,7 +20,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmqtt::codec::types::QoS;
-use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
+use rmqtt::codec::v5::{PublishAckReason, PublishProperties, SubscribeAckReason};
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, PublishResult, Reason, SubscribeAclResult};
 
@@ -32,6 +32,7 @@ use crate::devices::AuthSnapshot;
 use crate::devices::identity::{ListenerKind, PeerCert};
 use crate::devices::policy::{self, topic_filter_resource, topic_resource};
 use crate::flow::{Credit, CreditPool};
+use crate::properties::MessageProperties;
 use crate::topic;
 
 /// A message a device published, copied to a host service whose tap filter matched.
@@ -48,6 +49,8 @@ pub struct DeviceMessage {
     pub retain: bool,
     /// Client id (thing name) of the publisher.
     pub client_id: String,
+    /// Its MQTT 5 properties worth carrying on (none from MQTT 3.1.1 devices).
+    pub properties: Option<Arc<MessageProperties>>,
     /// Host queue space this message holds until every copy of it is done with.
     pub credit: Credit,
 }
@@ -353,6 +356,7 @@ impl Handler for PublishCheck {
                     pool.acquire(cost).await
                 }
             };
+            let properties = publish.properties.as_ref().and_then(carried).map(Arc::new);
             for tap in matching {
                 tap.recipient.do_send(DeviceMessage {
                     topic: topic.to_owned(),
@@ -360,11 +364,39 @@ impl Handler for PublishCheck {
                     qos: qos_number(publish.qos),
                     retain: publish.retain,
                     client_id: client_id.to_owned(),
+                    properties: properties.clone(),
                     credit: credit.clone(),
                 });
             }
         }
         (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
+    }
+}
+
+/// The properties of a device's publish that travel on with it (not its topic alias nor its
+/// subscription identifiers, which belong to its connection).
+pub fn carried(p: &PublishProperties) -> Option<MessageProperties> {
+    MessageProperties {
+        content_type: p.content_type.as_ref().map(|c| c.to_string()),
+        correlation_data: p.correlation_data.clone(),
+        response_topic: p.response_topic.as_ref().map(|t| t.to_string()),
+        message_expiry_secs: p.message_expiry_interval.map(std::num::NonZeroU32::get),
+        payload_is_utf8: p.is_utf8_payload,
+        user_properties: p.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+    .non_empty()
+}
+
+/// rmqtt's properties for a message the host publishes to devices.
+pub fn to_codec(p: &MessageProperties) -> PublishProperties {
+    PublishProperties {
+        content_type: p.content_type.as_deref().map(Into::into),
+        correlation_data: p.correlation_data.clone(),
+        response_topic: p.response_topic.as_deref().map(Into::into),
+        message_expiry_interval: p.message_expiry_secs.and_then(std::num::NonZeroU32::new),
+        is_utf8_payload: p.payload_is_utf8,
+        user_properties: p.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
+        ..PublishProperties::default()
     }
 }
 

@@ -136,6 +136,8 @@ pub struct PublishToDevices {
     pub qos: u8,
     /// Retain flag.
     pub retain: bool,
+    /// MQTT 5 properties to publish it with.
+    pub properties: Option<Arc<crate::properties::MessageProperties>>,
     /// The device credit of the message this one relays, if any (returned once routed).
     pub credit: Credit,
 }

@@ -91,7 +91,7 @@ async fn route(scx: &ServerContext, host_id: &Id, msg: PublishToDevices) {
         topic: msg.topic.into(),
         packet_id: None,
         payload: Bytes::clone(&msg.payload),
-        properties: None,
+        properties: msg.properties.as_deref().map(super::hooks::to_codec),
     };
     let publish = Publish::from(publish).create_time(rmqtt::utils::timestamp_millis());
     // A copy that could not be queued is counted by the broker's drop hook; no line per message.

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::config::{MqttVersion, UpstreamConfig};
 use crate::flow::{Credit, CreditPool};
 use crate::pem;
+use crate::properties::MessageProperties;
 
 /// What happened on a link.
 #[derive(Debug)]
@@ -50,9 +51,37 @@ pub struct Incoming {
     pub topic: String,
     /// Payload.
     pub payload: Bytes,
+    /// Its MQTT 5 properties.
+    pub properties: Option<Arc<MessageProperties>>,
     /// Host queue space it holds (taken before it was read on, see [`Link::open`]).
     pub credit: Credit,
     ack: Ack,
+}
+
+/// The properties of a message from an MQTT 5 upstream broker that travel on.
+fn carried(p: &rumqttc::v5::mqttbytes::v5::PublishProperties) -> Option<MessageProperties> {
+    MessageProperties {
+        content_type: p.content_type.clone(),
+        correlation_data: p.correlation_data.clone(),
+        response_topic: p.response_topic.clone(),
+        message_expiry_secs: p.message_expiry_interval,
+        payload_is_utf8: p.payload_format_indicator == Some(1),
+        user_properties: p.user_properties.clone(),
+    }
+    .non_empty()
+}
+
+/// rumqttc's properties for a publish to an MQTT 5 upstream broker.
+fn to_v5(p: &MessageProperties) -> rumqttc::v5::mqttbytes::v5::PublishProperties {
+    rumqttc::v5::mqttbytes::v5::PublishProperties {
+        payload_format_indicator: p.payload_is_utf8.then_some(1),
+        message_expiry_interval: p.message_expiry_secs,
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+        content_type: p.content_type.clone(),
+        ..Default::default()
+    }
 }
 
 #[derive(Debug)]
@@ -157,17 +186,24 @@ impl Link {
         }
     }
 
-    /// Queues a QoS 1 publish.
-    pub fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
-        match &self.client {
-            Client::V311(c) => c.try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload),
-            Client::V5(c) => {
-                return c
-                    .try_publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, retain, payload)
-                    .map_err(|e| e.to_string());
+    /// Queues a QoS 1 publish (its properties only over MQTT 5, which has them).
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        properties: Option<&MessageProperties>,
+    ) -> Result<(), String> {
+        let qos5 = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
+        match (&self.client, properties) {
+            (Client::V311(c), _) => {
+                c.try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).map_err(|e| e.to_string())
+            }
+            (Client::V5(c), None) => c.try_publish(topic, qos5, retain, payload).map_err(|e| e.to_string()),
+            (Client::V5(c), Some(p)) => {
+                c.try_publish_with_properties(topic, qos5, retain, payload, to_v5(p)).map_err(|e| e.to_string())
             }
         }
-        .map_err(|e| e.to_string())
     }
 
     /// Queues a QoS 1 subscribe.
@@ -225,6 +261,7 @@ async fn pump_v311(mut eventloop: rumqttc::EventLoop, events: Events, incoming: 
                 LinkEvent::Message(Incoming {
                     topic: p.topic.clone(),
                     payload: p.payload.clone(),
+                    properties: None,
                     credit,
                     ack: Ack::V311(p),
                 })
@@ -266,7 +303,14 @@ async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events, incoming
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
                 let credit = incoming.acquire(incoming.cost(&topic, &p.payload)).await;
-                LinkEvent::Message(Incoming { topic, payload: p.payload.clone(), credit, ack: Ack::V5(Box::new(p)) })
+                let properties = p.properties.as_ref().and_then(carried).map(Arc::new);
+                LinkEvent::Message(Incoming {
+                    topic,
+                    payload: p.payload.clone(),
+                    properties,
+                    credit,
+                    ack: Ack::V5(Box::new(p)),
+                })
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
             Ok(_) => continue,

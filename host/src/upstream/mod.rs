@@ -29,6 +29,7 @@ use self::config::{UpstreamConfig, backoff};
 use self::link::{Link, LinkEvent};
 use self::spool::{Spool, SpoolError};
 use crate::flow::{Credit, CreditPool};
+use crate::properties::MessageProperties;
 use crate::topic;
 
 /// Publishes sent but not yet acknowledged, at most.
@@ -44,6 +45,8 @@ pub struct PublishUpstream {
     pub payload: Bytes,
     /// Retain flag.
     pub retain: bool,
+    /// MQTT 5 properties (sent when the upstream link speaks MQTT 5; spooled with it).
+    pub properties: Option<std::sync::Arc<MessageProperties>>,
     /// Host queue space of the device message this one relays (returned once spooled).
     pub credit: Credit,
 }
@@ -56,6 +59,8 @@ pub struct UpstreamMessage {
     pub topic: String,
     /// Payload.
     pub payload: Bytes,
+    /// Its MQTT 5 properties (MQTT 5 upstream links only).
+    pub properties: Option<std::sync::Arc<MessageProperties>>,
     /// Host queue space this message holds until every copy is done with; the connection
     /// stops reading from the upstream broker while its pool is empty.
     pub credit: Credit,
@@ -283,7 +288,7 @@ impl Upstream {
                 tracing::warn!(count, "the upstream broker refused subscriptions; check its policy for this client");
             }
             LinkEvent::Message(incoming) => {
-                self.deliver(&incoming.topic, &incoming.payload, &incoming.credit);
+                self.deliver(&incoming.topic, &incoming.payload, incoming.properties.as_ref(), &incoming.credit);
                 if let Some(link) = &self.link {
                     link.ack(&incoming);
                 }
@@ -342,7 +347,9 @@ impl Upstream {
             }
         };
         for message in batch {
-            if let Err(error) = link.publish(&message.topic, message.payload, message.retain) {
+            if let Err(error) =
+                link.publish(&message.topic, message.payload, message.retain, message.properties.as_ref())
+            {
                 tracing::debug!(error, "rumqttc queue full; the rest is sent on the next acknowledgement");
                 return;
             }
@@ -361,7 +368,7 @@ impl Upstream {
         if topic::has_wildcard(&msg.topic) {
             return Err(format!("{}: an upstream topic must not contain wildcards", msg.topic));
         }
-        match spool.push(&msg.topic, &msg.payload, msg.retain) {
+        match spool.push(&msg.topic, &msg.payload, msg.retain, msg.properties.as_deref()) {
             Ok(pushed) if pushed.dropped > 0 => {
                 self.dropped += pushed.dropped;
                 tracing::warn!(
@@ -427,7 +434,7 @@ impl Upstream {
     }
 
     /// Hands a message to every subscriber with a matching filter, once each.
-    fn deliver(&self, topic_name: &str, payload: &Bytes, credit: &Credit) {
+    fn deliver(&self, topic_name: &str, payload: &Bytes, properties: Option<&Arc<MessageProperties>>, credit: &Credit) {
         let mut done = BTreeSet::new();
         for (filter, subscribers) in &self.subscriptions {
             if !topic::matches(filter, topic_name) {
@@ -438,6 +445,7 @@ impl Upstream {
                     recipient.do_send(UpstreamMessage {
                         topic: topic_name.to_owned(),
                         payload: payload.clone(),
+                        properties: properties.cloned(),
                         credit: credit.clone(),
                     });
                 }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
+use crate::properties::MessageProperties;
 use crate::store::{self, StoreError};
 
 /// A failed spool operation.
@@ -53,6 +54,8 @@ pub struct Spooled {
     pub payload: Vec<u8>,
     /// Retain flag to publish with.
     pub retain: bool,
+    /// MQTT 5 properties to publish with.
+    pub properties: Option<MessageProperties>,
 }
 
 /// What [`Spool::push`] did.
@@ -112,7 +115,14 @@ impl Spool {
     }
 
     /// Appends a message, dropping the oldest ones if it would not fit otherwise.
-    pub fn push(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<Pushed, SpoolError> {
+    pub fn push(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        properties: Option<&MessageProperties>,
+    ) -> Result<Pushed, SpoolError> {
+        let properties = properties.and_then(|p| serde_json::to_string(p).ok());
         let size = size_of(topic, payload);
         if size > self.max_bytes {
             return Err(SpoolError::TooBig { size, max: self.max_bytes });
@@ -132,8 +142,8 @@ impl Spool {
             dropped += 1;
         }
         tx.execute(
-            "INSERT INTO spool(topic, payload, retain, queued_at) VALUES (?1, ?2, ?3, ?4)",
-            params![topic, payload, retain, store::now_secs()],
+            "INSERT INTO spool(topic, payload, retain, queued_at, properties) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![topic, payload, retain, store::now_secs(), properties],
         )
         .map_err(sql("queue a message"))?;
         let seq = tx.last_insert_rowid();
@@ -147,11 +157,17 @@ impl Spool {
     pub fn after(&self, after: i64, limit: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, topic, payload, retain FROM spool WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .prepare("SELECT seq, topic, payload, retain, properties FROM spool WHERE seq > ?1 ORDER BY seq LIMIT ?2")
             .map_err(sql("read the spool"))?;
         let rows = stmt
             .query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok(Spooled { seq: r.get(0)?, topic: r.get(1)?, payload: r.get(2)?, retain: r.get(3)? })
+                let properties = match r.get::<_, Option<String>>(4)? {
+                    None => None,
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+                    })?),
+                };
+                Ok(Spooled { seq: r.get(0)?, topic: r.get(1)?, payload: r.get(2)?, retain: r.get(3)?, properties })
             })
             .map_err(sql("read the spool"))?;
         rows.collect::<Result<_, _>>().map_err(sql("read the spool"))
@@ -187,8 +203,8 @@ mod tests {
     fn messages_come_out_in_order_and_leave_only_when_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spool(&dir, 100, 10_000);
-        let a = s.push("t/a", b"1", false).unwrap();
-        let b = s.push("t/b", b"22", true).unwrap();
+        let a = s.push("t/a", b"1", false, None).unwrap();
+        let b = s.push("t/b", b"22", true, None).unwrap();
         assert_eq!((s.len(), s.bytes()), (2, 3 + 1 + 3 + 2));
         let all = s.after(0, 10).unwrap();
         assert_eq!(all.iter().map(|m| m.topic.as_str()).collect::<Vec<_>>(), vec!["t/a", "t/b"]);
@@ -205,20 +221,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spool(&dir, 3, 1_000);
         for n in 0..3 {
-            assert_eq!(s.push("t", format!("{n}").as_bytes(), false).unwrap().dropped, 0);
+            assert_eq!(s.push("t", format!("{n}").as_bytes(), false, None).unwrap().dropped, 0);
         }
-        assert_eq!(s.push("t", b"3", false).unwrap().dropped, 1);
+        assert_eq!(s.push("t", b"3", false, None).unwrap().dropped, 1);
         let left: Vec<Vec<u8>> = s.after(0, 10).unwrap().into_iter().map(|m| m.payload).collect();
         assert_eq!(left, vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
         // By bytes: a large message pushes out as many as needed.
         let mut by_bytes = spool(&tempfile::tempdir().unwrap(), 100, 10);
-        by_bytes.push("t", b"aa", false).unwrap();
-        by_bytes.push("t", b"bb", false).unwrap();
-        assert_eq!(by_bytes.push("t", b"cccccc", false).unwrap().dropped, 1, "3 + 7 fits in 10 after one drop");
+        by_bytes.push("t", b"aa", false, None).unwrap();
+        by_bytes.push("t", b"bb", false, None).unwrap();
+        assert_eq!(by_bytes.push("t", b"cccccc", false, None).unwrap().dropped, 1, "3 + 7 fits in 10 after one drop");
         assert_eq!(by_bytes.bytes(), 10);
-        assert_eq!(by_bytes.push("t", b"ddddddd", false).unwrap().dropped, 2);
+        assert_eq!(by_bytes.push("t", b"ddddddd", false, None).unwrap().dropped, 2);
         assert_eq!(by_bytes.bytes(), 8);
-        assert!(matches!(by_bytes.push("t", &[0; 64], false), Err(SpoolError::TooBig { .. })));
+        assert!(matches!(by_bytes.push("t", &[0; 64], false, None), Err(SpoolError::TooBig { .. })));
         assert_eq!(by_bytes.len(), 1, "a message that can never fit drops nothing else");
     }
 
@@ -227,11 +243,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut s = spool(&dir, 10, 1_000);
-            s.push("t/1", b"x", false).unwrap();
-            s.push("t/2", &[0, 255, 7], false).unwrap();
+            s.push("t/1", b"x", false, None).unwrap();
+            let properties = MessageProperties {
+                response_topic: Some("replies/x".into()),
+                user_properties: vec![("k".into(), "v".into())],
+                ..MessageProperties::default()
+            };
+            s.push("t/2", &[0, 255, 7], false, Some(&properties)).unwrap();
         }
         let s = spool(&dir, 10, 1_000);
         assert_eq!((s.len(), s.bytes()), (2, 4 + 3 + 3));
-        assert_eq!(s.after(0, 10).unwrap()[1].payload, vec![0, 255, 7]);
+        let spooled = s.after(0, 10).unwrap();
+        assert_eq!(spooled[1].payload, vec![0, 255, 7]);
+        assert_eq!(spooled[0].properties, None);
+        let properties = spooled[1].properties.clone().unwrap();
+        assert_eq!(properties.response_topic.as_deref(), Some("replies/x"), "MQTT 5 properties are spooled too");
+        assert_eq!(properties.user_properties, vec![("k".to_owned(), "v".to_owned())]);
     }
 }

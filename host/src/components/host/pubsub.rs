@@ -65,7 +65,8 @@ impl pubsub::Host for HostState {
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(MQTT_PROXY_SERVICE, PUBLISH_TO_IOT_CORE, &topic)?;
-        let publish = PublishUpstream { topic, payload: payload.into(), retain: false, credit: Credit::none() };
+        let publish =
+            PublishUpstream { topic, payload: payload.into(), retain: false, properties: None, credit: Credit::none() };
         self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(Error::ServiceError)
     }
 
