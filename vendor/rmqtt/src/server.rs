@@ -243,7 +243,7 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
                         }
                     };
                     let stream = probe(&scx, stream.mqtt(), deadline, remote_addr).await?;
-                    establish(scx, stream, lid, remote_addr, "").await
+                    establish(scx, stream, lid, remote_addr, "", Some(deadline)).await
                 });
                 tokio::spawn(async move {
                     let mut admitted = admitted;
@@ -308,6 +308,7 @@ async fn establish<Io>(
     lid: ListenerId,
     remote_addr: std::net::SocketAddr,
     transport: &str,
+    deadline: Option<tokio::time::Instant>,
 ) -> Option<Established<Io>>
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -315,11 +316,11 @@ where
     let connected = match stream {
         Ok(MqttStream::V3(mut s)) => {
             right_size(s.io.read_buffer_mut());
-            v3::connect(scx, s, lid).await.map_err(|e| ("MQTTv3", e))
+            v3::connect(scx, s, lid, deadline).await.map_err(|e| ("MQTTv3", e))
         }
         Ok(MqttStream::V5(mut s)) => {
             right_size(s.io.read_buffer_mut());
-            v5::connect(scx, s, lid).await.map_err(|e| ("MQTTv5", e))
+            v5::connect(scx, s, lid, deadline).await.map_err(|e| ("MQTTv5", e))
         }
         Err(e) => {
             log::info!("MQTT{transport} version detection failed: {e}, from: {remote_addr}");
@@ -391,7 +392,7 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
                             return None;
                         }
                     }
-                    establish(scx, stream, lid, remote_addr, "/TLS").await
+                    establish(scx, stream, lid, remote_addr, "/TLS", Some(deadline)).await
                 });
                 tokio::spawn(async move {
                     let mut admitted = admitted;

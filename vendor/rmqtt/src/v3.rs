@@ -70,7 +70,7 @@ pub(crate) async fn process<Io>(
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
-    let (state, sink, keep_alive) = connect(scx, sink, lid).await?;
+    let (state, sink, keep_alive) = connect(scx, sink, lid, None).await?;
     state.run(sink, keep_alive).await;
     Ok(())
 }
@@ -82,6 +82,7 @@ pub(crate) async fn connect<Io>(
     scx: ServerContext,
     mut sink: v3::MqttStream<Io>,
     lid: ListenerId,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<(SessionState, Sink<Io>, u16)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -92,7 +93,7 @@ where
             scx.handshakings.dec();
         }
 
-        let (state, keep_alive) = match handshake(&scx, &mut sink, lid).await {
+        let (state, keep_alive) = match handshake(&scx, &mut sink, lid, deadline).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
                 refused_ack_v3(&scx, &mut sink, None, ack_code, e.to_string()).await?;
@@ -124,6 +125,7 @@ async fn handshake<Io>(
     scx: &ServerContext,
     sink: &mut v3::MqttStream<Io>,
     lid: ListenerId,
+    deadline: Option<tokio::time::Instant>,
 ) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -135,7 +137,13 @@ where
         ));
     }
 
-    let mut c = sink.recv_connect(sink.cfg.handshake_timeout).await.map_err(|e| {
+    let mut c = sink
+        // Turf patch: within what is left of the connection's handshake deadline, if it has one
+        // (the version probe before this read part of the same CONNECT).
+        .recv_connect(deadline.map_or(sink.cfg.handshake_timeout, |d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
+        }))
+        .await.map_err(|e| {
         if invalid_client_id(&e) {
             // [MQTT-3.1.3-6] An empty ClientId with CleanSession = 0 must be
             // rejected with CONNACK return code 0x02 (Identifier Rejected).

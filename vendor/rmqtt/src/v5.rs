@@ -86,7 +86,7 @@ pub(crate) async fn process<Io>(
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
-    let (state, sink, keep_alive) = connect(scx, sink, lid).await?;
+    let (state, sink, keep_alive) = connect(scx, sink, lid, None).await?;
     state.run(sink, keep_alive).await;
     Ok(())
 }
@@ -98,6 +98,7 @@ pub(crate) async fn connect<Io>(
     scx: ServerContext,
     mut sink: v5::MqttStream<Io>,
     lid: ListenerId,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<(SessionState, Sink<Io>, u16)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -108,7 +109,7 @@ where
             scx.handshakings.dec();
         }
 
-        let (state, keep_alive) = match handshake(&scx, &mut sink, lid).await {
+        let (state, keep_alive) = match handshake(&scx, &mut sink, lid, deadline).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
                 refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
@@ -140,6 +141,7 @@ async fn handshake<Io>(
     scx: &ServerContext,
     sink: &mut v5::MqttStream<Io>,
     lid: ListenerId,
+    deadline: Option<tokio::time::Instant>,
 ) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -151,7 +153,13 @@ where
         ));
     }
 
-    let mut c = sink.recv_connect(sink.cfg.handshake_timeout).await.map_err(|e| {
+    let mut c = sink
+        // Turf patch: within what is left of the connection's handshake deadline, if it has one
+        // (the version probe before this read part of the same CONNECT).
+        .recv_connect(deadline.map_or(sink.cfg.handshake_timeout, |d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
+        }))
+        .await.map_err(|e| {
         if invalid_client_id(&e) {
             // [MQTT-3.1.3-8] An empty ClientId with CleanStart = 0 must be
             // rejected with CONNACK reason 0x85 (Client Identifier not valid).
