@@ -773,3 +773,41 @@ impl Drop for Mosquitto {
         }
     }
 }
+
+/// MQTT 5 client helpers (rumqttc's v5 client; the caller drives the event loop).
+pub mod v5 {
+    use anyhow::Result;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+    use rumqttc::v5::{AsyncClient, Event, EventLoop};
+
+    use crate::{TIMEOUT, with_timeout};
+
+    /// Subscribes at QoS 1 and polls until the SUBACK.
+    pub async fn subscribed(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> Result<()> {
+        client.subscribe(filter, QoS::AtLeastOnce).await?;
+        with_timeout(TIMEOUT, "SUBACK", async {
+            loop {
+                if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+        })
+        .await?
+    }
+
+    /// Polls until `count` PUBACKs arrived; their reason codes, in order.
+    pub async fn pubacks(eventloop: &mut EventLoop, count: usize) -> Result<Vec<PubAckReason>> {
+        let mut reasons = Vec::new();
+        with_timeout(TIMEOUT, "PUBACKs", async {
+            while reasons.len() < count {
+                if let Event::Incoming(Packet::PubAck(ack)) = eventloop.poll().await? {
+                    reasons.push(ack.reason);
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await??;
+        Ok(reasons)
+    }
+}

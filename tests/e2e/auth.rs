@@ -6,7 +6,7 @@ use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
 use turf_tests::{
     Device, HostOptions, TIMEOUT, TestHost, auth_update, foreign_certs, look_alike_certs, permissive_auth,
-    tutorial_auth, with_timeout,
+    tutorial_auth,
 };
 
 /// Observers see everything; devices `dev*` may only use topics under their own name.
@@ -60,8 +60,8 @@ async fn without_an_auth_configuration_no_device_connects_and_local_tools_do() -
 #[actix_rt::test]
 async fn local_tools_pick_any_client_id_and_never_take_over_a_registered_thing() -> Result<()> {
     use rumqttc::v5::mqttbytes::QoS as QoS5;
-    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
-    use rumqttc::v5::{AsyncClient, Event as Event5, MqttOptions};
+    use rumqttc::v5::mqttbytes::v5::PubAckReason;
+    use rumqttc::v5::{AsyncClient, MqttOptions};
     let host = TestHost::start_with(HostOptions { auth: Some(tutorial_auth()), ..HostOptions::default() }).await?;
     let certs = host.add_device("MyClientDevice1")?;
     let mut device = Device::tls(&host, "MyClientDevice1", &certs).await?;
@@ -81,16 +81,7 @@ async fn local_tools_pick_any_client_id_and_never_take_over_a_registered_thing()
     let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("script", "127.0.0.1", plain.port()), 10);
     client.publish("$aws/things/MyClientDevice1/shadow/update", QoS5::AtLeastOnce, false, "{}").await?;
     client.publish("$aws/things/MyClientDevice1/shadow/get", QoS5::AtLeastOnce, false, "").await?;
-    let mut reasons = Vec::new();
-    with_timeout(TIMEOUT, "two PUBACKs", async {
-        while reasons.len() < 2 {
-            if let Event5::Incoming(Packet5::PubAck(ack)) = eventloop.poll().await? {
-                reasons.push(ack.reason);
-            }
-        }
-        Ok::<_, anyhow::Error>(())
-    })
-    .await??;
+    let reasons = turf_tests::v5::pubacks(&mut eventloop, 2).await?;
     assert_eq!(reasons, vec![PubAckReason::NotAuthorized, PubAckReason::Success]);
 
     // A tool with the device's client id is refused, and the device keeps its session.
@@ -140,20 +131,14 @@ async fn thing_name_policies_confine_devices_to_their_own_topics() -> Result<()>
 #[actix_rt::test]
 async fn mqtt5_publish_denial_gets_puback_not_authorized() -> Result<()> {
     use rumqttc::v5::mqttbytes::QoS as QoS5;
-    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
-    use rumqttc::v5::{AsyncClient, Event as Event5, MqttOptions};
+    use rumqttc::v5::mqttbytes::v5::PubAckReason;
+    use rumqttc::v5::{AsyncClient, MqttOptions};
     let host = TestHost::start_with(HostOptions { auth: Some(own_topics_policy()), ..HostOptions::default() }).await?;
     let plain = host.endpoints.plain.unwrap();
     let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("dev1", "127.0.0.1", plain.port()), 10);
     client.publish("clients/dev2/spoof", QoS5::AtLeastOnce, false, "x").await?;
     client.publish("clients/dev1/ok", QoS5::AtLeastOnce, false, "y").await?;
-    let mut reasons = Vec::new();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while reasons.len() < 2 && tokio::time::Instant::now() < deadline {
-        if let Ok(Ok(Event5::Incoming(Packet5::PubAck(ack)))) = tokio::time::timeout(TIMEOUT, eventloop.poll()).await {
-            reasons.push(ack.reason);
-        }
-    }
+    let reasons = turf_tests::v5::pubacks(&mut eventloop, 2).await?;
     assert_eq!(reasons, vec![PubAckReason::NotAuthorized, PubAckReason::Success]);
     host.shutdown().await
 }

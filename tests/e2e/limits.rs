@@ -238,8 +238,8 @@ async fn an_offline_session_holds_at_most_its_message_count() -> Result<()> {
 #[actix_rt::test]
 async fn a_retained_message_the_store_has_no_room_for_is_refused_with_quota_exceeded() -> Result<()> {
     use rumqttc::v5::mqttbytes::QoS as QoS5;
-    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
-    use rumqttc::v5::{AsyncClient, Event as Event5, MqttOptions};
+    use rumqttc::v5::mqttbytes::v5::PubAckReason;
+    use rumqttc::v5::{AsyncClient, MqttOptions};
     let host = host_with(BrokerLimits { retained_messages: 2, ..BrokerLimits::default() }).await?;
     let plain = host.endpoints.plain.context("plain listener")?;
     let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("retainer", "127.0.0.1", plain.port()), 20);
@@ -248,16 +248,7 @@ async fn a_retained_message_the_store_has_no_room_for_is_refused_with_quota_exce
     client.publish("r/3", QoS5::AtLeastOnce, true, "3").await?;
     client.publish("r/1", QoS5::AtLeastOnce, true, "1 again").await?;
     client.publish("r/3", QoS5::AtLeastOnce, false, "live only").await?;
-    let mut acks = Vec::new();
-    with_timeout(TIMEOUT, "five PUBACKs", async {
-        while acks.len() < 5 {
-            if let Event5::Incoming(Packet5::PubAck(ack)) = eventloop.poll().await? {
-                acks.push(ack.reason);
-            }
-        }
-        Ok::<_, anyhow::Error>(())
-    })
-    .await??;
+    let acks = turf_tests::v5::pubacks(&mut eventloop, 5).await?;
     use PubAckReason::{QuotaExceeded, Success};
     assert_eq!(acks, vec![Success, Success, QuotaExceeded, Success, Success], "only a new retained topic is over");
     let status = broker_status(&host).await?;

@@ -8,6 +8,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use turf_host::broker::BrokerLimits;
+use turf_tests::v5::subscribed;
 use turf_tests::{HostOptions, TIMEOUT, TestHost, with_timeout};
 
 fn options(host: &TestHost, client_id: &str) -> MqttOptions {
@@ -31,18 +32,6 @@ async fn connect(options: MqttOptions) -> Result<(AsyncClient, EventLoop, rumqtt
     Ok((client, eventloop, ack))
 }
 
-async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> Result<()> {
-    client.subscribe(filter, QoS::AtLeastOnce).await?;
-    with_timeout(TIMEOUT, "SUBACK", async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
-                return Ok::<_, anyhow::Error>(());
-            }
-        }
-    })
-    .await?
-}
-
 /// Publishes received until `count` arrived or `quiet` passed without one.
 async fn receive(eventloop: &mut EventLoop, count: usize, quiet: Duration) -> Vec<Publish> {
     let mut got = Vec::new();
@@ -62,7 +51,7 @@ async fn topic_aliases_work_both_ways() -> Result<()> {
     let mut sub_options = options(&host, "alias-subscriber");
     sub_options.set_topic_alias_max(Some(8));
     let (sub, mut sub_loop, _) = connect(sub_options).await?;
-    subscribe(&sub, &mut sub_loop, "alias/#").await?;
+    subscribed(&sub, &mut sub_loop, "alias/#").await?;
     let (publisher, mut pub_loop, connack) = connect(options(&host, "alias-publisher")).await?;
     let granted = connack.properties.and_then(|p| p.topic_alias_max).unwrap_or(0);
     assert!(granted >= 1, "the broker offers topic aliases (CONNACK Topic Alias Maximum {granted})");
@@ -118,8 +107,8 @@ async fn a_shared_subscription_delivers_each_message_to_one_member() -> Result<(
     let host = TestHost::start().await?;
     let (a, mut a_loop, _) = connect(options(&host, "worker-a")).await?;
     let (b, mut b_loop, _) = connect(options(&host, "worker-b")).await?;
-    subscribe(&a, &mut a_loop, "$share/workers/jobs/#").await?;
-    subscribe(&b, &mut b_loop, "$share/workers/jobs/#").await?;
+    subscribed(&a, &mut a_loop, "$share/workers/jobs/#").await?;
+    subscribed(&b, &mut b_loop, "$share/workers/jobs/#").await?;
     let (publisher, mut pub_loop, _) = connect(options(&host, "dispatcher")).await?;
     let pumping = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
     for n in 0..COUNT {
@@ -146,7 +135,7 @@ async fn the_broker_never_has_more_unacknowledged_messages_out_than_the_client_r
     slow.set_receive_maximum(Some(2));
     slow.set_manual_acks(true);
     let (sub, mut sub_loop, _) = connect(slow).await?;
-    subscribe(&sub, &mut sub_loop, "rm/#").await?;
+    subscribed(&sub, &mut sub_loop, "rm/#").await?;
     let (publisher, mut pub_loop, _) = connect(options(&host, "rm-publisher")).await?;
     let pumping = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
     for n in 0..5 {

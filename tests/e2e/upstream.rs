@@ -324,17 +324,7 @@ async fn mqtt5_properties_and_retain_as_published_travel_through_the_bridge() ->
         })
         .await?
     }
-    async fn subscribed(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> Result<()> {
-        client.subscribe(filter, QoS5::AtLeastOnce).await?;
-        with_timeout(TIMEOUT, "SUBACK", async {
-            loop {
-                if let Event5::Incoming(Packet5::SubAck(_)) = eventloop.poll().await? {
-                    return Ok::<_, anyhow::Error>(());
-                }
-            }
-        })
-        .await?
-    }
+    use turf_tests::v5::subscribed;
     let request = PublishProperties {
         response_topic: Some("down/replies".into()),
         correlation_data: Some(bytes::Bytes::from_static(&[1, 2, 3])),
