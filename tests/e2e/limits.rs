@@ -149,8 +149,11 @@ async fn subscriptions_beyond_the_quota_or_too_deep_get_their_own_failure_codes(
     old.subscribe("b/1", QoS::AtLeastOnce).await?;
     old.subscribe("b/2", QoS::AtLeastOnce).await?;
     assert_eq!(old.subscribe("b/3", QoS::AtLeastOnce).await?, vec![SubscribeReasonCode::Failure]);
+    // ... and none for a publish: a publish over a limit closes its connection.
+    old.client.publish("b/c/d/e", QoS::AtLeastOnce, false, "deep").await?;
+    old.wait_closed(TIMEOUT).await.context("a 3.1.1 publish over the depth limit must end the connection")?;
     let status = broker_status(&host).await?;
-    assert_eq!((status.refused.subscribes, status.refused.publishes), (3, 1), "{status:?}");
+    assert_eq!((status.refused.subscribes, status.refused.publishes), (3, 2), "{status:?}");
     host.shutdown().await
 }
 

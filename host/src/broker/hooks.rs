@@ -19,7 +19,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
-use rmqtt::codec::types::QoS;
+use rmqtt::codec::types::{MQTT_LEVEL_5, QoS};
 use rmqtt::codec::v5::{PublishAckReason, PublishProperties, SubscribeAckReason};
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, PublishResult, Reason, SubscribeAclResult};
@@ -341,7 +341,12 @@ impl Handler for PublishCheck {
                 tracing::warn!(client_id, topic, reason, suppressed, "publish refused");
             }
             self.0.counters.refused(Refused::Publish);
-            let rejected = PublishResult::reason_code(code, Some(reason.into()), false);
+            // MQTT 3.1.1 has no way to refuse a publish but closing the connection
+            // (MQTT-3.3.5-2): a limit refusal does that. A policy denial is acknowledged and
+            // dropped instead, as Greengrass's broker does.
+            let v311 = session.connect_info().await.is_ok_and(|c| c.proto_ver() != MQTT_LEVEL_5);
+            let disconnect = v311 && code != PublishAckReason::NotAuthorized;
+            let rejected = PublishResult::reason_code(code, Some(reason.into()), disconnect);
             return (false, Some(HookResult::PublishAclResult(PublishAclResult(rejected))));
         }
         let taps = self.0.taps();
