@@ -27,7 +27,19 @@ impl RunningTurf {
 
     /// Starts `turf run` with `extra` flags.
     pub fn start_with(root: &Path, extra: &[&str]) -> Result<(Self, u16, u16)> {
-        let mut child = Command::new(turf_bin())
+        Self::spawn(Command::new(turf_bin()), root, extra)
+    }
+
+    /// Starts `turf run` with its soft open-files limit lowered to `soft` first (through the
+    /// shell's `ulimit`), as systemd and login shells start services.
+    pub fn start_with_soft_nofile(root: &Path, soft: u32) -> Result<(Self, u16, u16)> {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\" \"$@\"")]).arg(turf_bin());
+        Self::spawn(command, root, &[])
+    }
+
+    fn spawn(mut command: Command, root: &Path, extra: &[&str]) -> Result<(Self, u16, u16)> {
+        let mut child = command
             .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
             .args(["--plain-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
             .args(extra)
@@ -69,6 +81,14 @@ impl RunningTurf {
     /// Runs another `turf` command against the same root.
     pub fn turf(&self, args: &[&str]) -> std::process::Output {
         Command::new(turf_bin()).arg("--root").arg(&self.root).args(args).output().unwrap()
+    }
+
+    /// The soft and hard limits of open files of the process (`/proc/PID/limits`).
+    pub fn open_files_limits(&self) -> Result<(String, String)> {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id()))?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).context("no open-files line")?;
+        let mut fields = line.trim_start_matches("Max open files").split_whitespace();
+        Ok((fields.next().context("no soft limit")?.to_owned(), fields.next().context("no hard limit")?.to_owned()))
     }
 
     /// Resident memory of the process now, in kB (`VmRSS`).

@@ -360,3 +360,16 @@ async fn upstream_settings_come_from_config_toml_and_flags() -> Result<()> {
     turf.terminate()?;
     Ok(())
 }
+
+/// `turf run` raises its soft open-files limit to the hard limit (a service started at 1024
+/// could not hold `max_connections` on two listeners).
+#[test]
+fn turf_run_raises_its_open_files_limit_to_the_hard_limit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start_with_soft_nofile(&root, 256)?;
+    let (soft, hard) = turf.open_files_limits()?;
+    assert_eq!(soft, hard, "soft open-files limit {soft}, hard {hard}");
+    assert!(turf.terminate()?.success());
+    Ok(())
+}
