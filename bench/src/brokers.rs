@@ -44,14 +44,15 @@ pub struct TurfProcess {
 
 /// Writes `root/config.toml` (unless there is one) lifting the per-client limits the scenarios
 /// exceed on purpose, as the peers have none: the publish rate (one client publishes as fast
-/// as it can), and connections and handshakes per listener (the storm opens 2,000 at once).
+/// as it can), and connections and handshakes per listener (the storm opens 2,000 at once;
+/// handshakes cannot be unlimited, 4,096 is more than the storm needs).
 fn lift_client_limits(root: &Path) -> Result<()> {
     let file = root.join("config.toml");
     if file.exists() {
         return Ok(());
     }
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
-    let config = "# turf-bench: the peers have no such limits\n[broker]\npublish_rate = 0\nmax_connections = 0\nmax_handshakes = 0\n";
+    let config = "# turf-bench: the peers have no such limits\n[broker]\npublish_rate = 0\nmax_connections = 0\nmax_handshakes = 4096\n";
     std::fs::write(&file, config).with_context(|| format!("write {}", file.display()))
 }
 

@@ -65,6 +65,19 @@ async fn connections_over_the_listener_limit_are_closed_at_once_and_counted() ->
     host.shutdown().await
 }
 
+/// `max_connections = 0` means no limit (rmqtt must still get a usable CONNECT pool: a 0 it
+/// took literally left connections hanging), and `max_handshakes` refuses 0 by name.
+#[actix_rt::test]
+async fn no_connection_limit_still_connects_and_zero_handshakes_is_refused() -> Result<()> {
+    let host = host_with(BrokerLimits { max_connections: 0, ..BrokerLimits::default() }).await?;
+    Device::plain(&host, "unlimited").await.context("max_connections = 0 must not stop connections")?;
+    host.shutdown().await?;
+    let settings: turf_host::broker::limits::BrokerSettings = toml::from_str("max_handshakes = 0")?;
+    let error = BrokerLimits::try_from(settings).unwrap_err();
+    assert_eq!(error.to_string(), "broker.max_handshakes: 0 is out of range (1 to 10000)");
+    Ok(())
+}
+
 #[actix_rt::test]
 async fn silent_sockets_are_closed_after_the_handshake_timeout_and_hold_no_handshake_place() -> Result<()> {
     let limits =

@@ -35,6 +35,12 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// TLS handshakes and CONNECTs under way at once per listener (a handshake costs CPU: beyond
 /// this, new sockets are closed at once instead of queueing behind the others).
 pub const DEFAULT_MAX_HANDSHAKES: u32 = 64;
+/// Most `max_handshakes` may allow: rmqtt also runs that many CONNECT workers per listener,
+/// created up front, so it cannot be "unlimited" (0 would leave no worker at all).
+pub const MAX_HANDSHAKES: u64 = 10_000;
+/// What rmqtt is told for `max_connections = 0` (it sizes a CONNECT queue with it).
+pub const NO_CONNECTION_LIMIT: usize = 1_000_000;
+/// Most handshakes `max_handshakes` may allow.
 /// Time from accepting a socket to its first MQTT packet (TLS included).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest MQTT packet accepted (AWS IoT Core's and Greengrass's Moquette limit, 128 KiB).
@@ -87,7 +93,7 @@ pub struct BrokerLimits {
     pub session_queue_messages: u32,
     /// Open connections per listener (0: no limit).
     pub max_connections: u32,
-    /// Handshakes under way at once per listener (0: no limit).
+    /// Handshakes under way at once per listener (at least 1).
     pub max_handshakes: u32,
     /// From accept to the first MQTT packet.
     pub handshake_timeout: Duration,
@@ -298,8 +304,8 @@ impl TryFrom<BrokerSettings> for BrokerLimits {
                 "max_handshakes",
                 settings.max_handshakes,
                 defaults.max_handshakes,
-                0..=100_000,
-                "; 0 is no limit",
+                1..=MAX_HANDSHAKES,
+                "",
             )?,
             handshake_timeout: Duration::from_millis(ranged(
                 "handshake_timeout_ms",

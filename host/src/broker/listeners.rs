@@ -40,9 +40,14 @@ fn builder(addr: SocketAddr, limits: &BrokerLimits) -> Builder {
         .allow_anonymous(false)
         .max_packet_size(limits.max_packet_bytes)
         .max_inflight(NonZeroU16::new(limits.max_inflight).unwrap_or(NonZeroU16::MIN))
-        // rmqtt never applied these two; the fork's accept loops do (`rmqtt::admission`).
-        .max_connections(limits.max_connections as usize)
-        .max_handshaking_limit(limits.max_handshakes as usize)
+        // The fork's accept loops apply these two to sockets and TLS (`rmqtt::admission`);
+        // rmqtt itself sizes its CONNECT-processing pool with them (workers, queue), so neither
+        // may reach it as 0.
+        .max_connections(match limits.max_connections {
+            0 => super::limits::NO_CONNECTION_LIMIT,
+            n => n as usize,
+        })
+        .max_handshaking_limit(limits.max_handshakes.max(1) as usize)
         .handshake_timeout(limits.handshake_timeout)
         .max_mqueue_len(max_mqueue_len)
         // Persistent sessions of MQTT 3.1.1 clients live this long; MQTT 5 clients' own

@@ -1,9 +1,11 @@
 //! Admission of new connections per listener (Turf patch).
 //!
 //! rmqtt-net's `Builder` carries `max_connections`, `max_handshaking_limit` and
-//! `handshake_timeout`, but rmqtt's accept loops never applied the first two, and the MQTT
-//! version probe after the TLS handshake had no deadline at all: a socket that connects and
-//! stays silent held a file descriptor and a task for ever. [`Admission::admit`] is called for
+//! `handshake_timeout`, but rmqtt used the first two only to size its CONNECT-processing pool
+//! (`executor.rs`: workers and queue, reached after TLS and the version probe), so accepted
+//! sockets and TLS handshakes were not bounded, and the version probe after the TLS handshake
+//! had no deadline at all: a socket that connects and stays silent held a file descriptor and
+//! a task for ever. [`Admission::admit`] is called for
 //! every accepted socket before anything is read from it; a socket over either limit is closed
 //! at once and counted. The returned [`Admitted`] guard holds the connection's place until the
 //! connection ends, and its handshake place until [`Admitted::established`].
