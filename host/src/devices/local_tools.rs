@@ -18,6 +18,7 @@
 //! `allowThingClientIds` is true, so a tool never takes over a device's session. Pure logic.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,13 +26,17 @@ use serde_json::Value;
 use super::policy::{self, PolicyError, Statement, parse_policy, policy_allows};
 use crate::glob::Glob;
 
-/// Topics the default policy does not let local tools publish to: shadow writes.
-const SHADOW_WRITES: &[&str] = &[
-    "mqtt:topic:$aws/things/*/shadow/update",
-    "mqtt:topic:$aws/things/*/shadow/delete",
-    "mqtt:topic:$aws/things/*/shadow/name/*/update",
-    "mqtt:topic:$aws/things/*/shadow/name/*/delete",
-];
+/// Topics the default policy does not let local tools publish to: shadow writes (compiled once;
+/// they are checked on every publish of a local tool).
+static SHADOW_WRITES: LazyLock<[Glob; 4]> = LazyLock::new(|| {
+    [
+        "mqtt:topic:$aws/things/*/shadow/update",
+        "mqtt:topic:$aws/things/*/shadow/delete",
+        "mqtt:topic:$aws/things/*/shadow/name/*/update",
+        "mqtt:topic:$aws/things/*/shadow/name/*/delete",
+    ]
+    .map(Glob::new)
+});
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -72,7 +77,7 @@ impl LocalTools {
     pub fn authorize(&self, client_id: &str, operation: &str, resource: &str) -> Result<(), String> {
         let allowed = match &self.policy {
             Some(statements) => policy_allows(statements, client_id, operation, resource),
-            None => operation != policy::PUBLISH || !SHADOW_WRITES.iter().any(|p| Glob::new(p).matches(resource)),
+            None => operation != policy::PUBLISH || !SHADOW_WRITES.iter().any(|p| p.matches(resource)),
         };
         if allowed {
             return Ok(());
