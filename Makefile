@@ -9,7 +9,7 @@ ARTIFACTS    := target/artifacts
 # $(ARTIFACTS)/<ComponentName>/<version>/<crate>.wasm, the folder `--artifact-dir` expects.
 PLUGINS      := hello_world_subscriber:com.example.clientdevices.MyHelloWorldSubscriber:1.0.0 \
                 smart_light_manager:com.example.clientdevices.MySmartLightManager:1.0.0
-PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-probe-b bench-echo
+PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-probe-b test-hostile bench-echo
 # The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
 PYENV        := target/pyenv
 

@@ -17,20 +17,78 @@ pub const DEFAULT_ROOT: &str = "./turf-root";
 /// Default thing name of this core device.
 pub const DEFAULT_THING_NAME: &str = "TurfCore";
 
-/// Limits applied to every WebAssembly component instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Limits applied to every WebAssembly component instance. The defaults come from `turf run`;
+/// a recipe's `SystemResourceLimits` overrides them per component (see
+/// `deploy::recipe::LimitOverrides`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ComponentLimits {
-    /// Largest linear memory a component may grow to, in bytes.
+    /// All linear memories and tables of one instance together, in bytes. The default lets 20
+    /// components fit a 256 MB device with room for the host.
     pub memory_bytes: usize,
-    /// Longest a single call into a component (init, a message, a timer) may run.
+    /// Longest one call (a message, a timer, a configuration update) may take, wall clock,
+    /// host calls included.
     pub call_budget: Duration,
-    /// Longest `init` may run.
+    /// Longest `init` may take, wall clock, host calls included.
     pub init_budget: Duration,
+    /// Share of the component thread a component may use over a sliding second (Greengrass
+    /// `cpus`); past it, its calls wait.
+    pub cpus: f64,
+    /// Messages its inbox holds before the oldest is dropped.
+    pub queue_messages: usize,
+    /// Bytes (topics and payloads) its inbox holds before the oldest is dropped.
+    pub queue_bytes: usize,
+    /// Messages a second it may publish (bus and upstream together); past it a publish waits.
+    pub publish_rate: u32,
+    /// Bytes a second it may write to its log (stdout, stderr, `logging`), with a burst of 16
+    /// seconds' worth; the rest is dropped and counted.
+    pub log_bytes_per_sec: usize,
 }
 
 impl Default for ComponentLimits {
     fn default() -> Self {
-        Self { memory_bytes: 64 << 20, call_budget: Duration::from_secs(1), init_budget: Duration::from_secs(5) }
+        Self {
+            memory_bytes: 8 << 20,
+            call_budget: Duration::from_secs(1),
+            init_budget: Duration::from_secs(10),
+            cpus: 0.5,
+            queue_messages: 1000,
+            queue_bytes: 1 << 20,
+            publish_rate: 1000,
+            log_bytes_per_sec: 64 << 10,
+        }
+    }
+}
+
+/// A recipe's `SystemResourceLimits`: what it changes of the host's [`ComponentLimits`] for
+/// one component. `memory` (KiB) and `cpus` are Greengrass's keys; the rest are Turf's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitOverrides {
+    /// `memory`, in bytes (the recipe says KiB, as Greengrass).
+    pub memory_bytes: Option<usize>,
+    /// `cpus`.
+    pub cpus: Option<f64>,
+    /// `callTimeoutMs`.
+    pub call_budget: Option<Duration>,
+    /// `initTimeoutMs`.
+    pub init_budget: Option<Duration>,
+    /// `queueMessages`.
+    pub queue_messages: Option<usize>,
+    /// `publishRate`.
+    pub publish_rate: Option<u32>,
+}
+
+impl ComponentLimits {
+    /// These limits with `overrides` applied.
+    pub fn with(&self, overrides: &LimitOverrides) -> Self {
+        Self {
+            memory_bytes: overrides.memory_bytes.unwrap_or(self.memory_bytes),
+            cpus: overrides.cpus.unwrap_or(self.cpus),
+            call_budget: overrides.call_budget.unwrap_or(self.call_budget),
+            init_budget: overrides.init_budget.unwrap_or(self.init_budget),
+            queue_messages: overrides.queue_messages.unwrap_or(self.queue_messages),
+            publish_rate: overrides.publish_rate.unwrap_or(self.publish_rate),
+            ..self.clone()
+        }
     }
 }
 

@@ -2,13 +2,18 @@
 //!
 //! Startup order: root directories → CA and server certificate → broker (listening) → discovery →
 //! device auth (pushes the authorization snapshot to the broker) → connectivity → pubsub bus →
-//! bridge → component runtime and deployments (restoring the last successful deployment) →
-//! management API. The host is "ready" when [`start`] returns. Shutdown is the reverse and
-//! explicit: stop accepting (API, discovery, broker listeners, device sessions), stop components,
-//! then the services' actors end with the system.
+//! bridge → component runtime and deployments → management API → restoring the last successful
+//! deployment (the API answers while components start) → watcher. The host is "ready" when
+//! [`start`] returns. Shutdown is the reverse and explicit, each step with a deadline so SIGTERM
+//! ends the process within 10 s whatever a component does: stop accepting (API, watcher,
+//! deployments, discovery) → components (a call in progress is killed past its deadline) →
+//! upstream → broker (listeners and device sessions); the services' actors end with the system.
+//! What a step had to abandon is logged.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
@@ -21,7 +26,7 @@ use crate::components::{ComponentRuntime, RuntimePeers, StopAll};
 use crate::config::HostConfig;
 use crate::connectivity::{self, Connectivity};
 use crate::deploy::records::RecordsError;
-use crate::deploy::{DeploymentPeers, Deployments, Restore};
+use crate::deploy::{CloseDeployments, DeploymentPeers, Deployments, Restore};
 use crate::devices::ca::{CaError, server_sans};
 use crate::devices::registry::RegistryError;
 use crate::devices::{DeviceAuth, DeviceBook, DeviceError, DevicePeers};
@@ -32,7 +37,7 @@ use crate::pubsub::PubsubBus;
 use crate::shadow::ShadowManager;
 use crate::shadow::store::ShadowStore;
 use crate::upstream::{StopUpstream, Upstream, UpstreamError};
-use crate::watch::{WatchPeers, Watcher};
+use crate::watch::{StopWatcher, WatchPeers, Watcher};
 use crate::{components, fsutil, store};
 
 /// Why the host could not start.
@@ -105,7 +110,21 @@ pub struct Host {
     discovery: Addr<Discovery>,
     runtime: Addr<ComponentRuntime>,
     upstream: Addr<Upstream>,
+    deployments: Addr<Deployments>,
+    watcher: Addr<Watcher>,
     mgmt: ServerHandle,
+}
+
+/// Deadline of each shutdown step but the components' (see `components::STOP_ALL_TIMEOUT`).
+const STEP_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Runs one shutdown step within `deadline`; logs and returns `None` when it had to be abandoned.
+async fn step<T>(what: &str, deadline: Duration, work: impl Future<Output = T>) -> Option<T> {
+    let outcome = tokio::time::timeout(deadline, work).await.ok();
+    if outcome.is_none() {
+        tracing::warn!(step = what, deadline_ms = deadline.as_millis() as u64, "shutdown step abandoned: it did not finish in time");
+    }
+    outcome
 }
 
 impl Host {
@@ -114,22 +133,24 @@ impl Host {
         &self.endpoints
     }
 
-    /// Stops accepting, disconnects devices, stops components. Services end with the system.
+    /// Stops accepting, stops components, then the upstream link and the broker, each within a
+    /// deadline (at most about 8 s in all). Services end with the system.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
-        self.mgmt.stop(true).await;
-        if let Err(error) = self.discovery.send(StopDiscovery).await {
-            tracing::warn!(%error, "discovery already stopped");
+        step("management API", STEP_DEADLINE, self.mgmt.stop(false)).await;
+        let _ = step("watcher", STEP_DEADLINE, self.watcher.send(StopWatcher)).await;
+        if let Some(Ok(Some(id))) = step("deployments", STEP_DEADLINE, self.deployments.send(CloseDeployments)).await {
+            tracing::warn!(deployment = id, "shutdown abandons the deployment in progress; it is marked FAILED at the next start");
         }
-        if let Err(error) = self.broker.send(StopBroker).await {
-            tracing::warn!(%error, "broker already stopped");
+        let _ = step("discovery", STEP_DEADLINE, self.discovery.send(StopDiscovery)).await;
+        let deadline = components::STOP_ALL_TIMEOUT + Duration::from_secs(2);
+        if let Some(Ok(abandoned)) = step("components", deadline, self.runtime.send(StopAll)).await
+            && !abandoned.is_empty()
+        {
+            tracing::warn!(components = ?abandoned, "components did not stop in time; their calls were killed");
         }
-        if let Err(error) = self.runtime.send(StopAll).await {
-            tracing::warn!(%error, "component runtime already stopped");
-        }
-        if let Err(error) = self.upstream.send(StopUpstream).await {
-            tracing::warn!(%error, "upstream already stopped");
-        }
+        let _ = step("upstream", STEP_DEADLINE, self.upstream.send(StopUpstream)).await;
+        let _ = step("broker", STEP_DEADLINE * 2, self.broker.send(StopBroker)).await;
         let _ = std::fs::remove_file(&self.endpoints.socket);
         tracing::info!("stopped");
     }
@@ -243,15 +264,6 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             trimmer: trimmer.clone(),
         },
     )?);
-    if deployments.send(Restore).await.is_err() {
-        tracing::error!("deployment service stopped while restoring");
-    }
-    let watch_peers = WatchPeers {
-        create: deployments.clone().recipient(),
-        wait: deployments.clone().recipient(),
-        components: deployments.clone().recipient(),
-    };
-    Watcher::new(layout.clone(), config.watch.clone(), watch_peers).start();
 
     let status = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -279,7 +291,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
             wait_deployment: deployments.clone().recipient(),
             list_deployments: deployments.clone().recipient(),
             list_components: deployments.clone().recipient(),
-            get_component: deployments.recipient(),
+            get_component: deployments.clone().recipient(),
             control: runtime.clone().recipient(),
             upstream: upstream.clone().recipient(),
             broker: broker.clone().recipient(),
@@ -295,8 +307,19 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         ca_cert,
         upstream: config.upstream.as_ref().map(|u| u.endpoint.to_string()),
     };
+    // The management API already answers (`turf component list` shows components starting);
+    // each component's start is bounded by its init budget.
+    if deployments.send(Restore).await.is_err() {
+        tracing::error!("deployment service stopped while restoring");
+    }
+    let watch_peers = WatchPeers {
+        create: deployments.clone().recipient(),
+        wait: deployments.clone().recipient(),
+        components: deployments.clone().recipient(),
+    };
+    let watcher = Watcher::new(layout.clone(), config.watch.clone(), watch_peers).start();
     tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
     // Start-up's one-off work (certificates, database, restoring components) is over.
     trimmer.hint(crate::memory::Burst::OneOff);
-    Ok(Host { endpoints, broker, discovery, runtime, upstream, mgmt })
+    Ok(Host { endpoints, broker, discovery, runtime, upstream, deployments, watcher, mgmt })
 }

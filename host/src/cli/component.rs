@@ -2,6 +2,7 @@
 
 use super::{CliError, ComponentCommand};
 use crate::components::ControlAction;
+use crate::components::budget::UsageReport;
 use crate::config::RootLayout;
 use crate::deploy::model::ComponentInfo;
 use crate::mgmt::client::Client;
@@ -17,6 +18,30 @@ pub fn human_duration(secs: i64) -> String {
         (0, _, _) => format!("{h}h {m}m"),
         _ => format!("{d}d {h}h"),
     }
+}
+
+/// `1.2/8.0 MiB`: memory held over the budget.
+pub fn memory_figure(u: &UsageReport) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!("{:.1}/{:.1} MiB", mib(u.memory_bytes), mib(u.memory_limit_bytes))
+}
+
+/// One line of what was dropped, refused or slowed, or `None` when nothing was.
+pub fn refusals(u: &UsageReport) -> Option<String> {
+    let parts: Vec<String> = [
+        (u.dropped_messages, "message(s) dropped (inbox full)"),
+        (u.budget_overruns, "call(s) over budget"),
+        (u.memory_refusals, "memory growth(s) refused"),
+        (u.throttled_calls, "call(s) throttled (CPU share)"),
+        (u.coalesced_ticks, "timer tick(s) merged"),
+        (u.dropped_log_bytes, "log byte(s) dropped"),
+        (u.refused_config_updates, "configuration update(s) refused"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn uptime(c: &ComponentInfo, now: i64) -> String {
@@ -59,6 +84,16 @@ pub async fn execute(layout: &RootLayout, command: ComponentCommand) -> Result<(
                 println!("  log:       {} (turf logs {})", log.display(), c.name);
             }
             println!("  last error: {}", c.error.as_deref().unwrap_or("none"));
+            if let Some(u) = &c.usage {
+                println!("  memory:    {} (peak {:.1} MiB)", memory_figure(u), u.memory_peak_bytes as f64 / 1048576.0);
+                println!("  cpu:       {} ms on the component thread", u.cpu_ms);
+                println!("  throttled: {} call(s), {} ms waited (over its CPU share)", u.throttled_calls, u.throttled_ms);
+                println!("  dropped:   {} message(s) (inbox full), {} log byte(s)", u.dropped_messages, u.dropped_log_bytes);
+                println!(
+                    "  refused:   {} call(s) over budget, {} memory growth(s), {} configuration update(s); {} timer tick(s) merged",
+                    u.budget_overruns, u.memory_refusals, u.refused_config_updates, u.coalesced_ticks
+                );
+            }
             let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
             println!("  effective configuration:");
             for line in pretty(&d.configuration).lines() {

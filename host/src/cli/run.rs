@@ -11,8 +11,25 @@ use crate::supervisor::Endpoints;
 use crate::upstream::config::{ConfigFile, UpstreamConfig, UpstreamSettings};
 use crate::watch::WatchConfig;
 
-/// Resolves on the first SIGINT or SIGTERM.
+/// The most a stop may take: past it the process exits whatever is still running.
+const EXIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves on the first SIGINT or SIGTERM, and from then on guarantees the process ends within
+/// [`EXIT_DEADLINE`]: the orderly shutdown's steps have deadlines of their own that add up to
+/// less; this is the backstop if something outside them (a blocking thread) holds the exit.
 async fn shutdown_signal() {
+    wait_for_signal().await;
+    let watchdog = std::thread::Builder::new().name("turf-exit".to_owned()).spawn(|| {
+        std::thread::sleep(EXIT_DEADLINE);
+        tracing::error!(deadline_s = EXIT_DEADLINE.as_secs(), "shutdown did not finish in time; exiting anyway");
+        std::process::exit(1);
+    });
+    if let Err(error) = watchdog {
+        tracing::warn!(%error, "cannot start the shutdown watchdog");
+    }
+}
+
+async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(mut interrupt), Ok(mut terminate)) => {

@@ -105,11 +105,15 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
     let names: Vec<String> =
         status.components.iter().map(|c| format!("{}{}", c.name, if c.builtin { " (built-in)" } else { "" })).collect();
     let width = names.iter().map(String::len).max().unwrap_or(9).max(9);
-    println!("{:<width$}  {:<9} {:<9} {:>8}", "COMPONENT", "VERSION", "STATE", "RESTARTS");
+    println!("{:<width$}  {:<9} {:<9} {:>8} {:>14}", "COMPONENT", "VERSION", "STATE", "RESTARTS", "MEMORY");
     for (c, name) in status.components.into_iter().zip(names) {
-        println!("{name:<width$}  {:<9} {:<9} {:>8}", c.version, c.state.to_string(), c.restarts);
+        let memory = c.usage.as_ref().map(super::component::memory_figure).unwrap_or_else(|| "-".to_owned());
+        println!("{name:<width$}  {:<9} {:<9} {:>8} {memory:>14}", c.version, c.state.to_string(), c.restarts);
         if let Some(error) = c.error {
             println!("    last error: {error}");
+        }
+        if let Some(refused) = c.usage.as_ref().and_then(super::component::refusals) {
+            println!("    {refused}");
         }
     }
     Ok(())

@@ -7,17 +7,22 @@
 //! so messages reach the guest one at a time and in arrival order. A trap, a budget overrun or a
 //! failed `init` drops the instance; the restart policy in `lifecycle` brings up a fresh one or
 //! marks the component BROKEN. A dead instance is never called again.
+//!
+//! Fairness: each call's time on the thread is charged to the component's CPU share
+//! (`budget::CpuShare`); while the share is spent, the next call waits (deliveries wait in the
+//! inbox, bounded, and each timer has at most one tick pending: further ticks are merged and
+//! counted).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
+use super::budget::{CpuShare, Usage, UsageReport};
 use super::engine::WasmEngine;
 use super::host::changed_subscriptions;
 use super::inbox::ComponentInbox;
@@ -28,8 +33,28 @@ use crate::config::ComponentLimits;
 use crate::pubsub::{PubsubMessage, Unsubscribe, UnsubscribeAll};
 use crate::upstream::{UnsubscribeUpstream, UpstreamMessage};
 
+/// A component's live counters and its memory budget, readable at any time.
+#[derive(Debug, Clone)]
+pub struct UsageHandle {
+    usage: Arc<Usage>,
+    memory_limit: usize,
+}
+
+impl UsageHandle {
+    /// The counters as they are now.
+    pub fn report(&self) -> UsageReport {
+        self.usage.report(self.memory_limit)
+    }
+}
+
+impl PartialEq for UsageHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.usage, &other.usage)
+    }
+}
+
 /// A component changed state (sent to whoever tracks deployments).
-#[derive(Message, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Message, Debug, Clone, PartialEq)]
 #[rtype(result = "()")]
 pub struct ComponentStatus {
     /// Component name.
@@ -44,6 +69,8 @@ pub struct ComponentStatus {
     pub restarts: u32,
     /// Since when it has been RUNNING (seconds since the epoch); `None` when not running.
     pub running_since: Option<i64>,
+    /// Its counters (memory, CPU, drops).
+    pub usage: UsageHandle,
 }
 
 /// New configurations and access rights (after a deployment).
@@ -75,6 +102,8 @@ pub struct Swap {
     pub access: Arc<AccessControl>,
     /// Every component's configuration.
     pub configs: Arc<ConfigSnapshot>,
+    /// New limits.
+    pub limits: ComponentLimits,
 }
 
 /// Restart the component with a fresh instance (clears its errors, so it also brings back a
@@ -129,6 +158,10 @@ pub struct ComponentSpec {
     pub log: ComponentLog,
     /// Restarts so far (non-zero when an operator restarts a stopped component).
     pub restarts: u32,
+    /// Its counters, kept across restarts and swaps.
+    pub usage: Arc<Usage>,
+    /// Set by the runtime to kill the call in progress (a stop or start past its deadline).
+    pub kill: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Services the actor reports to.
@@ -155,6 +188,9 @@ pub struct ComponentActor {
     running_since: Option<SystemTime>,
     generation: u64,
     timers: HashMap<u32, SpawnHandle>,
+    /// Timers with a tick waiting in the mailbox.
+    pending_ticks: HashSet<u32>,
+    cpu: CpuShare,
     first_start: Option<oneshot::Sender<Result<(), String>>>,
     inbox: Option<Addr<ComponentInbox>>,
 }
@@ -168,6 +204,7 @@ impl ComponentActor {
         first_start: oneshot::Sender<Result<(), String>>,
     ) -> Self {
         let restarts = spec.restarts;
+        let cpu = CpuShare::new(spec.limits.cpus, Instant::now());
         Self {
             spec,
             engine,
@@ -180,6 +217,8 @@ impl ComponentActor {
             running_since: None,
             generation: 0,
             timers: HashMap::new(),
+            pending_ticks: HashSet::new(),
+            cpu,
             first_start: Some(first_start),
             inbox: None,
         }
@@ -209,19 +248,26 @@ impl ComponentActor {
             error: error.or_else(|| self.last_error.clone()),
             restarts: self.restarts,
             running_since: self.running_since.map(crate::store::secs_since_epoch),
+            usage: UsageHandle { usage: Arc::clone(&self.spec.usage), memory_limit: self.spec.limits.memory_bytes },
         });
     }
 
     fn setup(&mut self, ctx: &Context<Self>) -> HostSetup {
-        self.setup_with(ctx, Arc::clone(&self.spec.access), Arc::clone(&self.spec.configs))
+        let limits = self.spec.limits.clone();
+        self.setup_with(ctx, Arc::clone(&self.spec.access), Arc::clone(&self.spec.configs), limits)
     }
 
     /// The component's inbox, started with the actor.
     fn inbox(&mut self, ctx: &Context<Self>) -> Addr<ComponentInbox> {
+        let bounds = super::inbox::Bounds {
+            messages: self.spec.limits.queue_messages,
+            bytes: self.spec.limits.queue_bytes,
+            usage: Arc::clone(&self.spec.usage),
+        };
         let name = self.spec.name.clone();
         self.inbox
             .get_or_insert_with(|| {
-                ComponentInbox::new(name, ctx.address().recipient(), ctx.address().recipient()).start()
+                ComponentInbox::new(name, bounds, ctx.address().recipient(), ctx.address().recipient()).start()
             })
             .clone()
     }
@@ -231,6 +277,7 @@ impl ComponentActor {
         ctx: &Context<Self>,
         access: Arc<AccessControl>,
         configs: Arc<ConfigSnapshot>,
+        limits: ComponentLimits,
     ) -> HostSetup {
         let inbox = self.inbox(ctx);
         HostSetup {
@@ -242,7 +289,9 @@ impl ComponentActor {
             inbox: inbox.clone().recipient(),
             upstream_inbox: inbox.recipient(),
             timers: ctx.address().recipient(),
-            limits: self.spec.limits.clone(),
+            limits,
+            usage: Arc::clone(&self.spec.usage),
+            kill: self.spec.kill.clone(),
         }
     }
 
@@ -255,7 +304,7 @@ impl ComponentActor {
         let setup = self.setup(ctx);
         let budget = self.spec.limits.init_budget;
         let started = async move {
-            let mut instance = Instance::new(&engine, &pre, setup).await?;
+            let mut instance = Instance::new(&engine, &pre, setup, budget).await?;
             match instance.init(budget).await? {
                 Ok(()) => Ok(instance),
                 Err(reason) => Err(Trapped(format!("init returned an error: {reason}"))),
@@ -294,6 +343,7 @@ impl ComponentActor {
         for (_, handle) in self.timers.drain() {
             ctx.cancel_future(handle);
         }
+        self.pending_ticks.clear();
     }
 
     /// The instance died: drop its subscriptions and timers, then restart or give up.
@@ -316,15 +366,29 @@ impl ComponentActor {
     }
 
     /// Runs `call` on the instance, if there is one, then puts it back or handles its death.
+    /// A component over its CPU share first waits until it is back within it; the time the call
+    /// held the thread is charged afterwards.
     fn with_instance<F, Fut>(&mut self, what: &'static str, call: F) -> AtomicResponse<Self, ()>
     where
-        F: FnOnce(Instance) -> Fut,
+        F: FnOnce(Instance) -> Fut + 'static,
         Fut: Future<Output = (Instance, Result<(), Trapped>)> + 'static,
     {
         let Some(instance) = self.instance.take() else {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
-        AtomicResponse::new(Box::pin(call(instance).into_actor(self).map(move |(instance, result), act, ctx| {
+        let wait = self.cpu.wait(Instant::now());
+        if let Some(wait) = wait {
+            Usage::add(&self.spec.usage.throttled_calls, 1);
+            Usage::add(&self.spec.usage.throttled_ms, wait.as_millis() as u64);
+        }
+        let run = async move {
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+            call(instance).await
+        };
+        AtomicResponse::new(Box::pin(run.into_actor(self).map(move |(instance, result), act, ctx| {
+            act.cpu.charge(instance.take_held(), Instant::now());
             match result {
                 Ok(()) => act.instance = Some(instance),
                 Err(Trapped(reason)) => act.failed(format!("{what}: {reason}"), ctx),
@@ -341,10 +405,11 @@ impl ComponentActor {
     fn swap(&mut self, msg: Swap, ctx: &Context<Self>) -> AtomicResponse<Self, Result<(), String>> {
         let engine = self.engine.clone();
         let pre = msg.pre.clone();
-        let budget = self.spec.limits.init_budget;
-        let setup = self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs));
+        let budget = msg.limits.init_budget;
+        let setup = self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs), msg.limits.clone());
         let started = async move {
-            let mut instance = Instance::new(&engine, &pre, setup).await.map_err(|t| (t, Filters::default()))?;
+            let mut instance =
+                Instance::new(&engine, &pre, setup, budget).await.map_err(|t| (t, Filters::default()))?;
             let outcome = match instance.init(budget).await {
                 Ok(Ok(())) => return Ok(instance),
                 Ok(Err(reason)) => Trapped(format!("init returned an error: {reason}")),
@@ -361,6 +426,7 @@ impl ComponentActor {
                     for (_, handle) in act.timers.drain() {
                         ctx.cancel_future(handle);
                     }
+                    act.pending_ticks.clear();
                     act.generation += 1;
                     act.instance = Some(instance);
                     act.errors = ErrorHistory::default();
@@ -368,6 +434,8 @@ impl ComponentActor {
                     act.spec.pre = msg.pre;
                     act.spec.access = msg.access;
                     act.spec.configs = msg.configs;
+                    act.cpu = CpuShare::new(msg.limits.cpus, Instant::now());
+                    act.spec.limits = msg.limits;
                     act.running_since = None;
                     act.set_state(State::Running, None);
                     Ok(())
@@ -398,12 +466,19 @@ impl ComponentActor {
         match msg {
             TimerControl::Start { id, period } => {
                 let generation = self.generation;
-                let handle = ctx.run_interval(period, move |_, ctx| ctx.notify(FireTimer { id, generation }));
+                let handle = ctx.run_interval(period, move |act, ctx| {
+                    if act.pending_ticks.insert(id) {
+                        ctx.notify(FireTimer { id, generation });
+                    } else {
+                        Usage::add(&act.spec.usage.coalesced_ticks, 1);
+                    }
+                });
                 if let Some(old) = self.timers.insert(id, handle) {
                     ctx.cancel_future(old);
                 }
             }
             TimerControl::Cancel { id } => {
+                self.pending_ticks.remove(&id);
                 if let Some(handle) = self.timers.remove(&id) {
                     ctx.cancel_future(handle);
                 }
@@ -460,6 +535,7 @@ impl Handler<FireTimer> for ComponentActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: FireTimer, _ctx: &mut Self::Context) -> Self::Result {
+        self.pending_ticks.remove(&msg.id);
         if msg.generation != self.generation {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }

@@ -3,9 +3,10 @@
 //!
 //! The bus and the upstream service never wait for a subscriber, and a component may take up to
 //! its call budget per message, so messages for a component that is busy have to wait
-//! somewhere. They wait here, not in the component actor's mailbox: at most
-//! [`MAX_QUEUED`] messages or [`MAX_QUEUED_BYTES`] bytes, and beyond that the *oldest* is dropped
-//! and counted, as Greengrass's IPC subscription queue does. The inbox hands the component one
+//! somewhere. They wait here, not in the component actor's mailbox: at most [`Bounds`] messages
+//! and bytes (`queue_messages`, `queue_bytes` of the component's limits), and beyond that the
+//! *oldest* is dropped and counted in the component's usage, as Greengrass's IPC subscription
+//! queue does. The inbox hands the component one
 //! message at a time and sends the next once that one was handled, so the component's mailbox
 //! holds at most one delivery. A device message's flow credit (see [`crate::flow`]) returns when
 //! the message enters the inbox: a slow component loses its oldest messages instead of slowing
@@ -13,19 +14,27 @@
 //! the same, to the component actor. It never calls a guest itself.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::FutureExt;
 
+use super::budget::Usage;
 use crate::flow::Credit;
 use crate::pubsub::PubsubMessage;
 use crate::upstream::UpstreamMessage;
 
-/// Messages a component's inbox holds at most.
-pub const MAX_QUEUED: usize = 1000;
-/// Bytes (topics and payloads) a component's inbox holds at most.
-pub const MAX_QUEUED_BYTES: usize = 1 << 20;
+/// How much one inbox holds, and where its drops are counted.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Messages.
+    pub messages: usize,
+    /// Bytes of topics and payloads.
+    pub bytes: usize,
+    /// The component's counters.
+    pub usage: Arc<Usage>,
+}
 /// Shortest interval between two "messages dropped" log lines of one inbox.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -45,22 +54,28 @@ impl Delivery {
 }
 
 /// The queue itself (pure, so its bound is unit-tested).
-#[derive(Default)]
 struct Queue {
     items: VecDeque<Delivery>,
     bytes: usize,
     dropped: u64,
+    bounds: Bounds,
 }
 
 impl Queue {
+    fn new(bounds: Bounds) -> Self {
+        Self { items: VecDeque::new(), bytes: 0, dropped: 0, bounds }
+    }
+
     /// Appends `delivery`, dropping the oldest messages while the queue is over its bounds.
     fn push(&mut self, delivery: Delivery) {
         self.bytes += delivery.bytes();
         self.items.push_back(delivery);
-        while self.items.len() > MAX_QUEUED || (self.bytes > MAX_QUEUED_BYTES && self.items.len() > 1) {
+        let (max_messages, max_bytes) = (self.bounds.messages.max(1), self.bounds.bytes);
+        while self.items.len() > max_messages || (self.bytes > max_bytes && self.items.len() > 1) {
             if let Some(oldest) = self.items.pop_front() {
                 self.bytes -= oldest.bytes();
                 self.dropped += 1;
+                Usage::add(&self.bounds.usage.dropped_messages, 1);
             }
         }
     }
@@ -85,8 +100,13 @@ pub struct ComponentInbox {
 
 impl ComponentInbox {
     /// An inbox that feeds the component `name` through these recipients.
-    pub fn new(name: String, pubsub: Recipient<PubsubMessage>, upstream: Recipient<UpstreamMessage>) -> Self {
-        Self { name, queue: Queue::default(), busy: false, pubsub, upstream, logged_dropped: 0, last_log: None }
+    pub fn new(
+        name: String,
+        bounds: Bounds,
+        pubsub: Recipient<PubsubMessage>,
+        upstream: Recipient<UpstreamMessage>,
+    ) -> Self {
+        Self { name, queue: Queue::new(bounds), busy: false, pubsub, upstream, logged_dropped: 0, last_log: None }
     }
 
     fn push(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
@@ -104,7 +124,7 @@ impl ComponentInbox {
             component = self.name,
             dropped = new,
             total = self.queue.dropped,
-            limit = MAX_QUEUED,
+            limit = self.queue.bounds.messages,
             "component is slower than its messages: oldest queued messages dropped"
         );
         self.logged_dropped = self.queue.dropped;
@@ -168,6 +188,13 @@ mod tests {
         })
     }
 
+    const MAX_QUEUED: usize = 1000;
+    const MAX_QUEUED_BYTES: usize = 1 << 20;
+
+    fn queue() -> Queue {
+        Queue::new(Bounds { messages: MAX_QUEUED, bytes: MAX_QUEUED_BYTES, usage: Arc::default() })
+    }
+
     fn topics(queue: &Queue) -> Vec<String> {
         queue
             .items
@@ -181,18 +208,19 @@ mod tests {
 
     #[test]
     fn beyond_the_message_bound_the_oldest_are_dropped_and_counted() {
-        let mut queue = Queue::default();
+        let mut queue = queue();
         for n in 0..MAX_QUEUED + 5 {
             queue.push(message(n, 1));
         }
         assert_eq!(queue.items.len(), MAX_QUEUED);
         assert_eq!(queue.dropped, 5);
+        assert_eq!(queue.bounds.usage.report(0).dropped_messages, 5, "counted where the operator sees it");
         assert_eq!(topics(&queue).first().map(String::as_str), Some("t/5"));
     }
 
     #[test]
     fn beyond_the_byte_bound_the_oldest_are_dropped_but_the_newest_stays() {
-        let mut queue = Queue::default();
+        let mut queue = queue();
         queue.push(message(0, MAX_QUEUED_BYTES / 2));
         queue.push(message(1, MAX_QUEUED_BYTES / 2));
         queue.push(message(2, 10));

@@ -2,25 +2,32 @@
 //! see, and calls into its exports under a time budget.
 //!
 //! Owned by exactly one component actor, which never runs two calls at once (a `Store` is not
-//! re-entrant). Every call is armed with an epoch deadline first: the guest yields to the runtime
-//! on every tick and traps once its budget is spent. Memory is capped by `StoreLimits`. After a
-//! trap the instance is dead and must be dropped.
+//! re-entrant). Every call has a wall-clock budget that covers host calls too (a guest sleeping
+//! in WASI `poll` or waiting on a service is cut off like one spinning): the guest yields to the
+//! runtime on every epoch tick, so the budget's timer can fire, and a call over budget is
+//! dropped mid-flight, which kills the instance. Each call also reports how long it held the
+//! component thread (the sum of its polls), which the actor charges to the component's CPU
+//! share. All memories and tables of the store share one budget ([`MemoryBudget`]). After a
+//! trap or an overrun the instance is dead and must be dropped.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::Value;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use tokio::sync::watch;
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::engine::{EpochTicker, WasmEngine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::access::AccessControl;
 use super::bindings::{TurfComponent, TurfComponentPre};
-use super::engine::TICK;
+use super::budget::{Bucket, MemoryBudget, Usage};
 use super::log::{ComponentLog, Level};
 use crate::config::ComponentLimits;
 use crate::deploy::UpdateConfiguration;
@@ -75,7 +82,7 @@ pub struct HostState {
     pub(super) name: String,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    memory: MemoryBudget,
     pub(super) log: ComponentLog,
     pub(super) access: Arc<AccessControl>,
     pub(super) configs: Arc<ConfigSnapshot>,
@@ -93,8 +100,14 @@ pub struct HostState {
     pub(super) subscriptions: std::collections::BTreeSet<String>,
     /// Upstream filters this instance subscribed to.
     pub(super) iotcore_subscriptions: std::collections::BTreeSet<String>,
-    ticks_used: u64,
-    tick_budget: u64,
+    /// The component's counters.
+    pub(super) usage: Arc<Usage>,
+    /// `update-configuration` calls allowed.
+    pub(super) config_updates: Bucket,
+    /// Publishes allowed (bus and upstream); past the rate a publish waits.
+    pub(super) publishes: Bucket,
+    /// Publishes a second.
+    pub(super) publish_rate: f64,
 }
 
 impl WasiView for HostState {
@@ -123,7 +136,15 @@ pub struct HostSetup {
     pub timers: Recipient<TimerControl>,
     /// Limits.
     pub limits: ComponentLimits,
+    /// The component's counters.
+    pub usage: Arc<Usage>,
+    /// Becomes true when the runtime kills the component's call in progress.
+    pub kill: watch::Receiver<bool>,
 }
+
+/// `update-configuration` calls a second, and their burst.
+const CONFIG_UPDATES_PER_SEC: f64 = 1.0;
+const CONFIG_UPDATE_BURST: f64 = 10.0;
 
 impl HostState {
     fn new(setup: HostSetup) -> Self {
@@ -133,18 +154,13 @@ impl HostState {
             .env("COMPONENT_NAME", &setup.name)
             .env("AWS_IOT_THING_NAME", "")
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(setup.limits.memory_bytes)
-            .instances(16)
-            .tables(32)
-            .memories(8)
-            .trap_on_grow_failure(false)
-            .build();
+        let now = Instant::now();
+        let publish_rate = setup.limits.publish_rate.max(1) as f64;
         Self {
             name: setup.name,
             wasi,
             table: ResourceTable::new(),
-            limits,
+            memory: MemoryBudget::new(setup.limits.memory_bytes, Arc::clone(&setup.usage)),
             log: setup.log,
             access: setup.access,
             configs: setup.configs,
@@ -157,8 +173,17 @@ impl HostState {
             config_subscriptions: Vec::new(),
             subscriptions: std::collections::BTreeSet::new(),
             iotcore_subscriptions: std::collections::BTreeSet::new(),
-            ticks_used: 0,
-            tick_budget: 0,
+            usage: setup.usage,
+            config_updates: Bucket::new(CONFIG_UPDATES_PER_SEC, CONFIG_UPDATE_BURST, now),
+            publishes: Bucket::new(publish_rate, publish_rate, now),
+            publish_rate,
+        }
+    }
+
+    /// Waits until the component may publish again (its publish rate).
+    pub(super) async fn pace_publish(&mut self) {
+        while !self.publishes.take(1.0, Instant::now()) {
+            tokio::time::sleep(Duration::from_secs_f64(1.0 / self.publish_rate)).await;
         }
     }
 }
@@ -176,38 +201,35 @@ pub struct Instance {
     store: Store<HostState>,
     bindings: TurfComponent,
     ticker: EpochTicker,
+    /// Time the current call held the thread so far.
+    held: Cell<Duration>,
+    kill: watch::Receiver<bool>,
 }
 
 /// A call failed in a way that kills the instance (trap, budget exceeded, host bug).
 #[derive(Debug, Clone)]
 pub struct Trapped(pub String);
 
-fn ticks(budget: Duration) -> u64 {
-    (budget.as_millis() / TICK.as_millis()).max(1) as u64
-}
-
 impl Instance {
-    /// Instantiates `pre` in a fresh store.
+    /// Instantiates `pre` in a fresh store (within `budget`, like a call).
     pub async fn new(
         engine: &WasmEngine,
         pre: &TurfComponentPre<HostState>,
         setup: HostSetup,
+        budget: Duration,
     ) -> Result<Self, Trapped> {
         let _busy = engine.ticker.busy();
+        let kill = setup.kill.clone();
         let mut store = Store::new(&engine.engine, HostState::new(setup));
-        store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|mut cx| {
-            let state = cx.data_mut();
-            state.ticks_used += 1;
-            if state.ticks_used > state.tick_budget {
-                let spent = Duration::from_millis(state.ticks_used * TICK.as_millis() as u64);
-                return Err(wasmtime::format_err!("call ran longer than its budget ({spent:?})"));
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
-        arm(&mut store, Duration::from_secs(5));
-        let bindings = pre.instantiate_async(&mut store).await.map_err(describe)?;
-        Ok(Self { store, bindings, ticker: engine.ticker.clone() })
+        store.limiter(|state| &mut state.memory);
+        // Every tick the guest yields, so the call's wall-clock budget can fire and other
+        // components and services run between its slices.
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.set_epoch_deadline(1);
+        let held = Cell::new(Duration::ZERO);
+        let usage = Arc::clone(&store.data().usage);
+        let bindings = budgeted(budget, &held, &usage, &kill, pre.instantiate_async(&mut store)).await?;
+        Ok(Self { store, bindings, ticker: engine.ticker.clone(), held, kill })
     }
 
     /// Mutable access to the host state between calls.
@@ -215,22 +237,31 @@ impl Instance {
         self.store.data_mut()
     }
 
+    /// How long the calls since the last `take_held` held the component thread.
+    pub fn take_held(&self) -> Duration {
+        self.held.replace(Duration::ZERO)
+    }
+
     /// Calls `init`. `Ok(Err(_))` is the guest's own failure report.
     pub async fn init(&mut self, budget: Duration) -> Result<Result<(), String>, Trapped> {
-        let _busy = self.arm(budget);
-        self.bindings.call_init(&mut self.store).await.map_err(describe)
+        let _busy = self.arm();
+        let usage = Arc::clone(&self.store.data().usage);
+        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_init(&mut self.store)).await
     }
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
-        let _busy = self.arm(budget);
-        self.bindings.call_on_message(&mut self.store, topic, payload).await.map_err(describe)
+        let _busy = self.arm();
+        let usage = Arc::clone(&self.store.data().usage);
+        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_on_message(&mut self.store, topic, payload)).await
     }
 
     /// Calls `on-iotcore-message`.
     pub async fn on_iotcore_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
-        let _busy = self.arm(budget);
-        self.bindings.call_on_iotcore_message(&mut self.store, topic, payload).await.map_err(describe)
+        let _busy = self.arm();
+        let usage = Arc::clone(&self.store.data().usage);
+        let call = self.bindings.call_on_iotcore_message(&mut self.store, topic, payload);
+        budgeted(budget, &self.held, &usage, &self.kill, call).await
     }
 
     /// Calls `on-configuration-update`.
@@ -240,28 +271,63 @@ impl Instance {
         component: &str,
         key_path: &[String],
     ) -> Result<(), Trapped> {
-        let _busy = self.arm(budget);
-        self.bindings.call_on_configuration_update(&mut self.store, component, key_path).await.map_err(describe)
+        let _busy = self.arm();
+        let usage = Arc::clone(&self.store.data().usage);
+        let call = self.bindings.call_on_configuration_update(&mut self.store, component, key_path);
+        budgeted(budget, &self.held, &usage, &self.kill, call).await
     }
 
     /// Calls `on-timer`.
     pub async fn on_timer(&mut self, budget: Duration, id: u32) -> Result<(), Trapped> {
-        let _busy = self.arm(budget);
-        self.bindings.call_on_timer(&mut self.store, id).await.map_err(describe)
+        let _busy = self.arm();
+        let usage = Arc::clone(&self.store.data().usage);
+        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_on_timer(&mut self.store, id)).await
     }
 
-    /// Gives the next call `budget` and keeps the epoch ticking until the guard is dropped.
-    fn arm(&mut self, budget: Duration) -> super::engine::Busy {
-        arm(&mut self.store, budget);
+    /// Makes the guest yield on the next tick and keeps the epoch ticking until the guard is
+    /// dropped.
+    fn arm(&mut self) -> super::engine::Busy {
+        self.store.set_epoch_deadline(1);
         self.ticker.busy()
     }
 }
 
-fn arm(store: &mut Store<HostState>, budget: Duration) {
-    let state = store.data_mut();
-    state.ticks_used = 0;
-    state.tick_budget = ticks(budget);
-    store.set_epoch_deadline(1);
+/// Runs `call` for at most `budget` of wall-clock time, adding the time each of its polls held
+/// the thread to `held`. Over budget the call is dropped where it stands (in wasm or in a host
+/// call), which leaves the store unusable: the caller drops the instance.
+async fn budgeted<T>(
+    budget: Duration,
+    held: &Cell<Duration>,
+    usage: &Usage,
+    kill: &watch::Receiver<bool>,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, Trapped> {
+    let mut kill = kill.clone();
+    let killed = async move {
+        // A dropped sender means nobody can kill this call any more: wait for it normally.
+        if kill.wait_for(|k| *k).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut call = std::pin::pin!(call);
+    let metered = std::future::poll_fn(|cx| {
+        let start = Instant::now();
+        let poll = call.as_mut().poll(cx);
+        let spent = start.elapsed();
+        held.set(held.get() + spent);
+        Usage::add(&usage.cpu_us, spent.as_micros() as u64);
+        poll
+    });
+    tokio::select! {
+        outcome = tokio::time::timeout(budget, metered) => match outcome {
+            Ok(result) => result.map_err(describe),
+            Err(_) => {
+                Usage::add(&usage.budget_overruns, 1);
+                Err(Trapped(format!("call ran longer than its budget ({budget:?}, host calls included)")))
+            }
+        },
+        () = killed => Err(Trapped("killed: it did not stop or start in time".to_owned())),
+    }
 }
 
 fn describe(error: wasmtime::Error) -> Trapped {

@@ -7,6 +7,9 @@
 //! Writes are synchronous appends under a mutex, so lines from every source keep their order.
 //! Implements WASI's stdout/stderr stream traits so guest `println!` lands here, one log line per
 //! text line. Never grows without bound in one line: partial lines longer than 64 KiB are flushed.
+//! What the guest writes is rate-limited (a token bucket over bytes, set by [`ComponentLog::limit`]):
+//! past the rate lines are dropped, counted in the component's usage, and noted once per burst,
+//! so a component printing in a loop neither fills the disk nor holds the thread writing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
+use super::budget::{Bucket, Usage};
 use crate::rotate::RotatingFile;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -53,6 +57,10 @@ impl Level {
 struct Inner {
     file: Option<RotatingFile>,
     failed: bool,
+    /// Guest output allowed, in bytes, and where drops are counted.
+    rate: Option<(Bucket, Arc<Usage>)>,
+    /// Bytes dropped since the last note in the file.
+    dropped: u64,
 }
 
 /// Append-only, timestamped log of one component. Cheap to clone.
@@ -76,7 +84,7 @@ impl ComponentLog {
         Ok(Self {
             name: Arc::from(name),
             path: Arc::new(path.to_path_buf()),
-            inner: Arc::new(Mutex::new(Inner { file: Some(file), failed: false })),
+            inner: Arc::new(Mutex::new(Inner { file: Some(file), failed: false, rate: None, dropped: 0 })),
         })
     }
 
@@ -85,13 +93,47 @@ impl ComponentLog {
         &self.path
     }
 
+    /// Limits what the guest writes to `bytes_per_sec` (bursts of 16 seconds' worth); drops are
+    /// counted in `usage`.
+    pub fn limit(&self, bytes_per_sec: usize, usage: Arc<Usage>) {
+        let rate = bytes_per_sec as f64;
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.rate = Some((Bucket::new(rate, rate * 16.0, std::time::Instant::now()), usage));
+        }
+    }
+
     /// Appends one line; `source` is `stdout`, `stderr`, `log` or `lifecycle`.
     pub fn line(&self, level: Level, source: &str, text: &str) {
-        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let line = format!("{stamp} [{}] {}: {source}. {}\n", level.as_str(), self.name, text.trim_end_matches('\r'));
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        if inner.dropped > 0 {
+            let note = format!("{} bytes of output dropped: over the log rate", inner.dropped);
+            inner.dropped = 0;
+            self.write(&mut inner, Level::Warn, "lifecycle", &note);
+        }
+        self.write(&mut inner, level, source, text);
+    }
+
+    /// Appends one line the guest wrote, unless that is over its rate.
+    pub fn guest_line(&self, level: Level, source: &str, text: &str) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some((bucket, usage)) = inner.rate.as_mut()
+            && !bucket.take(text.len() as f64 + 1.0, std::time::Instant::now())
+        {
+            Usage::add(&usage.dropped_log_bytes, text.len() as u64 + 1);
+            inner.dropped += text.len() as u64 + 1;
+            return;
+        }
+        drop(inner);
+        self.line(level, source, text);
+    }
+
+    fn write(&self, inner: &mut Inner, level: Level, source: &str, text: &str) {
+        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let line = format!("{stamp} [{}] {}: {source}. {}\n", level.as_str(), self.name, text.trim_end_matches('\r'));
         let result = match inner.file.as_mut() {
             Some(file) => file.write_all(line.as_bytes()),
             None => return,
@@ -127,11 +169,11 @@ impl GuestOutput {
         partial.extend_from_slice(bytes);
         while let Some(end) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=end).collect();
-            self.log.line(self.level, self.source, String::from_utf8_lossy(&line[..end]).as_ref());
+            self.log.guest_line(self.level, self.source, String::from_utf8_lossy(&line[..end]).as_ref());
         }
         if partial.len() > MAX_LINE {
             let line = std::mem::take(&mut *partial);
-            self.log.line(self.level, self.source, String::from_utf8_lossy(&line).as_ref());
+            self.log.guest_line(self.level, self.source, String::from_utf8_lossy(&line).as_ref());
         }
     }
 
@@ -141,7 +183,7 @@ impl GuestOutput {
         };
         if !partial.is_empty() {
             let line = std::mem::take(&mut *partial);
-            self.log.line(self.level, self.source, String::from_utf8_lossy(&line).as_ref());
+            self.log.guest_line(self.level, self.source, String::from_utf8_lossy(&line).as_ref());
         }
     }
 }
@@ -222,6 +264,26 @@ mod tests {
         assert!(lines[3].ends_with("stdout. tail"));
         assert_eq!(&lines[0][4..5], "-");
         assert!(lines[0][..24].ends_with('Z'), "{}", lines[0]);
+    }
+
+    #[test]
+    fn guest_output_over_the_rate_is_dropped_counted_and_noted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let log = ComponentLog::open("c", &path).unwrap();
+        let usage = Arc::new(Usage::default());
+        log.limit(100, Arc::clone(&usage));
+        let out = log.guest_stream("stdout", Level::Info);
+        for _ in 0..1000 {
+            out.push(b"0123456789012345678\n");
+        }
+        log.line(Level::Info, "lifecycle", "RUNNING");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("stdout. 0123").count(), 80, "a burst of 1600 bytes, 20 a line");
+        let dropped = usage.report(0).dropped_log_bytes;
+        assert_eq!(dropped, 920 * 20);
+        assert!(text.contains(&format!("{dropped} bytes of output dropped: over the log rate")), "{text}");
+        assert!(text.trim_end().ends_with("lifecycle. RUNNING"));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! in their own actors.
 //!
 //! - `access`: `accessControl` parsing and checks (pure).
-//! - `lifecycle`: states and the restart policy (pure).
+//! - `lifecycle`: states and the restart policy (pure). `budget`: memory budget, CPU share and
+//!   the usage counters (pure).
 //! - `engine`: engine, compile helper, compile cache. `ticker`: the epoch ticker.
 //! - `instance`: one store, its host state and budgeted calls.
 //! - `actor`: the per-component actor. `inbox`: its bounded message queue.
@@ -20,6 +21,7 @@
 pub mod access;
 pub mod actor;
 pub mod bindings;
+pub mod budget;
 pub mod engine;
 mod host;
 pub mod inbox;
@@ -31,11 +33,12 @@ pub mod ticker;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use wasmtime::component::Linker;
 
 use self::access::AccessControl;
@@ -45,7 +48,7 @@ use self::bindings::TurfComponentPre;
 use self::engine::{CompileCache, Compiler, EngineError, WasmEngine};
 use self::instance::{ConfigSnapshot, HostState, ServicePeers};
 use self::log::ComponentLog;
-use crate::config::{ComponentLimits, RootLayout};
+use crate::config::{ComponentLimits, LimitOverrides, RootLayout};
 use crate::pubsub::UnsubscribeAll;
 
 /// A failure to prepare or launch a component.
@@ -120,6 +123,8 @@ pub struct Launch {
     pub access: Arc<AccessControl>,
     /// Every component's configuration.
     pub configs: Arc<ConfigSnapshot>,
+    /// Its recipe's `SystemResourceLimits`.
+    pub limits: LimitOverrides,
 }
 
 /// New configurations for running components (each notifies its guest of subscribed changes).
@@ -161,9 +166,9 @@ pub struct Control {
     pub action: ControlAction,
 }
 
-/// Stop every component; replies when all stopped.
+/// Stop every component and launch none after; replies with those that had to be abandoned.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<String>")]
 pub struct StopAll;
 
 /// Where the runtime and its components send things.
@@ -177,6 +182,32 @@ pub struct RuntimePeers {
     pub status: Recipient<ComponentStatus>,
 }
 
+/// Longest a component may take to stop before its call in progress is killed (Greengrass's
+/// shutdown timeout, shortened: a call is bounded by its budget anyway).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the host's shutdown waits for all components together before killing their calls.
+pub const STOP_ALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a killed component has to let its actor finish.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// A component actor and the switch that kills its call in progress.
+struct Running {
+    actor: Addr<ComponentActor>,
+    kill: watch::Sender<bool>,
+}
+
+/// Asks `actor` to stop, waits up to `timeout`, then kills its call in progress and waits a
+/// little more. Returns its restart count, or `None` if it never answered.
+async fn stop_component(running: Running, timeout: Duration) -> Option<u32> {
+    let request = running.actor.send(StopComponent);
+    tokio::pin!(request);
+    if let Ok(answer) = tokio::time::timeout(timeout, &mut request).await {
+        return answer.ok();
+    }
+    let _ = running.kill.send(true);
+    tokio::time::timeout(KILL_GRACE, request).await.ok().and_then(Result::ok)
+}
+
 /// The component runtime service.
 pub struct ComponentRuntime {
     engine: WasmEngine,
@@ -185,13 +216,15 @@ pub struct ComponentRuntime {
     layout: RootLayout,
     limits: ComponentLimits,
     peers: RuntimePeers,
-    running: HashMap<String, Addr<ComponentActor>>,
+    running: HashMap<String, Running>,
     /// What every deployed component was last launched with, so a stopped one can be restarted.
-    launched: HashMap<String, (Prepared, Arc<AccessControl>)>,
+    launched: HashMap<String, (Prepared, Arc<AccessControl>, LimitOverrides)>,
     /// The newest configurations.
     configs: Arc<ConfigSnapshot>,
     /// Restart counts of components an operator stopped, carried over when they restart.
     stopped: HashMap<String, u32>,
+    /// The host is shutting down: nothing is launched any more.
+    closed: bool,
 }
 
 impl ComponentRuntime {
@@ -216,6 +249,7 @@ impl ComponentRuntime {
             launched: HashMap::new(),
             configs: Arc::default(),
             stopped: HashMap::new(),
+            closed: false,
         })
     }
 
@@ -237,70 +271,112 @@ impl ComponentRuntime {
         }
     }
 
-    /// Starts a new actor for `msg`, or swaps the code of the running one in place.
+    /// The running actor of `name`, if it is alive.
+    fn actor(&self, name: &str) -> Option<&Running> {
+        self.running.get(name).filter(|r| r.actor.connected())
+    }
+
+    /// Starts a new actor for `msg`, or swaps the code of the running one in place. The outcome
+    /// arrives within the component's start deadline: past it, its call in progress is killed.
     fn launch(&mut self, msg: Launch, restarts: u32) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
         let name = msg.prepared.name.clone();
-        self.launched.insert(name.clone(), (msg.prepared.clone(), Arc::clone(&msg.access)));
+        if self.closed {
+            return Err(RuntimeError::Start { name, reason: "the host is shutting down".to_owned() });
+        }
+        self.launched.insert(name.clone(), (msg.prepared.clone(), Arc::clone(&msg.access), msg.limits.clone()));
         self.configs = Arc::clone(&msg.configs);
+        let limits = self.limits.with(&msg.limits);
+        // The call in progress, a wait for the CPU share, then instantiation and `init`.
+        let deadline = limits.call_budget + limits.init_budget + budget::CPU_WINDOW * 2 + KILL_GRACE;
         let (tx, rx) = oneshot::channel();
-        if let Some(running) = self.running.get(&name).filter(|a| a.connected()) {
-            let swap =
-                Swap { version: msg.prepared.version, pre: msg.prepared.pre, access: msg.access, configs: msg.configs };
-            let request = running.send(swap);
+        if let Some(running) = self.actor(&name) {
+            let swap = Swap {
+                version: msg.prepared.version,
+                pre: msg.prepared.pre,
+                access: msg.access,
+                configs: msg.configs,
+                limits,
+            };
+            let (request, kill) = (running.actor.send(swap), running.kill.clone());
             actix_rt::spawn(async move {
-                let outcome = request.await.unwrap_or_else(|e| Err(format!("component actor gone: {e}")));
+                let outcome = match tokio::time::timeout(deadline, request).await {
+                    Ok(answer) => answer.unwrap_or_else(|e| Err(format!("component actor gone: {e}"))),
+                    Err(_) => {
+                        let _ = kill.send(true);
+                        Err(format!("did not start within {deadline:?}; its call in progress was killed"))
+                    }
+                };
                 let _ = tx.send(outcome);
             });
             return Ok(rx);
         }
         let log = ComponentLog::open(&name, &self.layout.component_log(&name))
             .map_err(|e| RuntimeError::Log { name: name.clone(), reason: e.to_string() })?;
+        let (kill, killed) = watch::channel(false);
         let spec = ComponentSpec {
             name: name.clone(),
             version: msg.prepared.version,
             pre: msg.prepared.pre,
             access: msg.access,
             configs: msg.configs,
-            limits: self.limits.clone(),
+            limits,
             log,
             restarts,
+            usage: Arc::default(),
+            kill: killed,
         };
+        spec.log.limit(spec.limits.log_bytes_per_sec, Arc::clone(&spec.usage));
         let peers = ActorPeers {
             services: self.peers.services.clone(),
             unsubscribe_all: self.peers.unsubscribe_all.clone(),
             status: self.peers.status.clone(),
         };
-        let actor = ComponentActor::new(spec, self.engine.clone(), peers, tx).start();
-        self.running.insert(name, actor);
+        let (first_tx, first_rx) = oneshot::channel();
+        let actor = ComponentActor::new(spec, self.engine.clone(), peers, first_tx).start();
+        let killer = kill.clone();
+        actix_rt::spawn(async move {
+            let outcome = match tokio::time::timeout(deadline, first_rx).await {
+                Ok(answer) => answer.unwrap_or_else(|_| Err("the component stopped before it finished starting".into())),
+                Err(_) => {
+                    let _ = killer.send(true);
+                    Err(format!("did not start within {deadline:?}; it was killed"))
+                }
+            };
+            let _ = tx.send(outcome);
+        });
+        self.running.insert(name, Running { actor, kill });
         Ok(rx)
     }
 
     /// Restarts or stops a deployed component on an operator's request.
     fn control(&mut self, msg: Control) -> ResponseActFuture<Self, Result<(), String>> {
-        let Some((prepared, access)) = self.launched.get(&msg.name).cloned() else {
+        let Some((prepared, access, limits)) = self.launched.get(&msg.name).cloned() else {
             let error = format!("{} is not a deployed WebAssembly component", msg.name);
             return Box::pin(fut::ready(Err(error)));
         };
-        let running = self.running.get(&msg.name).filter(|a| a.connected()).cloned();
-        match (msg.action, running) {
-            (ControlAction::Stop, Some(actor)) => {
-                self.running.remove(&msg.name);
+        let alive = self.actor(&msg.name).is_some();
+        match (msg.action, alive) {
+            (ControlAction::Stop, true) => {
+                let Some(running) = self.running.remove(&msg.name) else {
+                    return Box::pin(fut::ready(Ok(())));
+                };
                 let name = msg.name;
-                Box::pin(actor.send(StopComponent).into_actor(self).map(move |stopped, act, _| {
-                    let restarts = stopped.map_err(|e| e.to_string())?;
-                    act.stopped.insert(name, restarts);
+                Box::pin(stop_component(running, STOP_TIMEOUT).into_actor(self).map(move |stopped, act, _| {
+                    act.stopped.insert(name, stopped.unwrap_or_default());
                     Ok(())
                 }))
             }
-            (ControlAction::Stop, None) => Box::pin(fut::ready(Ok(()))),
-            (ControlAction::Restart, Some(actor)) => {
+            (ControlAction::Stop, false) => Box::pin(fut::ready(Ok(()))),
+            (ControlAction::Restart, true) => {
                 let (done, outcome) = oneshot::channel();
-                actor.do_send(RestartComponent { done });
+                if let Some(running) = self.actor(&msg.name) {
+                    running.actor.do_send(RestartComponent { done });
+                }
                 let outcome = async move { outcome.await.unwrap_or_else(|_| Err("the component stopped".to_owned())) };
                 Box::pin(outcome.into_actor(self))
             }
-            (ControlAction::Restart, None) => {
-                let launch = Launch { prepared, access, configs: Arc::clone(&self.configs) };
+            (ControlAction::Restart, false) => {
+                let launch = Launch { prepared, access, configs: Arc::clone(&self.configs), limits };
                 let restarts = self.stopped.remove(&msg.name).map_or(0, |n| n + 1);
                 let started = self.launch(launch, restarts);
                 let outcome = async move {
@@ -316,9 +392,9 @@ impl ComponentRuntime {
 
     fn configure(&mut self, msg: Configure) {
         self.configs = Arc::clone(&msg.configs);
-        for (name, actor) in &self.running {
+        for (name, running) in &self.running {
             let access = msg.access.get(name).cloned().unwrap_or_default();
-            actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access });
+            running.actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access });
         }
     }
 }
@@ -364,12 +440,14 @@ impl Handler<Stop> for ComponentRuntime {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
-        let actor = self.running.remove(&msg.name);
+        let running = self.running.remove(&msg.name);
         self.launched.remove(&msg.name);
         self.stopped.remove(&msg.name);
         Box::pin(async move {
-            if let Some(actor) = actor {
-                let _ = actor.send(StopComponent).await;
+            if let Some(running) = running
+                && stop_component(running, STOP_TIMEOUT).await.is_none()
+            {
+                tracing::warn!(component = msg.name, "component did not stop in time; abandoned");
             }
         })
     }
@@ -384,14 +462,18 @@ impl Handler<Control> for ComponentRuntime {
 }
 
 impl Handler<StopAll> for ComponentRuntime {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Vec<String>>;
 
+    /// Stops every component together; replies with those that did not stop in time.
     fn handle(&mut self, _msg: StopAll, _ctx: &mut Self::Context) -> Self::Result {
-        let actors: Vec<_> = self.running.drain().map(|(_, a)| a).collect();
-        Box::pin(async move {
-            for actor in actors {
-                let _ = actor.send(StopComponent).await;
-            }
-        })
+        self.closed = true;
+        let stops: Vec<_> = self
+            .running
+            .drain()
+            .map(|(name, running)| async move {
+                stop_component(running, STOP_ALL_TIMEOUT).await.is_none().then_some(name)
+            })
+            .collect();
+        Box::pin(async move { futures::future::join_all(stops).await.into_iter().flatten().collect() })
     }
 }

@@ -186,7 +186,8 @@ pub async fn apply(
     let mut failed = Vec::new();
     for code in &prepared {
         let access = plan.access.get(&code.name).cloned().unwrap_or_default();
-        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
+        let limits = limits_of(&plan.target, &code.name);
+        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs), limits };
         progress.note(Some(&code.name), "STARTING").await;
         match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => {
@@ -262,7 +263,8 @@ pub async fn rollback(
             continue;
         };
         let access = previous_access.get(name).cloned().unwrap_or_default();
-        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs) };
+        let limits = limits_of(previous, name);
+        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs), limits };
         match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => progress.note(Some(name), format!("RUNNING {} again", code.version)).await,
             Err(error) => problems.push(format!("{name}: {error}")),
@@ -270,6 +272,11 @@ pub async fn rollback(
     }
     progress.note(None, if problems.is_empty() { "rolled back" } else { "rollback incomplete" }).await;
     problems
+}
+
+/// The `SystemResourceLimits` of `name`'s recipe in `set`.
+fn limits_of(set: &DeployedSet, name: &str) -> crate::config::LimitOverrides {
+    set.get(name).and_then(|d| d.recipe.as_ref()).map(|r| r.limits.clone()).unwrap_or_default()
 }
 
 /// Hands a built-in component's validated configuration to the service behind it.

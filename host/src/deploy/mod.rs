@@ -134,6 +134,13 @@ pub struct UpdateConfiguration {
 #[rtype(result = "()")]
 pub struct Restore;
 
+/// Accept no more deployments (shutdown); replies with the one in progress, if any, which is
+/// abandoned where it stands (the runtime refuses its launches once components are stopped, and
+/// the next start marks it FAILED).
+#[derive(Message)]
+#[rtype(result = "Option<String>")]
+pub struct CloseDeployments;
+
 /// The deployment service.
 pub struct Deployments {
     layout: RootLayout,
@@ -151,6 +158,8 @@ pub struct Deployments {
     /// re-applied to its result.
     updates_during_apply: Vec<UpdateConfiguration>,
     peers: DeploymentPeers,
+    /// Shutting down: nothing new is accepted or started.
+    closed: bool,
 }
 
 impl Deployments {
@@ -174,6 +183,7 @@ impl Deployments {
             statuses: BTreeMap::new(),
             updates_during_apply: Vec::new(),
             peers,
+            closed: false,
         })
     }
 
@@ -182,6 +192,9 @@ impl Deployments {
     }
 
     fn submit(&mut self, request: DeploymentRequest, ctx: &mut Context<Self>) -> Result<DeploymentRecord, String> {
+        if self.closed {
+            return Err("the host is shutting down; deployments are not accepted".to_owned());
+        }
         let record = DeploymentRecord {
             id: uuid::Uuid::new_v4().to_string(),
             state: DeploymentState::Queued,
@@ -203,7 +216,7 @@ impl Deployments {
     }
 
     fn run_next(&mut self, ctx: &mut Context<Self>) {
-        if self.active.is_some() {
+        if self.active.is_some() || self.closed {
             return;
         }
         let Some(mut record) = self.queue.pop_front() else {
@@ -425,6 +438,7 @@ impl Deployments {
                 restarts: 0,
                 error: None,
                 running_since: None,
+                usage: None,
             })
             .collect();
         for (name, deployed) in self.current.iter().filter(|(_, d)| d.recipe.is_some()) {
@@ -438,6 +452,7 @@ impl Deployments {
                 restarts: status.map(|s| s.restarts).unwrap_or(0),
                 error: status.and_then(|s| s.error.clone()),
                 running_since: status.and_then(|s| s.running_since),
+                usage: status.map(|s| s.usage.report()),
             });
         }
         out
@@ -568,6 +583,15 @@ impl Handler<UpdateConfiguration> for Deployments {
 
     fn handle(&mut self, msg: UpdateConfiguration, _ctx: &mut Self::Context) -> Self::Result {
         self.update_configuration(msg)
+    }
+}
+
+impl Handler<CloseDeployments> for Deployments {
+    type Result = Option<String>;
+
+    fn handle(&mut self, _msg: CloseDeployments, _ctx: &mut Self::Context) -> Self::Result {
+        self.closed = true;
+        self.active.as_ref().map(|a| a.record.id.clone())
     }
 }
 

@@ -185,6 +185,9 @@ pub struct ComponentInfo {
     /// Since when it has been RUNNING (seconds since the epoch).
     #[serde(default)]
     pub running_since: Option<i64>,
+    /// What it uses and what was refused or dropped (WebAssembly components that ran).
+    #[serde(default)]
+    pub usage: Option<crate::components::budget::UsageReport>,
 }
 
 /// Everything `turf component details` shows about one component.

@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 use super::semver_range::VersionRange;
+use crate::config::LimitOverrides;
 
 /// The only recipe format version.
 pub const FORMAT_VERSION: &str = "2020-01-25";
@@ -92,6 +94,9 @@ pub struct Recipe {
     pub run: String,
     /// Index of the chosen manifest.
     pub manifest_index: usize,
+    /// `SystemResourceLimits`: what this component may use (Turf reads Greengrass's `memory`
+    /// and `cpus` and its own keys from the recipe; see [`parse_limits`]).
+    pub limits: LimitOverrides,
     /// The recipe as written, for storing and `turf component details`.
     pub document: Value,
 }
@@ -220,6 +225,7 @@ const TOP_LEVEL: &[&str] = &[
     "ComponentDependencies",
     "Manifests",
     "Lifecycle",
+    "SystemResourceLimits",
 ];
 
 impl Recipe {
@@ -250,6 +256,7 @@ impl Recipe {
         let dependencies = parse_dependencies(&cx, &top)?;
         let default_configuration = parse_configuration(&cx, &top)?;
         let (manifest_index, run) = choose_manifest(&cx, &top, platform)?;
+        let limits = parse_limits(&cx, &top)?;
         Ok(Self {
             name,
             version,
@@ -259,9 +266,45 @@ impl Recipe {
             default_configuration,
             run,
             manifest_index,
+            limits,
             document: value.clone(),
         })
     }
+}
+
+/// Keys of `SystemResourceLimits`, with what each accepts.
+const LIMIT_KEYS: &[&str] = &["memory", "cpus", "callTimeoutMs", "initTimeoutMs", "queueMessages", "publishRate"];
+
+/// `SystemResourceLimits`: `memory` (KiB, 64 KiB to 4 GiB), `cpus` (share of the component
+/// thread, 0.01 to 1), `callTimeoutMs` (10 ms to 60 s), `initTimeoutMs` (10 ms to 300 s),
+/// `queueMessages` (1 to 100000), `publishRate` (1 to 100000 a second).
+fn parse_limits(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<LimitOverrides, RecipeError> {
+    let Some(value) = top.get("SystemResourceLimits").filter(|v| !v.is_null()) else {
+        return Ok(LimitOverrides::default());
+    };
+    let fields = cx.object(value, "SystemResourceLimits")?;
+    if let Some(key) = fields.unknown(LIMIT_KEYS) {
+        return Err(cx.err(fields.at(key), format!("unknown limit; expected one of {}", LIMIT_KEYS.join(", "))));
+    }
+    let number = |key: &str, min: f64, max: f64| -> Result<Option<f64>, RecipeError> {
+        match fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64().filter(|v| (min..=max).contains(v)) {
+                Some(v) => Ok(Some(v)),
+                None => Err(cx.err(fields.at(key), format!("{n} is out of range ({min} to {max})"))),
+            },
+            Some(other) => Err(cx.err(fields.at(key), format!("must be a number, found {}", kind(other)))),
+        }
+    };
+    let millis = |v: f64| Duration::from_millis(v as u64);
+    Ok(LimitOverrides {
+        memory_bytes: number("memory", 64.0, 4.0 * 1024.0 * 1024.0)?.map(|kib| kib as usize * 1024),
+        cpus: number("cpus", 0.01, 1.0)?,
+        call_budget: number("callTimeoutMs", 10.0, 60_000.0)?.map(millis),
+        init_budget: number("initTimeoutMs", 10.0, 300_000.0)?.map(millis),
+        queue_messages: number("queueMessages", 1.0, 100_000.0)?.map(|v| v as usize),
+        publish_rate: number("publishRate", 1.0, 100_000.0)?.map(|v| v as u32),
+    })
 }
 
 /// Greengrass's component name rule: `[a-zA-Z0-9-_.]+`, at most 128 characters.
@@ -407,6 +450,45 @@ fn choose_manifest(cx: &Ctx<'_>, top: &Fields<'_>, platform: &Platform) -> Resul
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn limits_of(limits: Value) -> Result<LimitOverrides, RecipeError> {
+        let mut recipe = json!({
+            "RecipeFormatVersion": "2020-01-25", "ComponentName": "com.example.L", "ComponentVersion": "1.0.0",
+            "Manifests": [{"Lifecycle": {"Run": "{artifacts:path}/l.wasm"}}],
+        });
+        recipe["SystemResourceLimits"] = limits;
+        Recipe::from_value(&recipe, "l.json", &Platform::current()).map(|r| r.limits)
+    }
+
+    #[test]
+    fn system_resource_limits_are_read_in_greengrass_units() {
+        let limits = limits_of(json!({"memory": 16384, "cpus": 0.25, "callTimeoutMs": 250, "initTimeoutMs": 2000,
+            "queueMessages": 10, "publishRate": 50}))
+        .unwrap();
+        assert_eq!(limits.memory_bytes, Some(16 << 20), "memory is in KiB");
+        assert_eq!(limits.cpus, Some(0.25));
+        assert_eq!(limits.call_budget, Some(Duration::from_millis(250)));
+        assert_eq!(limits.init_budget, Some(Duration::from_secs(2)));
+        assert_eq!((limits.queue_messages, limits.publish_rate), (Some(10), Some(50)));
+        assert_eq!(limits_of(Value::Null).unwrap(), LimitOverrides::default());
+    }
+
+    #[test]
+    fn hostile_limits_are_refused_with_the_field_named() {
+        for (limits, field, problem) in [
+            (json!({"memory": 1e12}), "SystemResourceLimits.memory", "out of range"),
+            (json!({"memory": -1}), "SystemResourceLimits.memory", "out of range"),
+            (json!({"cpus": 2}), "SystemResourceLimits.cpus", "out of range"),
+            (json!({"callTimeoutMs": "1000"}), "SystemResourceLimits.callTimeoutMs", "must be a number"),
+            (json!({"callTimeoutMs": 0}), "SystemResourceLimits.callTimeoutMs", "out of range"),
+            (json!({"swap": 1}), "SystemResourceLimits.swap", "unknown limit"),
+            (json!([1]), "SystemResourceLimits", "must be an object"),
+        ] {
+            let error = limits_of(limits).unwrap_err();
+            assert_eq!(error.field, field);
+            assert!(error.problem.contains(problem), "{}", error.problem);
+        }
+    }
 
     fn hello() -> Value {
         json!({

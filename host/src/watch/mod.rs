@@ -247,6 +247,20 @@ async fn submit(peers: WatchPeers, actions: Vec<Action>) {
     }
 }
 
+/// Stop watching (shutdown): no drop-in or hot reload starts a deployment after this.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopWatcher;
+
+impl Handler<StopWatcher> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopWatcher, ctx: &mut Self::Context) {
+        self.fs = None;
+        ctx.stop();
+    }
+}
+
 impl Actor for Watcher {
     type Context = Context<Self>;
 

@@ -2,15 +2,20 @@
 //! in Greengrass `GetConfiguration`), updating its own, and subscribing to changes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::components::bindings::turf::host::config;
 use crate::components::bindings::turf::host::types::Error;
+use crate::components::budget::Usage;
 use crate::components::instance::{ConfigSnapshot, HostState};
 use crate::deploy::UpdateConfiguration;
 use crate::deploy::config_update::merge_at;
+
+/// Largest `valueToMerge` accepted (each update is stored and pushed to every component).
+const MAX_UPDATE_BYTES: usize = 64 << 10;
 
 /// The value at `key_path` in `config`, if any.
 fn value_at<'a>(config: Option<&'a Value>, key_path: &[String]) -> Option<&'a Value> {
@@ -76,6 +81,19 @@ impl config::Host for HostState {
     }
 
     async fn update_configuration(&mut self, key_path: Vec<String>, value_to_merge: String) -> Result<(), Error> {
+        if value_to_merge.len() > MAX_UPDATE_BYTES {
+            Usage::add(&self.usage.refused_config_updates, 1);
+            return Err(Error::InvalidArguments(format!(
+                "valueToMerge is {} bytes; at most {MAX_UPDATE_BYTES} are accepted",
+                value_to_merge.len()
+            )));
+        }
+        if !self.config_updates.take(1.0, Instant::now()) {
+            Usage::add(&self.usage.refused_config_updates, 1);
+            return Err(Error::ServiceError(
+                "too many configuration updates: at most 1 a second (bursts of 10); try again later".to_owned(),
+            ));
+        }
         let value: Value = serde_json::from_str(&value_to_merge)
             .map_err(|e| Error::InvalidArguments(format!("valueToMerge is not valid JSON: {e}")))?;
         if !value.is_object() {

@@ -13,6 +13,6 @@ impl logging::Host for HostState {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
-        self.log.line(level, "log", &message);
+        self.log.guest_line(level, "log", &message);
     }
 }

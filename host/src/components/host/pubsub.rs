@@ -32,6 +32,7 @@ impl pubsub::Host for HostState {
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(PUBSUB_SERVICE, PUBLISH_TO_TOPIC, &topic)?;
+        self.pace_publish().await;
         let publish = Publish { publisher: self.name.clone(), topic, payload: payload.into(), credit: Credit::none() };
         self.peers.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
     }
@@ -65,6 +66,7 @@ impl pubsub::Host for HostState {
         }
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(MQTT_PROXY_SERVICE, PUBLISH_TO_IOT_CORE, &topic)?;
+        self.pace_publish().await;
         let publish =
             PublishUpstream { topic, payload: payload.into(), retain: false, properties: None, credit: Credit::none() };
         self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(Error::ServiceError)

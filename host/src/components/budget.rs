@@ -1,0 +1,374 @@
+//! What one component may use, and the counters that show how much it did: the memory budget
+//! (every linear memory and table of an instance against one figure), the CPU share (a token
+//! bucket over the component thread's time), and [`Usage`], the live counters `turf component
+//! details` and `turf status` read.
+//!
+//! Pure logic: no actors, no clocks of its own (callers pass `now`), so every bound is
+//! unit-tested here with hostile numbers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes one table element costs the host (wasmtime stores a pointer per element).
+pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+/// Instances one component may create (a component is several core instances).
+pub const MAX_INSTANCES: usize = 16;
+/// Tables one component may create.
+pub const MAX_TABLES: usize = 32;
+/// Linear memories one component may create.
+pub const MAX_MEMORIES: usize = 8;
+
+/// One budget in bytes for all memories and tables of a store, as a wasmtime `ResourceLimiter`.
+/// Memories and tables never shrink, so what was granted stays used until the store is dropped.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: usize,
+    usage: Arc<Usage>,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes; refusals are counted in `usage`.
+    pub fn new(limit: usize, usage: Arc<Usage>) -> Self {
+        usage.memory_bytes.store(0, Ordering::Relaxed);
+        Self { limit, used: 0, usage }
+    }
+
+    fn grow(&mut self, bytes: usize) -> bool {
+        match self.used.checked_add(bytes).filter(|total| *total <= self.limit) {
+            Some(total) => {
+                self.used = total;
+                self.usage.memory_bytes.store(total as u64, Ordering::Relaxed);
+                self.usage.memory_peak_bytes.fetch_max(total as u64, Ordering::Relaxed);
+                true
+            }
+            None => {
+                self.usage.memory_refusals.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryBudget {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        Ok(self.grow(desired.saturating_sub(current)))
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        Ok(self.grow(desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Longest stretch of unused share a component may save up (its burst).
+pub const CPU_WINDOW: Duration = Duration::from_secs(1);
+
+/// A component's share of the component thread: a token bucket that fills at `share` seconds
+/// per second up to `share` × [`CPU_WINDOW`], and that each call drains by the time it held the
+/// thread. While the bucket is in debt the component's next call waits until it is not.
+#[derive(Debug, Clone)]
+pub struct CpuShare {
+    share: f64,
+    /// Seconds of thread time available (negative: owed).
+    balance: f64,
+    at: Instant,
+}
+
+impl CpuShare {
+    /// A full bucket for `share` (clamped to 0.01..=1).
+    pub fn new(share: f64, now: Instant) -> Self {
+        let share = if share.is_finite() { share.clamp(0.01, 1.0) } else { 1.0 };
+        Self { share, balance: share * CPU_WINDOW.as_secs_f64(), at: now }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now.max(self.at);
+        self.balance = (self.balance + elapsed * self.share).min(self.share * CPU_WINDOW.as_secs_f64());
+    }
+
+    /// Charges a call that held the thread for `used`.
+    pub fn charge(&mut self, used: Duration, now: Instant) {
+        self.refill(now);
+        self.balance -= used.as_secs_f64();
+    }
+
+    /// How long the next call must wait for the component to be back within its share.
+    pub fn wait(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        (self.balance < 0.0).then(|| Duration::from_secs_f64(-self.balance / self.share))
+    }
+}
+
+/// Live counters of one component, shared by its actor, its inbox and its instance's limits.
+#[derive(Debug, Default)]
+pub struct Usage {
+    /// Bytes of memories and tables the current instance holds.
+    pub memory_bytes: AtomicU64,
+    /// The most it ever held.
+    pub memory_peak_bytes: AtomicU64,
+    /// Growths refused because the memory budget was spent.
+    pub memory_refusals: AtomicU64,
+    /// Calls cut off because they ran over their wall-clock budget.
+    pub budget_overruns: AtomicU64,
+    /// Calls that waited because the component was over its CPU share.
+    pub throttled_calls: AtomicU64,
+    /// Milliseconds calls waited for the CPU share.
+    pub throttled_ms: AtomicU64,
+    /// Microseconds the component held the component thread.
+    pub cpu_us: AtomicU64,
+    /// Timer ticks merged into one already pending.
+    pub coalesced_ticks: AtomicU64,
+    /// Messages dropped from its inbox (the oldest, when it was full).
+    pub dropped_messages: AtomicU64,
+    /// Log bytes dropped over its log rate.
+    pub dropped_log_bytes: AtomicU64,
+    /// `update-configuration` calls refused for size or rate.
+    pub refused_config_updates: AtomicU64,
+}
+
+/// A snapshot of [`Usage`], as the management API reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// Bytes of memories and tables the current instance holds.
+    pub memory_bytes: u64,
+    /// The most it ever held.
+    pub memory_peak_bytes: u64,
+    /// Its memory budget.
+    pub memory_limit_bytes: u64,
+    /// Growths refused because the memory budget was spent.
+    pub memory_refusals: u64,
+    /// Calls cut off because they ran over their wall-clock budget.
+    pub budget_overruns: u64,
+    /// Calls that waited because the component was over its CPU share.
+    pub throttled_calls: u64,
+    /// Milliseconds calls waited for the CPU share.
+    pub throttled_ms: u64,
+    /// Milliseconds the component held the component thread.
+    pub cpu_ms: u64,
+    /// Timer ticks merged into one already pending.
+    pub coalesced_ticks: u64,
+    /// Messages dropped from its inbox (the oldest, when it was full).
+    pub dropped_messages: u64,
+    /// Log bytes dropped over its log rate.
+    pub dropped_log_bytes: u64,
+    /// `update-configuration` calls refused for size or rate.
+    pub refused_config_updates: u64,
+}
+
+impl Usage {
+    /// Reads every counter; `memory_limit` is the component's budget.
+    pub fn report(&self, memory_limit: usize) -> UsageReport {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        UsageReport {
+            memory_bytes: get(&self.memory_bytes),
+            memory_peak_bytes: get(&self.memory_peak_bytes),
+            memory_limit_bytes: memory_limit as u64,
+            memory_refusals: get(&self.memory_refusals),
+            budget_overruns: get(&self.budget_overruns),
+            throttled_calls: get(&self.throttled_calls),
+            throttled_ms: get(&self.throttled_ms),
+            cpu_ms: get(&self.cpu_us) / 1000,
+            coalesced_ticks: get(&self.coalesced_ticks),
+            dropped_messages: get(&self.dropped_messages),
+            dropped_log_bytes: get(&self.dropped_log_bytes),
+            refused_config_updates: get(&self.refused_config_updates),
+        }
+    }
+
+    /// Adds `by` to `counter`.
+    pub fn add(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// A token bucket over events: `rate` a second, bursts of `burst` (for `update-configuration`
+/// calls and log bytes).
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self { rate, burst, tokens: burst, at: now }
+    }
+
+    /// Takes `n` tokens if there are that many.
+    pub fn take(&mut self, n: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now.max(self.at);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    fn budget(limit: usize) -> (MemoryBudget, Arc<Usage>) {
+        let usage = Arc::new(Usage::default());
+        (MemoryBudget::new(limit, Arc::clone(&usage)), usage)
+    }
+
+    #[test]
+    fn memories_and_tables_share_one_budget() {
+        let (mut limiter, usage) = budget(1 << 20);
+        assert!(limiter.memory_growing(0, 512 << 10, None).unwrap(), "first memory");
+        assert!(limiter.memory_growing(0, 256 << 10, None).unwrap(), "second memory");
+        assert!(!limiter.memory_growing(0, 512 << 10, None).unwrap(), "a third memory past the total");
+        let elements = (256 << 10) / TABLE_ELEMENT_BYTES;
+        assert!(limiter.table_growing(0, elements, None).unwrap(), "a table filling the rest");
+        assert!(!limiter.table_growing(elements, elements + 1, None).unwrap(), "one element more");
+        let report = usage.report(1 << 20);
+        assert_eq!(report.memory_bytes, 1 << 20);
+        assert_eq!(report.memory_refusals, 2);
+    }
+
+    /// A core module with three memories of one page and a table of one element, exporting
+    /// `grow0`..`grow2 (pages) -> old size or -1` and `grow_table (elements) -> old size or -1`.
+    fn several_memories_and_a_table() -> Vec<u8> {
+        use wasm_encoder::{
+            CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
+            MemoryType, Module, RefType, TableSection, TableType, TypeSection, ValType,
+        };
+        let mut module = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([ValType::I32], [ValType::I32]);
+        module.section(&types);
+        let mut functions = FunctionSection::new();
+        (0..4).for_each(|_| {
+            functions.function(0);
+        });
+        module.section(&functions);
+        let mut tables = TableSection::new();
+        tables.table(TableType { element_type: RefType::FUNCREF, table64: false, minimum: 1, maximum: None, shared: false });
+        module.section(&tables);
+        let mut memories = MemorySection::new();
+        for _ in 0..3 {
+            memories.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+        }
+        module.section(&memories);
+        let mut exports = ExportSection::new();
+        for (i, name) in ["grow0", "grow1", "grow2", "grow_table"].iter().enumerate() {
+            exports.export(name, ExportKind::Func, i as u32);
+        }
+        module.section(&exports);
+        let mut code = CodeSection::new();
+        for memory in 0..3 {
+            let mut f = Function::new([]);
+            f.instruction(&Instruction::LocalGet(0)).instruction(&Instruction::MemoryGrow(memory)).instruction(&Instruction::End);
+            code.function(&f);
+        }
+        let mut f = Function::new([]);
+        f.instruction(&Instruction::RefNull(wasm_encoder::HeapType::FUNC))
+            .instruction(&Instruction::LocalGet(0))
+            .instruction(&Instruction::TableGrow(0))
+            .instruction(&Instruction::End);
+        code.function(&f);
+        module.section(&code);
+        module.finish()
+    }
+
+    #[test]
+    fn wasmtime_charges_every_memory_and_table_of_an_instance_to_one_budget() {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, several_memories_and_a_table()).unwrap();
+        let usage = Arc::new(Usage::default());
+        let mut store = wasmtime::Store::new(&engine, MemoryBudget::new(1 << 20, Arc::clone(&usage)));
+        store.limiter(|budget| budget);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let page = 64 << 10;
+        assert_eq!(usage.report(0).memory_bytes, 3 * page + TABLE_ELEMENT_BYTES as u64, "charged at creation");
+        let grow = |store: &mut wasmtime::Store<MemoryBudget>, name: &str, n: i32| -> i32 {
+            let f = instance.get_typed_func::<i32, i32>(&mut *store, name).unwrap();
+            f.call(&mut *store, n).unwrap()
+        };
+        assert_eq!(grow(&mut store, "grow0", 6), 1, "memory 0 to 7 pages");
+        assert_eq!(grow(&mut store, "grow1", 6), 1, "memory 1 to 7 pages: 15 of 16 pages in all");
+        assert_eq!(grow(&mut store, "grow2", 2), -1, "memory 2 past the one budget, though its own size is small");
+        let table_room = (page as usize - TABLE_ELEMENT_BYTES) / TABLE_ELEMENT_BYTES;
+        assert_eq!(grow(&mut store, "grow_table", table_room as i32 + 1), -1, "a table past the rest of the budget");
+        assert_eq!(grow(&mut store, "grow_table", 1000), 1, "a table within it");
+        let report = usage.report(1 << 20);
+        assert_eq!(report.memory_refusals, 2);
+        assert!(report.memory_bytes <= 1 << 20);
+        assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err(), "a second instance's memories do not fit");
+    }
+
+    #[test]
+    fn hostile_growth_requests_cannot_overflow_the_count() {
+        let (mut limiter, usage) = budget(1 << 20);
+        assert!(!limiter.table_growing(0, usize::MAX, None).unwrap());
+        assert!(!limiter.memory_growing(0, usize::MAX, None).unwrap());
+        assert!(!limiter.memory_growing(0, 10, Some(5)).unwrap(), "past the memory's own maximum");
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap(), "nothing was charged for the refusals");
+        assert_eq!(usage.report(0).memory_refusals, 2);
+    }
+
+    #[test]
+    fn a_component_over_its_share_waits_in_proportion() {
+        let start = Instant::now();
+        let mut share = CpuShare::new(0.5, start);
+        assert_eq!(share.wait(start), None, "a full bucket");
+        share.charge(Duration::from_millis(900), start);
+        // 0.5 s saved up, 0.9 s used: 0.4 s owed, paid back at 0.5 s a second.
+        let wait = share.wait(start).unwrap();
+        assert!((wait.as_secs_f64() - 0.8).abs() < 1e-6, "{wait:?}");
+        assert_eq!(share.wait(start + Duration::from_millis(800)), None);
+    }
+
+    #[test]
+    fn idle_time_saves_up_at_most_one_window() {
+        let start = Instant::now();
+        let mut share = CpuShare::new(0.25, start);
+        let later = start + Duration::from_secs(3600);
+        share.charge(Duration::from_millis(300), later);
+        assert!(share.wait(later).is_some(), "an hour idle buys no more than 250 ms");
+        let mut odd = CpuShare::new(f64::NAN, start);
+        odd.charge(Duration::from_millis(500), start);
+        assert_eq!(odd.wait(start), None, "a share that is not a number means the whole thread");
+    }
+
+    #[test]
+    fn buckets_refill_at_their_rate_up_to_the_burst() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(10.0, 20.0, start);
+        assert!((0..20).all(|_| bucket.take(1.0, start)));
+        assert!(!bucket.take(1.0, start));
+        assert!(bucket.take(1.0, start + Duration::from_millis(100)));
+        assert!(!bucket.take(50.0, start + Duration::from_secs(100)), "never more than the burst");
+    }
+}
