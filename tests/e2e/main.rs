@@ -13,6 +13,7 @@ mod hot_reload;
 mod lifecycle;
 mod limits;
 mod mqtt5;
+mod sandbox;
 mod sdk;
 mod shadows;
 mod tutorial;

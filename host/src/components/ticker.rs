@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// How often the epoch advances while a call is in progress.
-pub const TICK: Duration = Duration::from_millis(10);
+pub const TICK: Duration = Duration::from_millis(2);
 
 /// A thread that calls `tick` every [`TICK`] while at least one [`Busy`] guard is alive, and
 /// sleeps on a condition variable otherwise: an idle host has no clock running for components.

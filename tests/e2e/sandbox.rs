@@ -1,0 +1,302 @@
+//! Hostile components: each case runs `plugins/test-hostile` in one misbehaviour inside a real
+//! `turf run` process, next to a well-behaved probe that echoes a device's messages, and checks
+//! what the sandbox promises (ARCHITECTURE.md, "The component sandbox"):
+//!
+//! - a device's round trip through the other component stays under [`ROUND_TRIP_BOUND`] while the
+//!   hostile one misbehaves;
+//! - a deployment made meanwhile completes within [`DEPLOYMENT_BOUND`];
+//! - `turf component list` answers within [`CLI_BOUND`];
+//! - the hostile component ends up RUNNING again or BROKEN, as the restart policy says, and its
+//!   counters in `turf component details` show what was refused;
+//! - SIGTERM, sent while it misbehaves, ends the process within 10 s.
+//!
+//! Bounds are for the debug build `make test` uses, on 2 cores, with two cases at a time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use turf_host::deploy::model::{DeploymentRequest, DeploymentState, FailurePolicy};
+use turf_host::mgmt::client::Client;
+use turf_tests::process::RunningTurf;
+use turf_tests::{bridge_update, merge_update, plugin_wasm, pubsub_access, stage_component, wait_until};
+
+const HOSTILE: &str = "com.turf.test.Hostile";
+const BYSTANDER: &str = "com.turf.test.Bystander";
+/// Longest a device's round trip through the well-behaved component may take.
+const ROUND_TRIP_BOUND: Duration = Duration::from_millis(500);
+/// Longest a deployment made while the hostile component misbehaves may take.
+const DEPLOYMENT_BOUND: Duration = Duration::from_secs(15);
+/// Longest `turf component list` may take to answer.
+const CLI_BOUND: Duration = Duration::from_secs(3);
+/// Longest SIGTERM may take to end the process.
+const EXIT_BOUND: Duration = Duration::from_secs(10);
+/// How long round trips are sampled while the hostile component misbehaves.
+const SAMPLING: Duration = Duration::from_secs(3);
+
+/// Where a case's hostile component must end up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// RUNNING, after at least this many restarts.
+    Running { restarts: u32 },
+    /// BROKEN (three errors within the hour).
+    Broken,
+}
+
+struct Case {
+    behaviour: &'static str,
+    /// Started by a message on `hostile/go` (otherwise it misbehaves from `init`).
+    on_message: bool,
+    end: End,
+    /// A usage counter (`turf component details` JSON name) that must have moved.
+    counter: Option<&'static str>,
+    /// A line its log must contain.
+    log: Option<&'static str>,
+}
+
+/// A device on the plain listener, with what it receives.
+struct Device {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl Device {
+    async fn connect(port: u16, id: &str) -> Result<Self> {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, eventloop) = AsyncClient::new(options, 100);
+        let (tx, received) = mpsc::unbounded_channel();
+        tokio::spawn(pump(eventloop, tx));
+        Ok(Self { client, received })
+    }
+
+    /// Publishes `payload` on `echo/in` and waits for the bystander's echo; the round trip.
+    async fn round_trip(&mut self, payload: &str) -> Result<Duration> {
+        let start = Instant::now();
+        self.client.publish("echo/in", QoS::AtLeastOnce, false, payload).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (topic, body) = tokio::time::timeout_at(deadline, self.received.recv())
+                .await
+                .context("no echo within 10 s")?
+                .context("device connection ended")?;
+            if topic == "echoed/echo/in" && body == payload.as_bytes() {
+                return Ok(start.elapsed());
+            }
+        }
+    }
+}
+
+async fn pump(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<(String, Vec<u8>)>) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+async fn deploy(client: &Client, request: &DeploymentRequest) -> Result<Duration> {
+    let start = Instant::now();
+    let record = client.create_deployment(request).await?;
+    let record = client.wait_deployment(&record.id, DEPLOYMENT_BOUND * 2, None).await?;
+    ensure!(record.state == DeploymentState::Succeeded, "deployment failed: {:?}", record.error);
+    Ok(start.elapsed())
+}
+
+/// `turf component details` of the hostile component, as the API reports it.
+async fn usage(client: &Client) -> Result<Value> {
+    let details = client.component(HOSTILE).await?;
+    Ok(serde_json::to_value(details.info.usage).context("usage")?)
+}
+
+async fn state(client: &Client) -> Result<(String, u32)> {
+    let info = client.components().await?.into_iter().find(|c| c.name == HOSTILE).context("hostile not listed")?;
+    Ok((info.state.to_string(), info.restarts))
+}
+
+/// Runs `turf component list` and returns how long it took.
+async fn cli_list(root: &Path) -> Result<Duration> {
+    let root = root.to_path_buf();
+    let start = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(turf_tests::turf_bin())
+            .arg("--root")
+            .arg(root)
+            .args(["component", "list"])
+            .output()
+    })
+    .await??;
+    ensure!(output.status.success(), "turf component list failed: {}", String::from_utf8_lossy(&output.stderr));
+    ensure!(String::from_utf8_lossy(&output.stdout).contains(HOSTILE), "the list names the hostile component");
+    Ok(start.elapsed())
+}
+
+async fn run_case(case: Case) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let client = Client::new(&root.join("turf.sock"));
+    let routes = [
+        ("DevicesToBus", "echo/#", "LocalMqtt", "Pubsub"),
+        ("Triggers", "hostile/#", "LocalMqtt", "Pubsub"),
+        ("EchoesToDevices", "echoed/#", "Pubsub", "LocalMqtt"),
+    ];
+    deploy(&client, &bridge_update(&routes)).await?;
+    let stage = dir.path().join("stage");
+    let bystander = json!({
+        "subscribe": ["echo/in"], "echoPrefix": "echoed/",
+        "accessControl": pubsub_access(BYSTANDER, &["SubscribeToTopic", "PublishToTopic"], &["echo/in", "echoed/echo/in"]),
+    });
+    deploy(&client, &stage_component(&stage.join("b"), BYSTANDER, "1.0.0", &plugin_wasm("test_probe"), bystander))
+        .await?;
+    let mut device = Device::connect(turf.plain, "sandbox-device").await?;
+    device.client.subscribe("echoed/#", QoS::AtLeastOnce).await?;
+    // The first echo proves the path before anything hostile runs.
+    device.round_trip("warm-up").await?;
+
+    let hostile = json!({
+        "behaviour": case.behaviour, "trigger": "hostile/go",
+        "accessControl": pubsub_access(HOSTILE, &["SubscribeToTopic", "PublishToTopic"], &["hostile/go", "flood/out"]),
+    });
+    let mut request = stage_component(&stage.join("h"), HOSTILE, "1.0.0", &plugin_wasm("test_hostile"), hostile);
+    request.failure_handling_policy = FailurePolicy::DoNothing;
+    let record = client.create_deployment(&request).await?;
+    let record = client.wait_deployment(&record.id, DEPLOYMENT_BOUND * 2, None).await?;
+    if case.behaviour != "trap-init" {
+        ensure!(record.state == DeploymentState::Succeeded, "deploying the hostile component: {:?}", record.error);
+    }
+    let trigger_client = device.client.clone();
+    let trigger = || trigger_client.publish("hostile/go", QoS::AtLeastOnce, false, "go");
+    if case.on_message {
+        trigger().await?;
+    }
+
+    // Devices and the other component keep their latency while it misbehaves.
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while start.elapsed() < SAMPLING {
+        n += 1;
+        worst = worst.max(device.round_trip(&format!("ping {n}")).await?);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("{}: worst round trip {worst:?} over {n} pings", case.behaviour);
+    ensure!(worst < ROUND_TRIP_BOUND, "{}: a round trip took {worst:?}", case.behaviour);
+
+    // The operator's view answers.
+    let took = cli_list(&root).await?;
+    ensure!(took < CLI_BOUND, "{}: turf component list took {took:?}", case.behaviour);
+
+    // It ends up where the restart policy says.
+    let what = format!("{} to end up {:?}", case.behaviour, case.end);
+    wait_until(Duration::from_secs(30), &what, || async {
+        match (state(&client).await, case.end) {
+            (Ok((state, restarts)), End::Running { restarts: at_least }) => state == "RUNNING" && restarts >= at_least,
+            (Ok((state, _)), End::Broken) => state == "BROKEN",
+            (Err(_), _) => false,
+        }
+    })
+    .await?;
+    let usage = usage(&client).await?;
+    println!("{}: usage {usage}", case.behaviour);
+    if let Some(counter) = case.counter {
+        ensure!(usage[counter].as_u64().unwrap_or(0) > 0, "{}: {counter} did not move: {usage}", case.behaviour);
+    }
+    let logs = std::fs::read_dir(root.join("logs"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(HOSTILE))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum::<u64>();
+    ensure!(logs < 8 << 20, "{}: its log files hold {logs} bytes", case.behaviour);
+    if let Some(needle) = case.log {
+        let log = std::fs::read_to_string(root.join("logs").join(format!("{HOSTILE}.log")))?;
+        ensure!(log.contains(needle), "{}: {needle:?} is not in its log:\n{log}", case.behaviour);
+    }
+
+    // A deployment made while it misbehaves again completes.
+    if case.on_message {
+        trigger().await?;
+    }
+    let took = deploy(&client, &merge_update(BYSTANDER, json!({"note": "redeployed"}))).await?;
+    ensure!(took < DEPLOYMENT_BOUND, "{}: a deployment took {took:?}", case.behaviour);
+
+    // SIGTERM while it misbehaves ends the process in time.
+    if case.on_message {
+        trigger().await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let start = Instant::now();
+    let status = tokio::task::spawn_blocking(move || turf.terminate()).await??;
+    let took = start.elapsed();
+    ensure!(took < EXIT_BOUND, "{}: SIGTERM took {took:?} to end the process ({status})", case.behaviour);
+    let log = std::fs::read_to_string(root.join("logs/turf.log")).unwrap_or_default();
+    if !log.contains("stopped") {
+        bail!("{}: the host did not finish its shutdown:\n{log}", case.behaviour);
+    }
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn a_component_sleeping_in_a_host_call_is_cut_off_at_its_budget() -> Result<()> {
+    let end = End::Running { restarts: 1 };
+    run_case(Case { behaviour: "sleep", on_message: true, end, counter: Some("budget_overruns"), log: None }).await
+}
+
+#[actix_rt::test]
+async fn a_spinning_component_is_cut_off_at_its_budget() -> Result<()> {
+    let end = End::Running { restarts: 1 };
+    run_case(Case { behaviour: "spin", on_message: true, end, counter: Some("budget_overruns"), log: None }).await
+}
+
+#[actix_rt::test]
+async fn a_component_growing_its_memory_stops_at_its_memory_budget() -> Result<()> {
+    let end = End::Running { restarts: 1 };
+    run_case(Case { behaviour: "memory", on_message: true, end, counter: Some("memory_refusals"), log: None }).await
+}
+
+#[actix_rt::test]
+async fn a_component_publishing_in_a_tight_loop_is_paced_and_cut_off() -> Result<()> {
+    let end = End::Running { restarts: 1 };
+    run_case(Case { behaviour: "publish-flood", on_message: true, end, counter: Some("budget_overruns"), log: None }).await
+}
+
+#[actix_rt::test]
+async fn sixty_four_busy_timers_are_throttled_to_the_components_cpu_share() -> Result<()> {
+    let end = End::Running { restarts: 0 };
+    run_case(Case { behaviour: "timers", on_message: false, end, counter: Some("throttled_calls"), log: None }).await
+}
+
+#[actix_rt::test]
+async fn a_component_subscribing_to_everything_without_rights_is_refused_and_keeps_running() -> Result<()> {
+    let end = End::Running { restarts: 0 };
+    let log = Some("subscribe # failed: unauthorized");
+    run_case(Case { behaviour: "subscribe-all", on_message: false, end, counter: None, log }).await
+}
+
+#[actix_rt::test]
+async fn a_component_printing_100_mb_is_rate_limited_in_its_log() -> Result<()> {
+    let end = End::Running { restarts: 0 };
+    let log = Some("bytes of output dropped: over the log rate");
+    run_case(Case { behaviour: "print", on_message: true, end, counter: Some("dropped_log_bytes"), log }).await
+}
+
+#[actix_rt::test]
+async fn a_component_trapping_in_init_becomes_broken() -> Result<()> {
+    let log = Some("trapping in init");
+    run_case(Case { behaviour: "trap-init", on_message: false, end: End::Broken, counter: None, log }).await
+}
+
+#[actix_rt::test]
+async fn a_component_trapping_in_a_loop_becomes_broken() -> Result<()> {
+    run_case(Case { behaviour: "trap-loop", on_message: false, end: End::Broken, counter: None, log: None }).await
+}
