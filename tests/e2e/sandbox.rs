@@ -300,3 +300,105 @@ async fn a_component_trapping_in_init_becomes_broken() -> Result<()> {
 async fn a_component_trapping_in_a_loop_becomes_broken() -> Result<()> {
     run_case(Case { behaviour: "trap-loop", on_message: false, end: End::Broken, counter: None, log: None }).await
 }
+
+/// Stages the hostile component with `config` and its recipe's `SystemResourceLimits`.
+fn stage_hostile(dir: &Path, config: Value, limits: Value) -> Result<DeploymentRequest> {
+    let request = stage_component(dir, HOSTILE, "1.0.0", &plugin_wasm("test_hostile"), config);
+    let recipe_file = dir.join("recipes").join(format!("{HOSTILE}-1.0.0.json"));
+    let mut recipe: Value = serde_json::from_str(&std::fs::read_to_string(&recipe_file)?)?;
+    recipe["SystemResourceLimits"] = limits;
+    std::fs::write(&recipe_file, serde_json::to_string_pretty(&recipe)?)?;
+    Ok(request)
+}
+
+fn hostile_config(behaviour: &str) -> Value {
+    json!({
+        "behaviour": behaviour, "trigger": "hostile/go",
+        "accessControl": pubsub_access(HOSTILE, &["SubscribeToTopic"], &["hostile/go"]),
+    })
+}
+
+#[actix_rt::test]
+async fn recipe_limits_bound_the_inbox_and_a_deployment_kills_a_component_stuck_past_its_stop_timeout() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let client = Client::new(&root.join("turf.sock"));
+    deploy(&client, &bridge_update(&[("Triggers", "hostile/#", "LocalMqtt", "Pubsub")])).await?;
+    // A minute per call: only the deployment's stop timeout can end the sleep below.
+    let limits = json!({"memory": 4096, "queueMessages": 5, "callTimeoutMs": 60000});
+    deploy(&client, &stage_hostile(&dir.path().join("stage"), hostile_config("sleep"), limits)?).await?;
+    let before = usage(&client).await?;
+    assert_eq!(before["memory_limit_bytes"], 4 << 20, "memory is in KiB, as Greengrass's: {before}");
+
+    let device = Device::connect(turf.plain, "sandbox-burst").await?;
+    for _ in 0..50 {
+        device.client.publish("hostile/go", QoS::AtLeastOnce, false, "go").await?;
+    }
+    wait_until(Duration::from_secs(20), "the inbox to drop the oldest messages", || async {
+        usage(&client).await.is_ok_and(|u| u["dropped_messages"].as_u64().unwrap_or(0) >= 40)
+    })
+    .await?;
+    let status = turf.turf(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    ensure!(status.contains("message(s) dropped (inbox full)"), "turf status shows the drops:\n{status}");
+    let details = turf.turf(&["component", "details", HOSTILE]);
+    let details = String::from_utf8_lossy(&details.stdout);
+    ensure!(details.contains("dropped:   4") && details.contains("/4.0 MiB"), "details show drops and budget:\n{details}");
+
+    let mut removal = DeploymentRequest { remove: vec![HOSTILE.to_owned()], ..DeploymentRequest::default() };
+    removal.failure_handling_policy = FailurePolicy::Rollback;
+    let took = deploy(&client, &removal).await?;
+    ensure!(took < Duration::from_secs(10), "removing the stuck component took {took:?}");
+    let log = std::fs::read_to_string(root.join("logs").join(format!("{HOSTILE}.log")))?;
+    ensure!(log.contains("killed"), "its log says it was killed:\n{log}");
+    let took = {
+        let start = Instant::now();
+        tokio::task::spawn_blocking(move || turf.terminate()).await??;
+        start.elapsed()
+    };
+    ensure!(took < EXIT_BOUND, "SIGTERM took {took:?}");
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn a_component_slow_to_start_never_keeps_the_management_api_from_answering() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let client = Client::new(&root.join("turf.sock"));
+    let limits = json!({"initTimeoutMs": 6000});
+    deploy(&client, &stage_hostile(&dir.path().join("stage"), hostile_config("subscribe-all"), limits)?).await?;
+    // From the next start on, its init sleeps until its budget kills it.
+    deploy(&client, &merge_update(HOSTILE, json!({"behaviour": "sleep-init"}))).await?;
+    tokio::task::spawn_blocking(move || turf.terminate()).await??;
+
+    let starting = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || RunningTurf::start(&root))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        ensure!(Instant::now() < deadline, "turf component list never answered during the start");
+        let root = root.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(turf_tests::turf_bin())
+                .arg("--root")
+                .arg(root)
+                .args(["component", "list"])
+                .output()
+        })
+        .await??;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && text.contains("STARTING") {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure!(listed.contains(HOSTILE), "{listed}");
+    let (turf, _, _) = starting.await??;
+    let log = std::fs::read_to_string(root.join("logs").join(format!("{HOSTILE}.log")))?;
+    ensure!(log.contains("longer than its budget (6s"), "init was cut off at its recipe's budget:\n{log}");
+    tokio::task::spawn_blocking(move || turf.terminate()).await??;
+    Ok(())
+}

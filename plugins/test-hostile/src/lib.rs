@@ -14,6 +14,7 @@
 //! - `subscribe-all` (init): subscribes to `#` (a test gives it no right to).
 //! - `print` (on message): prints 100 MB to stdout.
 //! - `trap-init` (init): traps in `init`.
+//! - `sleep-init` (init): sleeps in a host call in `init` for an hour.
 //! - `trap-loop` (init): starts a 10 ms timer whose first tick traps, so every restart traps again.
 //!
 //! Every line it prints is something a test looks for.
@@ -59,6 +60,10 @@ impl Component for Hostile {
                 for _ in 0..64 {
                     timer::set_interval(Duration::from_millis(10)).map_err(|e| e.to_string())?;
                 }
+            }
+            "sleep-init" => {
+                println!("sleeping in init");
+                std::thread::sleep(Duration::from_secs(3600));
             }
             "trap-loop" => {
                 timer::set_interval(Duration::from_millis(10)).map_err(|e| e.to_string())?;
