@@ -208,7 +208,8 @@ async fn run_case(case: Case) -> Result<()> {
     })
     .await?;
     let usage = usage(&client).await?;
-    println!("{}: usage {usage}", case.behaviour);
+    let details = turf.turf(&["component", "details", HOSTILE]);
+    println!("{}: turf component details\n{}", case.behaviour, String::from_utf8_lossy(&details.stdout));
     if let Some(counter) = case.counter {
         ensure!(usage[counter].as_u64().unwrap_or(0) > 0, "{}: {counter} did not move: {usage}", case.behaviour);
     }

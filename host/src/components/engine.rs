@@ -1,8 +1,9 @@
 //! The wasmtime engine, its epoch ticker, and the cache of compiled components.
 //!
 //! One [`Engine`] per host, with epoch interruption on: a plain thread bumps the epoch every
-//! [`TICK`] while a guest call is in progress, so the call can be given a deadline (see
-//! `instance`); with no call in progress the thread sleeps until the next one starts.
+//! [`TICK`] while a guest call is in progress, and the guest yields at each tick, so its
+//! wall-clock budget can fire and other work runs between its slices (see `instance`); with no
+//! call in progress the thread sleeps until the next one starts.
 //!
 //! Compiling with Cranelift takes memory the host would keep long after (the allocator does not
 //! give it back, and the compiler's code pages stay mapped). So `turf run` compiles in a helper
@@ -26,7 +27,7 @@ use wasmtime::{Config, Engine};
 pub use super::ticker::{Busy, EpochTicker};
 use crate::fsutil::{self, Access};
 
-/// How often the epoch advances; the granularity of call deadlines.
+/// How often the epoch advances; the longest slice a guest runs before it yields.
 pub const TICK: Duration = super::ticker::TICK;
 
 /// A failure to create the engine or compile a component.

@@ -1,5 +1,5 @@
 //! The epoch ticker: a thread that advances the wasmtime engine's epoch every [`TICK`] while at
-//! least one component call is in progress, so each call can be given a deadline (see
+//! least one component call is in progress, so a running guest yields every tick (see
 //! `instance`), and sleeps on a condition variable otherwise: an idle host has no clock running
 //! for components. Talks to nobody; `engine` starts it, `instance` holds a [`Busy`] guard per call.
 
