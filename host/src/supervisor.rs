@@ -122,7 +122,11 @@ const STEP_DEADLINE: Duration = Duration::from_secs(1);
 async fn step<T>(what: &str, deadline: Duration, work: impl Future<Output = T>) -> Option<T> {
     let outcome = tokio::time::timeout(deadline, work).await.ok();
     if outcome.is_none() {
-        tracing::warn!(step = what, deadline_ms = deadline.as_millis() as u64, "shutdown step abandoned: it did not finish in time");
+        tracing::warn!(
+            step = what,
+            deadline_ms = deadline.as_millis() as u64,
+            "shutdown step abandoned: it did not finish in time"
+        );
     }
     outcome
 }
@@ -140,7 +144,10 @@ impl Host {
         step("management API", STEP_DEADLINE, self.mgmt.stop(false)).await;
         let _ = step("watcher", STEP_DEADLINE, self.watcher.send(StopWatcher)).await;
         if let Some(Ok(Some(id))) = step("deployments", STEP_DEADLINE, self.deployments.send(CloseDeployments)).await {
-            tracing::warn!(deployment = id, "shutdown abandons the deployment in progress; it is marked FAILED at the next start");
+            tracing::warn!(
+                deployment = id,
+                "shutdown abandons the deployment in progress; it is marked FAILED at the next start"
+            );
         }
         let _ = step("discovery", STEP_DEADLINE, self.discovery.send(StopDiscovery)).await;
         let deadline = components::STOP_ALL_TIMEOUT + Duration::from_secs(2);

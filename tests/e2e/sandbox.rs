@@ -129,11 +129,7 @@ async fn cli_list(root: &Path) -> Result<Duration> {
     let root = root.to_path_buf();
     let start = Instant::now();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(turf_tests::turf_bin())
-            .arg("--root")
-            .arg(root)
-            .args(["component", "list"])
-            .output()
+        std::process::Command::new(turf_tests::turf_bin()).arg("--root").arg(root).args(["component", "list"]).output()
     })
     .await??;
     ensure!(output.status.success(), "turf component list failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -268,7 +264,8 @@ async fn a_component_growing_its_memory_stops_at_its_memory_budget() -> Result<(
 #[actix_rt::test]
 async fn a_component_publishing_in_a_tight_loop_is_paced_and_cut_off() -> Result<()> {
     let end = End::Running { restarts: 1 };
-    run_case(Case { behaviour: "publish-flood", on_message: true, end, counter: Some("budget_overruns"), log: None }).await
+    run_case(Case { behaviour: "publish-flood", on_message: true, end, counter: Some("budget_overruns"), log: None })
+        .await
 }
 
 #[actix_rt::test]
@@ -345,7 +342,10 @@ async fn recipe_limits_bound_the_inbox_and_a_deployment_kills_a_component_stuck_
     ensure!(status.contains("message(s) dropped (inbox full)"), "turf status shows the drops:\n{status}");
     let details = turf.turf(&["component", "details", HOSTILE]);
     let details = String::from_utf8_lossy(&details.stdout);
-    ensure!(details.contains("dropped:   4") && details.contains("/4.0 MiB"), "details show drops and budget:\n{details}");
+    ensure!(
+        details.contains("dropped:   4") && details.contains("/4.0 MiB"),
+        "details show drops and budget:\n{details}"
+    );
 
     let mut removal = DeploymentRequest { remove: vec![HOSTILE.to_owned()], ..DeploymentRequest::default() };
     removal.failure_handling_policy = FailurePolicy::Rollback;

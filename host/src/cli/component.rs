@@ -87,8 +87,14 @@ pub async fn execute(layout: &RootLayout, command: ComponentCommand) -> Result<(
             if let Some(u) = &c.usage {
                 println!("  memory:    {} (peak {:.1} MiB)", memory_figure(u), u.memory_peak_bytes as f64 / 1048576.0);
                 println!("  cpu:       {} ms on the component thread", u.cpu_ms);
-                println!("  throttled: {} call(s), {} ms waited (over its CPU share)", u.throttled_calls, u.throttled_ms);
-                println!("  dropped:   {} message(s) (inbox full), {} log byte(s)", u.dropped_messages, u.dropped_log_bytes);
+                println!(
+                    "  throttled: {} call(s), {} ms waited (over its CPU share)",
+                    u.throttled_calls, u.throttled_ms
+                );
+                println!(
+                    "  dropped:   {} message(s) (inbox full), {} log byte(s)",
+                    u.dropped_messages, u.dropped_log_bytes
+                );
                 println!(
                     "  refused:   {} call(s) over budget, {} memory growth(s), {} configuration update(s); {} timer tick(s) merged",
                     u.budget_overruns, u.memory_refusals, u.refused_config_updates, u.coalesced_ticks

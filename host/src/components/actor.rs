@@ -26,7 +26,7 @@ use super::budget::{CpuShare, Usage, UsageReport};
 use super::engine::WasmEngine;
 use super::host::changed_subscriptions;
 use super::inbox::ComponentInbox;
-use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, ServicePeers, TimerControl, Trapped};
+use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, KillWatch, ServicePeers, TimerControl, Trapped};
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::config::ComponentLimits;
@@ -160,8 +160,8 @@ pub struct ComponentSpec {
     pub restarts: u32,
     /// Its counters, kept across restarts and swaps.
     pub usage: Arc<Usage>,
-    /// Set by the runtime to kill the call in progress (a stop or start past its deadline).
-    pub kill: tokio::sync::watch::Receiver<bool>,
+    /// How the runtime kills its call in progress (a stop or a start past its deadline).
+    pub kill: KillWatch,
 }
 
 /// Services the actor reports to.
@@ -373,6 +373,9 @@ impl ComponentActor {
         F: FnOnce(Instance) -> Fut + 'static,
         Fut: Future<Output = (Instance, Result<(), Trapped>)> + 'static,
     {
+        if self.spec.kill.stopping() {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
         let Some(instance) = self.instance.take() else {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
@@ -381,9 +384,14 @@ impl ComponentActor {
             Usage::add(&self.spec.usage.throttled_calls, 1);
             Usage::add(&self.spec.usage.throttled_ms, wait.as_millis() as u64);
         }
+        let kill = self.spec.kill.clone();
         let run = async move {
             if let Some(wait) = wait {
-                tokio::time::sleep(wait).await;
+                // A kill (stop or start deadline) also ends the wait; the call then ends at once.
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = kill.killed() => {}
+                }
             }
             call(instance).await
         };
@@ -573,7 +581,7 @@ impl Handler<Restart> for ComponentActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
-        if self.state == State::Errored {
+        if self.state == State::Errored && !self.spec.kill.stopping() {
             self.restarts += 1;
             self.start_instance(ctx);
         }

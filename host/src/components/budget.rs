@@ -261,8 +261,8 @@ mod tests {
     /// `grow0`..`grow2 (pages) -> old size or -1` and `grow_table (elements) -> old size or -1`.
     fn several_memories_and_a_table() -> Vec<u8> {
         use wasm_encoder::{
-            CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
-            MemoryType, Module, RefType, TableSection, TableType, TypeSection, ValType,
+            CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection, MemoryType,
+            Module, RefType, TableSection, TableType, TypeSection, ValType,
         };
         let mut module = Module::new();
         let mut types = TypeSection::new();
@@ -274,11 +274,23 @@ mod tests {
         });
         module.section(&functions);
         let mut tables = TableSection::new();
-        tables.table(TableType { element_type: RefType::FUNCREF, table64: false, minimum: 1, maximum: None, shared: false });
+        tables.table(TableType {
+            element_type: RefType::FUNCREF,
+            table64: false,
+            minimum: 1,
+            maximum: None,
+            shared: false,
+        });
         module.section(&tables);
         let mut memories = MemorySection::new();
         for _ in 0..3 {
-            memories.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+            memories.memory(MemoryType {
+                minimum: 1,
+                maximum: None,
+                memory64: false,
+                shared: false,
+                page_size_log2: None,
+            });
         }
         module.section(&memories);
         let mut exports = ExportSection::new();
@@ -289,7 +301,9 @@ mod tests {
         let mut code = CodeSection::new();
         for memory in 0..3 {
             let mut f = Function::new([]);
-            f.instruction(&Instruction::LocalGet(0)).instruction(&Instruction::MemoryGrow(memory)).instruction(&Instruction::End);
+            f.instruction(&Instruction::LocalGet(0))
+                .instruction(&Instruction::MemoryGrow(memory))
+                .instruction(&Instruction::End);
             code.function(&f);
         }
         let mut f = Function::new([]);

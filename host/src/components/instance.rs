@@ -14,12 +14,13 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::Value;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use tokio::sync::watch;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::engine::{EpochTicker, WasmEngine};
@@ -138,8 +139,62 @@ pub struct HostSetup {
     pub limits: ComponentLimits,
     /// The component's counters.
     pub usage: Arc<Usage>,
-    /// Becomes true when the runtime kills the component's call in progress.
-    pub kill: watch::Receiver<bool>,
+    /// How the runtime kills the component's call in progress.
+    pub kill: KillWatch,
+}
+
+/// The runtime's hold on one component's calls. [`KillSwitch::kill`] ends the call in progress
+/// (a later call runs normally); [`KillSwitch::stop`] also keeps any further call from starting.
+#[derive(Debug, Clone)]
+pub struct KillSwitch {
+    kills: watch::Sender<u64>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Default for KillSwitch {
+    fn default() -> Self {
+        Self { kills: watch::Sender::new(0), stopping: Arc::default() }
+    }
+}
+
+impl KillSwitch {
+    /// Ends the call in progress, if any.
+    pub fn kill(&self) {
+        self.kills.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// No call starts from now on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// What the component's actor and instance watch.
+    pub fn watch(&self) -> KillWatch {
+        KillWatch { kills: self.kills.subscribe(), stopping: Arc::clone(&self.stopping) }
+    }
+}
+
+/// The component's side of a [`KillSwitch`].
+#[derive(Debug, Clone)]
+pub struct KillWatch {
+    kills: watch::Receiver<u64>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl KillWatch {
+    /// True once the component is being stopped: no call may start.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Resolves at the next kill after this call (never, once the switch is gone).
+    pub async fn killed(&self) {
+        let mut kills = self.kills.clone();
+        kills.borrow_and_update();
+        if kills.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// `update-configuration` calls a second, and their burst.
@@ -203,7 +258,7 @@ pub struct Instance {
     ticker: EpochTicker,
     /// Time the current call held the thread so far.
     held: Cell<Duration>,
-    kill: watch::Receiver<bool>,
+    kill: KillWatch,
 }
 
 /// A call failed in a way that kills the instance (trap, budget exceeded, host bug).
@@ -253,7 +308,8 @@ impl Instance {
     pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
         let _busy = self.arm();
         let usage = Arc::clone(&self.store.data().usage);
-        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_on_message(&mut self.store, topic, payload)).await
+        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_on_message(&mut self.store, topic, payload))
+            .await
     }
 
     /// Calls `on-iotcore-message`.
@@ -299,16 +355,10 @@ async fn budgeted<T>(
     budget: Duration,
     held: &Cell<Duration>,
     usage: &Usage,
-    kill: &watch::Receiver<bool>,
+    kill: &KillWatch,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<T, Trapped> {
-    let mut kill = kill.clone();
-    let killed = async move {
-        // A dropped sender means nobody can kill this call any more: wait for it normally.
-        if kill.wait_for(|k| *k).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+    let killed = kill.killed();
     let mut call = std::pin::pin!(call);
     let metered = std::future::poll_fn(|cx| {
         let start = Instant::now();

@@ -38,7 +38,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use wasmtime::component::Linker;
 
 use self::access::AccessControl;
@@ -46,7 +46,7 @@ pub use self::actor::ComponentStatus;
 use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, RestartComponent, StopComponent, Swap};
 use self::bindings::TurfComponentPre;
 use self::engine::{CompileCache, Compiler, EngineError, WasmEngine};
-use self::instance::{ConfigSnapshot, HostState, ServicePeers};
+use self::instance::{ConfigSnapshot, HostState, KillSwitch, ServicePeers};
 use self::log::ComponentLog;
 use crate::config::{ComponentLimits, LimitOverrides, RootLayout};
 use crate::pubsub::UnsubscribeAll;
@@ -193,18 +193,19 @@ const KILL_GRACE: Duration = Duration::from_secs(1);
 /// A component actor and the switch that kills its call in progress.
 struct Running {
     actor: Addr<ComponentActor>,
-    kill: watch::Sender<bool>,
+    kill: KillSwitch,
 }
 
-/// Asks `actor` to stop, waits up to `timeout`, then kills its call in progress and waits a
-/// little more. Returns its restart count, or `None` if it never answered.
+/// Stops the component: no further call starts, the call in progress has `timeout` to finish
+/// and is then killed. Returns its restart count, or `None` if it never answered.
 async fn stop_component(running: Running, timeout: Duration) -> Option<u32> {
+    running.kill.stop();
     let request = running.actor.send(StopComponent);
     tokio::pin!(request);
     if let Ok(answer) = tokio::time::timeout(timeout, &mut request).await {
         return answer.ok();
     }
-    let _ = running.kill.send(true);
+    running.kill.kill();
     tokio::time::timeout(KILL_GRACE, request).await.ok().and_then(Result::ok)
 }
 
@@ -302,7 +303,7 @@ impl ComponentRuntime {
                 let outcome = match tokio::time::timeout(deadline, request).await {
                     Ok(answer) => answer.unwrap_or_else(|e| Err(format!("component actor gone: {e}"))),
                     Err(_) => {
-                        let _ = kill.send(true);
+                        kill.kill();
                         Err(format!("did not start within {deadline:?}; its call in progress was killed"))
                     }
                 };
@@ -312,7 +313,7 @@ impl ComponentRuntime {
         }
         let log = ComponentLog::open(&name, &self.layout.component_log(&name))
             .map_err(|e| RuntimeError::Log { name: name.clone(), reason: e.to_string() })?;
-        let (kill, killed) = watch::channel(false);
+        let kill = KillSwitch::default();
         let spec = ComponentSpec {
             name: name.clone(),
             version: msg.prepared.version,
@@ -323,7 +324,7 @@ impl ComponentRuntime {
             log,
             restarts,
             usage: Arc::default(),
-            kill: killed,
+            kill: kill.watch(),
         };
         spec.log.limit(spec.limits.log_bytes_per_sec, Arc::clone(&spec.usage));
         let peers = ActorPeers {
@@ -336,9 +337,11 @@ impl ComponentRuntime {
         let killer = kill.clone();
         actix_rt::spawn(async move {
             let outcome = match tokio::time::timeout(deadline, first_rx).await {
-                Ok(answer) => answer.unwrap_or_else(|_| Err("the component stopped before it finished starting".into())),
+                Ok(answer) => {
+                    answer.unwrap_or_else(|_| Err("the component stopped before it finished starting".into()))
+                }
                 Err(_) => {
-                    let _ = killer.send(true);
+                    killer.kill();
                     Err(format!("did not start within {deadline:?}; it was killed"))
                 }
             };
@@ -467,13 +470,13 @@ impl Handler<StopAll> for ComponentRuntime {
     /// Stops every component together; replies with those that did not stop in time.
     fn handle(&mut self, _msg: StopAll, _ctx: &mut Self::Context) -> Self::Result {
         self.closed = true;
-        let stops: Vec<_> = self
-            .running
-            .drain()
-            .map(|(name, running)| async move {
-                stop_component(running, STOP_ALL_TIMEOUT).await.is_none().then_some(name)
-            })
-            .collect();
+        let stops: Vec<_> =
+            self.running
+                .drain()
+                .map(|(name, running)| async move {
+                    stop_component(running, STOP_ALL_TIMEOUT).await.is_none().then_some(name)
+                })
+                .collect();
         Box::pin(async move { futures::future::join_all(stops).await.into_iter().flatten().collect() })
     }
 }
