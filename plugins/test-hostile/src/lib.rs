@@ -93,7 +93,7 @@ impl Component for Hostile {
                 let mut held: Vec<Vec<u8>> = Vec::new();
                 loop {
                     held.push(vec![1u8; 1 << 20]);
-                    if held.len() % 4 == 0 {
+                    if held.len().is_multiple_of(4) {
                         println!("holding {} MiB", held.len());
                     }
                 }
