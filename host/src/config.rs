@@ -53,9 +53,91 @@ impl Default for ComponentLimits {
             cpus: 0.5,
             queue_messages: 1000,
             queue_bytes: 1 << 20,
-            publish_rate: 1000,
+            publish_rate: 10_000,
             log_bytes_per_sec: 64 << 10,
         }
+    }
+}
+
+/// The accepted range of each component limit, written once for `config.toml`'s
+/// `[components]` and a recipe's `SystemResourceLimits`: (smallest, largest).
+pub mod limit_ranges {
+    /// `memory`, KiB (64 KiB to 4 GiB).
+    pub const MEMORY_KIB: (f64, f64) = (64.0, 4.0 * 1024.0 * 1024.0);
+    /// `cpus`, a share of the component thread.
+    pub const CPUS: (f64, f64) = (0.01, 1.0);
+    /// `callTimeoutMs` (10 ms to 60 s).
+    pub const CALL_TIMEOUT_MS: (f64, f64) = (10.0, 60_000.0);
+    /// `initTimeoutMs` (10 ms to 300 s).
+    pub const INIT_TIMEOUT_MS: (f64, f64) = (10.0, 300_000.0);
+    /// `queueMessages`.
+    pub const QUEUE_MESSAGES: (f64, f64) = (1.0, 100_000.0);
+    /// `publishRate`, a second.
+    pub const PUBLISH_RATE: (f64, f64) = (1.0, 100_000.0);
+    /// `queue_bytes` (`config.toml` only): 1 KiB to 1 GiB.
+    pub const QUEUE_BYTES: (f64, f64) = (1024.0, 1024.0 * 1024.0 * 1024.0);
+    /// `log_bytes_per_sec` (`config.toml` only): 1 KiB to 1 GiB a second.
+    pub const LOG_BYTES_PER_SEC: (f64, f64) = (1024.0, 1024.0 * 1024.0 * 1024.0);
+
+    /// `value` if it is within `range`; otherwise why not.
+    pub fn check(value: Option<f64>, range: (f64, f64)) -> Result<Option<f64>, String> {
+        match value {
+            Some(v) if !(range.0..=range.1).contains(&v) => {
+                Err(format!("{v} is out of range ({} to {})", range.0, range.1))
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// The `[components]` table of `config.toml`: the host's defaults for every component, which a
+/// recipe's `SystemResourceLimits` overrides. Same ranges as the recipe's keys.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSettings {
+    /// All memories and tables of an instance, KiB.
+    pub memory_kib: Option<f64>,
+    /// Share of the component thread over a sliding second.
+    pub cpus: Option<f64>,
+    /// Budget of one call, ms.
+    pub call_timeout_ms: Option<f64>,
+    /// Budget of instantiation + `init`, ms.
+    pub init_timeout_ms: Option<f64>,
+    /// Messages an inbox holds.
+    pub queue_messages: Option<f64>,
+    /// Bytes an inbox holds.
+    pub queue_bytes: Option<f64>,
+    /// Publishes a second.
+    pub publish_rate: Option<f64>,
+    /// Log bytes a second.
+    pub log_bytes_per_sec: Option<f64>,
+}
+
+impl TryFrom<ComponentSettings> for ComponentLimits {
+    type Error = String;
+
+    /// Checks every value; an error names the field.
+    fn try_from(settings: ComponentSettings) -> Result<Self, String> {
+        use limit_ranges::*;
+        let field = |name: &str, value, range| check(value, range).map_err(|e| format!("[components] {name}: {e}"));
+        let overrides = LimitOverrides {
+            memory_bytes: field("memory_kib", settings.memory_kib, MEMORY_KIB)?.map(|kib| kib as usize * 1024),
+            cpus: field("cpus", settings.cpus, CPUS)?,
+            call_budget: field("call_timeout_ms", settings.call_timeout_ms, CALL_TIMEOUT_MS)?
+                .map(|ms| Duration::from_millis(ms as u64)),
+            init_budget: field("init_timeout_ms", settings.init_timeout_ms, INIT_TIMEOUT_MS)?
+                .map(|ms| Duration::from_millis(ms as u64)),
+            queue_messages: field("queue_messages", settings.queue_messages, QUEUE_MESSAGES)?.map(|n| n as usize),
+            publish_rate: field("publish_rate", settings.publish_rate, PUBLISH_RATE)?.map(|n| n as u32),
+        };
+        let defaults = Self::default();
+        Ok(Self {
+            queue_bytes: field("queue_bytes", settings.queue_bytes, QUEUE_BYTES)?
+                .map_or(defaults.queue_bytes, |n| n as usize),
+            log_bytes_per_sec: field("log_bytes_per_sec", settings.log_bytes_per_sec, LOG_BYTES_PER_SEC)?
+                .map_or(defaults.log_bytes_per_sec, |n| n as usize),
+            ..defaults.with(&overrides)
+        })
     }
 }
 
@@ -221,6 +303,41 @@ impl RootLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_components_table_sets_the_hosts_defaults_and_refuses_what_is_out_of_range() {
+        let limits = ComponentLimits::try_from(ComponentSettings {
+            memory_kib: Some(16384.0),
+            cpus: Some(0.25),
+            call_timeout_ms: Some(2000.0),
+            queue_bytes: Some(65536.0),
+            ..ComponentSettings::default()
+        })
+        .unwrap();
+        assert_eq!(limits.memory_bytes, 16 << 20);
+        assert_eq!(limits.cpus, 0.25);
+        assert_eq!(limits.call_budget, Duration::from_secs(2));
+        assert_eq!(limits.queue_bytes, 65536);
+        assert_eq!(limits.init_budget, ComponentLimits::default().init_budget, "unset keys keep the defaults");
+        for (settings, field) in [
+            (ComponentSettings { cpus: Some(0.0), ..ComponentSettings::default() }, "[components] cpus"),
+            (
+                ComponentSettings { memory_kib: Some(f64::NAN), ..ComponentSettings::default() },
+                "[components] memory_kib",
+            ),
+            (
+                ComponentSettings { call_timeout_ms: Some(1e18), ..ComponentSettings::default() },
+                "[components] call_timeout_ms",
+            ),
+            (
+                ComponentSettings { log_bytes_per_sec: Some(-1.0), ..ComponentSettings::default() },
+                "[components] log_bytes_per_sec",
+            ),
+        ] {
+            let error = ComponentLimits::try_from(settings).unwrap_err();
+            assert!(error.starts_with(field) && error.contains("out of range"), "{error}");
+        }
+    }
 
     #[test]
     fn layout_places_state_under_the_root() {

@@ -6,7 +6,7 @@ use super::device::absolute;
 use super::{CliError, RunArgs};
 use crate::broker::BrokerLimits;
 use crate::components::engine::Compiler;
-use crate::config::HostConfig;
+use crate::config::{ComponentLimits, HostConfig};
 use crate::supervisor::Endpoints;
 use crate::upstream::config::{ConfigFile, UpstreamConfig, UpstreamSettings};
 use crate::watch::WatchConfig;
@@ -141,6 +141,8 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     let file = config_file(&config)?;
     config.upstream = upstream_config(&config, &file, flags)?;
     config.broker = broker_limits(&config, &file)?;
+    config.component_limits = ComponentLimits::try_from(file.components.clone().unwrap_or_default())
+        .map_err(|e| CliError::Usage(format!("{}: {e}", config.layout().config_file().display())))?;
 
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;
     raise_open_files_limit(&config.broker);

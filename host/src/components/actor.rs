@@ -304,8 +304,10 @@ impl ComponentActor {
         let setup = self.setup(ctx);
         let budget = self.spec.limits.init_budget;
         let started = async move {
+            // One budget for instantiation and `init` together.
+            let deadline = Instant::now() + budget;
             let mut instance = Instance::new(&engine, &pre, setup, budget).await?;
-            match instance.init(budget).await? {
+            match instance.init(deadline.saturating_duration_since(Instant::now())).await? {
                 Ok(()) => Ok(instance),
                 Err(reason) => Err(Trapped(format!("init returned an error: {reason}"))),
             }
@@ -416,9 +418,10 @@ impl ComponentActor {
         let budget = msg.limits.init_budget;
         let setup = self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs), msg.limits.clone());
         let started = async move {
+            let deadline = Instant::now() + budget;
             let mut instance =
                 Instance::new(&engine, &pre, setup, budget).await.map_err(|t| (t, Filters::default()))?;
-            let outcome = match instance.init(budget).await {
+            let outcome = match instance.init(deadline.saturating_duration_since(Instant::now())).await {
                 Ok(Ok(())) => return Ok(instance),
                 Ok(Err(reason)) => Trapped(format!("init returned an error: {reason}")),
                 Err(trapped) => trapped,

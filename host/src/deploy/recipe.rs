@@ -275,10 +275,11 @@ impl Recipe {
 /// Keys of `SystemResourceLimits`, with what each accepts.
 const LIMIT_KEYS: &[&str] = &["memory", "cpus", "callTimeoutMs", "initTimeoutMs", "queueMessages", "publishRate"];
 
-/// `SystemResourceLimits`: `memory` (KiB, 64 KiB to 4 GiB), `cpus` (share of the component
-/// thread, 0.01 to 1), `callTimeoutMs` (10 ms to 60 s), `initTimeoutMs` (10 ms to 300 s),
-/// `queueMessages` (1 to 100000), `publishRate` (1 to 100000 a second).
+/// `SystemResourceLimits`: `memory` (KiB), `cpus` (share of the component thread),
+/// `callTimeoutMs`, `initTimeoutMs`, `queueMessages`, `publishRate`; ranges in
+/// [`crate::config::limit_ranges`].
 fn parse_limits(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<LimitOverrides, RecipeError> {
+    use crate::config::limit_ranges::*;
     let Some(value) = top.get("SystemResourceLimits").filter(|v| !v.is_null()) else {
         return Ok(LimitOverrides::default());
     };
@@ -286,24 +287,21 @@ fn parse_limits(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<LimitOverrides, Recipe
     if let Some(key) = fields.unknown(LIMIT_KEYS) {
         return Err(cx.err(fields.at(key), format!("unknown limit; expected one of {}", LIMIT_KEYS.join(", "))));
     }
-    let number = |key: &str, min: f64, max: f64| -> Result<Option<f64>, RecipeError> {
+    let number = |key: &str, range: (f64, f64)| -> Result<Option<f64>, RecipeError> {
         match fields.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64().filter(|v| (min..=max).contains(v)) {
-                Some(v) => Ok(Some(v)),
-                None => Err(cx.err(fields.at(key), format!("{n} is out of range ({min} to {max})"))),
-            },
+            Some(Value::Number(n)) => check(n.as_f64(), range).map_err(|e| cx.err(fields.at(key), e)),
             Some(other) => Err(cx.err(fields.at(key), format!("must be a number, found {}", kind(other)))),
         }
     };
     let millis = |v: f64| Duration::from_millis(v as u64);
     Ok(LimitOverrides {
-        memory_bytes: number("memory", 64.0, 4.0 * 1024.0 * 1024.0)?.map(|kib| kib as usize * 1024),
-        cpus: number("cpus", 0.01, 1.0)?,
-        call_budget: number("callTimeoutMs", 10.0, 60_000.0)?.map(millis),
-        init_budget: number("initTimeoutMs", 10.0, 300_000.0)?.map(millis),
-        queue_messages: number("queueMessages", 1.0, 100_000.0)?.map(|v| v as usize),
-        publish_rate: number("publishRate", 1.0, 100_000.0)?.map(|v| v as u32),
+        memory_bytes: number("memory", MEMORY_KIB)?.map(|kib| kib as usize * 1024),
+        cpus: number("cpus", CPUS)?,
+        call_budget: number("callTimeoutMs", CALL_TIMEOUT_MS)?.map(millis),
+        init_budget: number("initTimeoutMs", INIT_TIMEOUT_MS)?.map(millis),
+        queue_messages: number("queueMessages", QUEUE_MESSAGES)?.map(|v| v as usize),
+        publish_rate: number("publishRate", PUBLISH_RATE)?.map(|v| v as u32),
     })
 }
 

@@ -161,7 +161,7 @@ pub struct UpstreamSettings {
 }
 
 /// `config.toml`: the host's configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// `[upstream]`.
@@ -170,6 +170,9 @@ pub struct ConfigFile {
     /// `[broker]`: queue limits.
     #[serde(default)]
     pub broker: Option<crate::broker::limits::BrokerSettings>,
+    /// `[components]`: the host's defaults for every component's limits.
+    #[serde(default)]
+    pub components: Option<crate::config::ComponentSettings>,
 }
 
 impl ConfigFile {
