@@ -427,3 +427,35 @@ async fn the_hosts_defaults_for_components_come_from_config_toml() -> Result<()>
     tokio::task::spawn_blocking(move || turf.terminate()).await??;
     Ok(())
 }
+
+#[actix_rt::test]
+async fn twenty_components_each_holding_all_the_memory_they_may_fit_a_256_mb_device() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let (turf, _, _) = RunningTurf::start(&root)?;
+    let client = Client::new(&root.join("turf.sock"));
+    for i in 0..20 {
+        let name = format!("com.turf.test.Hog{i:02}");
+        let config = json!({"behaviour": "memory-hold"});
+        let stage = dir.path().join(format!("stage-{i}"));
+        deploy(&client, &stage_component(&stage, &name, "1.0.0", &plugin_wasm("test_hostile"), config)).await?;
+    }
+    let components = client.components().await?;
+    let hogs: Vec<_> = components.iter().filter(|c| c.name.starts_with("com.turf.test.Hog")).collect();
+    ensure!(hogs.len() == 20 && hogs.iter().all(|c| c.state.to_string() == "RUNNING"), "{hogs:?}");
+    for hog in &hogs {
+        let usage = hog.usage.as_ref().context("usage")?;
+        let log = std::fs::read_to_string(root.join("logs").join(format!("{}.log", hog.name)))?;
+        ensure!(log.contains("holding "), "{} did not fill its budget:\n{log}", hog.name);
+        ensure!(
+            usage.memory_bytes > 7 << 20 && usage.memory_bytes <= usage.memory_limit_bytes,
+            "{}: {usage:?}",
+            hog.name
+        );
+    }
+    let rss = turf.rss_kb()?;
+    println!("20 components at their memory budget: turf RSS {rss} kB");
+    ensure!(rss < 256 * 1024, "the host holds {rss} kB with 20 full components");
+    tokio::task::spawn_blocking(move || turf.terminate()).await??;
+    Ok(())
+}

@@ -15,6 +15,8 @@
 //! - `print` (on message): prints 100 MB to stdout.
 //! - `trap-init` (init): traps in `init`.
 //! - `sleep-init` (init): sleeps in a host call in `init` for an hour.
+//! - `memory-hold` (init): takes memory 256 KiB at a time until the host refuses more (with
+//!   `try_reserve`, so the refusal is not a trap), touches it and keeps it.
 //! - `trap-loop` (init): starts a 10 ms timer whose first tick traps, so every restart traps again.
 //!
 //! Every line it prints is something a test looks for.
@@ -60,6 +62,19 @@ impl Component for Hostile {
                 for _ in 0..64 {
                     timer::set_interval(Duration::from_millis(10)).map_err(|e| e.to_string())?;
                 }
+            }
+            "memory-hold" => {
+                let mut held: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk: Vec<u8> = Vec::new();
+                    if chunk.try_reserve_exact(256 << 10).is_err() {
+                        break;
+                    }
+                    chunk.resize(256 << 10, 1);
+                    held.push(chunk);
+                }
+                println!("holding {} KiB", held.len() * 256);
+                std::mem::forget(held);
             }
             "sleep-init" => {
                 println!("sleeping in init");
