@@ -79,6 +79,11 @@ pub mod limit_ranges {
     /// `log_bytes_per_sec` (`config.toml` only): 1 KiB to 1 GiB a second.
     pub const LOG_BYTES_PER_SEC: (f64, f64) = (1024.0, 1024.0 * 1024.0 * 1024.0);
 
+    /// KiB in bytes, at most what this machine can address (a 32-bit device).
+    pub fn kib_to_bytes(kib: f64) -> usize {
+        usize::try_from((kib as u64).saturating_mul(1024)).unwrap_or(usize::MAX)
+    }
+
     /// `value` if it is within `range`; otherwise why not.
     pub fn check(value: Option<f64>, range: (f64, f64)) -> Result<Option<f64>, String> {
         match value {
@@ -121,7 +126,7 @@ impl TryFrom<ComponentSettings> for ComponentLimits {
         use limit_ranges::*;
         let field = |name: &str, value, range| check(value, range).map_err(|e| format!("[components] {name}: {e}"));
         let overrides = LimitOverrides {
-            memory_bytes: field("memory_kib", settings.memory_kib, MEMORY_KIB)?.map(|kib| kib as usize * 1024),
+            memory_bytes: field("memory_kib", settings.memory_kib, MEMORY_KIB)?.map(limit_ranges::kib_to_bytes),
             cpus: field("cpus", settings.cpus, CPUS)?,
             call_budget: field("call_timeout_ms", settings.call_timeout_ms, CALL_TIMEOUT_MS)?
                 .map(|ms| Duration::from_millis(ms as u64)),

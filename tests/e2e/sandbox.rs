@@ -40,8 +40,8 @@ const SAMPLING: Duration = Duration::from_secs(3);
 /// Where a case's hostile component must end up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// RUNNING, after at least this many restarts.
-    Running { restarts: u32 },
+    /// RUNNING, after between `min` and `max` restarts.
+    Running { min: u32, max: u32 },
     /// BROKEN (three errors within the hour).
     Broken,
 }
@@ -197,7 +197,7 @@ async fn run_case(case: Case) -> Result<()> {
     let what = format!("{} to end up {:?}", case.behaviour, case.end);
     wait_until(Duration::from_secs(30), &what, || async {
         match (state(&client).await, case.end) {
-            (Ok((state, restarts)), End::Running { restarts: at_least }) => state == "RUNNING" && restarts >= at_least,
+            (Ok((state, restarts)), End::Running { min, max }) => state == "RUNNING" && (min..=max).contains(&restarts),
             (Ok((state, _)), End::Broken) => state == "BROKEN",
             (Err(_), _) => false,
         }
@@ -237,7 +237,7 @@ async fn run_case(case: Case) -> Result<()> {
     let took = start.elapsed();
     ensure!(took < EXIT_BOUND, "{}: SIGTERM took {took:?} to end the process ({status})", case.behaviour);
     let log = std::fs::read_to_string(root.join("logs/turf.log")).unwrap_or_default();
-    if !log.contains("stopped") {
+    if !log.contains("turf_host::supervisor: stopped") {
         bail!("{}: the host did not finish its shutdown:\n{log}", case.behaviour);
     }
     Ok(())
@@ -245,45 +245,47 @@ async fn run_case(case: Case) -> Result<()> {
 
 #[actix_rt::test]
 async fn a_component_sleeping_in_a_host_call_is_cut_off_at_its_budget() -> Result<()> {
-    let end = End::Running { restarts: 1 };
+    let end = End::Running { min: 1, max: 1 };
     run_case(Case { behaviour: "sleep", on_message: true, end, counter: Some("budget_overruns"), log: None }).await
 }
 
 #[actix_rt::test]
 async fn a_spinning_component_is_cut_off_at_its_budget() -> Result<()> {
-    let end = End::Running { restarts: 1 };
+    let end = End::Running { min: 1, max: 1 };
     run_case(Case { behaviour: "spin", on_message: true, end, counter: Some("budget_overruns"), log: None }).await
 }
 
 #[actix_rt::test]
 async fn a_component_growing_its_memory_stops_at_its_memory_budget() -> Result<()> {
-    let end = End::Running { restarts: 1 };
+    let end = End::Running { min: 1, max: 1 };
     run_case(Case { behaviour: "memory", on_message: true, end, counter: Some("memory_refusals"), log: None }).await
 }
 
 #[actix_rt::test]
 async fn a_component_publishing_in_a_tight_loop_is_paced_and_cut_off() -> Result<()> {
-    let end = End::Running { restarts: 1 };
+    let end = End::Running { min: 1, max: 1 };
     run_case(Case { behaviour: "publish-flood", on_message: true, end, counter: Some("budget_overruns"), log: None })
         .await
 }
 
 #[actix_rt::test]
 async fn sixty_four_busy_timers_are_throttled_to_the_components_cpu_share() -> Result<()> {
-    let end = End::Running { restarts: 0 };
+    // 900 ms of work in a 1 s budget: on a loaded machine a tick may run over and be cut off.
+    let end = End::Running { min: 0, max: 2 };
     run_case(Case { behaviour: "timers", on_message: false, end, counter: Some("throttled_calls"), log: None }).await
 }
 
 #[actix_rt::test]
 async fn a_component_subscribing_to_everything_without_rights_is_refused_and_keeps_running() -> Result<()> {
-    let end = End::Running { restarts: 0 };
+    let end = End::Running { min: 0, max: 0 };
     let log = Some("subscribe # failed: unauthorized");
     run_case(Case { behaviour: "subscribe-all", on_message: false, end, counter: None, log }).await
 }
 
 #[actix_rt::test]
 async fn a_component_printing_100_mb_is_rate_limited_in_its_log() -> Result<()> {
-    let end = End::Running { restarts: 0 };
+    // A million host calls may or may not fit its 1 s budget; either way it keeps running.
+    let end = End::Running { min: 0, max: 1 };
     let log = Some("bytes of output dropped: over the log rate");
     run_case(Case { behaviour: "print", on_message: true, end, counter: Some("dropped_log_bytes"), log }).await
 }
@@ -378,9 +380,12 @@ async fn a_component_slow_to_start_never_keeps_the_management_api_from_answering
         let root = root.clone();
         tokio::task::spawn_blocking(move || RunningTurf::start(&root))
     };
+    // The management API answers while the restore still waits for the component's init
+    // (`turf run` has not said it is ready yet), and lists the component as not yet running.
     let deadline = Instant::now() + Duration::from_secs(20);
     let listed = loop {
         ensure!(Instant::now() < deadline, "turf component list never answered during the start");
+        ensure!(!starting.is_finished(), "turf run was ready before its management API answered");
         let root = root.clone();
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new(turf_tests::turf_bin())
@@ -390,13 +395,14 @@ async fn a_component_slow_to_start_never_keeps_the_management_api_from_answering
                 .output()
         })
         .await??;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() && text.contains("STARTING") {
-            break text;
+        if output.status.success() {
+            break String::from_utf8_lossy(&output.stdout).into_owned();
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    ensure!(listed.contains(HOSTILE), "{listed}");
+    ensure!(!starting.is_finished(), "the answer came only after the start finished");
+    let line = listed.lines().find(|l| l.contains(HOSTILE)).context("the restoring component is listed")?;
+    ensure!(line.contains("INSTALLED") || line.contains("STARTING"), "{line}");
     let (turf, _, _) = starting.await??;
     let log = std::fs::read_to_string(root.join("logs").join(format!("{HOSTILE}.log")))?;
     ensure!(log.contains("longer than its budget"), "init was cut off at its recipe's budget:\n{log}");

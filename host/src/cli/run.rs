@@ -21,7 +21,11 @@ async fn shutdown_signal() {
     wait_for_signal().await;
     let watchdog = std::thread::Builder::new().name("turf-exit".to_owned()).spawn(|| {
         std::thread::sleep(EXIT_DEADLINE);
-        tracing::error!(deadline_s = EXIT_DEADLINE.as_secs(), "shutdown did not finish in time; exiting anyway");
+        // Straight to stderr: the log writer's thread may be what is stuck.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("turf: shutdown did not finish within {EXIT_DEADLINE:?}; exiting anyway");
+        }
         std::process::exit(1);
     });
     if let Err(error) = watchdog {

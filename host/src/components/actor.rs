@@ -186,7 +186,9 @@ pub struct ComponentActor {
     restarts: u32,
     last_error: Option<String>,
     running_since: Option<SystemTime>,
+    /// The current instance's generation (see `next_generation`).
     generation: u64,
+    next_generation: u64,
     timers: HashMap<u32, SpawnHandle>,
     /// Timers with a tick waiting in the mailbox.
     pending_ticks: HashSet<u32>,
@@ -216,6 +218,7 @@ impl ComponentActor {
             last_error: None,
             running_since: None,
             generation: 0,
+            next_generation: 0,
             timers: HashMap::new(),
             pending_ticks: HashSet::new(),
             cpu,
@@ -252,18 +255,28 @@ impl ComponentActor {
         });
     }
 
-    fn setup(&mut self, ctx: &Context<Self>) -> HostSetup {
+    fn setup(&mut self, ctx: &Context<Self>, generation: u64) -> HostSetup {
         let limits = self.spec.limits.clone();
-        self.setup_with(ctx, Arc::clone(&self.spec.access), Arc::clone(&self.spec.configs), limits)
+        self.setup_with(ctx, Arc::clone(&self.spec.access), Arc::clone(&self.spec.configs), limits, generation)
+    }
+
+    /// A number no instance of this component had.
+    fn next_generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    fn bounds(&self) -> super::inbox::Bounds {
+        super::inbox::Bounds {
+            messages: self.spec.limits.queue_messages,
+            bytes: self.spec.limits.queue_bytes,
+            usage: Arc::clone(&self.spec.usage),
+        }
     }
 
     /// The component's inbox, started with the actor.
     fn inbox(&mut self, ctx: &Context<Self>) -> Addr<ComponentInbox> {
-        let bounds = super::inbox::Bounds {
-            messages: self.spec.limits.queue_messages,
-            bytes: self.spec.limits.queue_bytes,
-            usage: Arc::clone(&self.spec.usage),
-        };
+        let bounds = self.bounds();
         let name = self.spec.name.clone();
         self.inbox
             .get_or_insert_with(|| {
@@ -278,6 +291,7 @@ impl ComponentActor {
         access: Arc<AccessControl>,
         configs: Arc<ConfigSnapshot>,
         limits: ComponentLimits,
+        generation: u64,
     ) -> HostSetup {
         let inbox = self.inbox(ctx);
         HostSetup {
@@ -292,16 +306,17 @@ impl ComponentActor {
             limits,
             usage: Arc::clone(&self.spec.usage),
             kill: self.spec.kill.clone(),
+            generation,
         }
     }
 
     /// Instantiates and initialises a fresh instance (atomically with respect to deliveries).
     fn start_instance(&mut self, ctx: &mut Context<Self>) {
-        self.generation += 1;
+        self.generation = self.next_generation();
         self.set_state(State::Starting, None);
         let engine = self.engine.clone();
         let pre = self.spec.pre.clone();
-        let setup = self.setup(ctx);
+        let setup = self.setup(ctx, self.generation);
         let budget = self.spec.limits.init_budget;
         let started = async move {
             // One budget for instantiation and `init` together.
@@ -314,6 +329,8 @@ impl ComponentActor {
         };
         ctx.wait(started.into_actor(self).map(|result, act, ctx| match result {
             Ok(instance) => {
+                // Starting is not charged to the CPU share.
+                instance.take_held();
                 act.instance = Some(instance);
                 act.set_state(State::Running, None);
                 if let Some(tx) = act.first_start.take() {
@@ -368,33 +385,38 @@ impl ComponentActor {
     }
 
     /// Runs `call` on the instance, if there is one, then puts it back or handles its death.
-    /// A component over its CPU share first waits until it is back within it; the time the call
-    /// held the thread is charged afterwards.
+    /// A component over its CPU share first waits until it is back within it (unless a swap is
+    /// on its way); the time the call held the thread is charged afterwards. A stop or a kill
+    /// that comes while it waits means the call never starts.
     fn with_instance<F, Fut>(&mut self, what: &'static str, call: F) -> AtomicResponse<Self, ()>
     where
         F: FnOnce(Instance) -> Fut + 'static,
         Fut: Future<Output = (Instance, Result<(), Trapped>)> + 'static,
     {
-        if self.spec.kill.stopping() {
+        let kill = self.spec.kill.clone();
+        if kill.stopping() {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let Some(instance) = self.instance.take() else {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
-        let wait = self.cpu.wait(Instant::now());
-        if let Some(wait) = wait {
-            Usage::add(&self.spec.usage.throttled_calls, 1);
-            Usage::add(&self.spec.usage.throttled_ms, wait.as_millis() as u64);
-        }
-        let kill = self.spec.kill.clone();
+        let seen = kill.kills();
+        let wait = self.cpu.wait(Instant::now()).filter(|_| !kill.swap_coming());
+        let usage = Arc::clone(&self.spec.usage);
         let run = async move {
             if let Some(wait) = wait {
-                // A kill (stop or start deadline) also ends the wait; the call then ends at once.
+                let start = Instant::now();
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = kill.killed() => {}
+                    () = kill.killed_since(seen) => {}
                 }
+                Usage::add(&usage.throttled_calls, 1);
+                Usage::add(&usage.throttled_ms, start.elapsed().as_millis() as u64);
             }
+            if kill.stopping() || kill.kills() != seen {
+                return (instance, Ok(()));
+            }
+            instance.killable_from(seen);
             call(instance).await
         };
         AtomicResponse::new(Box::pin(run.into_actor(self).map(move |(instance, result), act, ctx| {
@@ -406,6 +428,15 @@ impl ComponentActor {
         })))
     }
 
+    /// Counts a delivery that reaches no instance (dead, restarting or stopping).
+    fn undelivered(&self) -> bool {
+        let lost = self.instance.is_none() || self.spec.kill.stopping();
+        if lost {
+            Usage::add(&self.spec.usage.dropped_messages, 1);
+        }
+        lost
+    }
+
     /// Initialises `msg`'s code in a new instance and, if that works, makes it the instance.
     ///
     /// Runs as an atomic response, so deliveries arriving meanwhile wait in the mailbox and go
@@ -413,10 +444,16 @@ impl ComponentActor {
     /// the component's name, so the bus keeps delivering throughout; filters only one of them
     /// uses are dropped afterwards.
     fn swap(&mut self, msg: Swap, ctx: &Context<Self>) -> AtomicResponse<Self, Result<(), String>> {
+        self.spec.kill.swap_started();
+        if self.spec.kill.stopping() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err("the component is stopping".to_owned()))));
+        }
         let engine = self.engine.clone();
         let pre = msg.pre.clone();
         let budget = msg.limits.init_budget;
-        let setup = self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs), msg.limits.clone());
+        let generation = self.next_generation();
+        let setup =
+            self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs), msg.limits.clone(), generation);
         let started = async move {
             let deadline = Instant::now() + budget;
             let mut instance =
@@ -432,13 +469,14 @@ impl ComponentActor {
             let old_filters = act.instance.as_mut().map(Filters::of).unwrap_or_default();
             match result {
                 Ok(mut instance) => {
+                    instance.take_held();
                     let new_filters = Filters::of(&mut instance);
                     act.unsubscribe(&old_filters, &new_filters);
                     for (_, handle) in act.timers.drain() {
                         ctx.cancel_future(handle);
                     }
                     act.pending_ticks.clear();
-                    act.generation += 1;
+                    act.generation = generation;
                     act.instance = Some(instance);
                     act.errors = ErrorHistory::default();
                     act.spec.version = msg.version;
@@ -447,6 +485,9 @@ impl ComponentActor {
                     act.spec.configs = msg.configs;
                     act.cpu = CpuShare::new(msg.limits.cpus, Instant::now());
                     act.spec.limits = msg.limits;
+                    if let Some(inbox) = &act.inbox {
+                        inbox.do_send(super::inbox::SetBounds(act.bounds()));
+                    }
                     act.running_since = None;
                     act.set_state(State::Running, None);
                     Ok(())
@@ -475,10 +516,16 @@ impl ComponentActor {
 
     fn timer_control(&mut self, msg: TimerControl, ctx: &mut Context<Self>) {
         match msg {
-            TimerControl::Start { id, period } => {
-                let generation = self.generation;
+            TimerControl::Start { generation, .. } | TimerControl::Cancel { generation, .. }
+                if generation != self.generation =>
+            {
+                // From an instance that never became current, or is gone.
+            }
+            TimerControl::Start { id, period, generation } => {
                 let handle = ctx.run_interval(period, move |act, ctx| {
-                    if act.pending_ticks.insert(id) {
+                    if act.spec.kill.swap_coming() {
+                        Usage::add(&act.spec.usage.coalesced_ticks, 1);
+                    } else if act.pending_ticks.insert(id) {
                         ctx.notify(FireTimer { id, generation });
                     } else {
                         Usage::add(&act.spec.usage.coalesced_ticks, 1);
@@ -488,7 +535,7 @@ impl ComponentActor {
                     ctx.cancel_future(old);
                 }
             }
-            TimerControl::Cancel { id } => {
+            TimerControl::Cancel { id, .. } => {
                 self.pending_ticks.remove(&id);
                 if let Some(handle) = self.timers.remove(&id) {
                     ctx.cancel_future(handle);
@@ -514,6 +561,9 @@ impl Handler<PubsubMessage> for ComponentActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) -> Self::Result {
+        if self.undelivered() {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
         let budget = self.spec.limits.call_budget;
         self.with_instance("on-message", move |mut instance| async move {
             let result = instance.on_message(budget, &msg.topic, &msg.payload).await;
@@ -526,6 +576,9 @@ impl Handler<UpstreamMessage> for ComponentActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) -> Self::Result {
+        if self.undelivered() {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
         let budget = self.spec.limits.call_budget;
         self.with_instance("on-iotcore-message", move |mut instance| async move {
             let result = instance.on_iotcore_message(budget, &msg.topic, &msg.payload).await;
@@ -546,10 +599,10 @@ impl Handler<FireTimer> for ComponentActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: FireTimer, _ctx: &mut Self::Context) -> Self::Result {
-        self.pending_ticks.remove(&msg.id);
         if msg.generation != self.generation {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
+        self.pending_ticks.remove(&msg.id);
         let budget = self.spec.limits.call_budget;
         self.with_instance("on-timer", move |mut instance| async move {
             let result = instance.on_timer(budget, msg.id).await;
@@ -603,6 +656,10 @@ impl Handler<RestartComponent> for ComponentActor {
     type Result = ();
 
     fn handle(&mut self, msg: RestartComponent, ctx: &mut Self::Context) {
+        if self.spec.kill.stopping() {
+            let _ = msg.done.send(Err("the component is stopping".to_owned()));
+            return;
+        }
         self.first_start = Some(msg.done);
         self.drop_instance(ctx);
         self.errors = ErrorHistory::default();

@@ -22,27 +22,30 @@ pub const MAX_TABLES: usize = 32;
 pub const MAX_MEMORIES: usize = 8;
 
 /// One budget in bytes for all memories and tables of a store, as a wasmtime `ResourceLimiter`.
-/// Memories and tables never shrink, so what was granted stays used until the store is dropped.
+/// Memories and tables never shrink, so what was granted stays used until the store is dropped;
+/// the component's `memory_bytes` counter is the sum over its live stores (two during a swap).
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
     used: usize,
+    /// The last grant, returned if wasmtime then fails to allocate it.
+    last: usize,
     usage: Arc<Usage>,
 }
 
 impl MemoryBudget {
-    /// A budget of `limit` bytes; refusals are counted in `usage`.
+    /// A budget of `limit` bytes; grants and refusals are counted in `usage`.
     pub fn new(limit: usize, usage: Arc<Usage>) -> Self {
-        usage.memory_bytes.store(0, Ordering::Relaxed);
-        Self { limit, used: 0, usage }
+        Self { limit, used: 0, last: 0, usage }
     }
 
     fn grow(&mut self, bytes: usize) -> bool {
         match self.used.checked_add(bytes).filter(|total| *total <= self.limit) {
             Some(total) => {
                 self.used = total;
-                self.usage.memory_bytes.store(total as u64, Ordering::Relaxed);
-                self.usage.memory_peak_bytes.fetch_max(total as u64, Ordering::Relaxed);
+                self.last = bytes;
+                let now = self.usage.memory_bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+                self.usage.memory_peak_bytes.fetch_max(now, Ordering::Relaxed);
                 true
             }
             None => {
@@ -50,6 +53,19 @@ impl MemoryBudget {
                 false
             }
         }
+    }
+
+    /// Gives back the last grant (wasmtime could not allocate it after all).
+    fn undo_last(&mut self) {
+        let last = std::mem::take(&mut self.last);
+        self.used -= last;
+        self.usage.memory_bytes.fetch_sub(last as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for MemoryBudget {
+    fn drop(&mut self) {
+        self.usage.memory_bytes.fetch_sub(self.used as u64, Ordering::Relaxed);
     }
 }
 
@@ -66,6 +82,16 @@ impl wasmtime::ResourceLimiter for MemoryBudget {
             return Ok(false);
         }
         Ok(self.grow(desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo_last();
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo_last();
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -124,7 +150,7 @@ impl CpuShare {
 /// Live counters of one component, shared by its actor, its inbox and its instance's limits.
 #[derive(Debug, Default)]
 pub struct Usage {
-    /// Bytes of memories and tables the current instance holds.
+    /// Bytes of memories and tables its live instances hold.
     pub memory_bytes: AtomicU64,
     /// The most it ever held.
     pub memory_peak_bytes: AtomicU64,
@@ -144,7 +170,8 @@ pub struct Usage {
     pub dropped_messages: AtomicU64,
     /// Log bytes dropped over its log rate.
     pub dropped_log_bytes: AtomicU64,
-    /// `update-configuration` calls refused for size or rate.
+    /// `update-configuration` calls refused for size or rate, and configuration watches refused
+    /// beyond their bound.
     pub refused_config_updates: AtomicU64,
 }
 
@@ -340,6 +367,8 @@ mod tests {
         assert_eq!(report.memory_refusals, 2);
         assert!(report.memory_bytes <= 1 << 20);
         assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err(), "a second instance's memories do not fit");
+        drop(store);
+        assert_eq!(usage.report(0).memory_bytes, 0, "a dropped store gives its memory back");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! message at a time and sends the next once that one was handled, so the component's mailbox
 //! holds at most one delivery. A device message's flow credit (see [`crate::flow`]) returns when
 //! the message enters the inbox: a slow component loses its oldest messages instead of slowing
-//! every device. Messages in: [`PubsubMessage`], [`UpstreamMessage`] (to queue). Messages out:
+//! every device. Messages in: [`PubsubMessage`], [`UpstreamMessage`] (to queue), [`SetBounds`]. Messages out:
 //! the same, to the component actor. It never calls a guest itself.
 
 use std::collections::VecDeque;
@@ -155,6 +155,19 @@ impl ComponentInbox {
 
 impl Actor for ComponentInbox {
     type Context = Context<Self>;
+}
+
+/// New bounds (a new version of the component with other limits).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetBounds(pub Bounds);
+
+impl Handler<SetBounds> for ComponentInbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetBounds, _ctx: &mut Self::Context) {
+        self.queue.bounds = msg.0;
+    }
 }
 
 impl Handler<PubsubMessage> for ComponentInbox {

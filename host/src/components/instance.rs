@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -70,11 +70,15 @@ pub enum TimerControl {
         id: u32,
         /// Period.
         period: Duration,
+        /// The instance that asked (an instance that never became current is ignored).
+        generation: u64,
     },
     /// Stop timer `id`.
     Cancel {
         /// Timer id.
         id: u32,
+        /// The instance that asked.
+        generation: u64,
     },
 }
 
@@ -93,6 +97,8 @@ pub struct HostState {
     /// Where upstream messages for this component are delivered (its actor).
     pub(super) upstream_inbox: Recipient<UpstreamMessage>,
     pub(super) timers: Recipient<TimerControl>,
+    /// Which instance of the component this is (timers carry it).
+    pub(super) generation: u64,
     pub(super) next_timer: u32,
     pub(super) active_timers: HashSet<u32>,
     /// Configuration paths (component, key path) the guest subscribed to.
@@ -141,6 +147,8 @@ pub struct HostSetup {
     pub usage: Arc<Usage>,
     /// How the runtime kills the component's call in progress.
     pub kill: KillWatch,
+    /// Which instance of the component this is.
+    pub generation: u64,
 }
 
 /// The runtime's hold on one component's calls. [`KillSwitch::kill`] ends the call in progress
@@ -149,11 +157,12 @@ pub struct HostSetup {
 pub struct KillSwitch {
     kills: watch::Sender<u64>,
     stopping: Arc<AtomicBool>,
+    swaps: Arc<AtomicUsize>,
 }
 
 impl Default for KillSwitch {
     fn default() -> Self {
-        Self { kills: watch::Sender::new(0), stopping: Arc::default() }
+        Self { kills: watch::Sender::new(0), stopping: Arc::default(), swaps: Arc::default() }
     }
 }
 
@@ -168,9 +177,19 @@ impl KillSwitch {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// A swap is on its way: until it starts, calls skip their CPU-share wait and timer ticks
+    /// are skipped, so it is not held up behind them.
+    pub fn swap_coming(&self) {
+        self.swaps.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// What the component's actor and instance watch.
     pub fn watch(&self) -> KillWatch {
-        KillWatch { kills: self.kills.subscribe(), stopping: Arc::clone(&self.stopping) }
+        KillWatch {
+            kills: self.kills.subscribe(),
+            stopping: Arc::clone(&self.stopping),
+            swaps: Arc::clone(&self.swaps),
+        }
     }
 }
 
@@ -179,23 +198,44 @@ impl KillSwitch {
 pub struct KillWatch {
     kills: watch::Receiver<u64>,
     stopping: Arc<AtomicBool>,
+    swaps: Arc<AtomicUsize>,
 }
 
 impl KillWatch {
+    /// True while a swap is on its way to the actor.
+    pub fn swap_coming(&self) -> bool {
+        self.swaps.load(Ordering::SeqCst) > 0
+    }
+
+    /// The swap announced by [`KillSwitch::swap_coming`] has started.
+    pub fn swap_started(&self) {
+        let _ = self.swaps.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
     /// True once the component is being stopped: no call may start.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Resolves at the next kill after this call (never, once the switch is gone).
-    pub async fn killed(&self) {
+    /// How many kills there have been; a call that starts later compares against it.
+    pub fn kills(&self) -> u64 {
+        *self.kills.borrow()
+    }
+
+    /// Resolves once there has been a kill after `seen` (at once if there already was; never,
+    /// once the switch is gone).
+    pub async fn killed_since(&self, seen: u64) {
         let mut kills = self.kills.clone();
-        kills.borrow_and_update();
-        if kills.changed().await.is_err() {
+        if kills.wait_for(|n| *n != seen).await.is_err() {
             std::future::pending::<()>().await;
         }
     }
 }
+
+/// Host resources (streams, pollables, …) one instance may hold at once.
+const MAX_HOST_RESOURCES: usize = 4096;
+/// Component-model handles one instance may hold at once.
+const MAX_COMPONENT_HANDLES: usize = 4096;
 
 /// `update-configuration` calls a second, and their burst.
 const CONFIG_UPDATES_PER_SEC: f64 = 1.0;
@@ -208,13 +248,20 @@ impl HostState {
             .stderr(setup.log.guest_stream("stderr", Level::Warn))
             .env("COMPONENT_NAME", &setup.name)
             .env("AWS_IOT_THING_NAME", "")
+            // Components talk through the host's interfaces only: no sockets (each would be a
+            // file descriptor of the host's, taken before any address check), no DNS.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         let now = Instant::now();
         let publish_rate = setup.limits.publish_rate.max(1) as f64;
         Self {
             name: setup.name,
             wasi,
-            table: ResourceTable::new(),
+            table,
             memory: MemoryBudget::new(setup.limits.memory_bytes, Arc::clone(&setup.usage)),
             log: setup.log,
             access: setup.access,
@@ -223,6 +270,7 @@ impl HostState {
             inbox: setup.inbox,
             upstream_inbox: setup.upstream_inbox,
             timers: setup.timers,
+            generation: setup.generation,
             next_timer: 1,
             active_timers: HashSet::new(),
             config_subscriptions: Vec::new(),
@@ -259,6 +307,8 @@ pub struct Instance {
     /// Time the current call held the thread so far.
     held: Cell<Duration>,
     kill: KillWatch,
+    /// Kills up to this count do not concern the next call (see [`Instance::killable_from`]).
+    seen: Cell<u64>,
 }
 
 /// A call failed in a way that kills the instance (trap, budget exceeded, host bug).
@@ -277,19 +327,29 @@ impl Instance {
         let kill = setup.kill.clone();
         let mut store = Store::new(&engine.engine, HostState::new(setup));
         store.limiter(|state| &mut state.memory);
+        store.set_max_component_handles(MAX_COMPONENT_HANDLES);
         // Every tick the guest yields, so the call's wall-clock budget can fire and other
-        // components and services run between its slices.
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        // components and services run between its slices. `yield_now` wakes the task only after
+        // the runtime polled its timers and sockets (a plain wake-up would let a spinning guest
+        // run 61 slices before they are looked at).
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))));
         store.set_epoch_deadline(1);
         let held = Cell::new(Duration::ZERO);
         let usage = Arc::clone(&store.data().usage);
-        let bindings = budgeted(budget, &held, &usage, &kill, pre.instantiate_async(&mut store)).await?;
-        Ok(Self { store, bindings, ticker: engine.ticker.clone(), held, kill })
+        let seen = kill.kills();
+        let bindings =
+            budgeted(budget, &held, &usage, kill.killed_since(seen), pre.instantiate_async(&mut store)).await?;
+        Ok(Self { store, bindings, ticker: engine.ticker.clone(), held, kill, seen: Cell::new(seen) })
     }
 
     /// Mutable access to the host state between calls.
     pub fn state(&mut self) -> &mut HostState {
         self.store.data_mut()
+    }
+
+    /// The next calls end at any kill after the `seen`-th (the count when their handler started).
+    pub fn killable_from(&self, seen: u64) {
+        self.seen.set(seen);
     }
 
     /// How long the calls since the last `take_held` held the component thread.
@@ -301,15 +361,28 @@ impl Instance {
     pub async fn init(&mut self, budget: Duration) -> Result<Result<(), String>, Trapped> {
         let _busy = self.arm();
         let usage = Arc::clone(&self.store.data().usage);
-        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_init(&mut self.store)).await
+        budgeted(
+            budget,
+            &self.held,
+            &usage,
+            self.kill.killed_since(self.seen.get()),
+            self.bindings.call_init(&mut self.store),
+        )
+        .await
     }
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
         let _busy = self.arm();
         let usage = Arc::clone(&self.store.data().usage);
-        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_on_message(&mut self.store, topic, payload))
-            .await
+        budgeted(
+            budget,
+            &self.held,
+            &usage,
+            self.kill.killed_since(self.seen.get()),
+            self.bindings.call_on_message(&mut self.store, topic, payload),
+        )
+        .await
     }
 
     /// Calls `on-iotcore-message`.
@@ -317,7 +390,7 @@ impl Instance {
         let _busy = self.arm();
         let usage = Arc::clone(&self.store.data().usage);
         let call = self.bindings.call_on_iotcore_message(&mut self.store, topic, payload);
-        budgeted(budget, &self.held, &usage, &self.kill, call).await
+        budgeted(budget, &self.held, &usage, self.kill.killed_since(self.seen.get()), call).await
     }
 
     /// Calls `on-configuration-update`.
@@ -330,14 +403,21 @@ impl Instance {
         let _busy = self.arm();
         let usage = Arc::clone(&self.store.data().usage);
         let call = self.bindings.call_on_configuration_update(&mut self.store, component, key_path);
-        budgeted(budget, &self.held, &usage, &self.kill, call).await
+        budgeted(budget, &self.held, &usage, self.kill.killed_since(self.seen.get()), call).await
     }
 
     /// Calls `on-timer`.
     pub async fn on_timer(&mut self, budget: Duration, id: u32) -> Result<(), Trapped> {
         let _busy = self.arm();
         let usage = Arc::clone(&self.store.data().usage);
-        budgeted(budget, &self.held, &usage, &self.kill, self.bindings.call_on_timer(&mut self.store, id)).await
+        budgeted(
+            budget,
+            &self.held,
+            &usage,
+            self.kill.killed_since(self.seen.get()),
+            self.bindings.call_on_timer(&mut self.store, id),
+        )
+        .await
     }
 
     /// Makes the guest yield on the next tick and keeps the epoch ticking until the guard is
@@ -355,10 +435,9 @@ async fn budgeted<T>(
     budget: Duration,
     held: &Cell<Duration>,
     usage: &Usage,
-    kill: &KillWatch,
+    killed: impl Future<Output = ()>,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<T, Trapped> {
-    let killed = kill.killed();
     let mut call = std::pin::pin!(call);
     let metered = std::future::poll_fn(|cx| {
         let start = Instant::now();

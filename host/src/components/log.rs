@@ -93,12 +93,13 @@ impl ComponentLog {
         &self.path
     }
 
-    /// Limits what the guest writes to `bytes_per_sec` (bursts of 16 seconds' worth); drops are
-    /// counted in `usage`.
+    /// Limits what the guest writes to `bytes_per_sec` (bursts of 16 seconds' worth, and at
+    /// least one longest line); drops are counted in `usage`.
     pub fn limit(&self, bytes_per_sec: usize, usage: Arc<Usage>) {
         let rate = bytes_per_sec as f64;
+        let burst = (rate * 16.0).max(MAX_LINE as f64 + 1.0);
         if let Ok(mut inner) = self.inner.lock() {
-            inner.rate = Some((Bucket::new(rate, rate * 16.0, std::time::Instant::now()), usage));
+            inner.rate = Some((Bucket::new(rate, burst, std::time::Instant::now()), usage));
         }
     }
 
@@ -272,17 +273,25 @@ mod tests {
         let path = dir.path().join("c.log");
         let log = ComponentLog::open("c", &path).unwrap();
         let usage = Arc::new(Usage::default());
-        log.limit(100, Arc::clone(&usage));
+        log.limit(4096, Arc::clone(&usage));
         let out = log.guest_stream("stdout", Level::Info);
-        for _ in 0..1000 {
+        for _ in 0..10_000 {
             out.push(b"0123456789012345678\n");
         }
         log.line(Level::Info, "lifecycle", "RUNNING");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.matches("stdout. 0123").count(), 80, "a burst of 1600 bytes, 20 a line");
+        // A burst of 64 KiB + 1 (one longest line; 16 s at 4 KiB/s is the same), 20 bytes a line,
+        // plus what refilled while the loop ran.
+        let written = text.matches("stdout. 0123").count();
+        assert!((3276..3400).contains(&written), "{written} lines written");
         let dropped = usage.report(0).dropped_log_bytes;
-        assert_eq!(dropped, 920 * 20);
-        assert!(text.contains(&format!("{dropped} bytes of output dropped: over the log rate")), "{text}");
+        assert_eq!(dropped, (10_000 - written as u64) * 20);
+        let noted: u64 = text
+            .lines()
+            .filter_map(|l| l.split("lifecycle. ").nth(1)?.strip_suffix(" bytes of output dropped: over the log rate"))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(noted, dropped, "every dropped byte is noted in the log, once per burst");
         assert!(text.trim_end().ends_with("lifecycle. RUNNING"));
     }
 

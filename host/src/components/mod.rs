@@ -200,13 +200,22 @@ struct Running {
 /// and is then killed. Returns its restart count, or `None` if it never answered.
 async fn stop_component(running: Running, timeout: Duration) -> Option<u32> {
     running.kill.stop();
-    let request = running.actor.send(StopComponent);
-    tokio::pin!(request);
+    let mut request = Box::pin(running.actor.send(StopComponent));
     if let Ok(answer) = tokio::time::timeout(timeout, &mut request).await {
         return answer.ok();
     }
     running.kill.kill();
-    tokio::time::timeout(KILL_GRACE, request).await.ok().and_then(Result::ok)
+    match tokio::time::timeout(KILL_GRACE, &mut request).await {
+        Ok(answer) => answer.ok(),
+        Err(_) => {
+            // Keep the request alive (a dropped one is skipped by the actor), so the actor
+            // still stops once whatever holds it ends; nothing waits for it any more.
+            actix_rt::spawn(async move {
+                let _ = request.await;
+            });
+            None
+        }
+    }
 }
 
 /// The component runtime service.
@@ -287,8 +296,9 @@ impl ComponentRuntime {
         self.launched.insert(name.clone(), (msg.prepared.clone(), Arc::clone(&msg.access), msg.limits.clone()));
         self.configs = Arc::clone(&msg.configs);
         let limits = self.limits.with(&msg.limits);
-        // The call in progress, a wait for the CPU share, then instantiation and `init`.
-        let deadline = limits.call_budget + limits.init_budget + budget::CPU_WINDOW * 2 + KILL_GRACE;
+        // The call in progress and one delivery (CPU-share waits and timer ticks are skipped
+        // while a swap is coming), then instantiation and `init`.
+        let deadline = limits.call_budget * 2 + limits.init_budget + KILL_GRACE;
         let (tx, rx) = oneshot::channel();
         if let Some(running) = self.actor(&name) {
             let swap = Swap {
@@ -298,13 +308,21 @@ impl ComponentRuntime {
                 configs: msg.configs,
                 limits,
             };
+            running.kill.swap_coming();
             let (request, kill) = (running.actor.send(swap), running.kill.clone());
             actix_rt::spawn(async move {
-                let outcome = match tokio::time::timeout(deadline, request).await {
+                let mut request = Box::pin(request);
+                let outcome = match tokio::time::timeout(deadline, &mut request).await {
                     Ok(answer) => answer.unwrap_or_else(|e| Err(format!("component actor gone: {e}"))),
                     Err(_) => {
                         kill.kill();
-                        Err(format!("did not start within {deadline:?}; its call in progress was killed"))
+                        let _ =
+                            tx.send(Err(format!("did not start within {deadline:?}; its call in progress was killed")));
+                        // The swap still runs when the actor gets to it (a dropped request
+                        // would be skipped); the deployment has already failed and rolls back
+                        // behind it.
+                        let _ = request.await;
+                        return;
                     }
                 };
                 let _ = tx.send(outcome);

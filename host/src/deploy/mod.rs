@@ -160,6 +160,8 @@ pub struct Deployments {
     peers: DeploymentPeers,
     /// Shutting down: nothing new is accepted or started.
     closed: bool,
+    /// The last deployment is being restored: new ones wait until it is back.
+    restoring: bool,
 }
 
 impl Deployments {
@@ -184,6 +186,7 @@ impl Deployments {
             updates_during_apply: Vec::new(),
             peers,
             closed: false,
+            restoring: false,
         })
     }
 
@@ -216,7 +219,7 @@ impl Deployments {
     }
 
     fn run_next(&mut self, ctx: &mut Context<Self>) {
-        if self.active.is_some() || self.closed {
+        if self.active.is_some() || self.closed || self.restoring {
             return;
         }
         let Some(mut record) = self.queue.pop_front() else {
@@ -489,23 +492,28 @@ impl Deployments {
             }
         };
         let (layout, peers) = (self.layout.clone(), self.peers.clone());
+        // Listed (INSTALLED, then STARTING…) while they come back; deployments submitted
+        // meanwhile wait in the queue until the restore is over.
+        self.current = plan.target.clone();
+        self.restoring = true;
         let work = async move {
             let result = apply::apply(&plan, &layout, &peers, &Progress::quiet(), true).await;
             (result, plan)
         };
-        Box::pin(work.into_actor(self).map(|(result, plan), act, _| match result {
-            Ok(applied) => {
-                for (name, error) in &applied.failed {
-                    tracing::error!(component = name, error, "component of the last deployment failed to start");
+        Box::pin(work.into_actor(self).map(|(result, plan), act, ctx| {
+            match result {
+                Ok(applied) => {
+                    for (name, error) in &applied.failed {
+                        tracing::error!(component = name, error, "component of the last deployment failed to start");
+                    }
+                    tracing::info!(components = plan.target.len(), "last deployment restored");
+                    act.code = applied.prepared.into_iter().map(|p| (p.name.clone(), p)).collect();
                 }
-                tracing::info!(components = plan.target.len(), "last deployment restored");
-                act.current = plan.target;
-                act.code = applied.prepared.into_iter().map(|p| (p.name.clone(), p)).collect();
+                Err(failure) => tracing::error!(error = failure.error, "restoring the last deployment failed"),
             }
-            Err(failure) => {
-                tracing::error!(error = failure.error, "restoring the last deployment failed");
-                act.current = plan.target;
-            }
+            act.current = plan.target;
+            act.restoring = false;
+            act.run_next(ctx);
         }))
     }
 }

@@ -296,7 +296,7 @@ fn parse_limits(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<LimitOverrides, Recipe
     };
     let millis = |v: f64| Duration::from_millis(v as u64);
     Ok(LimitOverrides {
-        memory_bytes: number("memory", MEMORY_KIB)?.map(|kib| kib as usize * 1024),
+        memory_bytes: number("memory", MEMORY_KIB)?.map(kib_to_bytes),
         cpus: number("cpus", CPUS)?,
         call_budget: number("callTimeoutMs", CALL_TIMEOUT_MS)?.map(millis),
         init_budget: number("initTimeoutMs", INIT_TIMEOUT_MS)?.map(millis),

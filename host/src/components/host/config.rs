@@ -16,6 +16,8 @@ use crate::deploy::config_update::merge_at;
 
 /// Largest `valueToMerge` accepted (each update is stored and pushed to every component).
 const MAX_UPDATE_BYTES: usize = 64 << 10;
+/// Configuration paths one component may watch (each is compared on every configuration change).
+const MAX_CONFIG_SUBSCRIPTIONS: usize = 256;
 
 /// The value at `key_path` in `config`, if any.
 fn value_at<'a>(config: Option<&'a Value>, key_path: &[String]) -> Option<&'a Value> {
@@ -131,9 +133,17 @@ impl config::Host for HostState {
         key_path: Vec<String>,
     ) -> Result<(), Error> {
         let subscription = (component.unwrap_or_else(|| self.name.clone()), key_path);
-        if !self.config_subscriptions.contains(&subscription) {
-            self.config_subscriptions.push(subscription);
+        if self.config_subscriptions.contains(&subscription) {
+            return Ok(());
         }
+        let size = subscription.0.len() + subscription.1.iter().map(String::len).sum::<usize>();
+        if self.config_subscriptions.len() >= MAX_CONFIG_SUBSCRIPTIONS || size > MAX_UPDATE_BYTES {
+            Usage::add(&self.usage.refused_config_updates, 1);
+            return Err(Error::InvalidArguments(format!(
+                "a component may watch at most {MAX_CONFIG_SUBSCRIPTIONS} configuration paths of at most {MAX_UPDATE_BYTES} bytes each"
+            )));
+        }
+        self.config_subscriptions.push(subscription);
         Ok(())
     }
 }

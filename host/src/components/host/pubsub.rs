@@ -46,9 +46,15 @@ impl pubsub::Host for HostState {
             mode: None,
             recipient: self.inbox.clone(),
         };
-        self.peers.subscribe.send(subscribe).await.map_err(service_error)?.map_err(bus_error)?;
-        self.subscriptions.insert(filter);
-        Ok(())
+        // Noted before the bus is asked: if the call is cut off while it waits, whoever drops
+        // this instance still knows to unsubscribe it.
+        let new = self.subscriptions.insert(filter.clone());
+        let subscribed =
+            self.peers.subscribe.send(subscribe).await.map_err(service_error).and_then(|r| r.map_err(bus_error));
+        if subscribed.is_err() && new {
+            self.subscriptions.remove(&filter);
+        }
+        subscribed
     }
 
     async fn unsubscribe(&mut self, filter: String) -> Result<(), Error> {

@@ -26,7 +26,7 @@ impl timer::Host for HostState {
         let id = self.next_timer;
         self.next_timer = self.next_timer.wrapping_add(1).max(1);
         self.active_timers.insert(id);
-        self.timers.do_send(TimerControl::Start { id, period });
+        self.timers.do_send(TimerControl::Start { id, period, generation: self.generation });
         Ok(id)
     }
 
@@ -34,7 +34,7 @@ impl timer::Host for HostState {
         if !self.active_timers.remove(&id) {
             return Err(Error::ResourceNotFound(format!("no timer with id {id}")));
         }
-        self.timers.do_send(TimerControl::Cancel { id });
+        self.timers.do_send(TimerControl::Cancel { id, generation: self.generation });
         Ok(())
     }
 }
