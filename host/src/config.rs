@@ -53,7 +53,7 @@ impl Default for ComponentLimits {
             cpus: 0.5,
             queue_messages: 1000,
             queue_bytes: 1 << 20,
-            publish_rate: 10_000,
+            publish_rate: 50_000,
             log_bytes_per_sec: 64 << 10,
         }
     }
