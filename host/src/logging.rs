@@ -63,7 +63,12 @@ pub fn init(logs_dir: &Path, level: &str) -> Result<WorkerGuard, LoggingError> {
     let (file, guard) = NonBlockingBuilder::default().buffered_lines_limit(LOG_QUEUE_LINES).lossy(false).finish(file);
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).compact())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .compact(),
+        )
         .with(tracing_subscriber::fmt::layer().with_writer(file).with_ansi(false))
         .try_init()
         .map_err(|e| LoggingError::Init(e.to_string()))?;

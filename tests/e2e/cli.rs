@@ -373,3 +373,35 @@ fn turf_run_raises_its_open_files_limit_to_the_hard_limit() -> Result<()> {
     assert!(turf.terminate()?.success());
     Ok(())
 }
+
+/// `turf run 2> file` writes plain text: no colour escape codes when stderr is not a terminal.
+#[test]
+fn the_host_log_on_stderr_has_no_colour_codes_when_redirected() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut child = Command::new(turf_bin())
+        .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
+        .args(["--discovery-listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path)?)
+        .spawn()?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(&stderr_path)?.contains("turf ready") {
+        assert!(std::time::Instant::now() < deadline, "turf run never logged that it is ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?.success());
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline + TIMEOUT, "turf run did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&stderr_path)?;
+    assert!(text.contains("turf ready") && text.contains("stopped"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in a redirected log:\n{text:?}");
+    Ok(())
+}

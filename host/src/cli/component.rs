@@ -3,8 +3,8 @@
 use super::{CliError, ComponentCommand};
 use crate::components::ControlAction;
 use crate::components::budget::UsageReport;
-use crate::config::RootLayout;
 use crate::deploy::model::ComponentInfo;
+use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 use crate::store;
 

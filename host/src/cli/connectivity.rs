@@ -2,9 +2,9 @@
 //! endpoints" in Greengrass). Works on the root directly when the host is stopped.
 
 use super::{CliError, ConnectivityCommand};
-use crate::config::RootLayout;
 use crate::connectivity::detect::parse_endpoint;
 use crate::connectivity::{self, ConnectivityInfo, ConnectivityReport};
+use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 
 /// Port assumed when an endpoint names only a host.

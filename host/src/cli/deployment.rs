@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::device::absolute;
 use super::{CliError, CreateArgs, DeploymentCommand};
-use crate::config::RootLayout;
 use crate::deploy::config_update::parse_updates;
 use crate::deploy::model::{DeploymentRecord, DeploymentRequest, DeploymentState, ProgressEvent};
+use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 
 /// Reads `--update-config`: inline JSON, `@FILE`, or a path to a file.

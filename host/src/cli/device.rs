@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::{CliError, DeviceCommand};
-use crate::config::RootLayout;
 use crate::devices::{self, DeviceBook, DeviceReply, DeviceRequest, files};
+use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 
 fn read(path: &Path, what: &str) -> Result<String, CliError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{CliError, LogsArgs};
-use crate::config::RootLayout;
+use crate::layout::RootLayout;
 use crate::rotate;
 
 /// How often `--follow` looks for new lines.

@@ -24,8 +24,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
-use crate::config::{DEFAULT_DISCOVERY_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME, RootLayout};
+use crate::config::{DEFAULT_DISCOVERY_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME};
 use crate::deploy::model::FailurePolicy;
+use crate::layout::RootLayout;
 
 /// Turf: an IoT core device host for local client devices (Greengrass-compatible).
 #[derive(Debug, Parser)]
@@ -326,9 +327,12 @@ pub enum CliError {
     /// The arguments are wrong.
     #[error("{0}")]
     Usage(String),
-    /// The configuration file or upstream settings are wrong.
+    /// The upstream settings are wrong.
     #[error(transparent)]
     Upstream(#[from] crate::upstream::config::UpstreamConfigError),
+    /// `config.toml` is not what it should be.
+    #[error(transparent)]
+    ConfigFile(#[from] crate::config::ConfigFileError),
     /// The host refused or failed an operation.
     #[error("{0}")]
     Host(String),

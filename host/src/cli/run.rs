@@ -6,9 +6,10 @@ use super::device::absolute;
 use super::{CliError, RunArgs};
 use crate::broker::BrokerLimits;
 use crate::components::engine::Compiler;
-use crate::config::{ComponentLimits, HostConfig};
+use crate::components::limits::ComponentLimits;
+use crate::config::{ConfigFile, HostConfig};
 use crate::supervisor::Endpoints;
-use crate::upstream::config::{ConfigFile, UpstreamConfig, UpstreamSettings};
+use crate::upstream::config::{UpstreamConfig, UpstreamSettings};
 use crate::watch::WatchConfig;
 
 /// The most a stop may take: past it the process exits whatever is still running.

@@ -1,7 +1,7 @@
 //! `turf shadow get|update|delete|list`: device shadows on the running host, for people.
 
 use super::{CliError, ShadowCommand};
-use crate::config::RootLayout;
+use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 use crate::shadow::{ShadowOperation, ShadowReply, ShadowRequest};
 

@@ -3,7 +3,7 @@
 use super::CliError;
 use super::component::human_duration;
 use crate::broker::stats::BrokerStatus;
-use crate::config::RootLayout;
+use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 use crate::store;
 

@@ -29,7 +29,7 @@ use super::inbox::ComponentInbox;
 use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, KillWatch, ServicePeers, TimerControl, Trapped};
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
-use crate::config::ComponentLimits;
+use crate::components::limits::ComponentLimits;
 use crate::pubsub::{PubsubMessage, Unsubscribe, UnsubscribeAll};
 use crate::upstream::{UnsubscribeUpstream, UpstreamMessage};
 

@@ -26,12 +26,12 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use super::engine::{EpochTicker, WasmEngine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::UpdateConfiguration;
 use super::access::AccessControl;
 use super::bindings::{TurfComponent, TurfComponentPre};
 use super::budget::{Bucket, MemoryBudget, Usage};
 use super::log::{ComponentLog, Level};
-use crate::config::ComponentLimits;
-use crate::deploy::UpdateConfiguration;
+use crate::components::limits::ComponentLimits;
 use crate::pubsub::{Publish, PubsubMessage, Subscribe, Unsubscribe};
 use crate::shadow::ShadowRequest;
 use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};

@@ -27,6 +27,7 @@ mod host;
 pub mod inbox;
 pub mod instance;
 pub mod lifecycle;
+pub mod limits;
 pub mod log;
 pub mod ticker;
 
@@ -48,7 +49,8 @@ use self::bindings::TurfComponentPre;
 use self::engine::{CompileCache, Compiler, EngineError, WasmEngine};
 use self::instance::{ConfigSnapshot, HostState, KillSwitch, ServicePeers};
 use self::log::ComponentLog;
-use crate::config::{ComponentLimits, LimitOverrides, RootLayout};
+use crate::components::limits::{ComponentLimits, LimitOverrides};
+use crate::layout::RootLayout;
 use crate::pubsub::UnsubscribeAll;
 
 /// A failure to prepare or launch a component.
@@ -135,6 +137,20 @@ pub struct Configure {
     pub configs: Arc<ConfigSnapshot>,
     /// Access rights per running component.
     pub access: HashMap<String, Arc<AccessControl>>,
+}
+
+/// A component merges `value` into its own configuration at `key_path` (IPC
+/// UpdateConfiguration). Sent by the `config` interface to whoever keeps configurations (the
+/// deployment service), which replies with a refusal's reason.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct UpdateConfiguration {
+    /// The component.
+    pub component: String,
+    /// Where to merge.
+    pub key_path: Vec<String>,
+    /// A JSON object to deep-merge.
+    pub value: serde_json::Value,
 }
 
 /// Stop one component; replies when it stopped.

@@ -170,32 +170,11 @@ impl IpDetectorConfig {
 }
 
 /// Parses a manual endpoint, `HOST:PORT` or `HOST` (then `default_port`; without one the port
-/// is required). IPv6 hosts in brackets.
+/// is required). IPv6 hosts in brackets. See [`crate::endpoint`].
 pub fn parse_endpoint(text: &str, default_port: Option<u16>) -> Result<ConnectivityInfo, DetectorError> {
-    let err = |problem: &str| DetectorError { path: text.to_owned(), problem: problem.to_owned() };
-    let default_port = || default_port.ok_or_else(|| err("expected HOST:PORT"));
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| err("unclosed '['"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| err("bad port"))?,
-            None if after.is_empty() => default_port()?,
-            None => return Err(err("expected :PORT after ']'")),
-        };
-        (host.to_owned(), port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => (host.to_owned(), port.parse().map_err(|_| err("bad port"))?),
-            Some(_) => return Err(err("write IPv6 addresses in brackets, e.g. [fe80::1]:8883")),
-            None => (text.to_owned(), default_port()?),
-        }
-    };
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err(err("not a host name or address"));
-    }
-    if port == 0 {
-        return Err(err("port 0 is not reachable"));
-    }
-    Ok(ConnectivityInfo::new(&host, port))
+    let parsed =
+        crate::endpoint::parse(text, default_port).map_err(|e| DetectorError { path: e.text, problem: e.problem })?;
+    Ok(ConnectivityInfo::new(&parsed.host, parsed.port))
 }
 
 #[cfg(test)]

@@ -22,11 +22,11 @@ use crate::bridge::routes::BridgeConfig;
 use crate::components::access::AccessControl;
 use crate::components::instance::ConfigSnapshot;
 use crate::components::{Configure, Launch, Prepare, Prepared, Stop};
-use crate::config::RootLayout;
 use crate::connectivity::{ConfigureIpDetector, IpDetectorConfig};
 use crate::devices::AuthPolicies;
 use crate::devices::ConfigureAuth;
 use crate::fsutil::{self, Access};
+use crate::layout::RootLayout;
 use crate::shadow::ConfigureShadows;
 use crate::shadow::settings::ShadowSettings;
 use std::collections::HashMap;
@@ -275,7 +275,7 @@ pub async fn rollback(
 }
 
 /// The `SystemResourceLimits` of `name`'s recipe in `set`.
-fn limits_of(set: &DeployedSet, name: &str) -> crate::config::LimitOverrides {
+fn limits_of(set: &DeployedSet, name: &str) -> crate::components::limits::LimitOverrides {
     set.get(name).and_then(|d| d.recipe.as_ref()).map(|r| r.limits.clone()).unwrap_or_default()
 }
 

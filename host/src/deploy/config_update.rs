@@ -164,36 +164,7 @@ pub fn merge_defaults(config: &mut Value, defaults: &Value) {
     }
 }
 
-/// Deep-merges `patch` into `config`: objects key by key, everything else replaces.
-pub fn deep_merge(config: &mut Value, patch: &Value) {
-    match (config, patch) {
-        (Value::Object(target), Value::Object(patch)) => {
-            for (key, value) in patch {
-                match target.get_mut(key) {
-                    Some(existing) if existing.is_object() && value.is_object() => deep_merge(existing, value),
-                    _ => {
-                        target.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-        }
-        (config, patch) => *config = patch.clone(),
-    }
-}
-
-/// Deep-merges `value` into `config` at `key_path`, creating (or replacing non-objects with)
-/// objects along the way (Greengrass `UpdateConfiguration`).
-pub fn merge_at(config: &mut Value, key_path: &[String], value: &Value) {
-    let mut node = config;
-    for key in key_path {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let Value::Object(map) = node else { return };
-        node = map.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
-    }
-    deep_merge(node, value);
-}
+pub use crate::json_merge::{deep_merge, merge_at};
 
 /// Top-level keys whose values differ between `before` and `after`.
 pub fn changed_keys(before: Option<&Value>, after: &Value) -> Vec<String> {

@@ -42,7 +42,7 @@ use self::recipe::Platform;
 use self::records::{Records, RecordsError};
 use crate::components::lifecycle::State;
 use crate::components::{ComponentStatus, Configure, Prepared};
-use crate::config::RootLayout;
+use crate::layout::RootLayout;
 use crate::store;
 
 /// How many deployments `turf deployment list` shows.
@@ -117,17 +117,7 @@ pub struct GetComponent {
     pub name: String,
 }
 
-/// A component merges `value` into its own configuration at `key_path` (IPC UpdateConfiguration).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), String>")]
-pub struct UpdateConfiguration {
-    /// The component.
-    pub component: String,
-    /// Where to merge.
-    pub key_path: Vec<String>,
-    /// A JSON object to deep-merge.
-    pub value: serde_json::Value,
-}
+pub use crate::components::UpdateConfiguration;
 
 /// Bring back the last successful deployment (sent once at start); replies when done.
 #[derive(Message)]

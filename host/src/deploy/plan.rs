@@ -21,7 +21,7 @@ use super::model::{ComponentOutcome, DeploymentRequest};
 use super::recipe::{self, DependencyType, Platform, Recipe, RecipeError};
 use super::variables::{Scope, Variables};
 use crate::components::access::AccessControl;
-use crate::config::RootLayout;
+use crate::layout::RootLayout;
 
 /// Why a deployment cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

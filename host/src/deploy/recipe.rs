@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use super::semver_range::VersionRange;
-use crate::config::LimitOverrides;
+use crate::components::limits::LimitOverrides;
 
 /// The only recipe format version.
 pub const FORMAT_VERSION: &str = "2020-01-25";
@@ -277,9 +277,9 @@ const LIMIT_KEYS: &[&str] = &["memory", "cpus", "callTimeoutMs", "initTimeoutMs"
 
 /// `SystemResourceLimits`: `memory` (KiB), `cpus` (share of the component thread),
 /// `callTimeoutMs`, `initTimeoutMs`, `queueMessages`, `publishRate`; ranges in
-/// [`crate::config::limit_ranges`].
+/// [`crate::components::limits::limit_ranges`].
 fn parse_limits(cx: &Ctx<'_>, top: &Fields<'_>) -> Result<LimitOverrides, RecipeError> {
-    use crate::config::limit_ranges::*;
+    use crate::components::limits::limit_ranges::*;
     let Some(value) = top.get("SystemResourceLimits").filter(|v| !v.is_null()) else {
         return Ok(LimitOverrides::default());
     };

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::model::{DeploymentRecord, DeploymentState};
 use super::plan::{Deployed, DeployedSet, recipe_file_name};
 use super::recipe::{self, Platform};
-use crate::config::RootLayout;
+use crate::layout::RootLayout;
 use crate::store::{self, StoreError};
 
 /// A failed database operation, with what was being done.

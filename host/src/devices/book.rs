@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::ca::{CaError, CoreCa};
 use super::identity;
 use super::registry::{DeviceRecord, Registry, RegistryError};
-use crate::config::RootLayout;
 use crate::fsutil::{self, Access};
+use crate::layout::RootLayout;
 
 /// A failure of a device operation.
 #[derive(Debug, thiserror::Error)]

@@ -34,8 +34,6 @@ use self::local_tools::LocalTools;
 use self::policy::{DeviceGroups, PolicyError, client_id_resource};
 use self::registry::DeviceRecord;
 use crate::connectivity::{ConnectivityChanged, ConnectivityInfo};
-use crate::discovery::response::{self, DiscoverResponse};
-use crate::discovery::{Discover, DiscoverError};
 
 /// Everything the broker needs to decide who may connect and what they may do.
 #[derive(Debug, Clone, Default)]
@@ -277,6 +275,53 @@ pub struct DevicePeers {
     pub tls: Vec<Recipient<TlsChanged>>,
 }
 
+/// May `thing`, presenting the certificate `certificate_id`, discover this core? Asked by the
+/// discovery endpoint, which turns the answer into Greengrass's JSON.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<DiscoveryAnswer, DiscoverError>")]
+pub struct Discover {
+    /// Thing name from the request path.
+    pub thing: String,
+    /// Id (SHA-256) of the certificate the device presented.
+    pub certificate_id: String,
+}
+
+/// Why discovery was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoverError {
+    /// The certificate is not registered to this thing (it is another thing's or none's, or the
+    /// thing does not exist: the answer does not say which).
+    #[error(
+        "the client certificate is not registered to thing {0}; a device may only discover with its own certificate"
+    )]
+    NotOwnCertificate(String),
+    /// The thing is not associated with this core.
+    #[error(
+        "thing {thing} is not associated with core device {core}; associate it with `turf device associate {thing}`"
+    )]
+    NotAssociated {
+        /// The thing.
+        thing: String,
+        /// This core.
+        core: String,
+    },
+    /// The lookup failed (the detail is for the log, not for the device).
+    #[error("discovery failed: {0}")]
+    Internal(String),
+}
+
+/// What a device may learn when it may discover: the core, where it listens, and the CA its
+/// certificate chains to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryAnswer {
+    /// This core's thing name.
+    pub core_thing: String,
+    /// Where the broker can be reached.
+    pub connectivity: Vec<ConnectivityInfo>,
+    /// The core CA certificate (PEM).
+    pub ca_pem: String,
+}
+
 /// The device-auth service.
 pub struct DeviceAuth {
     book: DeviceBook,
@@ -350,15 +395,18 @@ impl DeviceAuth {
 
     /// The certificate is checked before anything else, so an unknown thing and someone else's
     /// thing get the same answer: a device cannot learn which thing names are registered.
-    fn discover(&self, msg: Discover) -> Result<DiscoverResponse, DiscoverError> {
+    fn discover(&self, msg: Discover) -> Result<DiscoveryAnswer, DiscoverError> {
         let internal = |e: registry::RegistryError| DiscoverError::Internal(e.to_string());
         match self.book.registry().certificate_owner(&msg.certificate_id).map_err(internal)? {
             Some((owner, associated)) if owner == msg.thing => {
                 if !associated {
                     return Err(DiscoverError::NotAssociated { thing: msg.thing, core: self.core_thing.clone() });
                 }
-                let connectivity = self.connectivity.as_deref().unwrap_or_default();
-                Ok(response::build(&self.core_thing, connectivity, self.book.ca().cert_pem()))
+                Ok(DiscoveryAnswer {
+                    core_thing: self.core_thing.clone(),
+                    connectivity: self.connectivity.clone().unwrap_or_default(),
+                    ca_pem: self.book.ca().cert_pem().to_owned(),
+                })
             }
             _ => Err(DiscoverError::NotOwnCertificate(msg.thing)),
         }
@@ -413,7 +461,7 @@ impl Handler<ConnectivityChanged> for DeviceAuth {
 }
 
 impl Handler<Discover> for DeviceAuth {
-    type Result = Result<DiscoverResponse, DiscoverError>;
+    type Result = Result<DiscoveryAnswer, DiscoverError>;
 
     fn handle(&mut self, msg: Discover, _ctx: &mut Self::Context) -> Self::Result {
         self.discover(msg)

@@ -27,47 +27,18 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Serialize;
 use thiserror::Error;
 
-use self::response::DiscoverResponse;
 use self::tls::DynamicTls;
-use crate::devices::TlsChanged;
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::registry::certificate_id;
+use crate::devices::{Discover, DiscoverError, TlsChanged};
 
-/// Ask device auth for a discovery answer.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<DiscoverResponse, DiscoverError>")]
-pub struct Discover {
-    /// Thing name from the request path.
-    pub thing: String,
-    /// Id (SHA-256) of the certificate the device presented.
-    pub certificate_id: String,
+/// How a refusal looks on the wire.
+trait DiscoverRefusal {
+    fn status(&self) -> StatusCode;
+    fn public_message(&self) -> String;
 }
 
-/// Why discovery was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum DiscoverError {
-    /// The certificate is not registered to this thing (it is another thing's or none's, or the
-    /// thing does not exist: the answer does not say which).
-    #[error(
-        "the client certificate is not registered to thing {0}; a device may only discover with its own certificate"
-    )]
-    NotOwnCertificate(String),
-    /// The thing is not associated with this core.
-    #[error(
-        "thing {thing} is not associated with core device {core}; associate it with `turf device associate {thing}`"
-    )]
-    NotAssociated {
-        /// The thing.
-        thing: String,
-        /// This core.
-        core: String,
-    },
-    /// The lookup failed (the detail is for the log, not for the device).
-    #[error("discovery failed: {0}")]
-    Internal(String),
-}
-
-impl DiscoverError {
+impl DiscoverRefusal for DiscoverError {
     fn status(&self) -> StatusCode {
         match self {
             DiscoverError::NotOwnCertificate(_) | DiscoverError::NotAssociated { .. } => StatusCode::FORBIDDEN,
@@ -137,7 +108,7 @@ async fn discover(
     match peers.send(Discover { thing: thing.clone(), certificate_id }).await {
         Ok(Ok(answer)) => {
             tracing::info!(thing, "discovery answered");
-            HttpResponse::Ok().json(answer)
+            HttpResponse::Ok().json(response::build(&answer.core_thing, &answer.connectivity, &answer.ca_pem))
         }
         Ok(Err(error)) => {
             tracing::warn!(thing, %error, "discovery refused");

@@ -73,9 +73,9 @@ impl Endpoint {
         };
         let rest = rest.trim_end_matches('/');
         let default_port = if tls { 8883 } else { 1883 };
-        let parsed = crate::connectivity::detect::parse_endpoint(rest, Some(default_port))
+        let parsed = crate::endpoint::parse(rest, Some(default_port))
             .map_err(|e| error(field, format!("{text:?}: {}", e.problem)))?;
-        let (host, port) = (parsed.host_address, parsed.port);
+        let (host, port) = (parsed.host, parsed.port);
         if host.contains(['@', '?', '#']) {
             return Err(error(field, format!("{text:?}: not a host name or address")));
         }
@@ -158,28 +158,6 @@ pub struct UpstreamSettings {
     pub spool_max_bytes: Option<u64>,
     /// Spool limit in messages.
     pub spool_max_messages: Option<u64>,
-}
-
-/// `config.toml`: the host's configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// `[upstream]`.
-    #[serde(default)]
-    pub upstream: Option<UpstreamSettings>,
-    /// `[broker]`: queue limits.
-    #[serde(default)]
-    pub broker: Option<crate::broker::limits::BrokerSettings>,
-    /// `[components]`: the host's defaults for every component's limits.
-    #[serde(default)]
-    pub components: Option<crate::config::ComponentSettings>,
-}
-
-impl ConfigFile {
-    /// Parses `config.toml` text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Self, UpstreamConfigError> {
-        toml::from_str(text).map_err(|e| error(file, e.to_string().trim_end().replace('\n', " ")))
-    }
 }
 
 impl UpstreamSettings {
@@ -330,13 +308,12 @@ mod tests {
         for f in ["ca.pem", "cert.pem", "key.pem"] {
             std::fs::write(dir.path().join(f), "x").unwrap();
         }
-        let file = ConfigFile::parse(
-            "[upstream]\nendpoint = \"mqtts://cloud.example.com\"\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\nmqtt_version = \"5\"\n",
-            "config.toml",
+        let file: UpstreamSettings = toml::from_str(
+            "endpoint = \"mqtts://cloud.example.com\"\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\nmqtt_version = \"5\"\n",
         )
         .unwrap();
         let flags = UpstreamSettings { client_id: Some("edge-1".to_owned()), ..UpstreamSettings::default() };
-        let config = file.upstream.unwrap().overridden_by(flags).resolve("Core", dir.path()).unwrap().unwrap();
+        let config = file.overridden_by(flags).resolve("Core", dir.path()).unwrap().unwrap();
         assert_eq!(config.client_id, "edge-1");
         assert_eq!(config.version, MqttVersion::V5);
         assert_eq!(config.ca, Some(dir.path().join("ca.pem")));
@@ -389,9 +366,6 @@ mod tests {
             let err = settings.clone().resolve("Core", dir.path()).unwrap_err();
             assert_eq!(err.field, field, "{settings:?}: {err}");
         }
-        let err = ConfigFile::parse("[upstream]\nendpont = \"x\"\n", "config.toml").unwrap_err();
-        assert!(err.problem.contains("endpont"), "{err}");
-        assert!(ConfigFile::parse("not toml at all = = =", "config.toml").is_err());
     }
 
     #[test]

@@ -39,9 +39,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use self::events::{Touch, classify};
 pub use self::state::SETTLE;
 use self::state::{Action, WatchState};
-use crate::config::RootLayout;
 use crate::deploy::model::{DeploymentRequest, DeploymentState};
 use crate::deploy::{CreateDeployment, ListComponents, WaitDeployment};
+use crate::layout::RootLayout;
 
 /// How long after an event the scan runs (so one copy's burst of events makes one scan).
 pub const DEBOUNCE: Duration = Duration::from_millis(5);

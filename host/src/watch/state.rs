@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 
 use super::WatchConfig;
 use super::scan::{self, Change, Tracker};
-use crate::config::RootLayout;
 use crate::deploy::dropin::{self, DropinName, Staging};
 use crate::deploy::model::DeploymentRequest;
 use crate::deploy::recipe::{self, Platform};
 use crate::fsutil::{self, Access};
+use crate::layout::RootLayout;
 
 /// How long a file seen changing (but not closed or renamed into place) must stay unchanged
 /// before it is used.

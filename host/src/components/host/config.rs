@@ -7,12 +7,12 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::components::UpdateConfiguration;
 use crate::components::bindings::turf::host::config;
 use crate::components::bindings::turf::host::types::Error;
 use crate::components::budget::Usage;
 use crate::components::instance::{ConfigSnapshot, HostState};
-use crate::deploy::UpdateConfiguration;
-use crate::deploy::config_update::merge_at;
+use crate::json_merge::merge_at;
 
 /// Largest `valueToMerge` accepted (each update is stored and pushed to every component).
 const MAX_UPDATE_BYTES: usize = 64 << 10;
