@@ -29,7 +29,7 @@ use serde_json::Value;
 use self::document::{ShadowError, apply_update, delete_payload, parse_update};
 use self::rate::RateLimiter;
 use self::settings::ShadowSettings;
-use self::store::ShadowStore;
+use self::store::{ShadowStore, StoreFailure};
 use self::topics::{Operation, ShadowId, parse_request};
 use crate::flow::Credit;
 use crate::pubsub::subscriptions::ReceiveMode;
@@ -220,11 +220,18 @@ impl ShadowManager {
     }
 
     fn delete(&mut self, shadow: &ShadowId, token: Option<String>) -> Result<Value, ShadowError> {
-        let current = self.store.get(shadow).map_err(|e| self.internal(e, &token))?;
-        let current = current
-            .ok_or_else(|| ShadowError { client_token: token.clone(), ..ShadowError::not_found(&shadow.name) })?;
+        // An unreadable document can still be deleted: that is how it is recovered from.
+        let version = match self.store.get(shadow) {
+            Ok(Some(current)) => current.version,
+            Ok(None) => return Err(ShadowError { client_token: token, ..ShadowError::not_found(&shadow.name) }),
+            Err(StoreFailure::Corrupt { version, reason, .. }) => {
+                tracing::warn!(shadow = %shadow, reason, "deleting an unreadable shadow document");
+                version
+            }
+            Err(error) => return Err(self.internal(error, &token)),
+        };
         self.store.delete(shadow).map_err(|e| self.internal(e, &token))?;
-        let answer = delete_payload(current.version, now(), &token);
+        let answer = delete_payload(version, now(), &token);
         self.send(shadow, Operation::Delete, "accepted", &answer);
         Ok(answer)
     }
@@ -327,6 +334,59 @@ impl Handler<ConfigureShadows> for ShadowManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pubsub::PubsubError;
+
+    /// A stand-in for the bus that keeps what the manager publishes.
+    #[derive(Default)]
+    struct Bus(Vec<String>);
+
+    impl Actor for Bus {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Publish> for Bus {
+        type Result = Result<(), PubsubError>;
+
+        fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+            self.0.push(msg.topic);
+            Ok(())
+        }
+    }
+
+    impl Handler<Subscribe> for Bus {
+        type Result = Result<(), PubsubError>;
+
+        fn handle(&mut self, _msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+            Ok(())
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_unreadable_shadow_answers_500_to_an_update_and_is_not_overwritten_but_can_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = ShadowStore::open(&db).unwrap();
+        let id = ShadowId::new("Lamp", "").unwrap();
+        let good = br#"{"state": {"reported": {"color": "red"}}}"#;
+        let bus = Bus::default().start();
+        let mut manager = ShadowManager::new(store, bus.clone().recipient(), bus.recipient());
+        manager.perform(&id, Operation::Update, good, false).unwrap();
+        let rusqlite_conn = crate::store::open(&db).unwrap();
+        rusqlite_conn.execute("UPDATE shadows SET document = '{torn' WHERE thing = 'Lamp'", []).unwrap();
+
+        let update = manager.perform(&id, Operation::Update, good, false).unwrap_err();
+        assert_eq!(update.code, 500, "{update:?}");
+        let get = manager.perform(&id, Operation::Get, b"{}", false).unwrap_err();
+        assert_eq!(get.code, 500, "an unreadable shadow is not reported absent");
+        let stored: String =
+            rusqlite_conn.query_row("SELECT document FROM shadows WHERE thing = 'Lamp'", [], |r| r.get(0)).unwrap();
+        assert_eq!(stored, "{torn", "the update did not restart the shadow over it");
+
+        let deleted = manager.perform(&id, Operation::Delete, b"{}", false).unwrap();
+        assert_eq!(deleted["version"], 1, "the deleted version comes from the row");
+        let after = manager.perform(&id, Operation::Get, b"{}", false).unwrap_err();
+        assert_eq!(after.code, 404);
+    }
 
     #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {

@@ -14,15 +14,31 @@ use crate::store::{self, StoreError};
 
 /// A failed storage operation.
 #[derive(Debug, thiserror::Error)]
-#[error("shadow store: cannot {action}: {source}")]
-pub struct StoreFailure {
-    action: &'static str,
-    #[source]
-    source: rusqlite::Error,
+pub enum StoreFailure {
+    /// SQLite failed.
+    #[error("shadow store: cannot {action}: {source}")]
+    Sql {
+        /// What was being done.
+        action: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored document does not parse: it is reported, never read as absent (which would let
+    /// the next update restart the shadow at version 1 over it).
+    #[error("shadow store: the stored document of {shadow} (version {version}) is unreadable: {reason}")]
+    Corrupt {
+        /// The shadow.
+        shadow: String,
+        /// The version column of its row.
+        version: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn sql(action: &'static str) -> impl Fn(rusqlite::Error) -> StoreFailure {
-    move |source| StoreFailure { action, source }
+    move |source| StoreFailure::Sql { action, source }
 }
 
 /// The shadows table over its own connection.
@@ -36,16 +52,25 @@ impl ShadowStore {
         Ok(Self { conn: store::open(db)? })
     }
 
-    /// The document of `id`, if it exists.
+    /// The document of `id`, if it exists; [`StoreFailure::Corrupt`] if its row does not hold one.
     pub fn get(&self, id: &ShadowId) -> Result<Option<Document>, StoreFailure> {
-        let text: Option<String> = self
+        let row: Option<(String, i64)> = self
             .conn
-            .query_row("SELECT document FROM shadows WHERE thing = ?1 AND name = ?2", params![id.thing, id.name], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT document, version FROM shadows WHERE thing = ?1 AND name = ?2",
+                params![id.thing, id.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(sql("read a shadow"))?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()).and_then(|v| Document::from_json(&v)))
+        let Some((text, version)) = row else { return Ok(None) };
+        let corrupt = |reason: String| StoreFailure::Corrupt {
+            shadow: id.to_string(),
+            version: u64::try_from(version).unwrap_or_default(),
+            reason,
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        Document::from_json(&value).map(Some).ok_or_else(|| corrupt("not a shadow document".to_owned()))
     }
 
     /// Stores `document` durably.
@@ -96,6 +121,28 @@ impl ShadowStore {
 mod tests {
     use super::*;
     use crate::shadow::document::{DEFAULT_MAX_SIZE, apply_update, parse_update};
+
+    #[test]
+    fn an_unreadable_stored_document_is_an_error_not_an_absent_shadow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShadowStore::open(&dir.path().join("t.db")).unwrap();
+        let id = ShadowId::new("t", "").unwrap();
+        for (document, reason) in [("{not json", "not JSON"), ("[1, 2]", "not a shadow document")] {
+            store
+                .conn
+                .execute(
+                    "INSERT OR REPLACE INTO shadows(thing, name, document, version, updated_at) VALUES ('t', '', ?1, 7, 0)",
+                    params![document],
+                )
+                .unwrap();
+            match store.get(&id) {
+                Err(StoreFailure::Corrupt { version: 7, reason: got, .. }) => assert!(got.contains(reason), "{got}"),
+                other => panic!("{document}: {other:?}"),
+            }
+        }
+        assert!(store.delete(&id).unwrap(), "an unreadable shadow can still be deleted");
+        assert_eq!(store.get(&id).unwrap(), None);
+    }
 
     #[test]
     fn documents_survive_reopening_and_names_list_in_pages() {
