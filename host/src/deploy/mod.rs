@@ -53,9 +53,9 @@ const HISTORY: usize = 50;
 #[rtype(result = "Result<DeploymentRecord, String>")]
 pub struct CreateDeployment(pub DeploymentRequest);
 
-/// Look up a deployment.
+/// Look up a deployment (`Ok(None)`: no such id; `Err`: its record cannot be read).
 #[derive(Message)]
-#[rtype(result = "Option<DeploymentRecord>")]
+#[rtype(result = "Result<Option<DeploymentRecord>, String>")]
 pub struct GetDeployment {
     /// Deployment id.
     pub id: String,
@@ -99,9 +99,9 @@ struct Finished {
     rollback: Option<Vec<String>>,
 }
 
-/// The newest deployments, newest first.
+/// The newest deployments, newest first (or why they cannot be read).
 #[derive(Message)]
-#[rtype(result = "Vec<DeploymentRecord>")]
+#[rtype(result = "Result<Vec<DeploymentRecord>, String>")]
 pub struct ListDeployments;
 
 /// Every component with its state.
@@ -383,20 +383,23 @@ impl Deployments {
         }
     }
 
-    fn get(&self, id: &str) -> Option<DeploymentRecord> {
+    fn get(&self, id: &str) -> Result<Option<DeploymentRecord>, String> {
         if let Some(active) = self.active.as_ref().filter(|a| a.record.id == id) {
-            return Some(active.record.clone());
+            return Ok(Some(active.record.clone()));
         }
         if let Some(queued) = self.queue.iter().find(|q| q.id == id) {
-            return Some(queued.clone());
+            return Ok(Some(queued.clone()));
         }
-        self.records.get(id).ok().flatten()
+        self.records.get(id).map_err(|e| e.to_string())
     }
 
     fn wait(&mut self, msg: WaitDeployment) -> ResponseFuture<Option<DeploymentRecord>> {
         let (reply, answer) = oneshot::channel();
         let waiter = Waiter { after: msg.after, reply };
-        match self.get(&msg.id) {
+        match self.get(&msg.id).unwrap_or_else(|error| {
+            tracing::error!(deployment = msg.id, %error, "cannot read the deployment to wait for");
+            None
+        }) {
             None => return Box::pin(async { None }),
             Some(record) if waiter.satisfied_by(&record) => {
                 return Box::pin(async move { Some(record) });
@@ -521,7 +524,7 @@ impl Handler<CreateDeployment> for Deployments {
 }
 
 impl Handler<GetDeployment> for Deployments {
-    type Result = Option<DeploymentRecord>;
+    type Result = Result<Option<DeploymentRecord>, String>;
 
     fn handle(&mut self, msg: GetDeployment, _ctx: &mut Self::Context) -> Self::Result {
         self.get(&msg.id)
@@ -537,10 +540,11 @@ impl Handler<WaitDeployment> for Deployments {
 }
 
 impl Handler<ListDeployments> for Deployments {
-    type Result = Vec<DeploymentRecord>;
+    type Result = Result<Vec<DeploymentRecord>, String>;
 
+    /// A failed read is an error the operator sees, not an empty history.
     fn handle(&mut self, _msg: ListDeployments, _ctx: &mut Self::Context) -> Self::Result {
-        self.records.list(HISTORY).unwrap_or_default()
+        self.records.list(HISTORY).map_err(|e| e.to_string())
     }
 }
 

@@ -186,7 +186,11 @@ impl Catalog {
         let mut recipes: BTreeMap<String, BTreeMap<Version, Recipe>> = BTreeMap::new();
         let installed_dir = cx.layout.recipes_dir();
         if installed_dir.is_dir() {
-            for path in recipe::recipe_files(&installed_dir).unwrap_or_default() {
+            let installed = recipe::recipe_files(&installed_dir).map_err(|e| PlanError::RecipeDir {
+                path: installed_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            for path in installed {
                 match recipe::load(&path, cx.platform) {
                     Ok(r) => {
                         recipes.entry(r.name.clone()).or_default().insert(r.version.clone(), r);

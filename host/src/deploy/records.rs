@@ -30,6 +30,14 @@ pub enum RecordsError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A stored record does not parse (reported, never read as "no such deployment").
+    #[error("deployment records: the record of {id} is unreadable: {reason}")]
+    Corrupt {
+        /// The deployment id (or the row's position when even that is unknown).
+        id: String,
+        /// What serde said.
+        reason: String,
+    },
 }
 
 fn sql(action: &'static str) -> impl Fn(rusqlite::Error) -> RecordsError {
@@ -93,7 +101,10 @@ impl Records {
             .query_row("SELECT outcome FROM deployments WHERE id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(sql("read a deployment"))?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| RecordsError::Corrupt { id: id.to_owned(), reason: e.to_string() })
+        })
+        .transpose()
     }
 
     /// The newest `limit` deployments, newest first.
@@ -106,9 +117,14 @@ impl Records {
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))
             .map_err(sql("list deployments"))?;
         let mut out = Vec::new();
-        for row in rows {
-            if let Ok(record) = serde_json::from_str(&row.map_err(sql("list deployments"))?) {
-                out.push(record);
+        for (n, row) in rows.enumerate() {
+            match serde_json::from_str(&row.map_err(sql("list deployments"))?) {
+                Ok(record) => out.push(record),
+                // One unreadable row must not hide the rest of the history (nor stop the host
+                // starting, which lists it): it is left out, loudly.
+                Err(error) => {
+                    tracing::error!(row = n + 1, %error, "an unreadable deployment record is left out of the history")
+                }
             }
         }
         Ok(out)
@@ -173,5 +189,44 @@ impl Records {
             set.insert(name, Deployed { version, root, config, recipe });
         }
         Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_record_is_an_error_on_its_own_and_left_out_of_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(&dir.path().join("t.db")).unwrap();
+        let good = DeploymentRecord {
+            id: "good".to_owned(),
+            state: crate::deploy::model::DeploymentState::Succeeded,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            took_ms: None,
+            request: crate::deploy::model::DeploymentRequest::default(),
+            error: None,
+            detail: None,
+            components: Vec::new(),
+            progress: Vec::new(),
+        };
+        records.insert(&good).unwrap();
+        records
+            .conn
+            .execute(
+                "INSERT INTO deployments(id, seq, created_at, state, request, outcome) VALUES ('torn', 2, 0, 'SUCCEEDED', '{}', '{\"id\": 3')",
+                [],
+            )
+            .unwrap();
+        match records.get("torn") {
+            Err(RecordsError::Corrupt { id, .. }) => assert_eq!(id, "torn"),
+            other => panic!("{other:?}"),
+        }
+        assert!(records.get("missing").unwrap().is_none(), "an unknown id is not an error");
+        let history = records.list(10).unwrap();
+        assert_eq!(history.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["good"], "the rest is still listed");
     }
 }

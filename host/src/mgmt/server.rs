@@ -163,7 +163,8 @@ async fn create_deployment(peers: web::Data<MgmtPeers>, body: web::Json<Deployme
 
 async fn list_deployments(peers: web::Data<MgmtPeers>) -> HttpResponse {
     match peers.list_deployments.send(ListDeployments).await {
-        Ok(records) => json(records),
+        Ok(Ok(records)) => json(records),
+        Ok(Err(reason)) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
         Err(e) => unavailable(e),
     }
 }
@@ -171,8 +172,9 @@ async fn list_deployments(peers: web::Data<MgmtPeers>) -> HttpResponse {
 async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> HttpResponse {
     let id = id.into_inner();
     match peers.get_deployment.send(GetDeployment { id: id.clone() }).await {
-        Ok(Some(record)) => json(record),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
+        Ok(Ok(Some(record))) => json(record),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
+        Ok(Err(reason)) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
         Err(e) => unavailable(e),
     }
 }
@@ -201,8 +203,9 @@ async fn wait_deployment(
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
         Ok(Err(e)) => unavailable(e),
         Err(_) => match peers.get_deployment.send(GetDeployment { id }).await {
-            Ok(Some(record)) => HttpResponse::build(StatusCode::ACCEPTED).json(record),
-            Ok(None) => error(StatusCode::NOT_FOUND, "deployment vanished"),
+            Ok(Ok(Some(record))) => HttpResponse::build(StatusCode::ACCEPTED).json(record),
+            Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "deployment vanished"),
+            Ok(Err(reason)) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
             Err(e) => unavailable(e),
         },
     }

@@ -188,7 +188,14 @@ impl Watcher {
 
 /// Turns actions into deployments, in order, and logs how each ended.
 async fn submit(peers: WatchPeers, actions: Vec<Action>) {
-    let deployed = peers.components.send(ListComponents).await.unwrap_or_default();
+    // Without the list, "not deployed" would be a guess: do nothing this round and say why.
+    let deployed = match peers.components.send(ListComponents).await {
+        Ok(deployed) => deployed,
+        Err(error) => {
+            tracing::error!(%error, actions = actions.len(), "cannot ask which components are deployed; these changes are not applied");
+            return;
+        }
+    };
     for action in actions {
         let (what, request) = match action {
             Action::Redeploy { name, version, cause, from } => {
