@@ -95,6 +95,44 @@ fn json<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Ok().json(value)
 }
 
+/// Asks a service something it always answers: its answer as JSON, 503 if it is gone.
+async fn ask<M, T>(service: &Recipient<M>, request: M) -> HttpResponse
+where
+    M: Message<Result = T> + Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    match service.send(request).await {
+        Ok(answer) => json(answer),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Asks a service something it may refuse: its answer as JSON, a refusal as the status
+/// `refused` gives it and its text, 503 if the service is gone. The one place a service's reply
+/// becomes an HTTP answer.
+async fn ask_or_refuse<M, T, E>(service: &Recipient<M>, request: M, refused: fn(&E) -> StatusCode) -> HttpResponse
+where
+    M: Message<Result = Result<T, E>> + Send + 'static,
+    T: Serialize + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match service.send(request).await {
+        Ok(Ok(answer)) => json(answer),
+        Ok(Err(refusal)) => error(refused(&refusal), refusal),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A refusal that names what was wrong with the request.
+fn bad_request<E>(_: &E) -> StatusCode {
+    StatusCode::BAD_REQUEST
+}
+
+/// A refusal that is the host's own failure.
+fn host_failure<E>(_: &E) -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
 async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
     let components = match peers.list_components.send(ListComponents).await {
         Ok(components) => components,
@@ -121,11 +159,7 @@ async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
 }
 
 async fn devices(peers: web::Data<MgmtPeers>, body: web::Json<DeviceRequest>) -> HttpResponse {
-    match peers.devices.send(body.into_inner()).await {
-        Ok(Ok(reply)) => json(reply),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
-        Err(e) => unavailable(e),
-    }
+    ask_or_refuse(&peers.devices, body.into_inner(), bad_request).await
 }
 
 async fn shadows(peers: web::Data<MgmtPeers>, body: web::Json<ShadowRequest>) -> HttpResponse {
@@ -139,34 +173,19 @@ async fn shadows(peers: web::Data<MgmtPeers>, body: web::Json<ShadowRequest>) ->
 }
 
 async fn get_connectivity(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    match peers.get_connectivity.send(GetConnectivity).await {
-        Ok(report) => json(report),
-        Err(e) => unavailable(e),
-    }
+    ask(&peers.get_connectivity, GetConnectivity).await
 }
 
 async fn set_connectivity(peers: web::Data<MgmtPeers>, body: web::Json<ConnectivityUpdate>) -> HttpResponse {
-    match peers.set_connectivity.send(SetManualConnectivity(body.into_inner().manual)).await {
-        Ok(Ok(report)) => json(report),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => unavailable(e),
-    }
+    ask_or_refuse(&peers.set_connectivity, SetManualConnectivity(body.into_inner().manual), host_failure).await
 }
 
 async fn create_deployment(peers: web::Data<MgmtPeers>, body: web::Json<DeploymentRequest>) -> HttpResponse {
-    match peers.create_deployment.send(CreateDeployment(body.into_inner())).await {
-        Ok(Ok(record)) => json(record),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => unavailable(e),
-    }
+    ask_or_refuse(&peers.create_deployment, CreateDeployment(body.into_inner()), host_failure).await
 }
 
 async fn list_deployments(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    match peers.list_deployments.send(ListDeployments).await {
-        Ok(Ok(records)) => json(records),
-        Ok(Err(reason)) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
-        Err(e) => unavailable(e),
-    }
+    ask_or_refuse(&peers.list_deployments, ListDeployments, host_failure).await
 }
 
 async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> HttpResponse {
@@ -212,10 +231,7 @@ async fn wait_deployment(
 }
 
 async fn list_components(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    match peers.list_components.send(ListComponents).await {
-        Ok(components) => json(components),
-        Err(e) => unavailable(e),
-    }
+    ask(&peers.list_components, ListComponents).await
 }
 
 async fn get_component(peers: web::Data<MgmtPeers>, name: web::Path<String>) -> HttpResponse {
