@@ -30,6 +30,13 @@ impl RunningTurf {
         Self::spawn(Command::new(turf_bin()), root, extra)
     }
 
+    /// Starts `turf run` with `env` added to its environment.
+    pub fn start_with_env(root: &Path, env: &[(&str, &str)]) -> Result<(Self, u16, u16)> {
+        let mut command = Command::new(turf_bin());
+        command.envs(env.iter().copied());
+        Self::spawn(command, root, &[])
+    }
+
     /// Starts `turf run` with its soft open-files limit lowered to `soft` first (through the
     /// shell's `ulimit`), as systemd and login shells start services.
     pub fn start_with_soft_nofile(root: &Path, soft: u32) -> Result<(Self, u16, u16)> {

@@ -2,7 +2,10 @@
 //!
 //! `tracing` events from Turf at the requested level; dependencies (rmqtt, actix, wasmtime) at
 //! `warn`, so a refused TLS handshake still shows. A full `RUST_LOG`-style directive string is
-//! accepted too. Component output never goes here: it has its own files (see
+//! accepted too, and `RUST_LOG` itself when `--log-level` is not given. At `debug`, one device
+//! message can be followed through the host: its `message{from, topic}` span is entered by the
+//! broker's tap, the bridge and the bus, and a component's call is a `component{name, export}`
+//! span inside it; each deployment's lines carry `deployment{id}`. Component output never goes here: it has its own files (see
 //! `components::log`).
 
 use std::path::Path;
@@ -44,6 +47,9 @@ pub enum LoggingError {
     Init(String),
 }
 
+/// `--log-level` when it is not given.
+pub const DEFAULT_LEVEL: &str = "info";
+
 fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
     let directives = match level {
         "error" | "warn" | "info" | "debug" | "trace" => format!("warn,turf_host={level},turf={level}"),
@@ -56,7 +62,9 @@ fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
 /// Sends logs to `logs_dir/turf.log` and stderr. Keep the guard alive until exit so the file
 /// writer flushes.
 pub fn init(logs_dir: &Path, level: &str) -> Result<WorkerGuard, LoggingError> {
-    let filter = filter(level)?;
+    // `RUST_LOG` (e.g. `turf=debug`) stands in for a `--log-level` left at its default.
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty() && level == DEFAULT_LEVEL);
+    let filter = filter(from_env.as_deref().unwrap_or(level))?;
     std::fs::create_dir_all(logs_dir).map_err(|source| LoggingError::Dir { path: logs_dir.to_path_buf(), source })?;
     let path = logs_dir.join("turf.log");
     let file = RotatingFile::open(&path).map_err(|source| LoggingError::Dir { path, source })?;

@@ -140,3 +140,64 @@ async fn component_publishes_reach_other_components_with_permission_checked() ->
     host.wait_for_log(listener, "message news/today: extra", 1).await?;
     host.shutdown().await
 }
+
+/// At `RUST_LOG=turf=debug`, one device message can be followed through the host in its log:
+/// the broker's tap, the bridge and the bus log inside its `message{from, topic}` span, and the
+/// component's `on-message` is a `component{…}` span inside it.
+#[actix_rt::test]
+async fn one_device_message_can_be_followed_through_the_host_in_the_debug_log() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let turf = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            // The environment of `turf run` only, through a shell, so the test process keeps its own.
+            turf_tests::process::RunningTurf::start_with_env(&root, &[("RUST_LOG", "turf=debug")])
+        })
+        .await??
+        .0
+    };
+    let client = turf_host::mgmt::client::Client::new(&root.join("turf.sock"));
+    let deploy = |request| {
+        let client = &client;
+        async move {
+            let record = client.create_deployment(&request).await?;
+            let record = client.wait_deployment(&record.id, std::time::Duration::from_secs(30), None).await?;
+            anyhow::ensure!(record.state == DeploymentState::Succeeded, "{:?}", record.error);
+            anyhow::Ok(())
+        }
+    };
+    deploy(bridge_update(&[("ToPubsub", "trace/#", "LocalMqtt", "Pubsub")])).await?;
+    let config =
+        json!({"subscribe": ["trace/x"], "accessControl": pubsub_access(PROBE, &["SubscribeToTopic"], &["*"])});
+    deploy(stage_component(&dir.path().join("stage"), PROBE, "1.0.0", &plugin_wasm("test_probe"), config)).await?;
+    let mut options = rumqttc::MqttOptions::new("tracer", "127.0.0.1", turf.plain);
+    options.set_keep_alive(std::time::Duration::from_secs(30));
+    let (device, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    device.publish("trace/x", QoS::AtLeastOnce, false, "follow me").await?;
+    let component_log = root.join("logs").join(format!("{PROBE}.log"));
+    turf_tests::wait_until(turf_tests::TIMEOUT, "the probe to get the message", || async {
+        std::fs::read_to_string(&component_log).unwrap_or_default().contains("message trace/x: follow me")
+    })
+    .await?;
+    let path = "message{from=tracer topic=trace/x}";
+    let host_log = root.join("logs/turf.log");
+    turf_tests::wait_until(turf_tests::TIMEOUT, "the call to be logged", || async {
+        std::fs::read_to_string(&host_log).unwrap_or_default().contains("call finished")
+    })
+    .await?;
+    let log = std::fs::read_to_string(&host_log)?;
+    let hops: Vec<&str> = log.lines().filter(|l| l.contains(path)).collect();
+    for (hop, needle) in [
+        ("the broker's tap", "device message handed to the host"),
+        ("the bridge", "relayed"),
+        ("the bus", "published on the bus"),
+        ("the component", &format!("component{{name={PROBE} export=on-message}}")),
+    ] {
+        assert!(hops.iter().any(|l| l.contains(needle)), "{hop} is not on the message's path:\n{}", hops.join("\n"));
+    }
+    assert!(log.contains("deployment{id="), "deployment lines carry their id");
+    tokio::task::spawn_blocking(move || turf.terminate()).await??;
+    Ok(())
+}

@@ -144,9 +144,11 @@ impl Bridge {
     /// matches its topic (a route never sends back to where the message came from).
     /// The message's `credit` goes with every copy.
     fn relay(&mut self, source: Endpoint, message: &Relayed<'_>) {
+        let _path = message.span.enter();
         let mut upstream = Vec::new();
         for (route, target_topic) in self.config.forwards(source, message.topic) {
             let retain = message.retain && route.retain_as_published;
+            tracing::debug!(route = route.name, target = ?route.target, topic = target_topic, "relayed");
             match route.target {
                 target if target == source => {}
                 Endpoint::Pubsub => self.peers.publish.do_send(Publish {
@@ -154,6 +156,7 @@ impl Bridge {
                     topic: target_topic,
                     payload: message.payload.clone(),
                     credit: message.credit.clone(),
+                    span: message.span.clone(),
                 }),
                 Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
                     topic: target_topic,
@@ -180,6 +183,8 @@ struct Relayed<'a> {
     retain: bool,
     properties: Option<&'a Arc<MessageProperties>>,
     credit: &'a Credit,
+    /// The path it belongs to (`Span::current()` when it came from elsewhere).
+    span: &'a tracing::Span,
 }
 
 impl Actor for Bridge {
@@ -204,6 +209,7 @@ impl Handler<DeviceMessage> for Bridge {
             retain: msg.retain,
             properties: msg.properties.as_ref(),
             credit: &msg.credit,
+            span: &msg.span,
         };
         self.relay(Endpoint::LocalMqtt, &message);
     }
@@ -219,6 +225,7 @@ impl Handler<UpstreamMessage> for Bridge {
             retain: false,
             properties: msg.properties.as_ref(),
             credit: &msg.credit,
+            span: &tracing::Span::current(),
         };
         self.relay(Endpoint::IotCore, &message);
     }
@@ -228,8 +235,14 @@ impl Handler<PubsubMessage> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) {
-        let message =
-            Relayed { topic: &msg.topic, payload: &msg.payload, retain: false, properties: None, credit: &msg.credit };
+        let message = Relayed {
+            topic: &msg.topic,
+            payload: &msg.payload,
+            retain: false,
+            properties: None,
+            credit: &msg.credit,
+            span: &msg.span,
+        };
         self.relay(Endpoint::Pubsub, &message);
     }
 }

@@ -53,6 +53,8 @@ pub struct DeviceMessage {
     pub properties: Option<Arc<MessageProperties>>,
     /// Host queue space this message holds until every copy of it is done with.
     pub credit: Credit,
+    /// Its path through the host (`message{from, topic}`), entered at each hop.
+    pub span: tracing::Span,
 }
 
 /// One tap: device publishes matching `filter` go to `recipient`.
@@ -362,6 +364,8 @@ impl Handler for PublishCheck {
                 }
             };
             let properties = publish.properties.as_ref().and_then(carried).map(Arc::new);
+            let span = tracing::debug_span!("message", from = %client_id, topic = %topic);
+            span.in_scope(|| tracing::debug!(taps = matching.len(), "device message handed to the host"));
             for tap in matching {
                 tap.recipient.do_send(DeviceMessage {
                     topic: topic.to_owned(),
@@ -371,6 +375,7 @@ impl Handler for PublishCheck {
                     client_id: client_id.to_owned(),
                     properties: properties.clone(),
                     credit: credit.clone(),
+                    span: span.clone(),
                 });
             }
         }

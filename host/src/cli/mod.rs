@@ -89,8 +89,9 @@ pub struct RunArgs {
     /// Greengrass discovery endpoint (HTTPS, mutual TLS).
     #[arg(long, default_value = DEFAULT_DISCOVERY_LISTEN)]
     pub discovery_listen: std::net::SocketAddr,
-    /// Log level (error, warn, info, debug, trace) or a filter directive.
-    #[arg(long, default_value = "info")]
+    /// Log level (error, warn, info, debug, trace) or a filter directive; `RUST_LOG` is used
+    /// when this is not given.
+    #[arg(long, default_value = crate::logging::DEFAULT_LEVEL)]
     pub log_level: String,
     /// Thing name of this core device.
     #[arg(long, default_value = DEFAULT_THING_NAME)]

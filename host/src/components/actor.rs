@@ -19,6 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
@@ -388,7 +389,7 @@ impl ComponentActor {
     /// A component over its CPU share first waits until it is back within it (unless a swap is
     /// on its way); the time the call held the thread is charged afterwards. A stop or a kill
     /// that comes while it waits means the call never starts.
-    fn with_instance<F, Fut>(&mut self, what: &'static str, call: F) -> AtomicResponse<Self, ()>
+    fn with_instance<F, Fut>(&mut self, what: &'static str, parent: &tracing::Span, call: F) -> AtomicResponse<Self, ()>
     where
         F: FnOnce(Instance) -> Fut + 'static,
         Fut: Future<Output = (Instance, Result<(), Trapped>)> + 'static,
@@ -403,6 +404,9 @@ impl ComponentActor {
         let seen = kill.kills();
         let wait = self.cpu.wait(Instant::now()).filter(|_| !kill.swap_coming());
         let usage = Arc::clone(&self.spec.usage);
+        // A child of the message's path, so one message can be followed into the guest.
+        let span = tracing::debug_span!(parent: parent, "component", name = %self.spec.name, export = %what);
+        let finished = span.clone();
         let run = async move {
             if let Some(wait) = wait {
                 let start = Instant::now();
@@ -418,9 +422,13 @@ impl ComponentActor {
             }
             instance.killable_from(seen);
             call(instance).await
-        };
+        }
+        .instrument(span);
         AtomicResponse::new(Box::pin(run.into_actor(self).map(move |(instance, result), act, ctx| {
-            act.cpu.charge(instance.take_held(), Instant::now());
+            let held = instance.take_held();
+            finished
+                .in_scope(|| tracing::debug!(held_us = held.as_micros() as u64, ok = result.is_ok(), "call finished"));
+            act.cpu.charge(held, Instant::now());
             match result {
                 Ok(()) => act.instance = Some(instance),
                 Err(Trapped(reason)) => act.failed(format!("{what}: {reason}"), ctx),
@@ -565,7 +573,8 @@ impl Handler<PubsubMessage> for ComponentActor {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let budget = self.spec.limits.call_budget;
-        self.with_instance("on-message", move |mut instance| async move {
+        let parent = msg.span.clone();
+        self.with_instance("on-message", &parent, move |mut instance| async move {
             let result = instance.on_message(budget, &msg.topic, &msg.payload).await;
             (instance, result)
         })
@@ -580,7 +589,7 @@ impl Handler<UpstreamMessage> for ComponentActor {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let budget = self.spec.limits.call_budget;
-        self.with_instance("on-iotcore-message", move |mut instance| async move {
+        self.with_instance("on-iotcore-message", &tracing::Span::current(), move |mut instance| async move {
             let result = instance.on_iotcore_message(budget, &msg.topic, &msg.payload).await;
             (instance, result)
         })
@@ -604,7 +613,7 @@ impl Handler<FireTimer> for ComponentActor {
         }
         self.pending_ticks.remove(&msg.id);
         let budget = self.spec.limits.call_budget;
-        self.with_instance("on-timer", move |mut instance| async move {
+        self.with_instance("on-timer", &tracing::Span::current(), move |mut instance| async move {
             let result = instance.on_timer(budget, msg.id).await;
             (instance, result)
         })
@@ -618,7 +627,7 @@ impl Handler<Reconfigure> for ComponentActor {
         self.spec.configs = Arc::clone(&msg.configs);
         self.spec.access = Arc::clone(&msg.access);
         let budget = self.spec.limits.call_budget;
-        self.with_instance("on-configuration-update", move |mut instance| async move {
+        self.with_instance("on-configuration-update", &tracing::Span::current(), move |mut instance| async move {
             let state = instance.state();
             let changed = changed_subscriptions(&state.configs, &msg.configs, &state.config_subscriptions);
             state.configs = msg.configs;

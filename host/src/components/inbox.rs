@@ -198,6 +198,7 @@ mod tests {
             payload: vec![b'x'; size].into(),
             publisher: "p".to_owned(),
             credit: Credit::none(),
+            span: tracing::Span::none(),
         })
     }
 

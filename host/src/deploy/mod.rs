@@ -243,6 +243,13 @@ impl Deployments {
             };
             Finished { plan: Some(plan), result: result.map_err(|f| f.error), rollback }
         };
+        // Every line the deployment causes (components starting, configuration pushed) carries
+        // its id.
+        let span = self
+            .active
+            .as_ref()
+            .map_or_else(tracing::Span::none, |a| tracing::info_span!("deployment", id = %a.record.id));
+        let work = tracing::Instrument::instrument(work, span);
         ctx.spawn(work.into_actor(self).map(|finished, act, ctx| act.finish(finished, ctx)));
     }
 

@@ -39,6 +39,8 @@ pub struct PubsubMessage {
     pub publisher: String,
     /// Host queue space held for the device message this one relays.
     pub credit: Credit,
+    /// The path it belongs to; a subscriber's handling is a child of it.
+    pub span: tracing::Span,
 }
 
 /// Subscribe `subscriber` to `filter`.
@@ -85,6 +87,8 @@ pub struct Publish {
     pub payload: Bytes,
     /// Host queue space held for the device message this one relays ([`Credit::none`] otherwise).
     pub credit: Credit,
+    /// The path it belongs to (the device message it relays, or the call that published it).
+    pub span: tracing::Span,
 }
 
 /// The pubsub bus service.
@@ -113,8 +117,15 @@ impl PubsubBus {
         if targets.iter().any(|t| !t.connected()) {
             self.subscriptions.retain_targets(Recipient::connected);
         }
-        let message =
-            PubsubMessage { topic: msg.topic, payload: msg.payload, publisher: msg.publisher, credit: msg.credit };
+        let _path = msg.span.enter();
+        tracing::debug!(publisher = msg.publisher, subscribers = targets.len(), "published on the bus");
+        let message = PubsubMessage {
+            topic: msg.topic,
+            payload: msg.payload,
+            publisher: msg.publisher,
+            credit: msg.credit,
+            span: msg.span.clone(),
+        };
         for target in targets {
             target.do_send(message.clone());
         }

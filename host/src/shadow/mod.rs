@@ -154,6 +154,7 @@ impl ShadowManager {
             topic: shadow.topic(operation, suffix),
             payload: payload.to_string().into(),
             credit: self.answering.clone(),
+            span: tracing::Span::current(),
         });
     }
 

@@ -33,7 +33,13 @@ impl pubsub::Host for HostState {
         topic::validate_topic(&topic).map_err(|e| Error::InvalidArguments(e.to_string()))?;
         self.authorize(PUBSUB_SERVICE, PUBLISH_TO_TOPIC, &topic)?;
         self.pace_publish().await;
-        let publish = Publish { publisher: self.name.clone(), topic, payload: payload.into(), credit: Credit::none() };
+        let publish = Publish {
+            publisher: self.name.clone(),
+            topic,
+            payload: payload.into(),
+            credit: Credit::none(),
+            span: tracing::Span::current(),
+        };
         self.peers.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
     }
 
