@@ -124,14 +124,19 @@ async fn state(client: &Client) -> Result<(String, u32)> {
     Ok((info.state.to_string(), info.restarts))
 }
 
+/// Runs `turf component list` on `root` off the test's thread.
+async fn component_list(root: &Path) -> Result<std::process::Output> {
+    let root = root.to_path_buf();
+    let list = move || {
+        std::process::Command::new(turf_tests::turf_bin()).arg("--root").arg(root).args(["component", "list"]).output()
+    };
+    Ok(tokio::task::spawn_blocking(list).await??)
+}
+
 /// Runs `turf component list` and returns how long it took.
 async fn cli_list(root: &Path) -> Result<Duration> {
-    let root = root.to_path_buf();
     let start = Instant::now();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(turf_tests::turf_bin()).arg("--root").arg(root).args(["component", "list"]).output()
-    })
-    .await??;
+    let output = component_list(root).await?;
     ensure!(output.status.success(), "turf component list failed: {}", String::from_utf8_lossy(&output.stderr));
     ensure!(String::from_utf8_lossy(&output.stdout).contains(HOSTILE), "the list names the hostile component");
     Ok(start.elapsed())
@@ -386,15 +391,7 @@ async fn a_component_slow_to_start_never_keeps_the_management_api_from_answering
     let listed = loop {
         ensure!(Instant::now() < deadline, "turf component list never answered during the start");
         ensure!(!starting.is_finished(), "turf run was ready before its management API answered");
-        let root = root.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(turf_tests::turf_bin())
-                .arg("--root")
-                .arg(root)
-                .args(["component", "list"])
-                .output()
-        })
-        .await??;
+        let output = component_list(&root).await?;
         if output.status.success() {
             break String::from_utf8_lossy(&output.stdout).into_owned();
         }

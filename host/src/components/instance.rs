@@ -299,6 +299,17 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     Ok(linker)
 }
 
+/// Calls export `$call` of `$instance` under [`budgeted`]: the epoch ticking, its wall-clock
+/// budget, its time on the thread metered, and kills since its handler started ending it.
+macro_rules! budgeted_call {
+    ($instance:ident, $budget:expr, $call:ident($($arg:expr),*)) => {{
+        let _busy = $instance.arm();
+        let killed = $instance.kill.killed_since($instance.seen.get());
+        let call = $instance.bindings.$call(&mut $instance.store $(, $arg)*);
+        budgeted($budget, &$instance.held, &$instance.usage, killed, call).await
+    }};
+}
+
 /// A live, initialised-or-not instance.
 pub struct Instance {
     store: Store<HostState>,
@@ -309,6 +320,8 @@ pub struct Instance {
     kill: KillWatch,
     /// Kills up to this count do not concern the next call (see [`Instance::killable_from`]).
     seen: Cell<u64>,
+    /// The component's counters (also in the host state; kept here for the calls' meter).
+    usage: Arc<Usage>,
 }
 
 /// A call failed in a way that kills the instance (trap, budget exceeded, host bug).
@@ -339,7 +352,7 @@ impl Instance {
         let seen = kill.kills();
         let bindings =
             budgeted(budget, &held, &usage, kill.killed_since(seen), pre.instantiate_async(&mut store)).await?;
-        Ok(Self { store, bindings, ticker: engine.ticker.clone(), held, kill, seen: Cell::new(seen) })
+        Ok(Self { store, bindings, ticker: engine.ticker.clone(), held, kill, seen: Cell::new(seen), usage })
     }
 
     /// Mutable access to the host state between calls.
@@ -359,38 +372,17 @@ impl Instance {
 
     /// Calls `init`. `Ok(Err(_))` is the guest's own failure report.
     pub async fn init(&mut self, budget: Duration) -> Result<Result<(), String>, Trapped> {
-        let _busy = self.arm();
-        let usage = Arc::clone(&self.store.data().usage);
-        budgeted(
-            budget,
-            &self.held,
-            &usage,
-            self.kill.killed_since(self.seen.get()),
-            self.bindings.call_init(&mut self.store),
-        )
-        .await
+        budgeted_call!(self, budget, call_init())
     }
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
-        let _busy = self.arm();
-        let usage = Arc::clone(&self.store.data().usage);
-        budgeted(
-            budget,
-            &self.held,
-            &usage,
-            self.kill.killed_since(self.seen.get()),
-            self.bindings.call_on_message(&mut self.store, topic, payload),
-        )
-        .await
+        budgeted_call!(self, budget, call_on_message(topic, payload))
     }
 
     /// Calls `on-iotcore-message`.
     pub async fn on_iotcore_message(&mut self, budget: Duration, topic: &str, payload: &[u8]) -> Result<(), Trapped> {
-        let _busy = self.arm();
-        let usage = Arc::clone(&self.store.data().usage);
-        let call = self.bindings.call_on_iotcore_message(&mut self.store, topic, payload);
-        budgeted(budget, &self.held, &usage, self.kill.killed_since(self.seen.get()), call).await
+        budgeted_call!(self, budget, call_on_iotcore_message(topic, payload))
     }
 
     /// Calls `on-configuration-update`.
@@ -400,24 +392,12 @@ impl Instance {
         component: &str,
         key_path: &[String],
     ) -> Result<(), Trapped> {
-        let _busy = self.arm();
-        let usage = Arc::clone(&self.store.data().usage);
-        let call = self.bindings.call_on_configuration_update(&mut self.store, component, key_path);
-        budgeted(budget, &self.held, &usage, self.kill.killed_since(self.seen.get()), call).await
+        budgeted_call!(self, budget, call_on_configuration_update(component, key_path))
     }
 
     /// Calls `on-timer`.
     pub async fn on_timer(&mut self, budget: Duration, id: u32) -> Result<(), Trapped> {
-        let _busy = self.arm();
-        let usage = Arc::clone(&self.store.data().usage);
-        budgeted(
-            budget,
-            &self.held,
-            &usage,
-            self.kill.killed_since(self.seen.get()),
-            self.bindings.call_on_timer(&mut self.store, id),
-        )
-        .await
+        budgeted_call!(self, budget, call_on_timer(id))
     }
 
     /// Makes the guest yield on the next tick and keeps the epoch ticking until the guard is
