@@ -216,8 +216,15 @@ impl TestHost {
 
     /// Stops the host and returns its root so a new host can start on it.
     pub async fn restart(self) -> Result<Self> {
+        self.restart_after(|_| Ok(())).await
+    }
+
+    /// Stops the host, lets `change` edit its root (e.g. its database) while it is stopped, and
+    /// starts a new host on it.
+    pub async fn restart_after(self, change: impl FnOnce(&Path) -> Result<()>) -> Result<Self> {
         let (dir, root) = (Arc::clone(&self.dir), self.root.clone());
         self.shutdown().await?;
+        change(&root)?;
         Self::start_with(HostOptions { root: Some((dir, root)), auth: None, ..HostOptions::default() }).await
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A failure to open or migrate the database.
@@ -140,6 +141,62 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     tx.commit().map_err(err)
 }
 
+/// Rows whose stored JSON does not parse as what its table holds: `(table, key, condition)`.
+/// Every service reports such a row as an error when it meets it; the census finds them all.
+const JSON_CHECKS: &[(&str, &str, &str)] = &[
+    (
+        "deployments",
+        "id",
+        "CASE WHEN json_valid(request) THEN json_type(request) <> 'object' ELSE 1 END \
+         OR (outcome IS NOT NULL AND NOT json_valid(outcome))",
+    ),
+    ("components", "name", "NOT json_valid(config)"),
+    ("settings", "key", "NOT json_valid(value)"),
+    (
+        "shadows",
+        "thing || '/' || name",
+        "CASE WHEN json_valid(document) THEN json_type(document) <> 'object' ELSE 1 END",
+    ),
+    ("retained", "topic", "properties IS NOT NULL AND NOT json_valid(properties)"),
+    ("spool", "seq", "properties IS NOT NULL AND NOT json_valid(properties)"),
+];
+
+/// How many examples of unreadable rows the census names per table.
+const EXAMPLES: usize = 3;
+
+/// Unreadable rows of one table, for `turf status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableRows {
+    /// The table.
+    pub table: String,
+    /// How many of its rows are unreadable.
+    pub rows: u64,
+    /// The keys of the first few.
+    pub examples: Vec<String>,
+}
+
+/// Counts, per table, the rows whose stored JSON does not parse (tables without any are left
+/// out). Read-only; safe beside the services' own connections.
+pub fn census(conn: &Connection) -> Result<Vec<UnreadableRows>, rusqlite::Error> {
+    let mut out = Vec::new();
+    for (table, key, bad) in JSON_CHECKS {
+        let mut keys = conn.prepare(&format!("SELECT CAST({key} AS TEXT) FROM {table} WHERE {bad}"))?;
+        let mut rows = 0_u64;
+        let mut examples = Vec::new();
+        let mut found = keys.query([])?;
+        while let Some(row) = found.next()? {
+            rows += 1;
+            if examples.len() < EXAMPLES {
+                examples.push(row.get::<_, String>(0)?);
+            }
+        }
+        if rows > 0 {
+            out.push(UnreadableRows { table: (*table).to_owned(), rows, examples });
+        }
+    }
+    Ok(out)
+}
+
 /// Seconds since the Unix epoch, the timestamp format of every table.
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -164,6 +221,34 @@ mod tests {
         let conn = open(&path).unwrap();
         let n: i64 = conn.query_row("SELECT count(*) FROM things", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn the_census_finds_every_unreadable_row_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("t.db")).unwrap();
+        assert_eq!(census(&conn).unwrap(), Vec::new(), "an empty database is clean");
+        let shadow = "INSERT INTO shadows(thing, name, document, version, updated_at) VALUES (?1, '', ?2, 1, 0)";
+        for (thing, document) in [("ok", "{\"state\":{}}"), ("cut", "{\"state\":"), ("list", "[1]"), ("text", "hi")] {
+            conn.execute(shadow, [thing, document]).unwrap();
+        }
+        conn.execute("INSERT INTO settings(key, value) VALUES ('a', '{}'), ('b', '{')", []).unwrap();
+        let retained =
+            "INSERT INTO retained(topic, payload, qos, publisher, properties) VALUES (?1, x'00', 1, 'c', ?2)";
+        conn.execute(retained, ["t/1", "{}"]).unwrap();
+        conn.execute(retained, rusqlite::params!["t/2", None::<String>]).unwrap();
+        conn.execute(retained, ["t/3", "{\"a\""]).unwrap();
+        let found = census(&conn).unwrap();
+        let summary: Vec<(&str, u64, Vec<&str>)> =
+            found.iter().map(|u| (u.table.as_str(), u.rows, u.examples.iter().map(String::as_str).collect())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("settings", 1, vec!["b"]),
+                ("shadows", 3, vec!["cut/", "list/", "text/"]),
+                ("retained", 1, vec!["t/3"]),
+            ]
+        );
     }
 
     #[test]

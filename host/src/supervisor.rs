@@ -36,7 +36,7 @@ use crate::mgmt::server::{self, MgmtError, MgmtPeers};
 use crate::pubsub::PubsubBus;
 use crate::shadow::ShadowManager;
 use crate::shadow::store::ShadowStore;
-use crate::upstream::{StopUpstream, Upstream, UpstreamError};
+use crate::upstream::{StopUpstream, Upstream, UpstreamStartError};
 use crate::watch::{StopWatcher, WatchPeers, Watcher};
 use crate::{components, fsutil, store};
 
@@ -81,7 +81,7 @@ pub enum StartError {
     Mgmt(#[from] MgmtError),
     /// The upstream connection could not be set up.
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Upstream(#[from] UpstreamStartError),
 }
 
 /// Where a running host can be reached.
@@ -186,7 +186,7 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let book = DeviceBook::open(&layout)?;
     let connectivity_db = store::open(&layout.database())?;
     let manual = connectivity::load_manual(&connectivity_db);
-    let sans = server_sans(manual.iter().flatten().map(|c| c.host_address.as_str()));
+    let sans = server_sans(manual.iter().flatten().flatten().map(|c| c.host_address.as_str()));
     let (tls, _) = book.ca().ensure_server_cert(&config.thing_name, &sans)?;
     book.write_client_roots()?;
     let ca_cert = book.ca().cert_path();
@@ -285,6 +285,8 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         upstream: None,
         broker: None,
         server_cert: None,
+        unreadable: Vec::new(),
+        census_error: None,
     };
     let mgmt = server::start(
         &layout.socket(),

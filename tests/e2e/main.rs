@@ -8,6 +8,7 @@ mod cli;
 mod components;
 mod deployments;
 mod discovery;
+mod errors;
 mod flow;
 mod hot_reload;
 mod lifecycle;

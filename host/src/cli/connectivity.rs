@@ -19,11 +19,14 @@ fn print(report: &ConnectivityReport) {
     for entry in &report.entries {
         println!("  {}:{}", entry.host_address, entry.port);
     }
+    if let Some(problem) = &report.problem {
+        println!("  warning: {problem}");
+    }
 }
 
 fn offline(layout: &RootLayout, manual: Option<Vec<ConnectivityInfo>>) -> Result<(), CliError> {
     let conn = crate::store::open(&layout.database()).map_err(|e| CliError::Host(e.to_string()))?;
-    connectivity::save_manual(&conn, manual.as_ref()).map_err(CliError::Host)
+    connectivity::save_manual(&conn, manual.as_ref()).map_err(|e| CliError::Host(e.to_string()))
 }
 
 /// Runs a `turf connectivity` command.

@@ -101,6 +101,13 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
     if let Some(broker) = &status.broker {
         print_broker(broker);
     }
+    for u in &status.unreadable {
+        let more = if u.rows > u.examples.len() as u64 { ", ..." } else { "" };
+        println!("  unreadable stored rows:     {} in {} ({}{more})", u.rows, u.table, u.examples.join(", "));
+    }
+    if let Some(error) = &status.census_error {
+        println!("  unreadable stored rows:     unknown: {error}");
+    }
     println!();
     let names: Vec<String> =
         status.components.iter().map(|c| format!("{}{}", c.name, if c.builtin { " (built-in)" } else { "" })).collect();

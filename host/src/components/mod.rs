@@ -23,6 +23,7 @@ pub mod actor;
 pub mod bindings;
 pub mod budget;
 pub mod engine;
+mod error;
 mod host;
 pub mod inbox;
 pub mod instance;
@@ -38,7 +39,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use tokio::sync::oneshot;
 use wasmtime::component::Linker;
 
@@ -47,45 +47,12 @@ pub use self::actor::ComponentStatus;
 use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, RestartComponent, StopComponent, Swap};
 use self::bindings::TurfComponentPre;
 use self::engine::{CompileCache, Compiler, EngineError, WasmEngine};
+pub use self::error::{ConfigUpdateError, RuntimeError};
 use self::instance::{ConfigSnapshot, HostState, KillSwitch, ServicePeers};
 use self::log::ComponentLog;
 use crate::components::limits::{ComponentLimits, LimitOverrides};
 use crate::layout::RootLayout;
 use crate::pubsub::UnsubscribeAll;
-
-/// A failure to prepare or launch a component.
-#[derive(Debug, Clone, Error)]
-pub enum RuntimeError {
-    /// Compiling the artifact failed.
-    #[error("{0}")]
-    Compile(String),
-    /// The component imports something this host does not provide, or exports the wrong world.
-    #[error("component {name} {version} cannot be linked: {reason}")]
-    Link {
-        /// Component name.
-        name: String,
-        /// Component version.
-        version: String,
-        /// What wasmtime said.
-        reason: String,
-    },
-    /// The component's log file could not be opened.
-    #[error("cannot open the log of {name}: {reason}")]
-    Log {
-        /// Component name.
-        name: String,
-        /// The I/O error.
-        reason: String,
-    },
-    /// Its first `init` failed.
-    #[error("component {name} failed to start: {reason}")]
-    Start {
-        /// Component name.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-}
 
 /// A compiled and linked component, ready to launch.
 #[derive(Clone)]
@@ -143,7 +110,7 @@ pub struct Configure {
 /// UpdateConfiguration). Sent by the `config` interface to whoever keeps configurations (the
 /// deployment service), which replies with a refusal's reason.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), ConfigUpdateError>")]
 pub struct UpdateConfiguration {
     /// The component.
     pub component: String,
@@ -174,7 +141,7 @@ pub enum ControlAction {
 /// Restart or stop one deployed component; replies once done (for a restart: once its `init`
 /// finished).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), RuntimeError>")]
 pub struct Control {
     /// Component name.
     pub name: String,
@@ -307,7 +274,7 @@ impl ComponentRuntime {
     fn launch(&mut self, msg: Launch, restarts: u32) -> Result<oneshot::Receiver<Result<(), String>>, RuntimeError> {
         let name = msg.prepared.name.clone();
         if self.closed {
-            return Err(RuntimeError::Start { name, reason: "the host is shutting down".to_owned() });
+            return Err(RuntimeError::ShuttingDown(name));
         }
         self.launched.insert(name.clone(), (msg.prepared.clone(), Arc::clone(&msg.access), msg.limits.clone()));
         self.configs = Arc::clone(&msg.configs);
@@ -386,10 +353,9 @@ impl ComponentRuntime {
     }
 
     /// Restarts or stops a deployed component on an operator's request.
-    fn control(&mut self, msg: Control) -> ResponseActFuture<Self, Result<(), String>> {
+    fn control(&mut self, msg: Control) -> ResponseActFuture<Self, Result<(), RuntimeError>> {
         let Some((prepared, access, limits)) = self.launched.get(&msg.name).cloned() else {
-            let error = format!("{} is not a deployed WebAssembly component", msg.name);
-            return Box::pin(fut::ready(Err(error)));
+            return Box::pin(fut::ready(Err(RuntimeError::NotDeployed(msg.name))));
         };
         let alive = self.actor(&msg.name).is_some();
         match (msg.action, alive) {
@@ -409,20 +375,13 @@ impl ComponentRuntime {
                 if let Some(running) = self.actor(&msg.name) {
                     running.actor.do_send(RestartComponent { done });
                 }
-                let outcome = async move { outcome.await.unwrap_or_else(|_| Err("the component stopped".to_owned())) };
-                Box::pin(outcome.into_actor(self))
+                Box::pin(started(msg.name, Ok(outcome)).into_actor(self))
             }
             (ControlAction::Restart, false) => {
                 let launch = Launch { prepared, access, configs: Arc::clone(&self.configs), limits };
                 let restarts = self.stopped.remove(&msg.name).map_or(0, |n| n + 1);
-                let started = self.launch(launch, restarts);
-                let outcome = async move {
-                    started
-                        .map_err(|e| e.to_string())?
-                        .await
-                        .unwrap_or_else(|_| Err("the component stopped before it finished starting".to_owned()))
-                };
-                Box::pin(outcome.into_actor(self))
+                let launched = self.launch(launch, restarts);
+                Box::pin(started(msg.name, launched).into_actor(self))
             }
         }
     }
@@ -434,6 +393,16 @@ impl ComponentRuntime {
             running.actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access });
         }
     }
+}
+
+/// How a launch (or restart) of `name` ended: once its `init` finished, or why it did not start.
+async fn started(
+    name: String,
+    launched: Result<oneshot::Receiver<Result<(), String>>, RuntimeError>,
+) -> Result<(), RuntimeError> {
+    let stopped = || "the component stopped before it finished starting".to_owned();
+    let outcome = launched?.await.unwrap_or_else(|_| Err(stopped()));
+    outcome.map_err(|reason| RuntimeError::Start { name, reason })
 }
 
 impl Actor for ComponentRuntime {
@@ -455,13 +424,7 @@ impl Handler<Launch> for ComponentRuntime {
         let name = msg.prepared.name.clone();
         self.stopped.remove(&name);
         let launched = self.launch(msg, 0);
-        Box::pin(async move {
-            let outcome = launched?.await.map_err(|_| RuntimeError::Start {
-                name: name.clone(),
-                reason: "the component stopped before it finished starting".to_owned(),
-            })?;
-            outcome.map_err(|reason| RuntimeError::Start { name, reason })
-        })
+        Box::pin(started(name, launched))
     }
 }
 
@@ -491,7 +454,7 @@ impl Handler<Stop> for ComponentRuntime {
 }
 
 impl Handler<Control> for ComponentRuntime {
-    type Result = ResponseActFuture<Self, Result<(), String>>;
+    type Result = ResponseActFuture<Self, Result<(), RuntimeError>>;
 
     fn handle(&mut self, msg: Control, _ctx: &mut Self::Context) -> Self::Result {
         self.control(msg)

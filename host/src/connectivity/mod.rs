@@ -18,12 +18,32 @@ use std::time::Duration;
 use actix::prelude::*;
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 pub use self::detect::{ConnectivityInfo, IpDetectorConfig};
 
 /// How often the IP detector looks at the interfaces (Greengrass: 60 s).
 pub const DETECT_EVERY: Duration = Duration::from_secs(60);
 const MANUAL_KEY: &str = "connectivity.manual";
+
+/// Why the stored manual endpoint list cannot be read or written.
+#[derive(Debug, Error)]
+pub enum ConnectivityError {
+    /// A query failed.
+    #[error("connectivity settings: cannot {action}: {source}")]
+    Sql {
+        /// What was being done.
+        action: &'static str,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The stored list does not parse (`turf connectivity set` or `clear` replaces it).
+    #[error(
+        "the stored manual endpoint list ({MANUAL_KEY}) is unreadable: {0}; replace it with `turf connectivity set` or `clear`"
+    )]
+    Corrupt(String),
+}
 
 /// The connectivity list changed.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
@@ -37,7 +57,7 @@ pub struct ConfigureIpDetector(pub IpDetectorConfig);
 
 /// Replace detection with a fixed list (`Some`), or go back to detection (`None`).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<ConnectivityReport, String>")]
+#[rtype(result = "Result<ConnectivityReport, ConnectivityError>")]
 pub struct SetManualConnectivity(pub Option<Vec<ConnectivityInfo>>);
 
 /// The current list and where it comes from.
@@ -52,6 +72,9 @@ pub struct ConnectivityReport {
     pub source: String,
     /// The endpoints.
     pub entries: Vec<ConnectivityInfo>,
+    /// Why the stored manual list was not used, if it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Addresses of the host's up interfaces.
@@ -60,25 +83,27 @@ pub fn interface_addresses() -> Vec<IpAddr> {
 }
 
 /// The manual endpoint list stored in the database, if any.
-pub fn load_manual(conn: &Connection) -> Option<Vec<ConnectivityInfo>> {
+pub fn load_manual(conn: &Connection) -> Result<Option<Vec<ConnectivityInfo>>, ConnectivityError> {
     let text: Option<String> = conn
         .query_row("SELECT value FROM settings WHERE key = ?1", [MANUAL_KEY], |r| r.get(0))
         .optional()
-        .ok()
-        .flatten();
-    text.and_then(|t| serde_json::from_str(&t).ok())
+        .map_err(|source| ConnectivityError::Sql { action: "read the manual endpoint list", source })?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| ConnectivityError::Corrupt(e.to_string()))).transpose()
 }
 
 /// Stores (or with `None` deletes) the manual endpoint list.
-pub fn save_manual(conn: &Connection, manual: Option<&Vec<ConnectivityInfo>>) -> Result<(), String> {
+pub fn save_manual(conn: &Connection, manual: Option<&Vec<ConnectivityInfo>>) -> Result<(), ConnectivityError> {
     let result = match manual {
         Some(list) => conn.execute(
             "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            rusqlite::params![MANUAL_KEY, serde_json::to_string(list).unwrap_or_default()],
+            rusqlite::params![
+                MANUAL_KEY,
+                serde_json::to_string(list).map_err(|e| ConnectivityError::Corrupt(e.to_string()))?
+            ],
         ),
         None => conn.execute("DELETE FROM settings WHERE key = ?1", [MANUAL_KEY]),
     };
-    result.map(|_| ()).map_err(|e| format!("cannot save connectivity: {e}"))
+    result.map(|_| ()).map_err(|source| ConnectivityError::Sql { action: "save the manual endpoint list", source })
 }
 
 /// The connectivity service.
@@ -86,21 +111,31 @@ pub struct Connectivity {
     conn: Connection,
     config: IpDetectorConfig,
     manual: Option<Vec<ConnectivityInfo>>,
+    /// Why the stored manual list was not used (until a new one is set or it is cleared).
+    problem: Option<String>,
     broker: SocketAddr,
     current: Vec<ConnectivityInfo>,
     listener: Recipient<ConnectivityChanged>,
 }
 
 impl Connectivity {
-    /// Keeps its settings in `conn`, starting from the `manual` endpoints loaded from it
-    /// ([`load_manual`]); reports to `listener`.
+    /// Keeps its settings in `conn`, starting from the `stored` manual endpoints loaded from it
+    /// ([`load_manual`]); reports to `listener`. An unreadable stored list is not guessed at:
+    /// the IP detector runs and every report says why until the operator replaces the list.
     pub fn new(
         conn: Connection,
-        manual: Option<Vec<ConnectivityInfo>>,
+        stored: Result<Option<Vec<ConnectivityInfo>>, ConnectivityError>,
         broker: SocketAddr,
         listener: Recipient<ConnectivityChanged>,
     ) -> Self {
-        Self { conn, config: IpDetectorConfig::default(), manual, broker, current: Vec::new(), listener }
+        let (manual, problem) = match stored {
+            Ok(manual) => (manual, None),
+            Err(error) => {
+                tracing::error!(%error, "using the IP detector instead");
+                (None, Some(error.to_string()))
+            }
+        };
+        Self { conn, config: IpDetectorConfig::default(), manual, problem, broker, current: Vec::new(), listener }
     }
 
     fn compute(&self) -> Vec<ConnectivityInfo> {
@@ -122,7 +157,7 @@ impl Connectivity {
 
     fn report(&self) -> ConnectivityReport {
         let source = if self.manual.is_some() { "manual" } else { "ip-detector" };
-        ConnectivityReport { source: source.to_owned(), entries: self.current.clone() }
+        ConnectivityReport { source: source.to_owned(), entries: self.current.clone(), problem: self.problem.clone() }
     }
 }
 
@@ -146,11 +181,12 @@ impl Handler<ConfigureIpDetector> for Connectivity {
 }
 
 impl Handler<SetManualConnectivity> for Connectivity {
-    type Result = Result<ConnectivityReport, String>;
+    type Result = Result<ConnectivityReport, ConnectivityError>;
 
     fn handle(&mut self, msg: SetManualConnectivity, _ctx: &mut Self::Context) -> Self::Result {
         save_manual(&self.conn, msg.0.as_ref())?;
         self.manual = msg.0;
+        self.problem = None;
         self.refresh();
         Ok(self.report())
     }

@@ -17,6 +17,7 @@ pub mod apply;
 pub mod builtin;
 pub mod config_update;
 pub mod dropin;
+mod error;
 pub mod model;
 pub mod plan;
 pub mod recipe;
@@ -33,6 +34,7 @@ use tokio::sync::oneshot;
 pub use self::apply::DeploymentPeers;
 use self::apply::{Applied, DeploymentProgress, Progress};
 use self::config_update::ConfigUpdate;
+pub use self::error::DeploymentError;
 use self::model::{
     ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail,
     FailurePolicy, ProgressEvent,
@@ -41,7 +43,7 @@ use self::plan::{DeployedSet, Plan, PlanContext};
 use self::recipe::Platform;
 use self::records::{Records, RecordsError};
 use crate::components::lifecycle::State;
-use crate::components::{ComponentStatus, Configure, Prepared};
+use crate::components::{ComponentStatus, ConfigUpdateError, Configure, Prepared};
 use crate::layout::RootLayout;
 use crate::store;
 
@@ -50,12 +52,12 @@ const HISTORY: usize = 50;
 
 /// Submit a deployment; replies with its queued record.
 #[derive(Message)]
-#[rtype(result = "Result<DeploymentRecord, String>")]
+#[rtype(result = "Result<DeploymentRecord, DeploymentError>")]
 pub struct CreateDeployment(pub DeploymentRequest);
 
 /// Look up a deployment (`Ok(None)`: no such id; `Err`: its record cannot be read).
 #[derive(Message)]
-#[rtype(result = "Result<Option<DeploymentRecord>, String>")]
+#[rtype(result = "Result<Option<DeploymentRecord>, DeploymentError>")]
 pub struct GetDeployment {
     /// Deployment id.
     pub id: String,
@@ -101,7 +103,7 @@ struct Finished {
 
 /// The newest deployments, newest first (or why they cannot be read).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<DeploymentRecord>, String>")]
+#[rtype(result = "Result<Vec<DeploymentRecord>, DeploymentError>")]
 pub struct ListDeployments;
 
 /// Every component with its state.
@@ -184,9 +186,13 @@ impl Deployments {
         PlanContext { layout: &self.layout, platform: &self.platform, thing_name: &self.thing_name }
     }
 
-    fn submit(&mut self, request: DeploymentRequest, ctx: &mut Context<Self>) -> Result<DeploymentRecord, String> {
+    fn submit(
+        &mut self,
+        request: DeploymentRequest,
+        ctx: &mut Context<Self>,
+    ) -> Result<DeploymentRecord, DeploymentError> {
         if self.closed {
-            return Err("the host is shutting down; deployments are not accepted".to_owned());
+            return Err(DeploymentError::ShuttingDown);
         }
         let record = DeploymentRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -201,7 +207,7 @@ impl Deployments {
             components: Vec::new(),
             progress: Vec::new(),
         };
-        self.records.insert(&record).map_err(|e| e.to_string())?;
+        self.records.insert(&record)?;
         tracing::info!(deployment = record.id, "deployment queued");
         self.queue.push_back(record.clone());
         self.run_next(ctx);
@@ -364,21 +370,19 @@ impl Deployments {
             .do_send(Configure { configs: apply::snapshot_of(&self.current), access: apply::access_of(&self.current) });
     }
 
-    fn update_configuration(&mut self, update: UpdateConfiguration) -> Result<(), String> {
+    fn update_configuration(&mut self, update: UpdateConfiguration) -> Result<(), ConfigUpdateError> {
         if self.active.is_some() {
             // A component starting in this deployment is not in `current` yet; the update is
             // applied to the deployment's result when it finishes.
             self.updates_during_apply.push(update.clone());
         }
         let Some(deployed) = self.current.get_mut(&update.component) else {
-            return if self.active.is_some() {
-                Ok(())
-            } else {
-                Err(format!("component {} is not deployed", update.component))
-            };
+            return if self.active.is_some() { Ok(()) } else { Err(ConfigUpdateError::NotDeployed(update.component)) };
         };
         config_update::merge_at(&mut deployed.config, &update.key_path, &update.value);
-        self.records.save_set(&self.current).map_err(|e| e.to_string())?;
+        self.records
+            .save_set(&self.current)
+            .map_err(|e| ConfigUpdateError::Save { component: update.component.clone(), source: Box::new(e) })?;
         tracing::info!(component = update.component, key_path = ?update.key_path, "configuration updated by its component");
         self.push_configurations();
         Ok(())
@@ -390,14 +394,14 @@ impl Deployments {
         }
     }
 
-    fn get(&self, id: &str) -> Result<Option<DeploymentRecord>, String> {
+    fn get(&self, id: &str) -> Result<Option<DeploymentRecord>, DeploymentError> {
         if let Some(active) = self.active.as_ref().filter(|a| a.record.id == id) {
             return Ok(Some(active.record.clone()));
         }
         if let Some(queued) = self.queue.iter().find(|q| q.id == id) {
             return Ok(Some(queued.clone()));
         }
-        self.records.get(id).map_err(|e| e.to_string())
+        Ok(self.records.get(id)?)
     }
 
     fn wait(&mut self, msg: WaitDeployment) -> ResponseFuture<Option<DeploymentRecord>> {
@@ -523,7 +527,7 @@ impl Actor for Deployments {
 }
 
 impl Handler<CreateDeployment> for Deployments {
-    type Result = Result<DeploymentRecord, String>;
+    type Result = Result<DeploymentRecord, DeploymentError>;
 
     fn handle(&mut self, msg: CreateDeployment, ctx: &mut Self::Context) -> Self::Result {
         self.submit(msg.0, ctx)
@@ -531,7 +535,7 @@ impl Handler<CreateDeployment> for Deployments {
 }
 
 impl Handler<GetDeployment> for Deployments {
-    type Result = Result<Option<DeploymentRecord>, String>;
+    type Result = Result<Option<DeploymentRecord>, DeploymentError>;
 
     fn handle(&mut self, msg: GetDeployment, _ctx: &mut Self::Context) -> Self::Result {
         self.get(&msg.id)
@@ -547,11 +551,11 @@ impl Handler<WaitDeployment> for Deployments {
 }
 
 impl Handler<ListDeployments> for Deployments {
-    type Result = Result<Vec<DeploymentRecord>, String>;
+    type Result = Result<Vec<DeploymentRecord>, DeploymentError>;
 
     /// A failed read is an error the operator sees, not an empty history.
     fn handle(&mut self, _msg: ListDeployments, _ctx: &mut Self::Context) -> Self::Result {
-        self.records.list(HISTORY).map_err(|e| e.to_string())
+        Ok(self.records.list(HISTORY)?)
     }
 }
 
@@ -588,7 +592,7 @@ impl Handler<GetComponent> for Deployments {
 }
 
 impl Handler<UpdateConfiguration> for Deployments {
-    type Result = Result<(), String>;
+    type Result = Result<(), ConfigUpdateError>;
 
     fn handle(&mut self, msg: UpdateConfiguration, _ctx: &mut Self::Context) -> Self::Result {
         self.update_configuration(msg)

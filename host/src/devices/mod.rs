@@ -150,7 +150,7 @@ pub struct ConfigureAuth(pub AuthPolicies);
 
 /// A `turf device` operation.
 #[derive(Message, Debug, Clone, Serialize, Deserialize)]
-#[rtype(result = "Result<DeviceReply, String>")]
+#[rtype(result = "Result<DeviceReply, DeviceError>")]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum DeviceRequest {
     /// Issue and register a certificate.
@@ -357,11 +357,11 @@ impl DeviceAuth {
         }
     }
 
-    fn request(&mut self, request: DeviceRequest) -> Result<DeviceReply, String> {
+    fn request(&mut self, request: DeviceRequest) -> Result<DeviceReply, DeviceError> {
         let what = request.name();
-        let (reply, effects) = perform(&mut self.book, request).map_err(|e| e.to_string())?;
+        let (reply, effects) = perform(&mut self.book, request)?;
         if effects.directory {
-            self.publish_auth().map_err(|e| e.to_string())?;
+            self.publish_auth()?;
         }
         if effects.tls {
             self.publish_tls();
@@ -434,7 +434,7 @@ impl Handler<GetServerCert> for DeviceAuth {
 }
 
 impl Handler<DeviceRequest> for DeviceAuth {
-    type Result = Result<DeviceReply, String>;
+    type Result = Result<DeviceReply, DeviceError>;
 
     fn handle(&mut self, msg: DeviceRequest, _ctx: &mut Self::Context) -> Self::Result {
         self.request(msg)

@@ -40,6 +40,12 @@ pub struct StatusReport {
     /// The broker's server certificate.
     #[serde(default)]
     pub server_cert: Option<crate::devices::ServerCertStatus>,
+    /// Stored rows that cannot be read, per table (empty: none).
+    #[serde(default)]
+    pub unreadable: Vec<crate::store::UnreadableRows>,
+    /// Why the database could not be checked for unreadable rows, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub census_error: Option<String>,
 }
 
 /// `PUT /v1/connectivity`: a manual endpoint list, or `None` to go back to the IP detector.

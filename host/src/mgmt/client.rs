@@ -36,9 +36,14 @@ pub enum ClientError {
     /// The request could not be sent or the reply not read.
     #[error("talking to the host failed: {0}")]
     Transport(String),
-    /// The host refused the request.
-    #[error("{0}")]
-    Refused(String),
+    /// The host refused the request: the HTTP status and the service's own text.
+    #[error("{error}")]
+    Refused {
+        /// The HTTP status (see `mgmt::refusal` for which error gets which).
+        status: u16,
+        /// What the service said.
+        error: String,
+    },
 }
 
 /// A client bound to one host's socket.
@@ -96,7 +101,7 @@ impl Client {
             let text = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|b| b.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Refused(text));
+            return Err(ClientError::Refused { status: status.as_u16(), error: text });
         }
         let value = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Transport(format!("unreadable reply ({status}): {e}")))?;

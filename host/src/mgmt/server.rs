@@ -17,13 +17,16 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
+use super::refusal::Refusal;
 use crate::broker::GetBrokerStatus;
 use crate::components::{Control, ControlAction};
 use crate::connectivity::{GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
 use crate::deploy::{CreateDeployment, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
 use crate::devices::{DeviceRequest, GetServerCert};
+use crate::layout::RootLayout;
 use crate::shadow::ShadowRequest;
+use crate::store;
 use crate::upstream::GetUpstreamStatus;
 
 /// Longest a `wait` request may block.
@@ -107,30 +110,24 @@ where
     }
 }
 
-/// Asks a service something it may refuse: its answer as JSON, a refusal as the status
-/// `refused` gives it and its text, 503 if the service is gone. The one place a service's reply
-/// becomes an HTTP answer.
-async fn ask_or_refuse<M, T, E>(service: &Recipient<M>, request: M, refused: fn(&E) -> StatusCode) -> HttpResponse
+/// A refusal as its status (mapped in [`super::refusal`]) and its text.
+fn refused(refusal: &impl Refusal) -> HttpResponse {
+    error(refusal.status(), refusal)
+}
+
+/// Asks a service something it may refuse: its answer as JSON, a refusal as its status and
+/// text, 503 if the service is gone.
+async fn ask_or_refuse<M, T, E>(service: &Recipient<M>, request: M) -> HttpResponse
 where
     M: Message<Result = Result<T, E>> + Send + 'static,
     T: Serialize + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Refusal + Send + 'static,
 {
     match service.send(request).await {
         Ok(Ok(answer)) => json(answer),
-        Ok(Err(refusal)) => error(refused(&refusal), refusal),
+        Ok(Err(refusal)) => refused(&refusal),
         Err(e) => unavailable(e),
     }
-}
-
-/// A refusal that names what was wrong with the request.
-fn bad_request<E>(_: &E) -> StatusCode {
-    StatusCode::BAD_REQUEST
-}
-
-/// A refusal that is the host's own failure.
-fn host_failure<E>(_: &E) -> StatusCode {
-    StatusCode::INTERNAL_SERVER_ERROR
 }
 
 async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
@@ -146,30 +143,38 @@ async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
         Ok(cert) => cert,
         Err(e) => return unavailable(e),
     };
-    match peers.broker.send(GetBrokerStatus).await {
-        Ok(broker) => json(StatusReport {
-            components,
-            upstream: Some(upstream),
-            broker: Some(broker),
-            server_cert,
-            ..peers.status.clone()
-        }),
-        Err(e) => unavailable(e),
-    }
+    let broker = match peers.broker.send(GetBrokerStatus).await {
+        Ok(broker) => broker,
+        Err(e) => return unavailable(e),
+    };
+    let database = RootLayout::new(&peers.status.root).database();
+    let census = web::block(move || {
+        let conn = store::open(&database).map_err(|e| e.to_string())?;
+        store::census(&conn).map_err(|e| format!("cannot check {} for unreadable rows: {e}", database.display()))
+    })
+    .await;
+    let (unreadable, census_error) = match census {
+        Ok(Ok(unreadable)) => (unreadable, None),
+        Ok(Err(error)) => (Vec::new(), Some(error)),
+        Err(error) => (Vec::new(), Some(error.to_string())),
+    };
+    json(StatusReport {
+        components,
+        upstream: Some(upstream),
+        broker: Some(broker),
+        server_cert,
+        unreadable,
+        census_error,
+        ..peers.status.clone()
+    })
 }
 
 async fn devices(peers: web::Data<MgmtPeers>, body: web::Json<DeviceRequest>) -> HttpResponse {
-    ask_or_refuse(&peers.devices, body.into_inner(), bad_request).await
+    ask_or_refuse(&peers.devices, body.into_inner()).await
 }
 
 async fn shadows(peers: web::Data<MgmtPeers>, body: web::Json<ShadowRequest>) -> HttpResponse {
-    match peers.shadows.send(body.into_inner()).await {
-        Ok(Ok(reply)) => json(reply),
-        Ok(Err(e)) => {
-            error(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), format!("{} {}", e.code, e.message))
-        }
-        Err(e) => unavailable(e),
-    }
+    ask_or_refuse(&peers.shadows, body.into_inner()).await
 }
 
 async fn get_connectivity(peers: web::Data<MgmtPeers>) -> HttpResponse {
@@ -177,15 +182,15 @@ async fn get_connectivity(peers: web::Data<MgmtPeers>) -> HttpResponse {
 }
 
 async fn set_connectivity(peers: web::Data<MgmtPeers>, body: web::Json<ConnectivityUpdate>) -> HttpResponse {
-    ask_or_refuse(&peers.set_connectivity, SetManualConnectivity(body.into_inner().manual), host_failure).await
+    ask_or_refuse(&peers.set_connectivity, SetManualConnectivity(body.into_inner().manual)).await
 }
 
 async fn create_deployment(peers: web::Data<MgmtPeers>, body: web::Json<DeploymentRequest>) -> HttpResponse {
-    ask_or_refuse(&peers.create_deployment, CreateDeployment(body.into_inner()), host_failure).await
+    ask_or_refuse(&peers.create_deployment, CreateDeployment(body.into_inner())).await
 }
 
 async fn list_deployments(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    ask_or_refuse(&peers.list_deployments, ListDeployments, host_failure).await
+    ask_or_refuse(&peers.list_deployments, ListDeployments).await
 }
 
 async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> HttpResponse {
@@ -193,7 +198,7 @@ async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> H
     match peers.get_deployment.send(GetDeployment { id: id.clone() }).await {
         Ok(Ok(Some(record))) => json(record),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
-        Ok(Err(reason)) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
+        Ok(Err(refusal)) => refused(&refusal),
         Err(e) => unavailable(e),
     }
 }
@@ -224,7 +229,7 @@ async fn wait_deployment(
         Err(_) => match peers.get_deployment.send(GetDeployment { id }).await {
             Ok(Ok(Some(record))) => HttpResponse::build(StatusCode::ACCEPTED).json(record),
             Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "deployment vanished"),
-            Ok(Err(reason)) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
+            Ok(Err(refusal)) => refused(&refusal),
             Err(e) => unavailable(e),
         },
     }
@@ -247,7 +252,7 @@ async fn control_component(peers: web::Data<MgmtPeers>, path: web::Path<(String,
     let (name, action) = path.into_inner();
     match peers.control.send(Control { name, action }).await {
         Ok(Ok(())) => json(serde_json::json!({})),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Ok(Err(refusal)) => refused(&refusal),
         Err(e) => unavailable(e),
     }
 }

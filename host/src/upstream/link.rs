@@ -18,6 +18,7 @@ use rumqttc::{TlsConfiguration, Transport};
 use tokio::task::JoinHandle;
 
 use super::config::{MqttVersion, UpstreamConfig};
+use super::error::UpstreamError;
 use crate::flow::{Credit, CreditPool};
 use crate::pem;
 use crate::properties::MessageProperties;
@@ -193,34 +194,34 @@ impl Link {
         payload: Vec<u8>,
         retain: bool,
         properties: Option<&MessageProperties>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UpstreamError> {
         let qos5 = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
         match (&self.client, properties) {
             (Client::V311(c), _) => {
-                c.try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).map_err(|e| e.to_string())
+                c.try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).map_err(refused("publish"))
             }
-            (Client::V5(c), None) => c.try_publish(topic, qos5, retain, payload).map_err(|e| e.to_string()),
+            (Client::V5(c), None) => c.try_publish(topic, qos5, retain, payload).map_err(refused("publish")),
             (Client::V5(c), Some(p)) => {
-                c.try_publish_with_properties(topic, qos5, retain, payload, to_v5(p)).map_err(|e| e.to_string())
+                c.try_publish_with_properties(topic, qos5, retain, payload, to_v5(p)).map_err(refused("publish"))
             }
         }
     }
 
     /// Queues a QoS 1 subscribe.
-    pub fn subscribe(&self, filter: &str) -> Result<(), String> {
+    pub fn subscribe(&self, filter: &str) -> Result<(), UpstreamError> {
         match &self.client {
-            Client::V311(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+            Client::V311(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(refused("subscribe")),
             Client::V5(c) => {
-                c.try_subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).map_err(|e| e.to_string())
+                c.try_subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).map_err(refused("subscribe"))
             }
         }
     }
 
     /// Queues an unsubscribe.
-    pub fn unsubscribe(&self, filter: &str) -> Result<(), String> {
+    pub fn unsubscribe(&self, filter: &str) -> Result<(), UpstreamError> {
         match &self.client {
-            Client::V311(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
-            Client::V5(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+            Client::V311(c) => c.try_unsubscribe(filter).map_err(refused("unsubscribe")),
+            Client::V5(c) => c.try_unsubscribe(filter).map_err(refused("unsubscribe")),
         }
     }
 
@@ -323,4 +324,9 @@ async fn pump_v5(mut eventloop: rumqttc::v5::EventLoop, events: Events, incoming
             return;
         }
     }
+}
+
+/// Maps an MQTT client's refusal to queue a request.
+fn refused<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> UpstreamError {
+    move |e| UpstreamError::Link { action, reason: e.to_string() }
 }

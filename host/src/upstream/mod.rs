@@ -14,6 +14,7 @@
 //! - `spool`: the SQLite spool. `link`: one rumqttc connection, either protocol version.
 
 pub mod config;
+mod error;
 pub mod link;
 pub mod spool;
 
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use self::config::{UpstreamConfig, backoff};
+pub use self::error::{UpstreamError, UpstreamStartError};
 use self::link::{Link, LinkEvent};
 use self::spool::{Spool, SpoolError};
 use crate::flow::{Credit, CreditPool};
@@ -37,7 +39,7 @@ pub const WINDOW: u16 = 64;
 
 /// Publish a message upstream at QoS 1 (spooled until acknowledged).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), UpstreamError>")]
 pub struct PublishUpstream {
     /// Upstream topic.
     pub topic: String,
@@ -68,7 +70,7 @@ pub struct UpstreamMessage {
 
 /// Subscribe `subscriber` to `filter` on the upstream broker.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), UpstreamError>")]
 pub struct SubscribeUpstream {
     /// Who subscribes (a component name, or the bridge).
     pub subscriber: String,
@@ -149,17 +151,6 @@ impl LinkState {
     }
 }
 
-/// A failure to start the upstream service.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// The spool could not be opened.
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
-    /// The TLS files are unusable.
-    #[error("upstream TLS: {0}")]
-    Tls(String),
-}
-
 /// The upstream service.
 pub struct Upstream {
     config: Option<UpstreamConfig>,
@@ -191,10 +182,11 @@ impl Upstream {
         config: Option<UpstreamConfig>,
         db: &std::path::Path,
         incoming: CreditPool,
-    ) -> Result<Self, UpstreamError> {
+    ) -> Result<Self, UpstreamStartError> {
         let (tls, spool) = match &config {
             Some(c) => {
-                let tls = if c.endpoint.tls { Some(link::tls_config(c).map_err(UpstreamError::Tls)?) } else { None };
+                let tls =
+                    if c.endpoint.tls { Some(link::tls_config(c).map_err(UpstreamStartError::Tls)?) } else { None };
                 (tls, Some(Spool::open(db, c.spool_max_messages, c.spool_max_bytes)?))
             }
             None => (None, None),
@@ -258,7 +250,7 @@ impl Upstream {
                 if let Some(link) = &self.link {
                     for filter in self.subscriptions.keys() {
                         if let Err(error) = link.subscribe(filter) {
-                            tracing::warn!(filter, error, "cannot subscribe upstream");
+                            tracing::warn!(filter, %error, "cannot subscribe upstream");
                         }
                     }
                 }
@@ -350,7 +342,7 @@ impl Upstream {
             if let Err(error) =
                 link.publish(&message.topic, message.payload, message.retain, message.properties.as_ref())
             {
-                tracing::debug!(error, "rumqttc queue full; the rest is sent on the next acknowledgement");
+                tracing::debug!(%error, "rumqttc queue full; the rest is sent on the next acknowledgement");
                 return;
             }
             self.unsent.push_back(message.seq);
@@ -358,15 +350,14 @@ impl Upstream {
         }
     }
 
-    fn publish(&mut self, msg: PublishUpstream) -> Result<(), String> {
+    fn publish(&mut self, msg: PublishUpstream) -> Result<(), UpstreamError> {
         let Some(spool) = self.spool.as_mut() else {
-            return Err(
-                "no upstream broker is configured (turf run --upstream mqtts://HOST:PORT, or config.toml)".to_owned()
-            );
+            return Err(UpstreamError::NotConfigured);
         };
-        topic::validate_topic(&msg.topic).map_err(|e| e.to_string())?;
+        topic::validate_topic(&msg.topic)
+            .map_err(|source| UpstreamError::BadTopic { topic: msg.topic.clone(), source })?;
         if topic::has_wildcard(&msg.topic) {
-            return Err(format!("{}: an upstream topic must not contain wildcards", msg.topic));
+            return Err(UpstreamError::Wildcard(msg.topic));
         }
         match spool.push(&msg.topic, &msg.payload, msg.retain, msg.properties.as_deref()) {
             Ok(pushed) if pushed.dropped > 0 => {
@@ -382,22 +373,23 @@ impl Upstream {
             Err(error @ SpoolError::TooBig { .. }) => {
                 self.dropped += 1;
                 tracing::warn!(%error, topic = msg.topic, "upstream message dropped");
-                return Err(error.to_string());
+                return Err(error.into());
             }
             Err(error) => {
                 tracing::error!(%error, "cannot spool an upstream message");
-                return Err(error.to_string());
+                return Err(error.into());
             }
         }
         self.fill();
         Ok(())
     }
 
-    fn subscribe(&mut self, msg: SubscribeUpstream) -> Result<(), String> {
+    fn subscribe(&mut self, msg: SubscribeUpstream) -> Result<(), UpstreamError> {
         if self.config.is_none() {
-            return Err("no upstream broker is configured".to_owned());
+            return Err(UpstreamError::NotConfigured);
         }
-        topic::validate_filter(&msg.filter).map_err(|e| e.to_string())?;
+        topic::validate_filter(&msg.filter)
+            .map_err(|source| UpstreamError::BadTopic { topic: msg.filter.clone(), source })?;
         let subscribers = self.subscriptions.entry(msg.filter.clone()).or_default();
         let new_filter = subscribers.is_empty();
         subscribers.insert(msg.subscriber, msg.recipient);
@@ -427,7 +419,7 @@ impl Upstream {
                 && let Some(link) = &self.link
                 && let Err(error) = link.unsubscribe(&filter)
             {
-                tracing::debug!(filter, error, "cannot unsubscribe upstream");
+                tracing::debug!(filter, %error, "cannot unsubscribe upstream");
             }
         }
         found
@@ -496,7 +488,7 @@ impl Handler<FromLink> for Upstream {
 }
 
 impl Handler<PublishUpstream> for Upstream {
-    type Result = Result<(), String>;
+    type Result = Result<(), UpstreamError>;
 
     fn handle(&mut self, msg: PublishUpstream, _ctx: &mut Self::Context) -> Self::Result {
         self.publish(msg)
@@ -504,7 +496,7 @@ impl Handler<PublishUpstream> for Upstream {
 }
 
 impl Handler<SubscribeUpstream> for Upstream {
-    type Result = Result<(), String>;
+    type Result = Result<(), UpstreamError>;
 
     fn handle(&mut self, msg: SubscribeUpstream, _ctx: &mut Self::Context) -> Self::Result {
         self.subscribe(msg)

@@ -227,7 +227,7 @@ async fn submit(peers: WatchPeers, actions: Vec<Action>) {
         let record = match peers.create.send(CreateDeployment(request)).await {
             Ok(Ok(record)) => record,
             Ok(Err(error)) => {
-                tracing::error!(what, error, "cannot submit the deployment");
+                tracing::error!(what, %error, "cannot submit the deployment");
                 continue;
             }
             Err(error) => {

@@ -7,11 +7,11 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::components::UpdateConfiguration;
 use crate::components::bindings::turf::host::config;
 use crate::components::bindings::turf::host::types::Error;
 use crate::components::budget::Usage;
 use crate::components::instance::{ConfigSnapshot, HostState};
+use crate::components::{ConfigUpdateError, UpdateConfiguration};
 use crate::json_merge::merge_at;
 
 /// Largest `valueToMerge` accepted (each update is stored and pushed to every component).
@@ -120,7 +120,10 @@ impl config::Host for HostState {
             .send(request)
             .await
             .map_err(|e| Error::ServiceError(format!("configuration store unavailable: {e}")))?
-            .map_err(Error::InvalidArguments)?;
+            .map_err(|refusal| match refusal {
+                ConfigUpdateError::NotDeployed(_) => Error::InvalidArguments(refusal.to_string()),
+                ConfigUpdateError::Save { .. } => Error::ServiceError(refusal.to_string()),
+            })?;
         let mut configs = (*self.configs).clone();
         merge_at(configs.entry(self.name.clone()).or_insert_with(|| Value::Object(Map::new())), &key_path, &value);
         self.configs = Arc::new(configs);

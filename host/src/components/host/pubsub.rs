@@ -11,10 +11,20 @@ use crate::components::instance::HostState;
 use crate::flow::Credit;
 use crate::pubsub::{Publish, PubsubError, Subscribe, Unsubscribe};
 use crate::topic;
-use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream};
+use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamError};
 
 fn upstream_error(error: impl std::fmt::Display) -> Error {
     Error::ServiceError(format!("upstream service unavailable: {error}"))
+}
+
+/// The upstream service's refusal as the guest sees it: its own mistake, or the service's.
+fn upstream_refusal(error: UpstreamError) -> Error {
+    match error {
+        UpstreamError::BadTopic { .. } | UpstreamError::Wildcard(_) => Error::InvalidArguments(error.to_string()),
+        UpstreamError::NotConfigured | UpstreamError::Spool(_) | UpstreamError::Link { .. } => {
+            Error::ServiceError(error.to_string())
+        }
+    }
 }
 
 fn service_error(error: impl std::fmt::Display) -> Error {
@@ -81,7 +91,7 @@ impl pubsub::Host for HostState {
         self.pace_publish().await;
         let publish =
             PublishUpstream { topic, payload: payload.into(), retain: false, properties: None, credit: Credit::none() };
-        self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(Error::ServiceError)
+        self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(upstream_refusal)
     }
 
     async fn subscribe_to_iotcore(&mut self, filter: String) -> Result<(), Error> {
@@ -92,7 +102,7 @@ impl pubsub::Host for HostState {
             filter: filter.clone(),
             recipient: self.upstream_inbox.clone(),
         };
-        self.peers.upstream_subscribe.send(subscribe).await.map_err(upstream_error)?.map_err(Error::ServiceError)?;
+        self.peers.upstream_subscribe.send(subscribe).await.map_err(upstream_error)?.map_err(upstream_refusal)?;
         self.iotcore_subscriptions.insert(filter);
         Ok(())
     }
