@@ -19,25 +19,25 @@ use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use thiserror::Error;
 
-use crate::bridge::{Bridge, BridgePeers};
-use crate::broker::{Broker, BrokerError, BrokerOptions, StopBroker};
-use crate::components::instance::ServicePeers;
-use crate::components::{ComponentRuntime, RuntimePeers, StopAll};
+use crate::bridge::{Bridge, BridgeHandle};
+use crate::broker::{Broker, BrokerAddrs, BrokerError, BrokerHandle, BrokerOptions, StopBroker};
+use crate::components::{ComponentRuntime, HostServices, RuntimeHandle, StopAll};
 use crate::config::HostConfig;
-use crate::connectivity::{self, Connectivity};
+use crate::connectivity::{self, Connectivity, ConnectivityHandle};
 use crate::deploy::records::RecordsError;
-use crate::deploy::{CloseDeployments, DeploymentPeers, Deployments, Restore};
+use crate::deploy::{CloseDeployments, DeploymentServices, Deployments, DeploymentsHandle, Restore};
 use crate::devices::ca::{CaError, server_sans};
 use crate::devices::registry::RegistryError;
-use crate::devices::{DeviceAuth, DeviceBook, DeviceError, DevicePeers};
+use crate::devices::{DeviceAuth, DeviceBook, DeviceError, DevicePeers, DevicesHandle};
 use crate::discovery::{Discovery, DiscoveryError, StopDiscovery};
+use crate::memory::Trimmer;
 use crate::mgmt::api::StatusReport;
-use crate::mgmt::server::{self, MgmtError, MgmtPeers};
-use crate::pubsub::PubsubBus;
-use crate::shadow::ShadowManager;
+use crate::mgmt::server::{self, MgmtError, MgmtServices};
+use crate::pubsub::{BusHandle, PubsubBus};
 use crate::shadow::store::ShadowStore;
-use crate::upstream::{StopUpstream, Upstream, UpstreamStartError};
-use crate::watch::{StopWatcher, WatchPeers, Watcher};
+use crate::shadow::{ShadowHandle, ShadowManager};
+use crate::upstream::{StopUpstream, Upstream, UpstreamHandle, UpstreamStartError};
+use crate::watch::{StopWatcher, Watcher};
 use crate::{components, fsutil, store};
 
 /// Why the host could not start.
@@ -106,11 +106,11 @@ pub struct Endpoints {
 /// A started host.
 pub struct Host {
     endpoints: Endpoints,
-    broker: Addr<Broker>,
+    broker: BrokerHandle,
     discovery: Addr<Discovery>,
-    runtime: Addr<ComponentRuntime>,
-    upstream: Addr<Upstream>,
-    deployments: Addr<Deployments>,
+    runtime: RuntimeHandle,
+    upstream: UpstreamHandle,
+    deployments: DeploymentsHandle,
     watcher: Addr<Watcher>,
     mgmt: ServerHandle,
 }
@@ -144,7 +144,7 @@ impl Host {
         tracing::info!("shutting down");
         step("management API", STEP_DEADLINE, self.mgmt.stop(false)).await;
         let _ = step("watcher", STEP_DEADLINE, self.watcher.send(StopWatcher)).await;
-        if let Some(Ok(Some(id))) = step("deployments", STEP_DEADLINE, self.deployments.send(CloseDeployments)).await {
+        if let Some(Ok(Some(id))) = step("deployments", STEP_DEADLINE, self.deployments.close.send(CloseDeployments)).await {
             tracing::warn!(
                 deployment = id,
                 "shutdown abandons the deployment in progress; it is marked FAILED at the next start"
@@ -152,13 +152,13 @@ impl Host {
         }
         let _ = step("discovery", STEP_DEADLINE, self.discovery.send(StopDiscovery)).await;
         let deadline = components::STOP_ALL_TIMEOUT + Duration::from_millis(1500);
-        if let Some(Ok(abandoned)) = step("components", deadline, self.runtime.send(StopAll)).await
+        if let Some(Ok(abandoned)) = step("components", deadline, self.runtime.stop_all.send(StopAll)).await
             && !abandoned.is_empty()
         {
             tracing::warn!(components = ?abandoned, "components did not stop in time; their calls were killed");
         }
-        let _ = step("upstream", STEP_DEADLINE, self.upstream.send(StopUpstream)).await;
-        let _ = step("broker", STEP_DEADLINE * 3, self.broker.send(StopBroker)).await;
+        let _ = step("upstream", STEP_DEADLINE, self.upstream.stop.send(StopUpstream)).await;
+        let _ = step("broker", STEP_DEADLINE * 3, self.broker.stop.send(StopBroker)).await;
         let _ = std::fs::remove_file(&self.endpoints.socket);
         tracing::info!("stopped");
     }
@@ -177,12 +177,21 @@ fn prepare_root(config: &HostConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Starts every service; must be called inside an actix system.
-pub async fn start(config: HostConfig) -> Result<Host, StartError> {
-    let layout = config.layout();
-    prepare_root(&config)?;
-    let trimmer = crate::memory::Trimmer::new();
+/// The services that face devices: broker, discovery, device auth, connectivity.
+struct Edge {
+    broker: BrokerHandle,
+    discovery: Addr<Discovery>,
+    devices: DevicesHandle,
+    connectivity: ConnectivityHandle,
+    addrs: BrokerAddrs,
+    discovery_addr: SocketAddr,
+    ca_cert: PathBuf,
+}
 
+/// Starts the broker (listening), discovery, device auth and connectivity. The broker's server
+/// certificate names the stored manual endpoints, if any, from the start.
+async fn start_edge(config: &HostConfig, trimmer: &Trimmer) -> Result<Edge, StartError> {
+    let layout = config.layout();
     let book = DeviceBook::open(&layout)?;
     let connectivity_db = store::open(&layout.database())?;
     let manual = connectivity::load_manual(&connectivity_db);
@@ -199,87 +208,106 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         database: layout.database(),
     })
     .await?;
-    let broker = broker.start();
-
+    let broker = BrokerHandle::of(&broker.start());
+    // Discovery asks device auth, which reloads discovery's TLS: one of them starts first.
     let devices_ctx = Context::<DeviceAuth>::new();
-    let (discovery, discovery_addr) =
-        Discovery::start(config.discovery_listen, &tls, devices_ctx.address().recipient())?;
+    let devices = DevicesHandle::of(&devices_ctx.address());
+    let (discovery, discovery_addr) = Discovery::start(config.discovery_listen, &tls, devices.discover.clone())?;
     let discovery = discovery.start();
-    let devices = devices_ctx.run(DeviceAuth::new(
-        book,
-        config.thing_name.clone(),
-        DevicePeers {
-            auth: broker.clone().recipient(),
-            tls: vec![broker.clone().recipient(), discovery.clone().recipient()],
-        },
-    ));
-    let connectivity = Connectivity::new(connectivity_db, manual, addrs.mqtt, devices.clone().recipient()).start();
+    let outputs = DevicePeers { auth: broker.auth.clone(), tls: vec![broker.tls.clone(), discovery.clone().recipient()] };
+    devices_ctx.run(DeviceAuth::new(book, config.thing_name.clone(), outputs));
+    let connectivity = Connectivity::new(connectivity_db, manual, addrs.mqtt, devices.connectivity.clone()).start();
+    let connectivity = ConnectivityHandle::of(&connectivity);
+    Ok(Edge { broker, discovery, devices, connectivity, addrs, discovery_addr, ca_cert })
+}
 
-    let bus = PubsubBus::new().start();
+/// The services behind the edge: bus, shadows, upstream, bridge, components, deployments.
+struct Core {
+    shadows: ShadowHandle,
+    upstream: UpstreamHandle,
+    runtime: RuntimeHandle,
+    deployments: DeploymentsHandle,
+}
+
+/// Starts the bus, the shadow manager (on its own thread), the upstream link, the bridge, the
+/// component runtime and the deployment service.
+fn start_core(config: &HostConfig, edge: &Edge, trimmer: &Trimmer) -> Result<Core, StartError> {
+    let layout = config.layout();
+    let bus = BusHandle::of(&PubsubBus::new().start());
     let shadow_store = ShadowStore::open(&layout.database())?;
-    let (shadow_subscribe, shadow_publish) = (bus.clone().recipient(), bus.clone().recipient());
+    let (shadow_subscribe, shadow_publish) = (bus.subscribe.clone(), bus.publish.clone());
     let shadows = ShadowManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         ShadowManager::new(shadow_store, shadow_subscribe, shadow_publish)
     });
+    let shadows = ShadowHandle::of(&shadows);
     let upstream_pool = crate::flow::CreditPool::new(config.broker.host_queue_bytes);
     let upstream = Upstream::new(config.upstream.clone(), &layout.database(), upstream_pool)?.start();
-    let bridge = Bridge::new(BridgePeers {
-        taps: broker.clone().recipient(),
-        to_devices: broker.clone().recipient(),
-        subscribe: bus.clone().recipient(),
-        unsubscribe_all: bus.clone().recipient(),
-        publish: bus.clone().recipient(),
-        upstream_publish: upstream.clone().recipient(),
-        upstream_subscribe: upstream.clone().recipient(),
-        upstream_unsubscribe: upstream.clone().recipient(),
-        upstream_enabled: config.upstream.is_some(),
-    })
-    .start();
+    let upstream = UpstreamHandle::of(&upstream, config.upstream.is_some());
+    let bridge = BridgeHandle::of(&Bridge::new(edge.broker.clone(), bus.clone(), upstream.clone()).start());
 
     let deployments_ctx = Context::<Deployments>::new();
-    let runtime = ComponentRuntime::new(
-        layout.clone(),
-        config.component_limits.clone(),
-        config.compiler.clone(),
-        RuntimePeers {
-            services: ServicePeers {
-                subscribe: bus.clone().recipient(),
-                unsubscribe: bus.clone().recipient(),
-                publish: bus.clone().recipient(),
-                shadows: shadows.clone().recipient(),
-                update_config: deployments_ctx.address().recipient(),
-                upstream_publish: upstream.clone().recipient(),
-                upstream_subscribe: upstream.clone().recipient(),
-                upstream_unsubscribe: upstream.clone().recipient(),
-            },
-            unsubscribe_all: bus.clone().recipient(),
-            status: deployments_ctx.address().recipient(),
-        },
-    )?
-    .start();
-    let deployments = deployments_ctx.run(Deployments::new(
-        layout.clone(),
-        config.thing_name.clone(),
-        DeploymentPeers {
-            prepare: runtime.clone().recipient(),
-            launch: runtime.clone().recipient(),
-            configure: runtime.clone().recipient(),
-            stop: runtime.clone().recipient(),
-            bridge: bridge.recipient(),
-            auth: devices.clone().recipient(),
-            ip_detector: connectivity.clone().recipient(),
-            shadows: shadows.clone().recipient(),
-            trimmer: trimmer.clone(),
-        },
-    )?);
+    let services = HostServices {
+        bus,
+        shadows: shadows.clone(),
+        upstream: upstream.clone(),
+        config_store: deployments_ctx.address().recipient(),
+        status: deployments_ctx.address().recipient(),
+    };
+    let runtime =
+        ComponentRuntime::new(layout.clone(), config.component_limits.clone(), config.compiler.clone(), services)?;
+    let runtime = RuntimeHandle::of(&runtime.start());
+    let targets = DeploymentServices {
+        runtime: runtime.clone(),
+        bridge,
+        devices: edge.devices.clone(),
+        connectivity: edge.connectivity.clone(),
+        shadows: shadows.clone(),
+        trimmer: trimmer.clone(),
+    };
+    let deployments = deployments_ctx.run(Deployments::new(layout, config.thing_name.clone(), targets)?);
+    Ok(Core { shadows, upstream, runtime, deployments: DeploymentsHandle::of(&deployments) })
+}
 
+/// Starts every service; must be called inside an actix system.
+pub async fn start(config: HostConfig) -> Result<Host, StartError> {
+    let layout = config.layout();
+    prepare_root(&config)?;
+    let trimmer = Trimmer::new();
+    let edge = start_edge(&config, &trimmer).await?;
+    let core = start_core(&config, &edge, &trimmer)?;
+    let endpoints = Endpoints {
+        mqtt: edge.addrs.mqtt,
+        plain: edge.addrs.plain,
+        discovery: edge.discovery_addr,
+        socket: layout.socket(),
+        root: layout.root().to_path_buf(),
+        ca_cert: edge.ca_cert.clone(),
+        upstream: config.upstream.as_ref().map(|u| u.endpoint.to_string()),
+    };
+    let mgmt = server::start(&layout.socket(), mgmt_services(&config, &endpoints, &edge, &core))?;
+    // The management API already answers (`turf component list` shows components starting);
+    // each component's start is bounded by its init budget.
+    if core.deployments.restore.send(Restore).await.is_err() {
+        tracing::error!("deployment service stopped while restoring");
+    }
+    let watcher = Watcher::new(layout.clone(), config.watch.clone(), core.deployments.clone()).start();
+    tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
+    // Start-up's one-off work (certificates, database, restoring components) is over.
+    trimmer.hint(crate::memory::Burst::OneOff);
+    let Edge { broker, discovery, .. } = edge;
+    let Core { runtime, upstream, deployments, .. } = core;
+    Ok(Host { endpoints, broker, discovery, runtime, upstream, deployments, watcher, mgmt })
+}
+
+/// What the management API talks to, and the facts of this host it reports.
+fn mgmt_services(config: &HostConfig, endpoints: &Endpoints, edge: &Edge, core: &Core) -> MgmtServices {
     let status = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         thing_name: config.thing_name.clone(),
-        root: layout.root().to_path_buf(),
-        mqtt: addrs.mqtt,
-        plain: addrs.plain,
-        discovery: discovery_addr,
+        root: endpoints.root.clone(),
+        mqtt: endpoints.mqtt,
+        plain: endpoints.plain,
+        discovery: endpoints.discovery,
         started_at: store::now_secs(),
         components: Vec::new(),
         upstream: None,
@@ -288,48 +316,14 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
         unreadable: Vec::new(),
         census_error: None,
     };
-    let mgmt = server::start(
-        &layout.socket(),
-        MgmtPeers {
-            devices: devices.clone().recipient(),
-            server_cert: devices.recipient(),
-            get_connectivity: connectivity.clone().recipient(),
-            set_connectivity: connectivity.recipient(),
-            shadows: shadows.clone().recipient(),
-            create_deployment: deployments.clone().recipient(),
-            get_deployment: deployments.clone().recipient(),
-            wait_deployment: deployments.clone().recipient(),
-            list_deployments: deployments.clone().recipient(),
-            list_components: deployments.clone().recipient(),
-            get_component: deployments.clone().recipient(),
-            control: runtime.clone().recipient(),
-            upstream: upstream.clone().recipient(),
-            broker: broker.clone().recipient(),
-            status,
-        },
-    )?;
-    let endpoints = Endpoints {
-        mqtt: addrs.mqtt,
-        plain: addrs.plain,
-        discovery: discovery_addr,
-        socket: layout.socket(),
-        root: layout.root().to_path_buf(),
-        ca_cert,
-        upstream: config.upstream.as_ref().map(|u| u.endpoint.to_string()),
-    };
-    // The management API already answers (`turf component list` shows components starting);
-    // each component's start is bounded by its init budget.
-    if deployments.send(Restore).await.is_err() {
-        tracing::error!("deployment service stopped while restoring");
+    MgmtServices {
+        devices: edge.devices.clone(),
+        connectivity: edge.connectivity.clone(),
+        shadows: core.shadows.clone(),
+        deployments: core.deployments.clone(),
+        runtime: core.runtime.clone(),
+        upstream: core.upstream.clone(),
+        broker: edge.broker.clone(),
+        status,
     }
-    let watch_peers = WatchPeers {
-        create: deployments.clone().recipient(),
-        wait: deployments.clone().recipient(),
-        components: deployments.clone().recipient(),
-    };
-    let watcher = Watcher::new(layout.clone(), config.watch.clone(), watch_peers).start();
-    tracing::info!(mqtt = %endpoints.mqtt, plain = ?endpoints.plain, discovery = %endpoints.discovery, "turf ready");
-    // Start-up's one-off work (certificates, database, restoring components) is over.
-    trimmer.hint(crate::memory::Burst::OneOff);
-    Ok(Host { endpoints, broker, discovery, runtime, upstream, deployments, watcher, mgmt })
 }

@@ -27,12 +27,12 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use self::routes::{BridgeConfig, Endpoint};
-use crate::broker::{DeviceMessage, PublishToDevices, SetTaps};
+use crate::broker::{BrokerHandle, DeviceMessage, PublishToDevices, SetTaps};
 use crate::flow::Credit;
 use crate::properties::MessageProperties;
 use crate::pubsub::subscriptions::ReceiveMode;
-use crate::pubsub::{Publish, PubsubMessage, Subscribe, UnsubscribeAll};
-use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
+use crate::pubsub::{BusHandle, Publish, PubsubMessage, Subscribe, UnsubscribeAll};
+use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamHandle, UpstreamMessage};
 
 /// Component name of the bridge, also its identity on the pubsub bus.
 pub const COMPONENT_NAME: &str = "aws.greengrass.clientdevices.mqtt.Bridge";
@@ -42,50 +42,44 @@ pub const COMPONENT_NAME: &str = "aws.greengrass.clientdevices.mqtt.Bridge";
 #[rtype(result = "()")]
 pub struct ConfigureBridge(pub BridgeConfig);
 
-/// Where the bridge sends things; wired by the supervisor.
-pub struct BridgePeers {
-    /// Broker: tap registration.
-    pub taps: Recipient<SetTaps>,
-    /// Broker: publishing to devices.
-    pub to_devices: Recipient<PublishToDevices>,
-    /// Bus: subscribing.
-    pub subscribe: Recipient<Subscribe>,
-    /// Bus: dropping all subscriptions.
-    pub unsubscribe_all: Recipient<UnsubscribeAll>,
-    /// Bus: publishing.
-    pub publish: Recipient<Publish>,
-    /// Upstream: publishing (spooled while it is away).
-    pub upstream_publish: Recipient<PublishUpstream>,
-    /// Upstream: subscribing to IotCore-source routes.
-    pub upstream_subscribe: Recipient<SubscribeUpstream>,
-    /// Upstream: dropping those subscriptions.
-    pub upstream_unsubscribe: Recipient<UnsubscribeUpstream>,
-    /// Whether an upstream broker is configured at all.
-    pub upstream_enabled: bool,
+/// What the bridge offers, built once by the supervisor.
+#[derive(Clone)]
+pub struct BridgeHandle {
+    /// Apply new routes.
+    pub configure: Recipient<ConfigureBridge>,
+}
+
+impl BridgeHandle {
+    /// The handle of a running bridge.
+    pub fn of(bridge: &Addr<Bridge>) -> Self {
+        Self { configure: bridge.clone().recipient() }
+    }
 }
 
 /// The bridge service.
 pub struct Bridge {
     config: BridgeConfig,
-    peers: BridgePeers,
+    broker: BrokerHandle,
+    bus: BusHandle,
+    upstream: UpstreamHandle,
     warned_inactive: HashSet<String>,
 }
 
 impl Bridge {
-    /// A bridge with no routes.
-    pub fn new(peers: BridgePeers) -> Self {
-        Self { config: BridgeConfig::default(), peers, warned_inactive: HashSet::new() }
+    /// A bridge with no routes between the broker, the bus and the upstream.
+    pub fn new(broker: BrokerHandle, bus: BusHandle, upstream: UpstreamHandle) -> Self {
+        Self { config: BridgeConfig::default(), broker, bus, upstream, warned_inactive: HashSet::new() }
     }
 
     fn configure(&mut self, config: BridgeConfig, me: &Addr<Self>) {
-        self.peers.taps.do_send(SetTaps {
+        self.broker.taps.do_send(SetTaps {
             owner: COMPONENT_NAME.to_owned(),
             filters: config.source_filters(Endpoint::LocalMqtt),
             recipient: me.clone().recipient(),
         });
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: COMPONENT_NAME.to_owned() });
+        self.bus.unsubscribe_all.do_send(UnsubscribeAll { subscriber: COMPONENT_NAME.to_owned() });
         for filter in config.source_filters(Endpoint::Pubsub) {
-            self.peers.subscribe.do_send(Subscribe {
+            self.bus.subscribe.do_send(Subscribe {
                 subscriber: COMPONENT_NAME.to_owned(),
                 filter,
                 mode: Some(ReceiveMode::FromOthers),
@@ -93,12 +87,12 @@ impl Bridge {
             });
         }
         self.warned_inactive.clear();
-        self.peers
-            .upstream_unsubscribe
+        self.upstream
+            .unsubscribe
             .do_send(UnsubscribeUpstream { subscriber: COMPONENT_NAME.to_owned(), filter: None });
-        if self.peers.upstream_enabled {
+        if self.upstream.configured {
             for filter in config.source_filters(Endpoint::IotCore) {
-                self.peers.upstream_subscribe.do_send(SubscribeUpstream {
+                self.upstream.subscribe.do_send(SubscribeUpstream {
                     subscriber: COMPONENT_NAME.to_owned(),
                     filter,
                     recipient: me.clone().recipient(),
@@ -126,7 +120,7 @@ impl Bridge {
 
     /// Sends a message to the upstream broker, or notes the route as inactive without one.
     fn send_upstream(&mut self, route: &str, topic: String, message: &Relayed<'_>, retain: bool) {
-        if self.peers.upstream_enabled {
+        if self.upstream.configured {
             let publish = PublishUpstream {
                 topic,
                 payload: message.payload.clone(),
@@ -134,7 +128,7 @@ impl Bridge {
                 properties: message.properties.cloned(),
                 credit: message.credit.clone(),
             };
-            self.peers.upstream_publish.do_send(publish);
+            self.upstream.publish.do_send(publish);
         } else {
             self.warn_inactive(route);
         }
@@ -151,14 +145,14 @@ impl Bridge {
             tracing::debug!(route = route.name, target = ?route.target, topic = target_topic, "relayed");
             match route.target {
                 target if target == source => {}
-                Endpoint::Pubsub => self.peers.publish.do_send(Publish {
+                Endpoint::Pubsub => self.bus.publish.do_send(Publish {
                     publisher: COMPONENT_NAME.to_owned(),
                     topic: target_topic,
                     payload: message.payload.clone(),
                     credit: message.credit.clone(),
                     span: message.span.clone(),
                 }),
-                Endpoint::LocalMqtt => self.peers.to_devices.do_send(PublishToDevices {
+                Endpoint::LocalMqtt => self.broker.to_devices.do_send(PublishToDevices {
                     topic: target_topic,
                     payload: message.payload.clone(),
                     qos: 1,

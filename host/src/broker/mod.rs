@@ -26,6 +26,7 @@
 //! - `stats`: drop counters and the status report.
 
 mod hooks;
+mod handle;
 pub mod limits;
 mod listeners;
 mod outbox;
@@ -34,11 +35,11 @@ mod retain;
 mod shared;
 pub mod stats;
 
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use rmqtt::context::ServerContext;
 use rmqtt::flow::FlowConfig;
 use rmqtt::hook::Type;
@@ -46,6 +47,7 @@ use rmqtt::types::{Id, Unsubscribe};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
+pub use self::handle::{BrokerHandle, GetBrokerStatus, PublishToDevices, SetTaps, StopBroker};
 pub use self::hooks::DeviceMessage;
 use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, ShapeLimits, SubscribeCheck, Tap};
 pub use self::limits::BrokerLimits;
@@ -55,7 +57,7 @@ use self::stats::{BrokerCounters, BrokerStatus, RefusalCounts};
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::identity::ListenerKind;
 use crate::devices::{AuthChanged, AuthSnapshot, TlsChanged};
-use crate::flow::{Credit, CreditPool};
+use crate::flow::CreditPool;
 
 /// A failure to start the broker.
 #[derive(Debug, Error)]
@@ -111,46 +113,6 @@ pub struct BrokerAddrs {
     /// Plain loopback listener, if enabled.
     pub plain: Option<SocketAddr>,
 }
-
-/// Replace the taps owned by `owner` with `filters` → `recipient`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetTaps {
-    /// Service that owns the taps.
-    pub owner: String,
-    /// Topic filters to copy.
-    pub filters: Vec<String>,
-    /// Where copies go.
-    pub recipient: Recipient<DeviceMessage>,
-}
-
-/// Publish a message to devices subscribed on the broker, as the host.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct PublishToDevices {
-    /// Topic name.
-    pub topic: String,
-    /// Payload.
-    pub payload: Bytes,
-    /// QoS 0, 1 or 2.
-    pub qos: u8,
-    /// Retain flag.
-    pub retain: bool,
-    /// MQTT 5 properties to publish it with.
-    pub properties: Option<Arc<crate::properties::MessageProperties>>,
-    /// The device credit of the message this one relays, if any (returned once routed).
-    pub credit: Credit,
-}
-
-/// The broker's queues and counters.
-#[derive(Message)]
-#[rtype(result = "BrokerStatus")]
-pub struct GetBrokerStatus;
-
-/// Stop listening and disconnect every client; replies once done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopBroker;
 
 /// The broker service.
 pub struct Broker {

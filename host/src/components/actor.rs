@@ -27,7 +27,8 @@ use super::budget::{CpuShare, Usage, UsageReport};
 use super::engine::WasmEngine;
 use super::host::changed_subscriptions;
 use super::inbox::ComponentInbox;
-use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, KillWatch, ServicePeers, TimerControl, Trapped};
+use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, KillWatch, TimerControl, Trapped};
+use super::HostServices;
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::components::limits::ComponentLimits;
@@ -165,22 +166,11 @@ pub struct ComponentSpec {
     pub kill: KillWatch,
 }
 
-/// Services the actor reports to.
-#[derive(Clone)]
-pub struct ActorPeers {
-    /// Services the guest's imports use.
-    pub services: ServicePeers,
-    /// Bus: drop a dead instance's subscriptions.
-    pub unsubscribe_all: Recipient<UnsubscribeAll>,
-    /// State changes.
-    pub status: Recipient<ComponentStatus>,
-}
-
 /// A running component.
 pub struct ComponentActor {
     spec: ComponentSpec,
     engine: WasmEngine,
-    peers: ActorPeers,
+    services: HostServices,
     instance: Option<Instance>,
     state: State,
     errors: ErrorHistory,
@@ -203,7 +193,7 @@ impl ComponentActor {
     pub fn new(
         spec: ComponentSpec,
         engine: WasmEngine,
-        peers: ActorPeers,
+        services: HostServices,
         first_start: oneshot::Sender<Result<(), String>>,
     ) -> Self {
         let restarts = spec.restarts;
@@ -211,7 +201,7 @@ impl ComponentActor {
         Self {
             spec,
             engine,
-            peers,
+            services,
             instance: None,
             state: State::Installed,
             errors: ErrorHistory::default(),
@@ -245,7 +235,7 @@ impl ComponentActor {
             None => state.to_string(),
         };
         self.spec.log.line(level, "lifecycle", &note);
-        self.peers.status.do_send(ComponentStatus {
+        self.services.status.do_send(ComponentStatus {
             name: self.spec.name.clone(),
             version: self.spec.version.clone(),
             state,
@@ -300,7 +290,7 @@ impl ComponentActor {
             log: self.spec.log.clone(),
             access,
             configs,
-            peers: self.peers.services.clone(),
+            services: self.services.clone(),
             inbox: inbox.clone().recipient(),
             upstream_inbox: inbox.recipient(),
             timers: ctx.address().recipient(),
@@ -349,10 +339,10 @@ impl ComponentActor {
 
     /// Drops every bus and upstream subscription of the component.
     fn unsubscribe_everything(&self) {
-        self.peers.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
-        self.peers
-            .services
-            .upstream_unsubscribe
+        self.services.bus.unsubscribe_all.do_send(UnsubscribeAll { subscriber: self.spec.name.clone() });
+        self.services
+            .upstream
+            .unsubscribe
             .do_send(UnsubscribeUpstream { subscriber: self.spec.name.clone(), filter: None });
     }
 
@@ -514,11 +504,11 @@ impl ComponentActor {
     fn unsubscribe(&self, from: &Filters, keep: &Filters) {
         let name = &self.spec.name;
         for filter in from.bus.difference(&keep.bus) {
-            self.peers.services.unsubscribe.do_send(Unsubscribe { subscriber: name.clone(), filter: filter.clone() });
+            self.services.bus.unsubscribe.do_send(Unsubscribe { subscriber: name.clone(), filter: filter.clone() });
         }
         for filter in from.upstream.difference(&keep.upstream) {
             let unsubscribe = UnsubscribeUpstream { subscriber: name.clone(), filter: Some(filter.clone()) };
-            self.peers.services.upstream_unsubscribe.do_send(unsubscribe);
+            self.services.upstream.unsubscribe.do_send(unsubscribe);
         }
     }
 

@@ -26,39 +26,17 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use super::engine::{EpochTicker, WasmEngine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::UpdateConfiguration;
+use super::HostServices;
 use super::access::AccessControl;
 use super::bindings::{TurfComponent, TurfComponentPre};
 use super::budget::{Bucket, MemoryBudget, Usage};
 use super::log::{ComponentLog, Level};
 use crate::components::limits::ComponentLimits;
-use crate::pubsub::{Publish, PubsubMessage, Subscribe, Unsubscribe};
-use crate::shadow::ShadowRequest;
-use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
+use crate::pubsub::PubsubMessage;
+use crate::upstream::UpstreamMessage;
 
 /// Every component's configuration, by component name (what `config.get-configuration` reads).
 pub type ConfigSnapshot = BTreeMap<String, Value>;
-
-/// Services a component's imports talk to; the same for every component.
-#[derive(Clone)]
-pub struct ServicePeers {
-    /// Bus: subscribe.
-    pub subscribe: Recipient<Subscribe>,
-    /// Bus: unsubscribe.
-    pub unsubscribe: Recipient<Unsubscribe>,
-    /// Bus: publish.
-    pub publish: Recipient<Publish>,
-    /// Shadow manager.
-    pub shadows: Recipient<ShadowRequest>,
-    /// Deployments: a component updates its own configuration.
-    pub update_config: Recipient<UpdateConfiguration>,
-    /// Upstream: publish.
-    pub upstream_publish: Recipient<PublishUpstream>,
-    /// Upstream: subscribe.
-    pub upstream_subscribe: Recipient<SubscribeUpstream>,
-    /// Upstream: unsubscribe.
-    pub upstream_unsubscribe: Recipient<UnsubscribeUpstream>,
-}
 
 /// Start or stop a timer (sent by the `timer` import to the component's own actor).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +69,7 @@ pub struct HostState {
     pub(super) log: ComponentLog,
     pub(super) access: Arc<AccessControl>,
     pub(super) configs: Arc<ConfigSnapshot>,
-    pub(super) peers: ServicePeers,
+    pub(super) services: HostServices,
     /// Where pubsub messages for this component are delivered (its actor).
     pub(super) inbox: Recipient<PubsubMessage>,
     /// Where upstream messages for this component are delivered (its actor).
@@ -134,7 +112,7 @@ pub struct HostSetup {
     /// All configurations.
     pub configs: Arc<ConfigSnapshot>,
     /// Service recipients.
-    pub peers: ServicePeers,
+    pub services: HostServices,
     /// Its actor, for pubsub delivery.
     pub inbox: Recipient<PubsubMessage>,
     /// Its actor, for upstream delivery.
@@ -266,7 +244,7 @@ impl HostState {
             log: setup.log,
             access: setup.access,
             configs: setup.configs,
-            peers: setup.peers,
+            services: setup.services,
             inbox: setup.inbox,
             upstream_inbox: setup.upstream_inbox,
             timers: setup.timers,

@@ -24,6 +24,7 @@ pub mod bindings;
 pub mod budget;
 pub mod engine;
 mod error;
+mod handle;
 mod host;
 pub mod inbox;
 pub mod instance;
@@ -33,26 +34,26 @@ pub mod log;
 pub mod ticker;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use wasmtime::component::Linker;
 
 use self::access::AccessControl;
 pub use self::actor::ComponentStatus;
-use self::actor::{ActorPeers, ComponentActor, ComponentSpec, Reconfigure, RestartComponent, StopComponent, Swap};
+use self::actor::{ComponentActor, ComponentSpec, Reconfigure, RestartComponent, StopComponent, Swap};
 use self::bindings::TurfComponentPre;
 use self::engine::{CompileCache, Compiler, EngineError, WasmEngine};
 pub use self::error::{ConfigUpdateError, RuntimeError};
-use self::instance::{ConfigSnapshot, HostState, KillSwitch, ServicePeers};
+pub use self::handle::{
+    Configure, Control, ControlAction, HostServices, Launch, Prepare, RuntimeHandle, Stop, StopAll, UpdateConfiguration,
+};
+use self::instance::{ConfigSnapshot, HostState, KillSwitch};
 use self::log::ComponentLog;
 use crate::components::limits::{ComponentLimits, LimitOverrides};
 use crate::layout::RootLayout;
-use crate::pubsub::UnsubscribeAll;
 
 /// A compiled and linked component, ready to launch.
 #[derive(Clone)]
@@ -68,101 +69,6 @@ impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared").field("name", &self.name).field("version", &self.version).finish_non_exhaustive()
     }
-}
-
-/// Compile and link `wasm` for component `name` at `version`.
-#[derive(Message)]
-#[rtype(result = "Result<Prepared, RuntimeError>")]
-pub struct Prepare {
-    /// Component name.
-    pub name: String,
-    /// Component version.
-    pub version: String,
-    /// The `.wasm` artifact.
-    pub wasm: PathBuf,
-}
-
-/// Start (or replace) a prepared component; replies once its first `init` finished.
-#[derive(Message)]
-#[rtype(result = "Result<(), RuntimeError>")]
-pub struct Launch {
-    /// What to run.
-    pub prepared: Prepared,
-    /// Its access rights.
-    pub access: Arc<AccessControl>,
-    /// Every component's configuration.
-    pub configs: Arc<ConfigSnapshot>,
-    /// Its recipe's `SystemResourceLimits`.
-    pub limits: LimitOverrides,
-}
-
-/// New configurations for running components (each notifies its guest of subscribed changes).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Configure {
-    /// Every component's configuration.
-    pub configs: Arc<ConfigSnapshot>,
-    /// Access rights per running component.
-    pub access: HashMap<String, Arc<AccessControl>>,
-}
-
-/// A component merges `value` into its own configuration at `key_path` (IPC
-/// UpdateConfiguration). Sent by the `config` interface to whoever keeps configurations (the
-/// deployment service), which replies with a refusal's reason.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), ConfigUpdateError>")]
-pub struct UpdateConfiguration {
-    /// The component.
-    pub component: String,
-    /// Where to merge.
-    pub key_path: Vec<String>,
-    /// A JSON object to deep-merge.
-    pub value: serde_json::Value,
-}
-
-/// Stop one component; replies when it stopped.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Stop {
-    /// Component name.
-    pub name: String,
-}
-
-/// What an operator asks of one component (`turf component restart|stop`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ControlAction {
-    /// Start a fresh instance (clears errors; brings back BROKEN and stopped components).
-    Restart,
-    /// Stop it until it is restarted or redeployed.
-    Stop,
-}
-
-/// Restart or stop one deployed component; replies once done (for a restart: once its `init`
-/// finished).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), RuntimeError>")]
-pub struct Control {
-    /// Component name.
-    pub name: String,
-    /// What to do.
-    pub action: ControlAction,
-}
-
-/// Stop every component and launch none after; replies with those that had to be abandoned.
-#[derive(Message)]
-#[rtype(result = "Vec<String>")]
-pub struct StopAll;
-
-/// Where the runtime and its components send things.
-#[derive(Clone)]
-pub struct RuntimePeers {
-    /// Services the guests' imports use.
-    pub services: ServicePeers,
-    /// Bus: drop a dead instance's subscriptions.
-    pub unsubscribe_all: Recipient<UnsubscribeAll>,
-    /// State changes of every component.
-    pub status: Recipient<ComponentStatus>,
 }
 
 /// Longest a component may take to stop before its call in progress is killed (Greengrass's
@@ -208,7 +114,7 @@ pub struct ComponentRuntime {
     cache: CompileCache,
     layout: RootLayout,
     limits: ComponentLimits,
-    peers: RuntimePeers,
+    services: HostServices,
     running: HashMap<String, Running>,
     /// What every deployed component was last launched with, so a stopped one can be restarted.
     launched: HashMap<String, (Prepared, Arc<AccessControl>, LimitOverrides)>,
@@ -226,7 +132,7 @@ impl ComponentRuntime {
         layout: RootLayout,
         limits: ComponentLimits,
         compiler: Compiler,
-        peers: RuntimePeers,
+        services: HostServices,
     ) -> Result<Self, EngineError> {
         let engine = engine::new_engine()?;
         let linker = instance::linker(&engine.engine).map_err(|e| EngineError::Engine(format!("{e:#}")))?;
@@ -237,7 +143,7 @@ impl ComponentRuntime {
             cache,
             layout,
             limits,
-            peers,
+            services,
             running: HashMap::new(),
             launched: HashMap::new(),
             configs: Arc::default(),
@@ -328,13 +234,8 @@ impl ComponentRuntime {
             kill: kill.watch(),
         };
         spec.log.limit(spec.limits.log_bytes_per_sec, Arc::clone(&spec.usage));
-        let peers = ActorPeers {
-            services: self.peers.services.clone(),
-            unsubscribe_all: self.peers.unsubscribe_all.clone(),
-            status: self.peers.status.clone(),
-        };
         let (first_tx, first_rx) = oneshot::channel();
-        let actor = ComponentActor::new(spec, self.engine.clone(), peers, first_tx).start();
+        let actor = ComponentActor::new(spec, self.engine.clone(), self.services.clone(), first_tx).start();
         let killer = kill.clone();
         actix_rt::spawn(async move {
             let outcome = match tokio::time::timeout(deadline, first_rx).await {

@@ -106,6 +106,24 @@ pub fn save_manual(conn: &Connection, manual: Option<&Vec<ConnectivityInfo>>) ->
     result.map(|_| ()).map_err(|source| ConnectivityError::Sql { action: "save the manual endpoint list", source })
 }
 
+/// What the connectivity service offers, built once by the supervisor.
+#[derive(Clone)]
+pub struct ConnectivityHandle {
+    /// The current list.
+    pub get: Recipient<GetConnectivity>,
+    /// Set or clear the manual list.
+    pub set: Recipient<SetManualConnectivity>,
+    /// New IP detector settings.
+    pub configure: Recipient<ConfigureIpDetector>,
+}
+
+impl ConnectivityHandle {
+    /// The handle of a running connectivity service.
+    pub fn of(addr: &Addr<Connectivity>) -> Self {
+        Self { get: addr.clone().recipient(), set: addr.clone().recipient(), configure: addr.clone().recipient() }
+    }
+}
+
 /// The connectivity service.
 pub struct Connectivity {
     conn: Connection,

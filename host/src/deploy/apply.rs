@@ -17,39 +17,32 @@ use serde_json::Value;
 
 use super::builtin;
 use super::plan::{DeployedSet, InstallStep, Plan, recipe_file_name};
-use crate::bridge::ConfigureBridge;
+use crate::bridge::{BridgeHandle, ConfigureBridge};
 use crate::bridge::routes::BridgeConfig;
 use crate::components::access::AccessControl;
 use crate::components::instance::ConfigSnapshot;
-use crate::components::{Configure, Launch, Prepare, Prepared, Stop};
-use crate::connectivity::{ConfigureIpDetector, IpDetectorConfig};
-use crate::devices::AuthPolicies;
-use crate::devices::ConfigureAuth;
+use crate::components::{Configure, Launch, Prepare, Prepared, RuntimeHandle, Stop};
+use crate::connectivity::{ConfigureIpDetector, ConnectivityHandle, IpDetectorConfig};
+use crate::devices::{AuthPolicies, ConfigureAuth, DevicesHandle};
 use crate::fsutil::{self, Access};
 use crate::layout::RootLayout;
-use crate::shadow::ConfigureShadows;
+use crate::shadow::{ConfigureShadows, ShadowHandle};
 use crate::shadow::settings::ShadowSettings;
 use std::collections::HashMap;
 
-/// The services a deployment drives; wired by the supervisor.
+/// The services a deployment drives; built by the supervisor from their handles.
 #[derive(Clone)]
-pub struct DeploymentPeers {
-    /// Runtime: compile and link.
-    pub prepare: Recipient<Prepare>,
-    /// Runtime: start a component.
-    pub launch: Recipient<Launch>,
-    /// Runtime: new configurations for running components.
-    pub configure: Recipient<Configure>,
-    /// Runtime: stop a component.
-    pub stop: Recipient<Stop>,
-    /// Bridge: new routes.
-    pub bridge: Recipient<ConfigureBridge>,
-    /// Device auth: new device groups.
-    pub auth: Recipient<ConfigureAuth>,
-    /// Connectivity: new IP detector settings.
-    pub ip_detector: Recipient<ConfigureIpDetector>,
-    /// Shadow manager: new settings.
-    pub shadows: Recipient<ConfigureShadows>,
+pub struct DeploymentServices {
+    /// Compiles, starts, reconfigures and stops components.
+    pub runtime: RuntimeHandle,
+    /// Takes the bridge's routes.
+    pub bridge: BridgeHandle,
+    /// Takes the device groups.
+    pub devices: DevicesHandle,
+    /// Takes the IP detector's settings.
+    pub connectivity: ConnectivityHandle,
+    /// Takes the shadow manager's settings.
+    pub shadows: ShadowHandle,
     /// Told when a deployment finished (its one-off work can be given back to the kernel).
     pub trimmer: crate::memory::Trimmer,
 }
@@ -139,7 +132,7 @@ pub struct ApplyFailure {
 pub async fn apply(
     plan: &Plan,
     layout: &RootLayout,
-    peers: &DeploymentPeers,
+    peers: &DeploymentServices,
     progress: &Progress,
     keep_going: bool,
 ) -> Result<Applied, ApplyFailure> {
@@ -154,7 +147,7 @@ pub async fn apply(
     for step in &plan.launches {
         let request =
             Prepare { name: step.name.clone(), version: step.version.to_string(), wasm: step.source_wasm.clone() };
-        match peers.prepare.send(request).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+        match peers.runtime.prepare.send(request).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(code) => prepared.push(code),
             Err(error) => return Err(ApplyFailure { error, ..failure }),
         }
@@ -169,7 +162,7 @@ pub async fn apply(
     }
     let configs = snapshot_of(&plan.target);
     let access = plan.access.clone().into_iter().collect();
-    if let Err(error) = peers.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)
+    if let Err(error) = peers.runtime.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)
     {
         return Err(ApplyFailure { error, ..failure });
     }
@@ -177,7 +170,7 @@ pub async fn apply(
         progress.note(Some(name), "reconfigured").await;
     }
     for name in &plan.stops {
-        if let Err(error) = peers.stop.send(Stop { name: name.clone() }).await.map_err(mailbox) {
+        if let Err(error) = peers.runtime.stop.send(Stop { name: name.clone() }).await.map_err(mailbox) {
             return Err(ApplyFailure { error, ..failure });
         }
         failure.stopped.push(name.clone());
@@ -189,7 +182,7 @@ pub async fn apply(
         let limits = limits_of(&plan.target, &code.name);
         let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs), limits };
         progress.note(Some(&code.name), "STARTING").await;
-        match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+        match peers.runtime.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => {
                 failure.launched.push(code.name.clone());
                 progress.note(Some(&code.name), "RUNNING").await;
@@ -228,7 +221,7 @@ pub async fn rollback(
     failure: &ApplyFailure,
     previous: &DeployedSet,
     previous_code: &HashMap<String, Prepared>,
-    peers: &DeploymentPeers,
+    peers: &DeploymentServices,
     progress: &Progress,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -242,7 +235,7 @@ pub async fn rollback(
     let configs = snapshot_of(previous);
     let previous_access = access_of(previous);
     let configure = Configure { configs: Arc::clone(&configs), access: previous_access.clone() };
-    if let Err(error) = peers.configure.send(configure).await {
+    if let Err(error) = peers.runtime.configure.send(configure).await {
         problems.push(mailbox(error));
     }
     let mut relaunch: Vec<&String> = Vec::new();
@@ -250,7 +243,7 @@ pub async fn rollback(
     for name in failure.launched.iter().chain(new_and_failed) {
         if previous.contains_key(name) {
             relaunch.push(name);
-        } else if let Err(error) = peers.stop.send(Stop { name: name.clone() }).await {
+        } else if let Err(error) = peers.runtime.stop.send(Stop { name: name.clone() }).await {
             problems.push(format!("{name}: {}", mailbox(error)));
         } else {
             progress.note(Some(name), "removed").await;
@@ -265,7 +258,7 @@ pub async fn rollback(
         let access = previous_access.get(name).cloned().unwrap_or_default();
         let limits = limits_of(previous, name);
         let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs), limits };
-        match peers.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+        match peers.runtime.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => progress.note(Some(name), format!("RUNNING {} again", code.version)).await,
             Err(error) => problems.push(format!("{name}: {error}")),
         }
@@ -280,23 +273,23 @@ fn limits_of(set: &DeployedSet, name: &str) -> crate::components::limits::LimitO
 }
 
 /// Hands a built-in component's validated configuration to the service behind it.
-async fn configure_builtin(name: &str, config: &Value, peers: &DeploymentPeers) -> Result<(), String> {
+async fn configure_builtin(name: &str, config: &Value, peers: &DeploymentServices) -> Result<(), String> {
     match name {
         builtin::BRIDGE => {
             let routes = BridgeConfig::from_json(config).map_err(|e| e.to_string())?;
-            peers.bridge.send(ConfigureBridge(routes)).await.map_err(mailbox)
+            peers.bridge.configure.send(ConfigureBridge(routes)).await.map_err(mailbox)
         }
         builtin::AUTH => {
             let policies = AuthPolicies::from_config(config).map_err(|e| e.to_string())?;
-            peers.auth.send(ConfigureAuth(policies)).await.map_err(mailbox)
+            peers.devices.configure.send(ConfigureAuth(policies)).await.map_err(mailbox)
         }
         builtin::SHADOW_MANAGER => {
             let settings = ShadowSettings::from_config(config)?;
-            peers.shadows.send(ConfigureShadows(settings)).await.map_err(mailbox)
+            peers.shadows.configure.send(ConfigureShadows(settings)).await.map_err(mailbox)
         }
         builtin::IP_DETECTOR => {
             let detector = IpDetectorConfig::from_config(config).map_err(|e| e.to_string())?;
-            peers.ip_detector.send(ConfigureIpDetector(detector)).await.map_err(mailbox)
+            peers.connectivity.configure.send(ConfigureIpDetector(detector)).await.map_err(mailbox)
         }
         _ => Ok(()),
     }

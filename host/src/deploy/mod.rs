@@ -3,7 +3,7 @@
 //! The `Deployments` actor owns the deployed set and the deployment history. Messages in:
 //! [`CreateDeployment`], [`GetDeployment`], [`WaitDeployment`], [`ListDeployments`],
 //! [`ListComponents`], [`Restore`], and [`ComponentStatus`] from the component runtime. Messages
-//! out (through [`DeploymentPeers`]): compile/launch/configure/stop to the runtime, routes to the
+//! out (through [`DeploymentServices`]): compile/launch/configure/stop to the runtime, routes to the
 //! bridge. Deployments run one at a time in submission order; each is planned and validated in
 //! full before anything changes. Its mailbox never waits on a component: applying runs as a
 //! spawned future, so components can still be served while they start.
@@ -18,6 +18,7 @@ pub mod builtin;
 pub mod config_update;
 pub mod dropin;
 mod error;
+mod handle;
 pub mod model;
 pub mod plan;
 pub mod recipe;
@@ -31,10 +32,15 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-pub use self::apply::DeploymentPeers;
+pub use self::apply::DeploymentServices;
 use self::apply::{Applied, DeploymentProgress, Progress};
 use self::config_update::ConfigUpdate;
 pub use self::error::DeploymentError;
+pub use self::handle::{
+    CloseDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents, ListDeployments,
+    Restore, WaitDeployment,
+};
+pub use crate::components::UpdateConfiguration;
 use self::model::{
     ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail,
     FailurePolicy, ProgressEvent,
@@ -49,30 +55,6 @@ use crate::store;
 
 /// How many deployments `turf deployment list` shows.
 const HISTORY: usize = 50;
-
-/// Submit a deployment; replies with its queued record.
-#[derive(Message)]
-#[rtype(result = "Result<DeploymentRecord, DeploymentError>")]
-pub struct CreateDeployment(pub DeploymentRequest);
-
-/// Look up a deployment (`Ok(None)`: no such id; `Err`: its record cannot be read).
-#[derive(Message)]
-#[rtype(result = "Result<Option<DeploymentRecord>, DeploymentError>")]
-pub struct GetDeployment {
-    /// Deployment id.
-    pub id: String,
-}
-
-/// Wait until a deployment finished, or (with `after`) until it has more than `after` progress
-/// events; replies with its record (`None`: unknown id).
-#[derive(Message)]
-#[rtype(result = "Option<DeploymentRecord>")]
-pub struct WaitDeployment {
-    /// Deployment id.
-    pub id: String,
-    /// Progress events the caller has already seen.
-    pub after: Option<usize>,
-}
 
 /// A caller waiting for a deployment to finish or move on.
 struct Waiter {
@@ -101,38 +83,6 @@ struct Finished {
     rollback: Option<Vec<String>>,
 }
 
-/// The newest deployments, newest first (or why they cannot be read).
-#[derive(Message)]
-#[rtype(result = "Result<Vec<DeploymentRecord>, DeploymentError>")]
-pub struct ListDeployments;
-
-/// Every component with its state.
-#[derive(Message)]
-#[rtype(result = "Vec<ComponentInfo>")]
-pub struct ListComponents;
-
-/// Everything about one component (`None`: no such component).
-#[derive(Message)]
-#[rtype(result = "Option<ComponentDetails>")]
-pub struct GetComponent {
-    /// Component name.
-    pub name: String,
-}
-
-pub use crate::components::UpdateConfiguration;
-
-/// Bring back the last successful deployment (sent once at start); replies when done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Restore;
-
-/// Accept no more deployments (shutdown); replies with the one in progress, if any, which is
-/// abandoned where it stands (the runtime refuses its launches once components are stopped, and
-/// the next start marks it FAILED).
-#[derive(Message)]
-#[rtype(result = "Option<String>")]
-pub struct CloseDeployments;
-
 /// The deployment service.
 pub struct Deployments {
     layout: RootLayout,
@@ -149,7 +99,7 @@ pub struct Deployments {
     /// Configuration updates made by components while a deployment was being applied; they are
     /// re-applied to its result.
     updates_during_apply: Vec<UpdateConfiguration>,
-    peers: DeploymentPeers,
+    peers: DeploymentServices,
     /// Shutting down: nothing new is accepted or started.
     closed: bool,
     /// The last deployment is being restored: new ones wait until it is back.
@@ -158,7 +108,7 @@ pub struct Deployments {
 
 impl Deployments {
     /// Opens the deployment records under `layout`.
-    pub fn new(layout: RootLayout, thing_name: String, peers: DeploymentPeers) -> Result<Self, RecordsError> {
+    pub fn new(layout: RootLayout, thing_name: String, peers: DeploymentServices) -> Result<Self, RecordsError> {
         let records = Records::open(&layout.database())?;
         let failed = records.fail_unfinished()?;
         if failed > 0 {
@@ -366,6 +316,7 @@ impl Deployments {
     /// Sends every running component the current configurations.
     fn push_configurations(&self) {
         self.peers
+            .runtime
             .configure
             .do_send(Configure { configs: apply::snapshot_of(&self.current), access: apply::access_of(&self.current) });
     }

@@ -16,6 +16,7 @@
 
 pub mod book;
 pub mod ca;
+mod handle;
 pub mod identity;
 pub mod local_tools;
 pub mod policy;
@@ -25,14 +26,16 @@ pub mod selection;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
 
 pub use self::book::{DeviceBook, DeviceError, IssuedDevice, files};
-use self::ca::{ServerTlsFiles, server_sans};
+pub use self::handle::{
+    AuthChanged, AuthPolicies, ConfigureAuth, DevicePeers, DeviceReply, DeviceRequest, DevicesHandle, Discover,
+    DiscoverError, DiscoveryAnswer, GetServerCert, ServerCertStatus, TlsChanged,
+};
+use self::ca::server_sans;
 use self::identity::{DeviceDirectory, Identity, ListenerKind, PeerCert, Refusal};
 use self::local_tools::LocalTools;
-use self::policy::{DeviceGroups, PolicyError, client_id_resource};
-use self::registry::DeviceRecord;
+use self::policy::{DeviceGroups, client_id_resource};
 use crate::connectivity::{ConnectivityChanged, ConnectivityInfo};
 
 /// Everything the broker needs to decide who may connect and what they may do.
@@ -100,132 +103,6 @@ impl AuthSnapshot {
 /// only: a host that runs for a year must not serve an expired certificate.
 const RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
-/// The broker's server certificate, for `turf status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerCertStatus {
-    /// When it expires (seconds since the epoch).
-    pub not_after: i64,
-    /// When it will be re-issued (seconds since the epoch).
-    pub renew_at: i64,
-}
-
-/// Asks the device-auth service about the broker's server certificate.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Option<ServerCertStatus>")]
-pub struct GetServerCert;
-
-/// Devices or policies changed (sent to the broker).
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct AuthChanged(pub Arc<AuthSnapshot>);
-
-/// The broker's certificate or the accepted client CAs changed; reload from these files.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub struct TlsChanged(pub ServerTlsFiles);
-
-/// The policies of the Auth component's configuration.
-#[derive(Debug, Clone, Default)]
-pub struct AuthPolicies {
-    /// `deviceGroups`; `None` denies every device.
-    pub groups: Option<Arc<DeviceGroups>>,
-    /// `localTools` (its default when absent).
-    pub local_tools: Arc<LocalTools>,
-}
-
-impl AuthPolicies {
-    /// Reads both from the Auth component's whole configuration; errors name the JSON path.
-    pub fn from_config(config: &serde_json::Value) -> Result<Self, PolicyError> {
-        Ok(Self {
-            groups: DeviceGroups::from_config(config)?.map(Arc::new),
-            local_tools: Arc::new(LocalTools::from_config(config)?),
-        })
-    }
-}
-
-/// New policies (from a deployment).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ConfigureAuth(pub AuthPolicies);
-
-/// A `turf device` operation.
-#[derive(Message, Debug, Clone, Serialize, Deserialize)]
-#[rtype(result = "Result<DeviceReply, DeviceError>")]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum DeviceRequest {
-    /// Issue and register a certificate.
-    Add {
-        /// Thing name.
-        thing: String,
-    },
-    /// Register a certificate issued elsewhere.
-    Register {
-        /// Thing name.
-        thing: String,
-        /// The certificate, PEM.
-        cert_pem: String,
-    },
-    /// Remove a thing and its certificates (its connections are closed).
-    Remove {
-        /// Thing name.
-        thing: String,
-    },
-    /// Trust another CA for device certificates.
-    TrustCa {
-        /// The CA certificate, PEM.
-        pem: String,
-    },
-    /// Stop trusting a CA added with `TrustCa`.
-    UntrustCa {
-        /// The CA certificate, PEM.
-        pem: String,
-    },
-    /// Associate a thing with this core (or not).
-    Associate {
-        /// Thing name.
-        thing: String,
-        /// Associate (true) or disassociate (false).
-        associated: bool,
-    },
-    /// List things.
-    List,
-}
-
-impl DeviceRequest {
-    /// The operation's name, for logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            DeviceRequest::Add { .. } => "add",
-            DeviceRequest::Register { .. } => "register",
-            DeviceRequest::Remove { .. } => "remove",
-            DeviceRequest::TrustCa { .. } => "trust-ca",
-            DeviceRequest::UntrustCa { .. } => "untrust-ca",
-            DeviceRequest::Associate { .. } => "associate",
-            DeviceRequest::List => "list",
-        }
-    }
-}
-
-/// The answer to a [`DeviceRequest`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum DeviceReply {
-    /// A new device's credentials.
-    Issued(IssuedDevice),
-    /// The id of a registered certificate or trusted CA.
-    Id {
-        /// Certificate id.
-        id: String,
-    },
-    /// Done.
-    Done,
-    /// The things.
-    Devices {
-        /// Records.
-        devices: Vec<DeviceRecord>,
-    },
-}
-
 /// Performs a device operation on a book (used by the actor, and by the CLI when the host is
 /// stopped). The flag says whether the broker's view or TLS changed.
 pub fn perform(book: &mut DeviceBook, request: DeviceRequest) -> Result<(DeviceReply, Effects), DeviceError> {
@@ -265,61 +142,6 @@ impl Effects {
     const NONE: Self = Self { directory: false, tls: false };
     const DIRECTORY: Self = Self { directory: true, tls: false };
     const TLS: Self = Self { directory: false, tls: true };
-}
-
-/// Where device auth sends things; wired by the supervisor.
-pub struct DevicePeers {
-    /// The broker's authorization snapshot.
-    pub auth: Recipient<AuthChanged>,
-    /// Listeners that reload TLS (broker, discovery).
-    pub tls: Vec<Recipient<TlsChanged>>,
-}
-
-/// May `thing`, presenting the certificate `certificate_id`, discover this core? Asked by the
-/// discovery endpoint, which turns the answer into Greengrass's JSON.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<DiscoveryAnswer, DiscoverError>")]
-pub struct Discover {
-    /// Thing name from the request path.
-    pub thing: String,
-    /// Id (SHA-256) of the certificate the device presented.
-    pub certificate_id: String,
-}
-
-/// Why discovery was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DiscoverError {
-    /// The certificate is not registered to this thing (it is another thing's or none's, or the
-    /// thing does not exist: the answer does not say which).
-    #[error(
-        "the client certificate is not registered to thing {0}; a device may only discover with its own certificate"
-    )]
-    NotOwnCertificate(String),
-    /// The thing is not associated with this core.
-    #[error(
-        "thing {thing} is not associated with core device {core}; associate it with `turf device associate {thing}`"
-    )]
-    NotAssociated {
-        /// The thing.
-        thing: String,
-        /// This core.
-        core: String,
-    },
-    /// The lookup failed (the detail is for the log, not for the device).
-    #[error("discovery failed: {0}")]
-    Internal(String),
-}
-
-/// What a device may learn when it may discover: the core, where it listens, and the CA its
-/// certificate chains to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoveryAnswer {
-    /// This core's thing name.
-    pub core_thing: String,
-    /// Where the broker can be reached.
-    pub connectivity: Vec<ConnectivityInfo>,
-    /// The core CA certificate (PEM).
-    pub ca_pem: String,
 }
 
 /// The device-auth service.

@@ -18,16 +18,18 @@ use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
 use super::refusal::Refusal;
-use crate::broker::GetBrokerStatus;
-use crate::components::{Control, ControlAction};
-use crate::connectivity::{GetConnectivity, SetManualConnectivity};
+use crate::broker::{BrokerHandle, GetBrokerStatus};
+use crate::components::{Control, ControlAction, RuntimeHandle};
+use crate::connectivity::{ConnectivityHandle, GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
-use crate::deploy::{CreateDeployment, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment};
-use crate::devices::{DeviceRequest, GetServerCert};
+use crate::deploy::{
+    CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment,
+};
+use crate::devices::{DeviceRequest, DevicesHandle, GetServerCert};
 use crate::layout::RootLayout;
-use crate::shadow::ShadowRequest;
+use crate::shadow::{ShadowHandle, ShadowRequest};
 use crate::store;
-use crate::upstream::GetUpstreamStatus;
+use crate::upstream::{GetUpstreamStatus, UpstreamHandle};
 
 /// Longest a `wait` request may block.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -51,38 +53,25 @@ pub enum MgmtError {
     },
 }
 
-/// The services the API talks to, and the static facts it reports.
+/// The services the API talks to (their handles, built by the supervisor), and the static facts
+/// it reports.
 #[derive(Clone)]
-pub struct MgmtPeers {
-    /// Device auth: every device operation.
-    pub devices: Recipient<DeviceRequest>,
-    /// Connectivity: read.
-    pub get_connectivity: Recipient<GetConnectivity>,
-    /// Connectivity: set or clear the manual list.
-    pub set_connectivity: Recipient<SetManualConnectivity>,
-    /// Shadow manager.
-    pub shadows: Recipient<ShadowRequest>,
-    /// Deployments: submit.
-    pub create_deployment: Recipient<CreateDeployment>,
-    /// Deployments: look up.
-    pub get_deployment: Recipient<GetDeployment>,
-    /// Deployments: wait for one to finish.
-    pub wait_deployment: Recipient<WaitDeployment>,
-    /// Deployments: history.
-    pub list_deployments: Recipient<ListDeployments>,
-    /// Deployments: components.
-    pub list_components: Recipient<ListComponents>,
-    /// Deployments: one component.
-    pub get_component: Recipient<GetComponent>,
-    /// Runtime: restart or stop a component.
-    pub control: Recipient<Control>,
-    /// Upstream: connection state.
-    pub upstream: Recipient<GetUpstreamStatus>,
-    /// Broker: queues and drop counters.
-    pub broker: Recipient<GetBrokerStatus>,
-    /// The device-auth service's view of the broker certificate.
-    pub server_cert: Recipient<GetServerCert>,
-    /// Static part of the status report (components are filled in per request).
+pub struct MgmtServices {
+    /// Device auth: every device operation, the broker certificate.
+    pub devices: DevicesHandle,
+    /// The endpoint list.
+    pub connectivity: ConnectivityHandle,
+    /// The shadow manager.
+    pub shadows: ShadowHandle,
+    /// Deployments and the components they deployed.
+    pub deployments: DeploymentsHandle,
+    /// Restart or stop a component.
+    pub runtime: RuntimeHandle,
+    /// The upstream connection.
+    pub upstream: UpstreamHandle,
+    /// The broker's queues and drop counters.
+    pub broker: BrokerHandle,
+    /// Static part of the status report (the rest is filled in per request).
     pub status: StatusReport,
 }
 
@@ -130,24 +119,24 @@ where
     }
 }
 
-async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    let components = match peers.list_components.send(ListComponents).await {
+async fn status(services: web::Data<MgmtServices>) -> HttpResponse {
+    let components = match services.deployments.components.send(ListComponents).await {
         Ok(components) => components,
         Err(e) => return unavailable(e),
     };
-    let upstream = match peers.upstream.send(GetUpstreamStatus).await {
+    let upstream = match services.upstream.status.send(GetUpstreamStatus).await {
         Ok(upstream) => upstream,
         Err(e) => return unavailable(e),
     };
-    let server_cert = match peers.server_cert.send(GetServerCert).await {
+    let server_cert = match services.devices.server_cert.send(GetServerCert).await {
         Ok(cert) => cert,
         Err(e) => return unavailable(e),
     };
-    let broker = match peers.broker.send(GetBrokerStatus).await {
+    let broker = match services.broker.status.send(GetBrokerStatus).await {
         Ok(broker) => broker,
         Err(e) => return unavailable(e),
     };
-    let database = RootLayout::new(&peers.status.root).database();
+    let database = RootLayout::new(&services.status.root).database();
     let census = web::block(move || {
         let conn = store::open(&database).map_err(|e| e.to_string())?;
         store::census(&conn).map_err(|e| format!("cannot check {} for unreadable rows: {e}", database.display()))
@@ -165,37 +154,37 @@ async fn status(peers: web::Data<MgmtPeers>) -> HttpResponse {
         server_cert,
         unreadable,
         census_error,
-        ..peers.status.clone()
+        ..services.status.clone()
     })
 }
 
-async fn devices(peers: web::Data<MgmtPeers>, body: web::Json<DeviceRequest>) -> HttpResponse {
-    ask_or_refuse(&peers.devices, body.into_inner()).await
+async fn devices(services: web::Data<MgmtServices>, body: web::Json<DeviceRequest>) -> HttpResponse {
+    ask_or_refuse(&services.devices.requests, body.into_inner()).await
 }
 
-async fn shadows(peers: web::Data<MgmtPeers>, body: web::Json<ShadowRequest>) -> HttpResponse {
-    ask_or_refuse(&peers.shadows, body.into_inner()).await
+async fn shadows(services: web::Data<MgmtServices>, body: web::Json<ShadowRequest>) -> HttpResponse {
+    ask_or_refuse(&services.shadows.requests, body.into_inner()).await
 }
 
-async fn get_connectivity(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    ask(&peers.get_connectivity, GetConnectivity).await
+async fn get_connectivity(services: web::Data<MgmtServices>) -> HttpResponse {
+    ask(&services.connectivity.get, GetConnectivity).await
 }
 
-async fn set_connectivity(peers: web::Data<MgmtPeers>, body: web::Json<ConnectivityUpdate>) -> HttpResponse {
-    ask_or_refuse(&peers.set_connectivity, SetManualConnectivity(body.into_inner().manual)).await
+async fn set_connectivity(services: web::Data<MgmtServices>, body: web::Json<ConnectivityUpdate>) -> HttpResponse {
+    ask_or_refuse(&services.connectivity.set, SetManualConnectivity(body.into_inner().manual)).await
 }
 
-async fn create_deployment(peers: web::Data<MgmtPeers>, body: web::Json<DeploymentRequest>) -> HttpResponse {
-    ask_or_refuse(&peers.create_deployment, CreateDeployment(body.into_inner())).await
+async fn create_deployment(services: web::Data<MgmtServices>, body: web::Json<DeploymentRequest>) -> HttpResponse {
+    ask_or_refuse(&services.deployments.create, CreateDeployment(body.into_inner())).await
 }
 
-async fn list_deployments(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    ask_or_refuse(&peers.list_deployments, ListDeployments).await
+async fn list_deployments(services: web::Data<MgmtServices>) -> HttpResponse {
+    ask_or_refuse(&services.deployments.list, ListDeployments).await
 }
 
-async fn get_deployment(peers: web::Data<MgmtPeers>, id: web::Path<String>) -> HttpResponse {
+async fn get_deployment(services: web::Data<MgmtServices>, id: web::Path<String>) -> HttpResponse {
     let id = id.into_inner();
-    match peers.get_deployment.send(GetDeployment { id: id.clone() }).await {
+    match services.deployments.get.send(GetDeployment { id: id.clone() }).await {
         Ok(Ok(Some(record))) => json(record),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
         Ok(Err(refusal)) => refused(&refusal),
@@ -211,7 +200,7 @@ struct WaitQuery {
 }
 
 async fn wait_deployment(
-    peers: web::Data<MgmtPeers>,
+    services: web::Data<MgmtServices>,
     id: web::Path<String>,
     query: web::Query<WaitQuery>,
 ) -> HttpResponse {
@@ -219,14 +208,14 @@ async fn wait_deployment(
     let timeout = query.timeout_secs.map(Duration::from_secs).unwrap_or(MAX_WAIT).min(MAX_WAIT);
     let waited = tokio::time::timeout(
         timeout,
-        peers.wait_deployment.send(WaitDeployment { id: id.clone(), after: query.after }),
+        services.deployments.wait.send(WaitDeployment { id: id.clone(), after: query.after }),
     )
     .await;
     match waited {
         Ok(Ok(Some(record))) => json(record),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no deployment with id {id}")),
         Ok(Err(e)) => unavailable(e),
-        Err(_) => match peers.get_deployment.send(GetDeployment { id }).await {
+        Err(_) => match services.deployments.get.send(GetDeployment { id }).await {
             Ok(Ok(Some(record))) => HttpResponse::build(StatusCode::ACCEPTED).json(record),
             Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "deployment vanished"),
             Ok(Err(refusal)) => refused(&refusal),
@@ -235,22 +224,22 @@ async fn wait_deployment(
     }
 }
 
-async fn list_components(peers: web::Data<MgmtPeers>) -> HttpResponse {
-    ask(&peers.list_components, ListComponents).await
+async fn list_components(services: web::Data<MgmtServices>) -> HttpResponse {
+    ask(&services.deployments.components, ListComponents).await
 }
 
-async fn get_component(peers: web::Data<MgmtPeers>, name: web::Path<String>) -> HttpResponse {
+async fn get_component(services: web::Data<MgmtServices>, name: web::Path<String>) -> HttpResponse {
     let name = name.into_inner();
-    match peers.get_component.send(GetComponent { name: name.clone() }).await {
+    match services.deployments.component.send(GetComponent { name: name.clone() }).await {
         Ok(Some(details)) => json(details),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no component named {name} is deployed")),
         Err(e) => unavailable(e),
     }
 }
 
-async fn control_component(peers: web::Data<MgmtPeers>, path: web::Path<(String, ControlAction)>) -> HttpResponse {
+async fn control_component(services: web::Data<MgmtServices>, path: web::Path<(String, ControlAction)>) -> HttpResponse {
     let (name, action) = path.into_inner();
-    match peers.control.send(Control { name, action }).await {
+    match services.runtime.control.send(Control { name, action }).await {
         Ok(Ok(())) => json(serde_json::json!({})),
         Ok(Err(refusal)) => refused(&refusal),
         Err(e) => unavailable(e),
@@ -284,13 +273,13 @@ pub fn ensure_free(socket: &Path) -> Result<(), MgmtError> {
 }
 
 /// Starts serving on `socket`; returns the handle that stops it.
-pub fn start(socket: &Path, peers: MgmtPeers) -> Result<ServerHandle, MgmtError> {
+pub fn start(socket: &Path, services: MgmtServices) -> Result<ServerHandle, MgmtError> {
     ensure_free(socket)?;
     let bind = |source| MgmtError::Bind { path: socket.to_path_buf(), source };
     if socket.exists() {
         std::fs::remove_file(socket).map_err(bind)?;
     }
-    let data = web::Data::new(peers);
+    let data = web::Data::new(services);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())

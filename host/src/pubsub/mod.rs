@@ -133,6 +133,31 @@ impl PubsubBus {
     }
 }
 
+/// What the bus offers, built once by the supervisor and cloned by every service that uses it.
+#[derive(Clone)]
+pub struct BusHandle {
+    /// Subscribe a recipient to a filter.
+    pub subscribe: Recipient<Subscribe>,
+    /// Remove one subscription.
+    pub unsubscribe: Recipient<Unsubscribe>,
+    /// Remove every subscription of a subscriber.
+    pub unsubscribe_all: Recipient<UnsubscribeAll>,
+    /// Publish a message.
+    pub publish: Recipient<Publish>,
+}
+
+impl BusHandle {
+    /// The handle of a running bus.
+    pub fn of(bus: &Addr<PubsubBus>) -> Self {
+        Self {
+            subscribe: bus.clone().recipient(),
+            unsubscribe: bus.clone().recipient(),
+            unsubscribe_all: bus.clone().recipient(),
+            publish: bus.clone().recipient(),
+        }
+    }
+}
+
 impl Actor for PubsubBus {
     type Context = Context<Self>;
 }

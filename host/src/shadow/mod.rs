@@ -16,6 +16,7 @@
 //! - `store`: SQLite persistence.
 
 pub mod document;
+mod handle;
 pub mod rate;
 pub mod settings;
 pub mod store;
@@ -23,9 +24,11 @@ pub mod topics;
 
 use actix::prelude::*;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use self::handle::{
+    ConfigureShadows, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply, ShadowRequest,
+};
 use self::document::{ShadowError, apply_update, delete_payload, parse_update};
 use self::rate::RateLimiter;
 use self::settings::ShadowSettings;
@@ -41,74 +44,6 @@ pub const COMPONENT_NAME: &str = "aws.greengrass.ShadowManager";
 pub const REQUEST_FILTER: &str = "$aws/things/+/shadow/#";
 /// Default and largest page of `ListNamedShadowsForThing`.
 const PAGE_SIZE: (u32, u32) = (25, 100);
-
-/// What to do with a shadow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum ShadowOperation {
-    /// Read the document.
-    Get,
-    /// Apply an update request (JSON text).
-    Update {
-        /// The request document.
-        payload: String,
-    },
-    /// Delete the shadow.
-    Delete,
-    /// List the thing's named shadows (the shadow name is ignored).
-    ListNamed {
-        /// From a previous page.
-        next_token: Option<String>,
-        /// 1 to 100, default 25.
-        page_size: Option<u32>,
-    },
-}
-
-/// A shadow request from a component or the CLI.
-#[derive(Message, Debug, Clone, Serialize, Deserialize)]
-#[rtype(result = "Result<ShadowReply, ShadowError>")]
-pub struct ShadowRequest {
-    /// Thing name.
-    pub thing: String,
-    /// Shadow name; empty for the classic shadow.
-    #[serde(default)]
-    pub name: String,
-    /// What to do.
-    #[serde(flatten)]
-    pub operation: ShadowOperation,
-    /// Counted against `rateLimits` (a component's request; the operator's CLI is not).
-    #[serde(skip)]
-    pub rate_limited: bool,
-}
-
-/// One page of named shadows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamedShadowsPage {
-    /// Names.
-    pub results: Vec<String>,
-    /// Seconds since the epoch.
-    pub timestamp: i64,
-    /// Token of the next page.
-    pub next_token: Option<String>,
-}
-
-/// The answer to a [`ShadowRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ShadowReply {
-    /// A response document (get/accepted, update/accepted, delete/accepted).
-    Document {
-        /// The JSON.
-        document: Value,
-    },
-    /// A page of names.
-    Named(NamedShadowsPage),
-}
-
-/// New settings from a deployment.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct ConfigureShadows(pub ShadowSettings);
 
 /// The shadow manager service.
 pub struct ShadowManager {

@@ -40,7 +40,7 @@ use self::events::{Touch, classify};
 pub use self::state::SETTLE;
 use self::state::{Action, WatchState};
 use crate::deploy::model::{DeploymentRequest, DeploymentState};
-use crate::deploy::{CreateDeployment, ListComponents, WaitDeployment};
+use crate::deploy::{CreateDeployment, DeploymentsHandle, ListComponents, WaitDeployment};
 use crate::layout::RootLayout;
 
 /// How long after an event the scan runs (so one copy's burst of events makes one scan).
@@ -57,22 +57,11 @@ pub struct WatchConfig {
     pub artifacts: Option<PathBuf>,
 }
 
-/// The deployment service, as the watcher uses it.
-#[derive(Clone)]
-pub struct WatchPeers {
-    /// Submit a deployment.
-    pub create: Recipient<CreateDeployment>,
-    /// Wait for its outcome (to log it).
-    pub wait: Recipient<WaitDeployment>,
-    /// What is deployed.
-    pub components: Recipient<ListComponents>,
-}
-
 /// The watcher service.
 pub struct Watcher {
     /// `None` while a scan runs on its thread.
     state: Option<WatchState>,
-    peers: WatchPeers,
+    deployments: DeploymentsHandle,
     /// Folders to watch, and whether their subfolders count.
     dirs: Vec<(PathBuf, RecursiveMode)>,
     /// The kernel watch; events stop when it is dropped.
@@ -92,7 +81,7 @@ struct FsEvent(notify::Result<notify::Event>);
 
 impl Watcher {
     /// Records what the watched folders hold now; only later changes act.
-    pub fn new(layout: RootLayout, config: WatchConfig, peers: WatchPeers) -> Self {
+    pub fn new(layout: RootLayout, config: WatchConfig, deployments: DeploymentsHandle) -> Self {
         let mut dirs = vec![(layout.plugins_dir(), RecursiveMode::NonRecursive)];
         for dir in [&config.recipes, &config.artifacts].into_iter().flatten() {
             tracing::info!(dir = %dir.display(), "watching for changes to redeploy");
@@ -101,7 +90,7 @@ impl Watcher {
         tracing::info!(dir = %layout.plugins_dir().display(), "watching the drop-in folder");
         Self {
             state: Some(WatchState::new(layout, config)),
-            peers,
+            deployments,
             dirs,
             fs: None,
             finished: BTreeSet::new(),
@@ -172,7 +161,7 @@ impl Watcher {
             Ok((state, actions, next)) => {
                 act.state = Some(state);
                 if !actions.is_empty() {
-                    ctx.spawn(submit(act.peers.clone(), actions).into_actor(act));
+                    ctx.spawn(submit(act.deployments.clone(), actions).into_actor(act));
                 }
                 if std::mem::take(&mut act.rescan) {
                     act.request_scan(ctx, Duration::ZERO);
@@ -187,9 +176,9 @@ impl Watcher {
 }
 
 /// Turns actions into deployments, in order, and logs how each ended.
-async fn submit(peers: WatchPeers, actions: Vec<Action>) {
+async fn submit(deployments: DeploymentsHandle, actions: Vec<Action>) {
     // Without the list, "not deployed" would be a guess: do nothing this round and say why.
-    let deployed = match peers.components.send(ListComponents).await {
+    let deployed = match deployments.components.send(ListComponents).await {
         Ok(deployed) => deployed,
         Err(error) => {
             tracing::error!(%error, actions = actions.len(), "cannot ask which components are deployed; these changes are not applied");
@@ -224,7 +213,7 @@ async fn submit(peers: WatchPeers, actions: Vec<Action>) {
                 (format!("removal of drop-in {name} (its .wasm was deleted)"), request)
             }
         };
-        let record = match peers.create.send(CreateDeployment(request)).await {
+        let record = match deployments.create.send(CreateDeployment(request)).await {
             Ok(Ok(record)) => record,
             Ok(Err(error)) => {
                 tracing::error!(what, %error, "cannot submit the deployment");
@@ -236,7 +225,7 @@ async fn submit(peers: WatchPeers, actions: Vec<Action>) {
             }
         };
         tracing::info!(what, deployment = record.id, "deploying");
-        let wait = peers.wait.clone();
+        let wait = deployments.wait.clone();
         actix_rt::spawn(async move {
             match wait.send(WaitDeployment { id: record.id.clone(), after: None }).await {
                 Ok(Some(done)) if done.state == DeploymentState::Succeeded => {

@@ -115,7 +115,7 @@ impl config::Host for HostState {
         }
         let request =
             UpdateConfiguration { component: self.name.clone(), key_path: key_path.clone(), value: value.clone() };
-        let update_config = self.peers.update_config.clone();
+        let update_config = self.services.config_store.clone();
         update_config
             .send(request)
             .await

@@ -50,7 +50,7 @@ impl pubsub::Host for HostState {
             credit: Credit::none(),
             span: tracing::Span::current(),
         };
-        self.peers.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
+        self.services.bus.publish.send(publish).await.map_err(service_error)?.map_err(bus_error)
     }
 
     async fn subscribe(&mut self, filter: String) -> Result<(), Error> {
@@ -66,7 +66,7 @@ impl pubsub::Host for HostState {
         // this instance still knows to unsubscribe it.
         let new = self.subscriptions.insert(filter.clone());
         let subscribed =
-            self.peers.subscribe.send(subscribe).await.map_err(service_error).and_then(|r| r.map_err(bus_error));
+            self.services.bus.subscribe.send(subscribe).await.map_err(service_error).and_then(|r| r.map_err(bus_error));
         if subscribed.is_err() && new {
             self.subscriptions.remove(&filter);
         }
@@ -76,7 +76,7 @@ impl pubsub::Host for HostState {
     async fn unsubscribe(&mut self, filter: String) -> Result<(), Error> {
         let unsubscribe = Unsubscribe { subscriber: self.name.clone(), filter: filter.clone() };
         self.subscriptions.remove(&filter);
-        match self.peers.unsubscribe.send(unsubscribe).await.map_err(service_error)? {
+        match self.services.bus.unsubscribe.send(unsubscribe).await.map_err(service_error)? {
             true => Ok(()),
             false => Err(Error::ResourceNotFound(format!("not subscribed to {filter:?}"))),
         }
@@ -91,7 +91,7 @@ impl pubsub::Host for HostState {
         self.pace_publish().await;
         let publish =
             PublishUpstream { topic, payload: payload.into(), retain: false, properties: None, credit: Credit::none() };
-        self.peers.upstream_publish.send(publish).await.map_err(upstream_error)?.map_err(upstream_refusal)
+        self.services.upstream.publish.send(publish).await.map_err(upstream_error)?.map_err(upstream_refusal)
     }
 
     async fn subscribe_to_iotcore(&mut self, filter: String) -> Result<(), Error> {
@@ -102,7 +102,7 @@ impl pubsub::Host for HostState {
             filter: filter.clone(),
             recipient: self.upstream_inbox.clone(),
         };
-        self.peers.upstream_subscribe.send(subscribe).await.map_err(upstream_error)?.map_err(upstream_refusal)?;
+        self.services.upstream.subscribe.send(subscribe).await.map_err(upstream_error)?.map_err(upstream_refusal)?;
         self.iotcore_subscriptions.insert(filter);
         Ok(())
     }
@@ -110,7 +110,7 @@ impl pubsub::Host for HostState {
     async fn unsubscribe_from_iotcore(&mut self, filter: String) -> Result<(), Error> {
         self.iotcore_subscriptions.remove(&filter);
         let unsubscribe = UnsubscribeUpstream { subscriber: self.name.clone(), filter: Some(filter.clone()) };
-        match self.peers.upstream_unsubscribe.send(unsubscribe).await.map_err(upstream_error)? {
+        match self.services.upstream.unsubscribe.send(unsubscribe).await.map_err(upstream_error)? {
             true => Ok(()),
             false => Err(Error::ResourceNotFound(format!("not subscribed to {filter:?} upstream"))),
         }

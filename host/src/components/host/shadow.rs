@@ -34,7 +34,7 @@ impl HostState {
         resource: &str,
     ) -> Result<impl Future<Output = Result<ShadowReply, Error>> + Send + use<>, Error> {
         self.authorize(SHADOW_SERVICE, operation, resource)?;
-        let shadows = self.peers.shadows.clone();
+        let shadows = self.services.shadows.requests.clone();
         Ok(async move {
             shadows
                 .send(request)
