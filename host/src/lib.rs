@@ -36,6 +36,8 @@ pub mod deploy;
 pub mod devices;
 pub mod discovery;
 pub mod endpoint;
+#[cfg(test)]
+mod fakes;
 pub mod flow;
 pub mod fsutil;
 pub mod fuzz;

@@ -144,7 +144,9 @@ impl Host {
         tracing::info!("shutting down");
         step("management API", STEP_DEADLINE, self.mgmt.stop(false)).await;
         let _ = step("watcher", STEP_DEADLINE, self.watcher.send(StopWatcher)).await;
-        if let Some(Ok(Some(id))) = step("deployments", STEP_DEADLINE, self.deployments.close.send(CloseDeployments)).await {
+        if let Some(Ok(Some(id))) =
+            step("deployments", STEP_DEADLINE, self.deployments.close.send(CloseDeployments)).await
+        {
             tracing::warn!(
                 deployment = id,
                 "shutdown abandons the deployment in progress; it is marked FAILED at the next start"
@@ -214,7 +216,8 @@ async fn start_edge(config: &HostConfig, trimmer: &Trimmer) -> Result<Edge, Star
     let devices = DevicesHandle::of(&devices_ctx.address());
     let (discovery, discovery_addr) = Discovery::start(config.discovery_listen, &tls, devices.discover.clone())?;
     let discovery = discovery.start();
-    let outputs = DevicePeers { auth: broker.auth.clone(), tls: vec![broker.tls.clone(), discovery.clone().recipient()] };
+    let outputs =
+        DevicePeers { auth: broker.auth.clone(), tls: vec![broker.tls.clone(), discovery.clone().recipient()] };
     devices_ctx.run(DeviceAuth::new(book, config.thing_name.clone(), outputs));
     let connectivity = Connectivity::new(connectivity_db, manual, addrs.mqtt, devices.connectivity.clone()).start();
     let connectivity = ConnectivityHandle::of(&connectivity);

@@ -25,8 +25,8 @@
 //! - `shared`: which member of a shared subscription gets a message.
 //! - `stats`: drop counters and the status report.
 
-mod hooks;
 mod handle;
+mod hooks;
 pub mod limits;
 mod listeners;
 mod outbox;
@@ -34,7 +34,6 @@ mod refusals;
 mod retain;
 mod shared;
 pub mod stats;
-
 
 use std::net::SocketAddr;
 use std::sync::Arc;

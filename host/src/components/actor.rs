@@ -21,6 +21,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use super::HostServices;
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
 use super::budget::{CpuShare, Usage, UsageReport};
@@ -28,7 +29,6 @@ use super::engine::WasmEngine;
 use super::host::changed_subscriptions;
 use super::inbox::ComponentInbox;
 use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, KillWatch, TimerControl, Trapped};
-use super::HostServices;
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::components::limits::ComponentLimits;

@@ -220,7 +220,7 @@ const CONFIG_UPDATES_PER_SEC: f64 = 1.0;
 const CONFIG_UPDATE_BURST: f64 = 10.0;
 
 impl HostState {
-    fn new(setup: HostSetup) -> Self {
+    pub(super) fn new(setup: HostSetup) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(setup.log.guest_stream("stdout", Level::Info))
             .stderr(setup.log.guest_stream("stderr", Level::Warn))

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::builtin;
 use super::plan::{DeployedSet, InstallStep, Plan, recipe_file_name};
-use crate::bridge::{BridgeHandle, ConfigureBridge};
 use crate::bridge::routes::BridgeConfig;
+use crate::bridge::{BridgeHandle, ConfigureBridge};
 use crate::components::access::AccessControl;
 use crate::components::instance::ConfigSnapshot;
 use crate::components::{Configure, Launch, Prepare, Prepared, RuntimeHandle, Stop};
@@ -26,8 +26,8 @@ use crate::connectivity::{ConfigureIpDetector, ConnectivityHandle, IpDetectorCon
 use crate::devices::{AuthPolicies, ConfigureAuth, DevicesHandle};
 use crate::fsutil::{self, Access};
 use crate::layout::RootLayout;
-use crate::shadow::{ConfigureShadows, ShadowHandle};
 use crate::shadow::settings::ShadowSettings;
+use crate::shadow::{ConfigureShadows, ShadowHandle};
 use std::collections::HashMap;
 
 /// The services a deployment drives; built by the supervisor from their handles.
@@ -162,7 +162,8 @@ pub async fn apply(
     }
     let configs = snapshot_of(&plan.target);
     let access = plan.access.clone().into_iter().collect();
-    if let Err(error) = peers.runtime.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)
+    if let Err(error) =
+        peers.runtime.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)
     {
         return Err(ApplyFailure { error, ..failure });
     }

@@ -37,10 +37,9 @@ use self::apply::{Applied, DeploymentProgress, Progress};
 use self::config_update::ConfigUpdate;
 pub use self::error::DeploymentError;
 pub use self::handle::{
-    CloseDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents, ListDeployments,
-    Restore, WaitDeployment,
+    CloseDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents,
+    ListDeployments, Restore, WaitDeployment,
 };
-pub use crate::components::UpdateConfiguration;
 use self::model::{
     ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail,
     FailurePolicy, ProgressEvent,
@@ -48,6 +47,7 @@ use self::model::{
 use self::plan::{DeployedSet, Plan, PlanContext};
 use self::recipe::Platform;
 use self::records::{Records, RecordsError};
+pub use crate::components::UpdateConfiguration;
 use crate::components::lifecycle::State;
 use crate::components::{ComponentStatus, ConfigUpdateError, Configure, Prepared};
 use crate::layout::RootLayout;

@@ -28,11 +28,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 pub use self::book::{DeviceBook, DeviceError, IssuedDevice, files};
+use self::ca::server_sans;
 pub use self::handle::{
     AuthChanged, AuthPolicies, ConfigureAuth, DevicePeers, DeviceReply, DeviceRequest, DevicesHandle, Discover,
     DiscoverError, DiscoveryAnswer, GetServerCert, ServerCertStatus, TlsChanged,
 };
-use self::ca::server_sans;
 use self::identity::{DeviceDirectory, Identity, ListenerKind, PeerCert, Refusal};
 use self::local_tools::LocalTools;
 use self::policy::{DeviceGroups, client_id_resource};
@@ -318,6 +318,50 @@ mod tests {
         assert!(snapshot.admit(ListenerKind::Plain, "ok-2", None).is_err(), "a group selects ok-2: its policy decides");
         assert!(snapshot.admit(ListenerKind::Plain, "other", None).is_ok(), "no group selects it: a local tool");
         assert!(snapshot.admit(ListenerKind::Tls, "ok-1", None).is_err(), "TLS needs a registered certificate");
+    }
+
+    /// Device auth on a fresh root, publishing to fakes.
+    fn device_auth(
+        root: &tempfile::TempDir,
+    ) -> (Addr<DeviceAuth>, crate::fakes::Seen<AuthChanged>, crate::fakes::Seen<TlsChanged>) {
+        let book = DeviceBook::open(&crate::layout::RootLayout::new(root.path())).unwrap();
+        let (auth, snapshots) = crate::fakes::sink::<AuthChanged>();
+        let (tls, reloads) = crate::fakes::sink::<TlsChanged>();
+        let addr = DeviceAuth::new(book, "MyCore".into(), DevicePeers { auth, tls: vec![tls] }).start();
+        (addr, snapshots, reloads)
+    }
+
+    #[actix_rt::test]
+    async fn registry_changes_reach_the_broker_and_refusals_stay_typed() {
+        let root = tempfile::tempdir().unwrap();
+        let (auth, snapshots, _) = device_auth(&root);
+        let reply = auth.send(DeviceRequest::Add { thing: "Lamp".into() }).await.unwrap().unwrap();
+        assert!(matches!(reply, DeviceReply::Issued(ref issued) if issued.thing == "Lamp"));
+        let seen = snapshots.take();
+        let latest = &seen.last().expect("a snapshot after the change").0;
+        assert!(latest.directory.has_thing("Lamp"), "the broker learns the new certificate at once");
+
+        let refused = auth.send(DeviceRequest::Remove { thing: "Ghost".into() }).await.unwrap();
+        assert!(matches!(refused, Err(DeviceError::Registry(registry::RegistryError::UnknownThing(_)))), "{refused:?}");
+        assert_eq!(snapshots.len(), 0, "a refused change publishes nothing");
+        auth.send(DeviceRequest::List).await.unwrap().unwrap();
+        assert_eq!(snapshots.len(), 0, "reads publish nothing");
+    }
+
+    #[actix_rt::test]
+    async fn a_new_endpoint_reissues_the_broker_certificate_and_reloads_the_listeners() {
+        let root = tempfile::tempdir().unwrap();
+        let (auth, _, reloads) = device_auth(&root);
+        let endpoint = |host: &str| ConnectivityInfo {
+            id: host.into(),
+            host_address: host.into(),
+            port: 8883,
+            metadata: String::new(),
+        };
+        auth.send(ConnectivityChanged(vec![endpoint("10.0.0.7")])).await.unwrap();
+        assert_eq!(reloads.take().len(), 1, "a certificate naming 10.0.0.7 was issued and the listeners told");
+        auth.send(ConnectivityChanged(vec![endpoint("10.0.0.7")])).await.unwrap();
+        assert_eq!(reloads.len(), 0, "the same names need no new certificate");
     }
 
     #[test]

@@ -237,7 +237,10 @@ async fn get_component(services: web::Data<MgmtServices>, name: web::Path<String
     }
 }
 
-async fn control_component(services: web::Data<MgmtServices>, path: web::Path<(String, ControlAction)>) -> HttpResponse {
+async fn control_component(
+    services: web::Data<MgmtServices>,
+    path: web::Path<(String, ControlAction)>,
+) -> HttpResponse {
     let (name, action) = path.into_inner();
     match services.runtime.control.send(Control { name, action }).await {
         Ok(Ok(())) => json(serde_json::json!({})),

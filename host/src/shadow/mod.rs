@@ -26,10 +26,8 @@ use actix::prelude::*;
 use base64::Engine;
 use serde_json::Value;
 
-pub use self::handle::{
-    ConfigureShadows, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply, ShadowRequest,
-};
 use self::document::{ShadowError, apply_update, delete_payload, parse_update};
+pub use self::handle::{ConfigureShadows, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply, ShadowRequest};
 use self::rate::RateLimiter;
 use self::settings::ShadowSettings;
 use self::store::{ShadowStore, StoreFailure};

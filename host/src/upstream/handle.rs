@@ -73,7 +73,7 @@ pub struct StopUpstream;
 pub struct GetUpstreamStatus;
 
 /// Where the upstream connection stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpstreamStatus {
     /// `mqtts://host:port`, or `None` when no upstream is configured.
     pub endpoint: Option<String>,

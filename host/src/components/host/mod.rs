@@ -5,6 +5,8 @@ mod config;
 mod logging;
 mod pubsub;
 mod shadow;
+#[cfg(test)]
+mod tests;
 mod timer;
 
 pub(crate) use self::config::changed_subscriptions;
