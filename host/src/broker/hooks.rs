@@ -11,6 +11,10 @@
 //! patched session loop), so devices are slowed to the host's pace instead of queueing without
 //! bound. Dropped messages are counted by reason, never logged one by one.
 
+mod ends;
+mod properties;
+mod publish;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,21 +23,23 @@ use std::time::Instant;
 use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
-use rmqtt::codec::types::{MQTT_LEVEL_5, QoS};
-use rmqtt::codec::v5::{PublishAckReason, PublishProperties, SubscribeAckReason};
+use rmqtt::codec::types::QoS;
+use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::{AuthResult, LastWill, ListenerId, PublishAclResult, PublishResult, Reason, SubscribeAclResult};
+use rmqtt::types::{AuthResult, LastWill, ListenerId, SubscribeAclResult};
 
+pub use self::ends::{Dropped, Forget};
+pub use self::properties::{carried, to_codec};
+pub use self::publish::PublishCheck;
 use super::refusals::RefusalLog;
 use super::retain::RetainStore;
-use super::stats::{BrokerCounters, DropReason, Refused};
+use super::stats::{BrokerCounters, Refused};
 
 use crate::devices::AuthSnapshot;
 use crate::devices::identity::{ListenerKind, PeerCert};
 use crate::devices::policy::{self, topic_filter_resource, topic_resource};
 use crate::flow::{Credit, CreditPool};
 use crate::properties::MessageProperties;
-use crate::topic;
 
 /// A message a device published, copied to a host service whose tap filter matched.
 #[derive(Message, Debug, Clone)]
@@ -68,8 +74,9 @@ pub struct Tap {
     pub recipient: Recipient<DeviceMessage>,
 }
 
-/// How a live session authenticated, to re-check it when devices or policies change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a live session authenticated, to re-check it when devices or policies change, and the
+/// span its lines and messages belong to.
+#[derive(Debug, Clone)]
 pub struct SessionCredentials {
     /// Where it connected from.
     pub remote: Option<SocketAddr>,
@@ -77,6 +84,9 @@ pub struct SessionCredentials {
     pub listener: ListenerKind,
     /// Its certificate, on TLS.
     pub cert: Option<PeerCert>,
+    /// `session{client_id, remote}`: its connect, refusals, end, and the parent of every
+    /// `message` span its publishes start.
+    pub span: tracing::Span,
 }
 
 /// What the hooks read; written only by the broker actor.
@@ -187,6 +197,15 @@ impl HookState {
     pub fn credentials(&self, client_id: &str) -> Option<SessionCredentials> {
         self.sessions.lock().ok().and_then(|s| s.get(client_id).cloned())
     }
+
+    /// The span of `client_id`'s session (none if it is not admitted, or spans are off).
+    fn session_span(&self, client_id: &str) -> tracing::Span {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(client_id).map(|c| c.span.clone()))
+            .unwrap_or_else(tracing::Span::none)
+    }
 }
 
 fn qos_number(qos: QoS) -> u8 {
@@ -223,9 +242,10 @@ impl Handler for Authenticate {
         });
         let result = match admitted {
             Ok(identity) => {
-                tracing::info!(client_id, remote = ?remote, verified = identity.verified, "device connected");
+                let span = tracing::info_span!("session", client_id, remote = ?remote);
+                span.in_scope(|| tracing::info!(verified = identity.verified, ?listener, "device connected"));
                 if let Ok(mut sessions) = self.0.sessions.lock() {
-                    sessions.insert(client_id.to_owned(), SessionCredentials { remote, listener, cert });
+                    sessions.insert(client_id.to_owned(), SessionCredentials { remote, listener, cert, span });
                 }
                 AuthResult::Allow(false, None)
             }
@@ -285,7 +305,8 @@ impl Handler for SubscribeCheck {
             None => (true, acc),
             Some((code, reason)) => {
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "subscribe", Instant::now()) {
-                    tracing::warn!(client_id, filter, reason, suppressed, "subscribe refused");
+                    let session = self.0.session_span(client_id);
+                    session.in_scope(|| tracing::warn!(client_id, filter, reason, suppressed, "subscribe refused"));
                 }
                 self.0.counters.refused(Refused::Subscribe);
                 let failure = SubscribeAclResult::new_failure(code);
@@ -306,185 +327,5 @@ pub fn authorize_subscription(
     auth.authorize(listener, client_id, policy::SUBSCRIBE, &topic_filter_resource(shared_filter(filter)))
 }
 
-/// Why a retained publish is refused when the retained store has no room for it.
-const RETAINED_FULL: &str = "the retained-message store is full ([broker] retained_bytes / retained_messages)";
-
-/// `MessagePublishCheckAcl`: the topic must be within the depth limit (else MQTT 5 PUBACK 0x90
-/// Topic Name invalid), a retained message must fit the retained store (else 0x97 Quota
-/// exceeded), and the publish must be allowed by `mqtt:publish` on `mqtt:topic:<topic>` (else
-/// 0x87 Not authorized); a refused publish is dropped, an allowed one is copied to every
-/// matching tap.
-pub struct PublishCheck(pub Arc<HookState>);
-
-#[async_trait]
-impl Handler for PublishCheck {
-    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        let Parameter::MessagePublishCheckAcl(session, publish) = param else { return (true, acc) };
-        self.0.trimmer.busy();
-        let client_id: &str = &session.id.client_id;
-        let topic: &str = &publish.topic;
-        let listener = self.0.listener(session.id.lid);
-        let refusal = match self.0.shape.too_deep(topic) {
-            Some(reason) => Some((PublishAckReason::TopicNameInvalid, reason)),
-            None => match self.0.auth().authorize(listener, client_id, policy::PUBLISH, &topic_resource(topic)) {
-                Err(reason) => Some((PublishAckReason::NotAuthorized, reason)),
-                Ok(())
-                    if publish.retain
-                        && !self.0.retained.fits(topic, publish.payload.len(), publish.properties.as_ref()) =>
-                {
-                    self.0.retained.refuse();
-                    Some((PublishAckReason::QuotaExceeded, RETAINED_FULL.to_owned()))
-                }
-                Ok(()) => None,
-            },
-        };
-        if let Some((code, reason)) = refusal {
-            if let Some(suppressed) = self.0.refusals.admit(client_id, "publish", Instant::now()) {
-                tracing::warn!(client_id, topic, reason, suppressed, "publish refused");
-            }
-            self.0.counters.refused(Refused::Publish);
-            // MQTT 3.1.1 has no way to refuse a publish but closing the connection
-            // (MQTT-3.3.5-2): a limit refusal does that. A policy denial is acknowledged and
-            // dropped instead, as Greengrass's broker does.
-            let v311 = session.connect_info().await.is_ok_and(|c| c.proto_ver() != MQTT_LEVEL_5);
-            let disconnect = v311 && code != PublishAckReason::NotAuthorized;
-            let rejected = PublishResult::reason_code(code, Some(reason.into()), disconnect);
-            return (false, Some(HookResult::PublishAclResult(PublishAclResult(rejected))));
-        }
-        let taps = self.0.taps();
-        let matching: Vec<&Tap> = taps.iter().filter(|tap| topic::matches(&tap.filter, topic)).collect();
-        if !matching.is_empty() {
-            let pool = &self.0.tap_pool;
-            let cost = pool.cost(topic, &publish.payload);
-            let credit = match pool.try_acquire(cost) {
-                Some(credit) => credit,
-                None => {
-                    self.0.counters.host_wait();
-                    pool.acquire(cost).await
-                }
-            };
-            let properties = publish.properties.as_ref().and_then(carried).map(Arc::new);
-            let span = tracing::debug_span!("message", from = %client_id, topic = %topic);
-            span.in_scope(|| tracing::debug!(taps = matching.len(), "device message handed to the host"));
-            for tap in matching {
-                tap.recipient.do_send(DeviceMessage {
-                    topic: topic.to_owned(),
-                    payload: publish.payload.clone(),
-                    qos: qos_number(publish.qos),
-                    retain: publish.retain,
-                    client_id: client_id.to_owned(),
-                    properties: properties.clone(),
-                    credit: credit.clone(),
-                    span: span.clone(),
-                });
-            }
-        }
-        (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
-    }
-}
-
-/// The properties of a device's publish that travel on with it (not its topic alias nor its
-/// subscription identifiers, which belong to its connection).
-pub fn carried(p: &PublishProperties) -> Option<MessageProperties> {
-    MessageProperties {
-        content_type: p.content_type.as_ref().map(|c| c.to_string()),
-        correlation_data: p.correlation_data.clone(),
-        response_topic: p.response_topic.as_ref().map(|t| t.to_string()),
-        message_expiry_secs: p.message_expiry_interval.map(std::num::NonZeroU32::get),
-        payload_is_utf8: p.is_utf8_payload,
-        user_properties: p.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    }
-    .non_empty()
-}
-
-/// rmqtt's properties for a message the host publishes to devices.
-pub fn to_codec(p: &MessageProperties) -> PublishProperties {
-    PublishProperties {
-        content_type: p.content_type.as_deref().map(Into::into),
-        correlation_data: p.correlation_data.clone(),
-        response_topic: p.response_topic.as_deref().map(Into::into),
-        message_expiry_interval: p.message_expiry_secs.and_then(std::num::NonZeroU32::new),
-        is_utf8_payload: p.payload_is_utf8,
-        user_properties: p.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
-        ..PublishProperties::default()
-    }
-}
-
-/// `SessionTerminated`: forget the credentials of a session that ended, and let the trimmer
-/// know a burst of work may be over.
-pub struct Forget(pub Arc<HookState>);
-
-#[async_trait]
-impl Handler for Forget {
-    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        if let Parameter::SessionTerminated(session, _) = param
-            && let Ok(mut sessions) = self.0.sessions.lock()
-        {
-            let client_id: &str = &session.id.client_id;
-            if sessions.get(client_id).is_some_and(|c| c.remote == session.id.remote_addr) {
-                sessions.remove(client_id);
-            }
-        }
-        if let Parameter::SessionTerminated(..) = param {
-            self.0.trimmer.hint(crate::memory::Burst::Traffic);
-        }
-        (true, acc)
-    }
-}
-
-/// `MessageDropped`: count why the broker dropped a message (one copy for one recipient).
-pub struct Dropped(pub Arc<BrokerCounters>);
-
-/// The counter a drop reason of rmqtt's belongs to.
-fn drop_reason(reason: &Reason) -> DropReason {
-    match reason {
-        Reason::MessageQueueFull => DropReason::QueueFull,
-        Reason::MessageExpiration => DropReason::Expired,
-        Reason::PublishResult(_) => DropReason::Denied,
-        Reason::QueueWaitTimedOut => DropReason::WaitTimedOut,
-        Reason::Unsubscribed => DropReason::Unsubscribed,
-        _ => DropReason::SessionEnded,
-    }
-}
-
-#[async_trait]
-impl Handler for Dropped {
-    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        if let Parameter::MessageDropped(_, _, _, reason) = param {
-            self.0.dropped(drop_reason(reason));
-        }
-        (true, acc)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_depth_and_subscription_quota() {
-        let shape = ShapeLimits { max_subscriptions: 2, max_topic_levels: 3 };
-        assert_eq!(shape.too_deep("a/b/c"), None);
-        assert_eq!(shape.too_deep("a/b/c/d").as_deref(), Some("4 topic levels, more than the limit of 3"));
-        assert_eq!(shape.too_deep("$share/group/a/b/c"), None, "the share prefix is not a level");
-        assert!(shape.too_deep("$share/group/a/b/c/#").is_some());
-        assert!(shape.too_deep("////").is_some(), "empty levels count");
-        assert_eq!(shape.over_quota(1), None);
-        assert!(shape.over_quota(2).is_some());
-        let none = ShapeLimits::default();
-        assert_eq!(none.too_deep(&"a/".repeat(10_000)), None);
-        assert_eq!(none.over_quota(usize::MAX), None);
-    }
-
-    #[test]
-    fn rmqtt_drop_reasons_map_to_counters() {
-        assert_eq!(drop_reason(&Reason::MessageQueueFull), DropReason::QueueFull);
-        assert_eq!(drop_reason(&Reason::MessageExpiration), DropReason::Expired);
-        let denied = Reason::PublishResult(rmqtt::types::PublishResult::success());
-        assert_eq!(drop_reason(&denied), DropReason::Denied);
-        assert_eq!(drop_reason(&Reason::SubscriberStalled), DropReason::SessionEnded);
-        assert_eq!(drop_reason(&Reason::QueueWaitTimedOut), DropReason::WaitTimedOut);
-        assert_eq!(drop_reason(&Reason::Unsubscribed), DropReason::Unsubscribed);
-        assert_eq!(drop_reason(&Reason::from_static("the client has disconnected")), DropReason::SessionEnded);
-    }
-}
+mod tests;

@@ -224,9 +224,10 @@ impl Broker {
                 let client_id = id.client_id.to_string();
                 let credentials = hooks.credentials(&client_id);
                 let listener = credentials.as_ref().map(|c| c.listener).unwrap_or(ListenerKind::Tls);
+                let span = credentials.as_ref().map_or_else(tracing::Span::none, |c| c.span.clone());
                 let cert = credentials.and_then(|c| c.cert);
                 if let Err(reason) = snapshot.admit(listener, &client_id, cert.as_ref()) {
-                    tracing::warn!(client_id, reason, "disconnecting device: no longer admitted");
+                    span.in_scope(|| tracing::warn!(client_id, reason, "disconnecting device: no longer admitted"));
                     if let Ok(mut locked) = entry.try_lock().await {
                         let _ = locked.kick(true, true, true).await;
                     }

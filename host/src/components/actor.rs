@@ -13,7 +13,11 @@
 //! inbox, bounded, and each timer has at most one tick pending: further ticks are merged and
 //! counted).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod handlers;
+mod messages;
+mod swap;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -24,7 +28,7 @@ use tracing::Instrument;
 use super::HostServices;
 use super::access::AccessControl;
 use super::bindings::TurfComponentPre;
-use super::budget::{CpuShare, Usage, UsageReport};
+use super::budget::{CpuShare, Usage};
 use super::engine::WasmEngine;
 use super::host::changed_subscriptions;
 use super::inbox::ComponentInbox;
@@ -32,115 +36,11 @@ use super::instance::{ConfigSnapshot, HostSetup, HostState, Instance, KillWatch,
 use super::lifecycle::{AfterError, ErrorHistory, State};
 use super::log::{ComponentLog, Level};
 use crate::components::limits::ComponentLimits;
-use crate::pubsub::{PubsubMessage, Unsubscribe, UnsubscribeAll};
+use crate::pubsub::{PubsubMessage, UnsubscribeAll};
 use crate::upstream::{UnsubscribeUpstream, UpstreamMessage};
 
-/// A component's live counters and its memory budget, readable at any time.
-#[derive(Debug, Clone)]
-pub struct UsageHandle {
-    usage: Arc<Usage>,
-    memory_limit: usize,
-}
-
-impl UsageHandle {
-    /// The counters as they are now.
-    pub fn report(&self) -> UsageReport {
-        self.usage.report(self.memory_limit)
-    }
-}
-
-impl PartialEq for UsageHandle {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.usage, &other.usage)
-    }
-}
-
-/// A component changed state (sent to whoever tracks deployments).
-#[derive(Message, Debug, Clone, PartialEq)]
-#[rtype(result = "()")]
-pub struct ComponentStatus {
-    /// Component name.
-    pub name: String,
-    /// Component version.
-    pub version: String,
-    /// New state.
-    pub state: State,
-    /// The last error, kept after the component recovered.
-    pub error: Option<String>,
-    /// Restarts since it was deployed.
-    pub restarts: u32,
-    /// Since when it has been RUNNING (seconds since the epoch); `None` when not running.
-    pub running_since: Option<i64>,
-    /// Its counters (memory, CPU, drops).
-    pub usage: UsageHandle,
-}
-
-/// New configurations and access rights (after a deployment).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Reconfigure {
-    /// Every component's configuration.
-    pub configs: Arc<ConfigSnapshot>,
-    /// This component's access rights.
-    pub access: Arc<AccessControl>,
-}
-
-/// Stop the component: drop its instance and end the actor. Replies when done.
-#[derive(Message)]
-#[rtype(result = "u32")]
-pub struct StopComponent;
-
-/// Replace the component's code and rights in place, without losing a message: the new instance
-/// is initialised while deliveries wait in the mailbox, then takes over. Replies with the outcome
-/// of the new `init`; on failure the old instance keeps running.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Swap {
-    /// New version.
-    pub version: String,
-    /// New compiled code.
-    pub pre: TurfComponentPre<HostState>,
-    /// New access rights.
-    pub access: Arc<AccessControl>,
-    /// Every component's configuration.
-    pub configs: Arc<ConfigSnapshot>,
-    /// New limits.
-    pub limits: ComponentLimits,
-}
-
-/// Restart the component with a fresh instance (clears its errors, so it also brings back a
-/// BROKEN one); the outcome of the new `init` is sent on `done`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RestartComponent {
-    /// Receives the outcome of the new instance's `init`.
-    pub done: oneshot::Sender<Result<(), String>>,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Restart;
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct FireTimer {
-    id: u32,
-    generation: u64,
-}
-
-/// The bus and upstream filters an instance subscribed to.
-#[derive(Debug, Default)]
-struct Filters {
-    bus: BTreeSet<String>,
-    upstream: BTreeSet<String>,
-}
-
-impl Filters {
-    fn of(instance: &mut Instance) -> Self {
-        let state = instance.state();
-        Self { bus: state.subscriptions.clone(), upstream: state.iotcore_subscriptions.clone() }
-    }
-}
+pub use self::messages::{ComponentStatus, Reconfigure, RestartComponent, StopComponent, Swap, UsageHandle};
+use self::messages::{FireTimer, Restart};
 
 /// What a component actor is built from.
 pub struct ComponentSpec {
@@ -435,83 +335,6 @@ impl ComponentActor {
         lost
     }
 
-    /// Initialises `msg`'s code in a new instance and, if that works, makes it the instance.
-    ///
-    /// Runs as an atomic response, so deliveries arriving meanwhile wait in the mailbox and go
-    /// to whichever instance is current afterwards, in order. Both instances subscribe under
-    /// the component's name, so the bus keeps delivering throughout; filters only one of them
-    /// uses are dropped afterwards.
-    fn swap(&mut self, msg: Swap, ctx: &Context<Self>) -> AtomicResponse<Self, Result<(), String>> {
-        self.spec.kill.swap_started();
-        if self.spec.kill.stopping() {
-            return AtomicResponse::new(Box::pin(fut::ready(Err("the component is stopping".to_owned()))));
-        }
-        let engine = self.engine.clone();
-        let pre = msg.pre.clone();
-        let budget = msg.limits.init_budget;
-        let generation = self.next_generation();
-        let setup =
-            self.setup_with(ctx, Arc::clone(&msg.access), Arc::clone(&msg.configs), msg.limits.clone(), generation);
-        let started = async move {
-            let deadline = Instant::now() + budget;
-            let mut instance =
-                Instance::new(&engine, &pre, setup, budget).await.map_err(|t| (t, Filters::default()))?;
-            let outcome = match instance.init(deadline.saturating_duration_since(Instant::now())).await {
-                Ok(Ok(())) => return Ok(instance),
-                Ok(Err(reason)) => Trapped(format!("init returned an error: {reason}")),
-                Err(trapped) => trapped,
-            };
-            Err((outcome, Filters::of(&mut instance)))
-        };
-        AtomicResponse::new(Box::pin(started.into_actor(self).map(move |result, act, ctx| {
-            let old_filters = act.instance.as_mut().map(Filters::of).unwrap_or_default();
-            match result {
-                Ok(mut instance) => {
-                    instance.take_held();
-                    let new_filters = Filters::of(&mut instance);
-                    act.unsubscribe(&old_filters, &new_filters);
-                    for (_, handle) in act.timers.drain() {
-                        ctx.cancel_future(handle);
-                    }
-                    act.pending_ticks.clear();
-                    act.generation = generation;
-                    act.instance = Some(instance);
-                    act.errors = ErrorHistory::default();
-                    act.spec.version = msg.version;
-                    act.spec.pre = msg.pre;
-                    act.spec.access = msg.access;
-                    act.spec.configs = msg.configs;
-                    act.cpu = CpuShare::new(msg.limits.cpus, Instant::now());
-                    act.spec.limits = msg.limits;
-                    if let Some(inbox) = &act.inbox {
-                        inbox.do_send(super::inbox::SetBounds(act.bounds()));
-                    }
-                    act.running_since = None;
-                    act.set_state(State::Running, None);
-                    Ok(())
-                }
-                Err((Trapped(reason), new_filters)) => {
-                    act.unsubscribe(&new_filters, &old_filters);
-                    let note = format!("version {} failed to start, the running one stays: {reason}", msg.version);
-                    act.spec.log.line(Level::Error, "lifecycle", &note);
-                    Err(reason)
-                }
-            }
-        })))
-    }
-
-    /// Drops the subscriptions in `from` that `keep` does not have.
-    fn unsubscribe(&self, from: &Filters, keep: &Filters) {
-        let name = &self.spec.name;
-        for filter in from.bus.difference(&keep.bus) {
-            self.services.bus.unsubscribe.do_send(Unsubscribe { subscriber: name.clone(), filter: filter.clone() });
-        }
-        for filter in from.upstream.difference(&keep.upstream) {
-            let unsubscribe = UnsubscribeUpstream { subscriber: name.clone(), filter: Some(filter.clone()) };
-            self.services.upstream.unsubscribe.do_send(unsubscribe);
-        }
-    }
-
     fn timer_control(&mut self, msg: TimerControl, ctx: &mut Context<Self>) {
         match msg {
             TimerControl::Start { generation, .. } | TimerControl::Cancel { generation, .. }
@@ -540,141 +363,5 @@ impl ComponentActor {
                 }
             }
         }
-    }
-}
-
-impl Actor for ComponentActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.start_instance(ctx);
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.unsubscribe_everything();
-    }
-}
-
-impl Handler<PubsubMessage> for ComponentActor {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, msg: PubsubMessage, _ctx: &mut Self::Context) -> Self::Result {
-        if self.undelivered() {
-            return AtomicResponse::new(Box::pin(fut::ready(())));
-        }
-        let budget = self.spec.limits.call_budget;
-        let parent = msg.span.clone();
-        self.with_instance("on-message", &parent, move |mut instance| async move {
-            let result = instance.on_message(budget, &msg.topic, &msg.payload).await;
-            (instance, result)
-        })
-    }
-}
-
-impl Handler<UpstreamMessage> for ComponentActor {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, msg: UpstreamMessage, _ctx: &mut Self::Context) -> Self::Result {
-        if self.undelivered() {
-            return AtomicResponse::new(Box::pin(fut::ready(())));
-        }
-        let budget = self.spec.limits.call_budget;
-        self.with_instance("on-iotcore-message", &tracing::Span::current(), move |mut instance| async move {
-            let result = instance.on_iotcore_message(budget, &msg.topic, &msg.payload).await;
-            (instance, result)
-        })
-    }
-}
-
-impl Handler<TimerControl> for ComponentActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: TimerControl, ctx: &mut Self::Context) {
-        self.timer_control(msg, ctx);
-    }
-}
-
-impl Handler<FireTimer> for ComponentActor {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, msg: FireTimer, _ctx: &mut Self::Context) -> Self::Result {
-        if msg.generation != self.generation {
-            return AtomicResponse::new(Box::pin(fut::ready(())));
-        }
-        self.pending_ticks.remove(&msg.id);
-        let budget = self.spec.limits.call_budget;
-        self.with_instance("on-timer", &tracing::Span::current(), move |mut instance| async move {
-            let result = instance.on_timer(budget, msg.id).await;
-            (instance, result)
-        })
-    }
-}
-
-impl Handler<Reconfigure> for ComponentActor {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, msg: Reconfigure, _ctx: &mut Self::Context) -> Self::Result {
-        self.spec.configs = Arc::clone(&msg.configs);
-        self.spec.access = Arc::clone(&msg.access);
-        let budget = self.spec.limits.call_budget;
-        self.with_instance("on-configuration-update", &tracing::Span::current(), move |mut instance| async move {
-            let state = instance.state();
-            let changed = changed_subscriptions(&state.configs, &msg.configs, &state.config_subscriptions);
-            state.configs = msg.configs;
-            state.access = msg.access;
-            for (component, key_path) in changed {
-                if let Err(trap) = instance.on_configuration_update(budget, &component, &key_path).await {
-                    return (instance, Err(trap));
-                }
-            }
-            (instance, Ok(()))
-        })
-    }
-}
-
-impl Handler<Restart> for ComponentActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
-        if self.state == State::Errored && !self.spec.kill.stopping() {
-            self.restarts += 1;
-            self.start_instance(ctx);
-        }
-    }
-}
-
-impl Handler<Swap> for ComponentActor {
-    type Result = AtomicResponse<Self, Result<(), String>>;
-
-    fn handle(&mut self, msg: Swap, ctx: &mut Self::Context) -> Self::Result {
-        self.swap(msg, ctx)
-    }
-}
-
-impl Handler<RestartComponent> for ComponentActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RestartComponent, ctx: &mut Self::Context) {
-        if self.spec.kill.stopping() {
-            let _ = msg.done.send(Err("the component is stopping".to_owned()));
-            return;
-        }
-        self.first_start = Some(msg.done);
-        self.drop_instance(ctx);
-        self.errors = ErrorHistory::default();
-        self.restarts += 1;
-        self.start_instance(ctx);
-    }
-}
-
-impl Handler<StopComponent> for ComponentActor {
-    type Result = u32;
-
-    fn handle(&mut self, _msg: StopComponent, ctx: &mut Self::Context) -> u32 {
-        self.set_state(State::Stopping, None);
-        self.instance = None;
-        self.set_state(State::Finished, None);
-        ctx.stop();
-        self.restarts
     }
 }

@@ -28,6 +28,7 @@ mod handle;
 mod host;
 pub mod inbox;
 pub mod instance;
+pub mod kill;
 pub mod lifecycle;
 pub mod limits;
 pub mod log;

@@ -19,12 +19,15 @@ pub mod config_update;
 pub mod dropin;
 mod error;
 mod handle;
+mod handlers;
 pub mod model;
 pub mod plan;
 pub mod recipe;
 pub mod records;
+mod restore;
 pub mod semver_range;
 pub mod variables;
+mod views;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
@@ -34,7 +37,6 @@ use tokio::sync::oneshot;
 
 pub use self::apply::DeploymentServices;
 use self::apply::{Applied, DeploymentProgress, Progress};
-use self::config_update::ConfigUpdate;
 pub use self::error::DeploymentError;
 pub use self::handle::{
     CloseDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents,
@@ -48,7 +50,6 @@ use self::plan::{DeployedSet, Plan, PlanContext};
 use self::recipe::Platform;
 use self::records::{Records, RecordsError};
 pub use crate::components::UpdateConfiguration;
-use crate::components::lifecycle::State;
 use crate::components::{ComponentStatus, ConfigUpdateError, Configure, Prepared};
 use crate::layout::RootLayout;
 use crate::store;
@@ -369,200 +370,5 @@ impl Deployments {
             Some(_) => self.waiters.entry(msg.id).or_default().push(waiter),
         }
         Box::pin(async move { answer.await.ok() })
-    }
-
-    fn details(&self, name: &str) -> Option<ComponentDetails> {
-        let info = self.components().into_iter().find(|c| c.name == name)?;
-        let deployed = self.current.get(name);
-        let recipe = deployed.and_then(|d| d.recipe.as_ref());
-        Some(ComponentDetails {
-            configuration: deployed.map_or_else(|| serde_json::json!({}), |d| d.config.clone()),
-            recipe: recipe.map(|r| r.document.clone()),
-            origin: recipe.and_then(dropin::origin_note),
-            log_file: recipe.map(|_| self.layout.component_log(name)),
-            info,
-        })
-    }
-
-    fn components(&self) -> Vec<ComponentInfo> {
-        let mut out: Vec<ComponentInfo> = builtin::BUILTINS
-            .iter()
-            .map(|b| ComponentInfo {
-                name: b.name.to_owned(),
-                version: b.version.to_owned(),
-                state: State::Running,
-                builtin: true,
-                root: self.current.get(b.name).is_some_and(|d| d.root),
-                restarts: 0,
-                error: None,
-                running_since: None,
-                usage: None,
-            })
-            .collect();
-        for (name, deployed) in self.current.iter().filter(|(_, d)| d.recipe.is_some()) {
-            let status = self.statuses.get(name).filter(|s| s.version == deployed.version.to_string());
-            out.push(ComponentInfo {
-                name: name.clone(),
-                version: deployed.version.to_string(),
-                state: status.map(|s| s.state).unwrap_or(State::Installed),
-                builtin: false,
-                root: deployed.root,
-                restarts: status.map(|s| s.restarts).unwrap_or(0),
-                error: status.and_then(|s| s.error.clone()),
-                running_since: status.and_then(|s| s.running_since),
-                usage: status.map(|s| s.usage.report()),
-            });
-        }
-        out
-    }
-
-    /// The request that rebuilds the stored set: its roots, with the stored configuration merged.
-    fn restore_request(stored: &DeployedSet) -> DeploymentRequest {
-        DeploymentRequest {
-            merge: stored.iter().filter(|(_, d)| d.root).map(|(n, d)| (n.clone(), d.version.to_string())).collect(),
-            update_config: stored
-                .iter()
-                .map(|(n, d)| (n.clone(), ConfigUpdate { merge: Some(d.config.clone()), reset: vec![String::new()] }))
-                .collect(),
-            ..DeploymentRequest::default()
-        }
-    }
-
-    fn restore(&mut self) -> ResponseActFuture<Self, ()> {
-        let nothing = || -> ResponseActFuture<Self, ()> { Box::pin(fut::ready(())) };
-        let stored = match self.records.load_set(&self.layout, &self.platform) {
-            Ok(stored) if !stored.is_empty() => stored,
-            Ok(_) => return nothing(),
-            Err(error) => {
-                tracing::error!(%error, "cannot read the last deployment; starting with no components");
-                return nothing();
-            }
-        };
-        let request = Self::restore_request(&stored);
-        let plan = match plan::plan(&self.context(), &DeployedSet::new(), &request) {
-            Ok(plan) => plan,
-            Err(error) => {
-                tracing::error!(%error, "cannot restore the last deployment; starting with no components");
-                return nothing();
-            }
-        };
-        let (layout, peers) = (self.layout.clone(), self.peers.clone());
-        // Listed (INSTALLED, then STARTING…) while they come back; deployments submitted
-        // meanwhile wait in the queue until the restore is over.
-        self.current = plan.target.clone();
-        self.restoring = true;
-        let work = async move {
-            let result = apply::apply(&plan, &layout, &peers, &Progress::quiet(), true).await;
-            (result, plan)
-        };
-        Box::pin(work.into_actor(self).map(|(result, plan), act, ctx| {
-            match result {
-                Ok(applied) => {
-                    for (name, error) in &applied.failed {
-                        tracing::error!(component = name, error, "component of the last deployment failed to start");
-                    }
-                    tracing::info!(components = plan.target.len(), "last deployment restored");
-                    act.code = applied.prepared.into_iter().map(|p| (p.name.clone(), p)).collect();
-                }
-                Err(failure) => tracing::error!(error = failure.error, "restoring the last deployment failed"),
-            }
-            act.current = plan.target;
-            act.restoring = false;
-            act.run_next(ctx);
-        }))
-    }
-}
-
-impl Actor for Deployments {
-    type Context = Context<Self>;
-}
-
-impl Handler<CreateDeployment> for Deployments {
-    type Result = Result<DeploymentRecord, DeploymentError>;
-
-    fn handle(&mut self, msg: CreateDeployment, ctx: &mut Self::Context) -> Self::Result {
-        self.submit(msg.0, ctx)
-    }
-}
-
-impl Handler<GetDeployment> for Deployments {
-    type Result = Result<Option<DeploymentRecord>, DeploymentError>;
-
-    fn handle(&mut self, msg: GetDeployment, _ctx: &mut Self::Context) -> Self::Result {
-        self.get(&msg.id)
-    }
-}
-
-impl Handler<WaitDeployment> for Deployments {
-    type Result = ResponseFuture<Option<DeploymentRecord>>;
-
-    fn handle(&mut self, msg: WaitDeployment, _ctx: &mut Self::Context) -> Self::Result {
-        self.wait(msg)
-    }
-}
-
-impl Handler<ListDeployments> for Deployments {
-    type Result = Result<Vec<DeploymentRecord>, DeploymentError>;
-
-    /// A failed read is an error the operator sees, not an empty history.
-    fn handle(&mut self, _msg: ListDeployments, _ctx: &mut Self::Context) -> Self::Result {
-        Ok(self.records.list(HISTORY)?)
-    }
-}
-
-impl Handler<ListComponents> for Deployments {
-    type Result = Vec<ComponentInfo>;
-
-    fn handle(&mut self, _msg: ListComponents, _ctx: &mut Self::Context) -> Self::Result {
-        self.components()
-    }
-}
-
-impl Handler<DeploymentProgress> for Deployments {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeploymentProgress, _ctx: &mut Self::Context) {
-        self.progress(msg);
-    }
-}
-
-impl Handler<ComponentStatus> for Deployments {
-    type Result = ();
-
-    fn handle(&mut self, msg: ComponentStatus, _ctx: &mut Self::Context) {
-        self.statuses.insert(msg.name.clone(), msg);
-    }
-}
-
-impl Handler<GetComponent> for Deployments {
-    type Result = Option<ComponentDetails>;
-
-    fn handle(&mut self, msg: GetComponent, _ctx: &mut Self::Context) -> Self::Result {
-        self.details(&msg.name)
-    }
-}
-
-impl Handler<UpdateConfiguration> for Deployments {
-    type Result = Result<(), ConfigUpdateError>;
-
-    fn handle(&mut self, msg: UpdateConfiguration, _ctx: &mut Self::Context) -> Self::Result {
-        self.update_configuration(msg)
-    }
-}
-
-impl Handler<CloseDeployments> for Deployments {
-    type Result = Option<String>;
-
-    fn handle(&mut self, _msg: CloseDeployments, _ctx: &mut Self::Context) -> Self::Result {
-        self.closed = true;
-        self.active.as_ref().map(|a| a.record.id.clone())
-    }
-}
-
-impl Handler<Restore> for Deployments {
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, _msg: Restore, _ctx: &mut Self::Context) -> Self::Result {
-        self.restore()
     }
 }

@@ -16,6 +16,7 @@
 pub mod config;
 mod error;
 mod handle;
+mod handlers;
 pub mod link;
 pub mod spool;
 
@@ -382,66 +383,5 @@ impl Upstream {
             subscriptions: self.subscriptions.len(),
             last_error: self.last_error.clone(),
         }
-    }
-}
-
-impl Actor for Upstream {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(config) = &self.config {
-            tracing::info!(endpoint = %config.endpoint, client_id = config.client_id, spooled = self.spooled(), "connecting upstream");
-            self.connect(ctx);
-        }
-    }
-}
-
-impl Handler<FromLink> for Upstream {
-    type Result = ();
-
-    fn handle(&mut self, msg: FromLink, ctx: &mut Self::Context) {
-        self.on_link(msg, ctx);
-    }
-}
-
-impl Handler<PublishUpstream> for Upstream {
-    type Result = Result<(), UpstreamError>;
-
-    fn handle(&mut self, msg: PublishUpstream, _ctx: &mut Self::Context) -> Self::Result {
-        self.publish(msg)
-    }
-}
-
-impl Handler<SubscribeUpstream> for Upstream {
-    type Result = Result<(), UpstreamError>;
-
-    fn handle(&mut self, msg: SubscribeUpstream, _ctx: &mut Self::Context) -> Self::Result {
-        self.subscribe(msg)
-    }
-}
-
-impl Handler<UnsubscribeUpstream> for Upstream {
-    type Result = bool;
-
-    fn handle(&mut self, msg: UnsubscribeUpstream, _ctx: &mut Self::Context) -> bool {
-        self.unsubscribe(msg)
-    }
-}
-
-impl Handler<StopUpstream> for Upstream {
-    type Result = ();
-
-    fn handle(&mut self, _msg: StopUpstream, _ctx: &mut Self::Context) {
-        self.generation += 1;
-        self.link = None;
-        self.config = None;
-    }
-}
-
-impl Handler<GetUpstreamStatus> for Upstream {
-    type Result = MessageResult<GetUpstreamStatus>;
-
-    fn handle(&mut self, _msg: GetUpstreamStatus, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.status())
     }
 }
