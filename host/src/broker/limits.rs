@@ -248,131 +248,97 @@ fn millis(duration: Duration) -> u64 {
 impl TryFrom<BrokerSettings> for BrokerLimits {
     type Error = LimitError;
 
+    /// Each setting given replaces its default, or is refused naming its field and range.
     fn try_from(settings: BrokerSettings) -> Result<Self, LimitError> {
-        let defaults = Self::default();
-        let session_queue_bytes =
-            bytes("session_queue_bytes", settings.session_queue_bytes, defaults.session_queue_bytes)?;
-        let total_queue_bytes = bytes("total_queue_bytes", settings.total_queue_bytes, defaults.total_queue_bytes)?;
-        if total_queue_bytes < session_queue_bytes {
-            return Err(LimitError {
-                field: "total_queue_bytes",
-                reason: format!("{total_queue_bytes} is smaller than session_queue_bytes ({session_queue_bytes})"),
-            });
+        let mut limits = Self::default();
+        limits.set_queues(&settings)?;
+        limits.set_admission(&settings)?;
+        limits.set_client_shape(&settings)?;
+        Ok(limits)
+    }
+}
+
+impl BrokerLimits {
+    /// The byte budgets of the message path, the stall timeout and the broker's threads.
+    fn set_queues(&mut self, s: &BrokerSettings) -> Result<(), LimitError> {
+        self.session_queue_bytes = bytes("session_queue_bytes", s.session_queue_bytes, self.session_queue_bytes)?;
+        self.total_queue_bytes = bytes("total_queue_bytes", s.total_queue_bytes, self.total_queue_bytes)?;
+        if self.total_queue_bytes < self.session_queue_bytes {
+            let (total, session) = (self.total_queue_bytes, self.session_queue_bytes);
+            let reason = format!("{total} is smaller than session_queue_bytes ({session})");
+            return Err(LimitError { field: "total_queue_bytes", reason });
         }
-        let stall_timeout = match settings.subscriber_stall_timeout_ms {
-            None => defaults.stall_timeout,
-            Some(ms) if (100..=3_600_000).contains(&ms) => Duration::from_millis(ms),
-            Some(ms) => {
-                return Err(LimitError {
-                    field: "subscriber_stall_timeout_ms",
-                    reason: format!("{ms} is out of range (100 ms to one hour)"),
-                });
-            }
-        };
-        Ok(Self {
-            session_queue_bytes,
-            total_queue_bytes,
-            stall_timeout,
-            inbound_queue_bytes: bytes(
-                "inbound_queue_bytes",
-                settings.inbound_queue_bytes,
-                defaults.inbound_queue_bytes,
-            )?,
-            host_queue_bytes: bytes("host_queue_bytes", settings.host_queue_bytes, defaults.host_queue_bytes)?,
-            threads: ranged(
-                "threads",
-                settings.threads,
-                defaults.threads,
-                0..=u64::from(MAX_THREADS),
-                "; 0 shares the host's main thread",
-            )?,
-            session_queue_messages: ranged(
-                "session_queue_messages",
-                settings.session_queue_messages,
-                defaults.session_queue_messages,
-                0..=1_000_000,
-                " messages; 0 bounds by bytes only",
-            )?,
-            max_connections: ranged(
-                "max_connections",
-                settings.max_connections,
-                defaults.max_connections,
-                0..=1_000_000,
-                "; 0 is no limit",
-            )?,
-            max_handshakes: ranged(
-                "max_handshakes",
-                settings.max_handshakes,
-                defaults.max_handshakes,
-                1..=MAX_HANDSHAKES,
-                "",
-            )?,
-            handshake_timeout: Duration::from_millis(ranged(
-                "handshake_timeout_ms",
-                settings.handshake_timeout_ms,
-                millis(defaults.handshake_timeout),
-                100..=600_000,
-                " ms",
-            )?),
-            max_packet_bytes: ranged(
-                "max_packet_bytes",
-                settings.max_packet_bytes,
-                defaults.max_packet_bytes,
-                1024..=(256 << 20),
-                " bytes",
-            )?,
-            max_subscriptions: ranged(
-                "max_subscriptions",
-                settings.max_subscriptions,
-                defaults.max_subscriptions,
-                0..=1_000_000,
-                "; 0 is no limit",
-            )?,
-            max_topic_levels: ranged(
-                "max_topic_levels",
-                settings.max_topic_levels,
-                defaults.max_topic_levels,
-                0..=1024,
-                "; 0 is no limit",
-            )?,
-            max_session_expiry: Duration::from_secs(ranged(
-                "max_session_expiry_secs",
-                settings.max_session_expiry_secs,
-                defaults.max_session_expiry.as_secs(),
-                1..=u64::from(u32::MAX),
-                " seconds",
-            )?),
-            max_inflight: ranged("max_inflight", settings.max_inflight, defaults.max_inflight, 1..=65_535, "")?,
-            publish_rate: ranged(
-                "publish_rate",
-                settings.publish_rate,
-                defaults.publish_rate,
-                0..=10_000_000,
-                " per second; 0 is no limit",
-            )?,
-            max_topic_aliases: ranged(
-                "max_topic_aliases",
-                settings.max_topic_aliases,
-                defaults.max_topic_aliases,
-                0..=65_535,
-                "",
-            )?,
-            max_keepalive_secs: ranged(
-                "max_keepalive_secs",
-                settings.max_keepalive_secs,
-                defaults.max_keepalive_secs,
-                1..=65_535,
-                " seconds",
-            )?,
-            retained_bytes: bytes("retained_bytes", settings.retained_bytes, defaults.retained_bytes)?,
-            retained_messages: ranged(
-                "retained_messages",
-                settings.retained_messages,
-                defaults.retained_messages,
-                0..=10_000_000,
-                "",
-            )?,
-        })
+        let stall = ranged(
+            "subscriber_stall_timeout_ms",
+            s.subscriber_stall_timeout_ms,
+            millis(self.stall_timeout),
+            100..=3_600_000,
+            " ms",
+        )?;
+        self.stall_timeout = Duration::from_millis(stall);
+        self.inbound_queue_bytes = bytes("inbound_queue_bytes", s.inbound_queue_bytes, self.inbound_queue_bytes)?;
+        self.host_queue_bytes = bytes("host_queue_bytes", s.host_queue_bytes, self.host_queue_bytes)?;
+        self.session_queue_messages = ranged(
+            "session_queue_messages",
+            s.session_queue_messages,
+            self.session_queue_messages,
+            0..=1_000_000,
+            " messages; 0 bounds by bytes only",
+        )?;
+        self.retained_bytes = bytes("retained_bytes", s.retained_bytes, self.retained_bytes)?;
+        self.retained_messages =
+            ranged("retained_messages", s.retained_messages, self.retained_messages, 0..=10_000_000, "")?;
+        self.threads = ranged(
+            "threads",
+            s.threads,
+            self.threads,
+            0..=u64::from(MAX_THREADS),
+            "; 0 shares the host's main thread",
+        )?;
+        Ok(())
+    }
+
+    /// Who gets in, and how fast: connections, handshakes, keepalive, session expiry.
+    fn set_admission(&mut self, s: &BrokerSettings) -> Result<(), LimitError> {
+        self.max_connections =
+            ranged("max_connections", s.max_connections, self.max_connections, 0..=1_000_000, "; 0 is no limit")?;
+        self.max_handshakes = ranged("max_handshakes", s.max_handshakes, self.max_handshakes, 1..=MAX_HANDSHAKES, "")?;
+        let handshake = ranged(
+            "handshake_timeout_ms",
+            s.handshake_timeout_ms,
+            millis(self.handshake_timeout),
+            100..=600_000,
+            " ms",
+        )?;
+        self.handshake_timeout = Duration::from_millis(handshake);
+        self.max_keepalive_secs =
+            ranged("max_keepalive_secs", s.max_keepalive_secs, self.max_keepalive_secs, 1..=65_535, " seconds")?;
+        let expiry = ranged(
+            "max_session_expiry_secs",
+            s.max_session_expiry_secs,
+            self.max_session_expiry.as_secs(),
+            1..=u64::from(u32::MAX),
+            " seconds",
+        )?;
+        self.max_session_expiry = Duration::from_secs(expiry);
+        Ok(())
+    }
+
+    /// What one client's traffic may look like: packets, subscriptions, topics, in-flight
+    /// messages, publish rate, topic aliases.
+    fn set_client_shape(&mut self, s: &BrokerSettings) -> Result<(), LimitError> {
+        self.max_packet_bytes =
+            ranged("max_packet_bytes", s.max_packet_bytes, self.max_packet_bytes, 1024..=(256 << 20), " bytes")?;
+        self.max_subscriptions =
+            ranged("max_subscriptions", s.max_subscriptions, self.max_subscriptions, 0..=1_000_000, "; 0 is no limit")?;
+        self.max_topic_levels =
+            ranged("max_topic_levels", s.max_topic_levels, self.max_topic_levels, 0..=1024, "; 0 is no limit")?;
+        self.max_inflight = ranged("max_inflight", s.max_inflight, self.max_inflight, 1..=65_535, "")?;
+        self.publish_rate =
+            ranged("publish_rate", s.publish_rate, self.publish_rate, 0..=10_000_000, " per second; 0 is no limit")?;
+        self.max_topic_aliases =
+            ranged("max_topic_aliases", s.max_topic_aliases, self.max_topic_aliases, 0..=65_535, "")?;
+        Ok(())
     }
 }
 

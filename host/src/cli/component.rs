@@ -3,7 +3,7 @@
 use super::{CliError, ComponentCommand};
 use crate::components::ControlAction;
 use crate::components::budget::UsageReport;
-use crate::deploy::model::ComponentInfo;
+use crate::deploy::model::{ComponentDetails, ComponentInfo};
 use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
 use crate::store;
@@ -61,57 +61,54 @@ fn print_list(components: &[ComponentInfo]) {
     }
 }
 
+/// Prints `turf component details`.
+#[allow(clippy::print_stdout)] // command output
+fn print_details(d: &ComponentDetails) {
+    let c = &d.info;
+    println!("Component {} {}{}", c.name, c.version, if c.builtin { " (built into Turf)" } else { "" });
+    println!("  state:     {}", c.state);
+    if !c.builtin {
+        println!("  uptime:    {}", uptime(c, store::now_secs()));
+        println!("  restarts:  {}", c.restarts);
+        println!("  root:      {}", if c.root { "yes (deployed by name)" } else { "no (a dependency)" });
+    }
+    if let Some(origin) = &d.origin {
+        println!("  recipe:    {origin}");
+    }
+    if let Some(log) = &d.log_file {
+        println!("  log:       {} (turf logs {})", log.display(), c.name);
+    }
+    println!("  last error: {}", c.error.as_deref().unwrap_or("none"));
+    if let Some(u) = &c.usage {
+        println!("  memory:    {} (peak {:.1} MiB)", memory_figure(u), u.memory_peak_bytes as f64 / 1048576.0);
+        println!("  cpu:       {} ms on the component thread", u.cpu_ms);
+        println!("  throttled: {} call(s), {} ms waited (over its CPU share)", u.throttled_calls, u.throttled_ms);
+        println!("  dropped:   {} message(s) (inbox full), {} log byte(s)", u.dropped_messages, u.dropped_log_bytes);
+        println!(
+            "  refused:   {} call(s) over budget, {} memory growth(s), {} configuration update(s); {} timer tick(s) merged",
+            u.budget_overruns, u.memory_refusals, u.refused_config_updates, u.coalesced_ticks
+        );
+    }
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!("  effective configuration:");
+    for line in pretty(&d.configuration).lines() {
+        println!("    {line}");
+    }
+    if let Some(recipe) = &d.recipe {
+        println!("  recipe:");
+        for line in pretty(recipe).lines() {
+            println!("    {line}");
+        }
+    }
+}
+
 /// Runs a `turf component` command.
 #[allow(clippy::print_stdout)] // command output
 pub async fn execute(layout: &RootLayout, command: ComponentCommand) -> Result<(), CliError> {
     let client = Client::new(&layout.socket());
     match command {
         ComponentCommand::List => print_list(&client.components().await?),
-        ComponentCommand::Details { name } => {
-            let d = client.component(&name).await?;
-            let c = &d.info;
-            println!("Component {} {}{}", c.name, c.version, if c.builtin { " (built into Turf)" } else { "" });
-            println!("  state:     {}", c.state);
-            if !c.builtin {
-                println!("  uptime:    {}", uptime(c, store::now_secs()));
-                println!("  restarts:  {}", c.restarts);
-                println!("  root:      {}", if c.root { "yes (deployed by name)" } else { "no (a dependency)" });
-            }
-            if let Some(origin) = &d.origin {
-                println!("  recipe:    {origin}");
-            }
-            if let Some(log) = &d.log_file {
-                println!("  log:       {} (turf logs {})", log.display(), c.name);
-            }
-            println!("  last error: {}", c.error.as_deref().unwrap_or("none"));
-            if let Some(u) = &c.usage {
-                println!("  memory:    {} (peak {:.1} MiB)", memory_figure(u), u.memory_peak_bytes as f64 / 1048576.0);
-                println!("  cpu:       {} ms on the component thread", u.cpu_ms);
-                println!(
-                    "  throttled: {} call(s), {} ms waited (over its CPU share)",
-                    u.throttled_calls, u.throttled_ms
-                );
-                println!(
-                    "  dropped:   {} message(s) (inbox full), {} log byte(s)",
-                    u.dropped_messages, u.dropped_log_bytes
-                );
-                println!(
-                    "  refused:   {} call(s) over budget, {} memory growth(s), {} configuration update(s); {} timer tick(s) merged",
-                    u.budget_overruns, u.memory_refusals, u.refused_config_updates, u.coalesced_ticks
-                );
-            }
-            let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-            println!("  effective configuration:");
-            for line in pretty(&d.configuration).lines() {
-                println!("    {line}");
-            }
-            if let Some(recipe) = &d.recipe {
-                println!("  recipe:");
-                for line in pretty(recipe).lines() {
-                    println!("    {line}");
-                }
-            }
-        }
+        ComponentCommand::Details { name } => print_details(&client.component(&name).await?),
         ComponentCommand::Restart { names } => {
             for name in split_names(&names)? {
                 client.control(&name, ControlAction::Restart).await?;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::{CliError, DeviceCommand};
+use crate::devices::registry::DeviceRecord;
 use crate::devices::{self, DeviceBook, DeviceReply, DeviceRequest, files};
 use crate::layout::RootLayout;
 use crate::mgmt::client::Client;
@@ -70,25 +71,26 @@ pub async fn execute(layout: &RootLayout, command: DeviceCommand) -> Result<(), 
             let DeviceReply::Devices { devices } = perform(layout, DeviceRequest::List).await? else {
                 return Err(CliError::Host("unexpected reply to list".to_owned()));
             };
-            if devices.is_empty() {
-                println!("No devices registered. Add one with `turf device add THING --out DIR`.");
-            }
-            for device in devices {
-                let when =
-                    chrono::DateTime::from_timestamp(device.created_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
-                let associated = if device.associated { "associated" } else { "not associated" };
-                println!(
-                    "{:<32} {associated}, {} certificate(s), registered {when}",
-                    device.thing,
-                    device.certificates.len()
-                );
-                for id in device.certificates {
-                    println!("  {id}");
-                }
-            }
+            print_devices(devices);
         }
     }
     Ok(())
+}
+
+/// Prints `turf device list`.
+#[allow(clippy::print_stdout)] // command output
+fn print_devices(devices: Vec<DeviceRecord>) {
+    if devices.is_empty() {
+        println!("No devices registered. Add one with `turf device add THING --out DIR`.");
+    }
+    for device in devices {
+        let when = chrono::DateTime::from_timestamp(device.created_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+        let associated = if device.associated { "associated" } else { "not associated" };
+        println!("{:<32} {associated}, {} certificate(s), registered {when}", device.thing, device.certificates.len());
+        for id in device.certificates {
+            println!("  {id}");
+        }
+    }
 }
 
 /// Makes `path` absolute so the host (with another working directory) finds it.

@@ -83,6 +83,50 @@ impl Light {
         Ok(())
     }
 
+    /// The desired value changed (or was deleted): take it on and report it.
+    #[allow(clippy::print_stdout)] // command output
+    async fn on_delta(&mut self, session: &Session, message: &Value, token: Option<String>) -> Result<(), CliError> {
+        let property = self.property.clone();
+        println!("Received shadow delta event.");
+        match message["state"].get(&property) {
+            Some(Value::Null) => {
+                println!("  Delta reports that '{property}' was deleted. Resetting defaults...");
+                self.change(session, json!(SHADOW_VALUE_DEFAULT), None).await
+            }
+            Some(value) => {
+                println!("  Delta reports that desired value is '{}'. Changing local value...", shown(value));
+                if let Some(token) = &token {
+                    println!("  ClientToken is: {token}");
+                }
+                self.change(session, value.clone(), token).await
+            }
+            None => {
+                println!("  Delta did not report a change in '{property}'");
+                Ok(())
+            }
+        }
+    }
+
+    /// The answer to the first get: start from the delta, the reported value, or the default.
+    #[allow(clippy::print_stdout)] // command output
+    async fn on_initial_state(&mut self, session: &Session, message: &Value) -> Result<(), CliError> {
+        let property = self.property.clone();
+        println!("Finished getting initial shadow state.");
+        if self.value.is_some() {
+            println!("  Ignoring initial query because a delta event has already been received.");
+        } else if let Some(value) = message["state"]["delta"].get(&property) {
+            println!("  Shadow contains delta value '{}'.", shown(value));
+            self.change(session, value.clone(), None).await?;
+        } else if let Some(value) = message["state"]["reported"].get(&property) {
+            println!("  Shadow contains reported value '{}'.", shown(value));
+            self.value = Some(value.clone());
+        } else {
+            println!("  Shadow document lacks '{property}' property. Setting defaults...");
+            self.change(session, json!(SHADOW_VALUE_DEFAULT), None).await?;
+        }
+        Ok(())
+    }
+
     #[allow(clippy::print_stdout)] // command output
     async fn on_message(&mut self, session: &Session, topic: &str, payload: &[u8]) -> Result<(), CliError> {
         let message: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
@@ -90,35 +134,9 @@ impl Light {
         let ours = |tokens: &mut HashSet<String>| token.as_ref().is_some_and(|t| tokens.remove(t));
         let property = self.property.clone();
         if topic == self.topic("update/delta") {
-            println!("Received shadow delta event.");
-            match message["state"].get(&property) {
-                Some(Value::Null) => {
-                    println!("  Delta reports that '{property}' was deleted. Resetting defaults...");
-                    self.change(session, json!(SHADOW_VALUE_DEFAULT), None).await?;
-                }
-                Some(value) => {
-                    println!("  Delta reports that desired value is '{}'. Changing local value...", shown(value));
-                    if let Some(token) = &token {
-                        println!("  ClientToken is: {token}");
-                    }
-                    self.change(session, value.clone(), token.clone()).await?;
-                }
-                None => println!("  Delta did not report a change in '{property}'"),
-            }
+            self.on_delta(session, &message, token).await?;
         } else if topic == self.topic("get/accepted") && ours(&mut self.tokens) {
-            println!("Finished getting initial shadow state.");
-            if self.value.is_some() {
-                println!("  Ignoring initial query because a delta event has already been received.");
-            } else if let Some(value) = message["state"]["delta"].get(&property) {
-                println!("  Shadow contains delta value '{}'.", shown(value));
-                self.change(session, value.clone(), None).await?;
-            } else if let Some(value) = message["state"]["reported"].get(&property) {
-                println!("  Shadow contains reported value '{}'.", shown(value));
-                self.value = Some(value.clone());
-            } else {
-                println!("  Shadow document lacks '{property}' property. Setting defaults...");
-                self.change(session, json!(SHADOW_VALUE_DEFAULT), None).await?;
-            }
+            self.on_initial_state(session, &message).await?;
         } else if topic == self.topic("get/rejected") && ours(&mut self.tokens) {
             if message["code"] == 404 {
                 println!("Thing has no shadow document. Creating with defaults...");

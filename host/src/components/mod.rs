@@ -189,7 +189,6 @@ impl ComponentRuntime {
         // The call in progress and one delivery (CPU-share waits and timer ticks are skipped
         // while a swap is coming), then instantiation and `init`.
         let deadline = limits.call_budget * 2 + limits.init_budget + KILL_GRACE;
-        let (tx, rx) = oneshot::channel();
         if let Some(running) = self.actor(&name) {
             let swap = Swap {
                 version: msg.prepared.version,
@@ -198,26 +197,7 @@ impl ComponentRuntime {
                 configs: msg.configs,
                 limits,
             };
-            running.kill.swap_coming();
-            let (request, kill) = (running.actor.send(swap), running.kill.clone());
-            actix_rt::spawn(async move {
-                let mut request = Box::pin(request);
-                let outcome = match tokio::time::timeout(deadline, &mut request).await {
-                    Ok(answer) => answer.unwrap_or_else(|e| Err(format!("component actor gone: {e}"))),
-                    Err(_) => {
-                        kill.kill();
-                        let _ =
-                            tx.send(Err(format!("did not start within {deadline:?}; its call in progress was killed")));
-                        // The swap still runs when the actor gets to it (a dropped request
-                        // would be skipped); the deployment has already failed and rolls back
-                        // behind it.
-                        let _ = request.await;
-                        return;
-                    }
-                };
-                let _ = tx.send(outcome);
-            });
-            return Ok(rx);
+            return Ok(swap_within(running, swap, deadline));
         }
         let log = ComponentLog::open(&name, &self.layout.component_log(&name))
             .map_err(|e| RuntimeError::Log { name: name.clone(), reason: e.to_string() })?;
@@ -237,6 +217,7 @@ impl ComponentRuntime {
         spec.log.limit(spec.limits.log_bytes_per_sec, Arc::clone(&spec.usage));
         let (first_tx, first_rx) = oneshot::channel();
         let actor = ComponentActor::new(spec, self.engine.clone(), self.services.clone(), first_tx).start();
+        let (tx, rx) = oneshot::channel();
         let killer = kill.clone();
         actix_rt::spawn(async move {
             let outcome = match tokio::time::timeout(deadline, first_rx).await {
@@ -295,6 +276,30 @@ impl ComponentRuntime {
             running.actor.do_send(Reconfigure { configs: Arc::clone(&msg.configs), access });
         }
     }
+}
+
+/// Swaps `swap`'s code into the running component; the outcome arrives within `deadline`, past
+/// which the call in progress is killed.
+fn swap_within(running: &Running, swap: Swap, deadline: Duration) -> oneshot::Receiver<Result<(), String>> {
+    let (tx, rx) = oneshot::channel();
+    running.kill.swap_coming();
+    let (request, kill) = (running.actor.send(swap), running.kill.clone());
+    actix_rt::spawn(async move {
+        let mut request = Box::pin(request);
+        let outcome = match tokio::time::timeout(deadline, &mut request).await {
+            Ok(answer) => answer.unwrap_or_else(|e| Err(format!("component actor gone: {e}"))),
+            Err(_) => {
+                kill.kill();
+                let _ = tx.send(Err(format!("did not start within {deadline:?}; its call in progress was killed")));
+                // The swap still runs when the actor gets to it (a dropped request would be
+                // skipped); the deployment has already failed and rolls back behind it.
+                let _ = request.await;
+                return;
+            }
+        };
+        let _ = tx.send(outcome);
+    });
+    rx
 }
 
 /// How a launch (or restart) of `name` ended: once its `init` finished, or why it did not start.

@@ -111,6 +111,7 @@ pub struct Applied {
 }
 
 /// Why applying stopped, and how far it got.
+#[derive(Default)]
 pub struct ApplyFailure {
     /// What went wrong, naming the step and component.
     pub error: String,
@@ -143,33 +144,15 @@ pub async fn apply(
         failed_launch: None,
         stopped: Vec::new(),
     };
-    let mut prepared: Vec<Prepared> = Vec::new();
-    for step in &plan.launches {
-        let request =
-            Prepare { name: step.name.clone(), version: step.version.to_string(), wasm: step.source_wasm.clone() };
-        match peers.runtime.prepare.send(request).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
-            Ok(code) => prepared.push(code),
-            Err(error) => return Err(ApplyFailure { error, ..failure }),
-        }
-        progress.note(Some(&step.name), "compiled").await;
-    }
+    let prepared = match compile(plan, peers, progress).await {
+        Ok(prepared) => prepared,
+        Err(error) => return Err(ApplyFailure { error, ..failure }),
+    };
     failure.untouched = false;
-    for (name, config) in &plan.builtins {
-        if let Err(error) = configure_builtin(name, config, peers).await {
-            return Err(ApplyFailure { error, ..failure });
-        }
-        progress.note(Some(name), "configured").await;
-    }
-    let configs = snapshot_of(&plan.target);
-    let access = plan.access.clone().into_iter().collect();
-    if let Err(error) =
-        peers.runtime.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)
-    {
-        return Err(ApplyFailure { error, ..failure });
-    }
-    for name in plan.reconfigure.keys() {
-        progress.note(Some(name), "reconfigured").await;
-    }
+    let configs = match configure(plan, peers, progress).await {
+        Ok(configs) => configs,
+        Err(error) => return Err(ApplyFailure { error, ..failure }),
+    };
     for name in &plan.stops {
         if let Err(error) = peers.runtime.stop.send(Stop { name: name.clone() }).await.map_err(mailbox) {
             return Err(ApplyFailure { error, ..failure });
@@ -177,27 +160,7 @@ pub async fn apply(
         failure.stopped.push(name.clone());
         progress.note(Some(name), "FINISHED").await;
     }
-    let mut failed = Vec::new();
-    for code in &prepared {
-        let access = plan.access.get(&code.name).cloned().unwrap_or_default();
-        let limits = limits_of(&plan.target, &code.name);
-        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(&configs), limits };
-        progress.note(Some(&code.name), "STARTING").await;
-        match peers.runtime.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
-            Ok(()) => {
-                failure.launched.push(code.name.clone());
-                progress.note(Some(&code.name), "RUNNING").await;
-            }
-            Err(error) => {
-                progress.note(Some(&code.name), format!("failed: {error}")).await;
-                if !keep_going {
-                    failure.failed_launch = Some(code.name.clone());
-                    return Err(ApplyFailure { error, ..failure });
-                }
-                failed.push((code.name.clone(), error));
-            }
-        }
-    }
+    let failed = launch(plan, &prepared, &configs, peers, progress, keep_going, &mut failure).await?;
     for step in &plan.installs {
         let (layout, install_step) = (layout.clone(), step.clone());
         let installed = tokio::task::spawn_blocking(move || install(&layout, &install_step))
@@ -210,6 +173,74 @@ pub async fn apply(
         progress.note(Some(&step.name), "installed").await;
     }
     Ok(Applied { prepared, failed })
+}
+
+/// Compiles and links every component to launch; nothing has changed if this fails.
+async fn compile(plan: &Plan, peers: &DeploymentServices, progress: &Progress) -> Result<Vec<Prepared>, String> {
+    let mut prepared = Vec::new();
+    for step in &plan.launches {
+        let request =
+            Prepare { name: step.name.clone(), version: step.version.to_string(), wasm: step.source_wasm.clone() };
+        let code = peers.runtime.prepare.send(request).await.map_err(mailbox)?.map_err(|e| e.to_string())?;
+        prepared.push(code);
+        progress.note(Some(&step.name), "compiled").await;
+    }
+    Ok(prepared)
+}
+
+/// Configures the built-ins whose configuration changed, then hands every running component
+/// the new configurations; returns them for the launches.
+async fn configure(
+    plan: &Plan,
+    peers: &DeploymentServices,
+    progress: &Progress,
+) -> Result<Arc<ConfigSnapshot>, String> {
+    for (name, config) in &plan.builtins {
+        configure_builtin(name, config, peers).await?;
+        progress.note(Some(name), "configured").await;
+    }
+    let configs = snapshot_of(&plan.target);
+    let access = plan.access.clone().into_iter().collect();
+    peers.runtime.configure.send(Configure { configs: Arc::clone(&configs), access }).await.map_err(mailbox)?;
+    for name in plan.reconfigure.keys() {
+        progress.note(Some(name), "reconfigured").await;
+    }
+    Ok(configs)
+}
+
+/// Launches the compiled components in dependency order. A failure ends the deployment, unless
+/// `keep_going`, when it is returned among the failed.
+async fn launch(
+    plan: &Plan,
+    prepared: &[Prepared],
+    configs: &Arc<ConfigSnapshot>,
+    peers: &DeploymentServices,
+    progress: &Progress,
+    keep_going: bool,
+    failure: &mut ApplyFailure,
+) -> Result<Vec<(String, String)>, ApplyFailure> {
+    let mut failed = Vec::new();
+    for code in prepared {
+        let access = plan.access.get(&code.name).cloned().unwrap_or_default();
+        let limits = limits_of(&plan.target, &code.name);
+        let launch = Launch { prepared: code.clone(), access, configs: Arc::clone(configs), limits };
+        progress.note(Some(&code.name), "STARTING").await;
+        match peers.runtime.launch.send(launch).await.map_err(mailbox).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(()) => {
+                failure.launched.push(code.name.clone());
+                progress.note(Some(&code.name), "RUNNING").await;
+            }
+            Err(error) => {
+                progress.note(Some(&code.name), format!("failed: {error}")).await;
+                if !keep_going {
+                    failure.failed_launch = Some(code.name.clone());
+                    return Err(ApplyFailure { error, ..std::mem::take(failure) });
+                }
+                failed.push((code.name.clone(), error));
+            }
+        }
+    }
+    Ok(failed)
 }
 
 /// Puts back `previous` after `failure` stopped `plan` half way: the built-ins' and running

@@ -91,18 +91,11 @@ fn is_name_char(c: char) -> bool {
 }
 
 fn tokenize(rule: &str) -> Result<Vec<(usize, Token)>, RuleError> {
-    let err = |position: usize, expected: &'static str, found: String| RuleError {
-        rule: rule.to_owned(),
-        position: position + 1,
-        expected,
-        found,
-    };
     let chars: Vec<char> = rule.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
-        if matches!(c, ' ' | '\t' | '\r') {
+        if matches!(chars[i], ' ' | '\t' | '\r') {
             i += 1;
             continue;
         }
@@ -120,48 +113,61 @@ fn tokenize(rule: &str) -> Result<Vec<(usize, Token)>, RuleError> {
             i = word_end;
             continue;
         }
-        // A thing name pattern: ("*")? (name-char | "\:")+ ("*")? | "*"
-        let start = i;
-        let leading = c == '*';
-        if leading {
-            i += 1;
-        }
-        let mut name = String::new();
-        while i < chars.len() {
-            if is_name_char(chars[i]) {
-                name.push(chars[i]);
-                i += 1;
-            } else if chars[i] == '\\' && chars.get(i + 1) == Some(&':') {
-                name.push(':');
-                i += 2;
-            } else {
-                break;
-            }
-        }
-        if !leading && chars.get(i) == Some(&':') {
-            return Err(err(start, "'thingName:' (the only selector; it is case-sensitive)", format!("{name}:")));
-        }
-        let trailing = !name.is_empty() && chars.get(i) == Some(&'*');
-        if trailing {
-            i += 1;
-        }
-        if name.is_empty() && !leading {
-            let found = match c {
-                '\\' => "a backslash not followed by ':'".to_owned(),
-                other => format!("{other:?}"),
-            };
-            return Err(err(start, "'thingName:', 'OR', 'AND' or a thing name", found));
-        }
-        let pattern = match (leading, trailing) {
-            (true, _) if name.is_empty() => NamePattern::Any,
-            (true, true) => NamePattern::Contains(name),
-            (true, false) => NamePattern::Suffix(name),
-            (false, true) => NamePattern::Prefix(name),
-            (false, false) => NamePattern::Exact(name),
-        };
-        tokens.push((start, Token::Name(pattern)));
+        let (end, pattern) = name_pattern(rule, &chars, i)?;
+        tokens.push((i, Token::Name(pattern)));
+        i = end;
     }
     Ok(tokens)
+}
+
+/// A thing name pattern starting at `start`: `("*")? (name-char | "\:")+ ("*")? | "*"`; returns
+/// where it ends.
+fn name_pattern(rule: &str, chars: &[char], start: usize) -> Result<(usize, NamePattern), RuleError> {
+    let err = |expected: &'static str, found: String| RuleError {
+        rule: rule.to_owned(),
+        position: start + 1,
+        expected,
+        found,
+    };
+    let mut i = start;
+    let leading = chars[start] == '*';
+    if leading {
+        i += 1;
+    }
+    let mut name = String::new();
+    while i < chars.len() {
+        if is_name_char(chars[i]) {
+            name.push(chars[i]);
+            i += 1;
+        } else if chars[i] == '\\' && chars.get(i + 1) == Some(&':') {
+            name.push(':');
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    if !leading && chars.get(i) == Some(&':') {
+        return Err(err("'thingName:' (the only selector; it is case-sensitive)", format!("{name}:")));
+    }
+    let trailing = !name.is_empty() && chars.get(i) == Some(&'*');
+    if trailing {
+        i += 1;
+    }
+    if name.is_empty() && !leading {
+        let found = match chars[start] {
+            '\\' => "a backslash not followed by ':'".to_owned(),
+            other => format!("{other:?}"),
+        };
+        return Err(err("'thingName:', 'OR', 'AND' or a thing name", found));
+    }
+    let pattern = match (leading, trailing) {
+        (true, _) if name.is_empty() => NamePattern::Any,
+        (true, true) => NamePattern::Contains(name),
+        (true, false) => NamePattern::Suffix(name),
+        (false, true) => NamePattern::Prefix(name),
+        (false, false) => NamePattern::Exact(name),
+    };
+    Ok((i, pattern))
 }
 
 impl SelectionRule {

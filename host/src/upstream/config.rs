@@ -189,16 +189,7 @@ impl UpstreamSettings {
             return Ok(None);
         };
         let endpoint = Endpoint::parse(&endpoint_text)?;
-        let file = |path: Option<PathBuf>, field: &str| -> Result<Option<PathBuf>, UpstreamConfigError> {
-            let Some(path) = path else {
-                return Ok(None);
-            };
-            let path = if path.is_absolute() { path } else { base.join(path) };
-            if !path.is_file() {
-                return Err(error(field, format!("{} does not exist", path.display())));
-            }
-            Ok(Some(path))
-        };
+        let file = |path: Option<PathBuf>, field: &str| existing_file(base, path, field);
         let cert = file(self.cert, "upstream.cert")?;
         let key = file(self.key, "upstream.key")?;
         let ca = file(self.ca, "upstream.ca")?;
@@ -217,26 +208,9 @@ impl UpstreamSettings {
         if client_id.is_empty() || client_id.len() > 128 {
             return Err(error("upstream.client_id", "must be 1 to 128 characters"));
         }
-        let version = match self.mqtt_version.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("3.1.1" | "3" | "mqtt3" | "mqtt311") => MqttVersion::V311,
-            Some("5" | "5.0" | "mqtt5") => MqttVersion::V5,
-            Some(other) => return Err(error("upstream.mqtt_version", format!("{other:?}: expected 3.1.1 or 5"))),
-        };
-        let keepalive = Duration::from_secs(self.keepalive_secs.unwrap_or(60));
-        if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(1200) {
-            return Err(error(
-                "upstream.keepalive_secs",
-                "must be between 5 and 1200 (AWS IoT Core's range is 30-1200)",
-            ));
-        }
-        let min = Duration::from_millis(self.min_reconnect_delay_ms.unwrap_or(1000));
-        let max = Duration::from_millis(self.max_reconnect_delay_ms.unwrap_or(30_000));
-        if min.is_zero() || max < min {
-            return Err(error(
-                "upstream.max_reconnect_delay_ms",
-                "the reconnect delays must satisfy 0 < min_reconnect_delay_ms <= max_reconnect_delay_ms",
-            ));
-        }
+        let version = mqtt_version(self.mqtt_version.as_deref())?;
+        let (keepalive, min, max) =
+            timing(self.keepalive_secs, self.min_reconnect_delay_ms, self.max_reconnect_delay_ms)?;
         let spool_max_bytes = self.spool_max_bytes.unwrap_or(DEFAULT_SPOOL_BYTES);
         let spool_max_messages = self.spool_max_messages.unwrap_or(DEFAULT_SPOOL_MESSAGES);
         if spool_max_bytes == 0 || spool_max_messages == 0 {
@@ -266,6 +240,46 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration, random: f64) -> Durat
     let half = exponential / 2;
     let random = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.0 };
     half + half.mul_f64(random)
+}
+
+/// `path` made absolute against `base`, if given; it must be a file.
+fn existing_file(base: &Path, path: Option<PathBuf>, field: &str) -> Result<Option<PathBuf>, UpstreamConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let path = if path.is_absolute() { path } else { base.join(path) };
+    if !path.is_file() {
+        return Err(error(field, format!("{} does not exist", path.display())));
+    }
+    Ok(Some(path))
+}
+
+/// `mqtt_version`: 3.1.1 (default) or 5.
+fn mqtt_version(text: Option<&str>) -> Result<MqttVersion, UpstreamConfigError> {
+    match text.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("3.1.1" | "3" | "mqtt3" | "mqtt311") => Ok(MqttVersion::V311),
+        Some("5" | "5.0" | "mqtt5") => Ok(MqttVersion::V5),
+        Some(other) => Err(error("upstream.mqtt_version", format!("{other:?}: expected 3.1.1 or 5"))),
+    }
+}
+
+/// Keepalive (5 to 1200 s, default 60) and the reconnect backoff's bounds (default 1 s to 30 s).
+fn timing(
+    keepalive_secs: Option<u64>,
+    min_ms: Option<u64>,
+    max_ms: Option<u64>,
+) -> Result<(Duration, Duration, Duration), UpstreamConfigError> {
+    let keepalive = Duration::from_secs(keepalive_secs.unwrap_or(60));
+    if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(1200) {
+        return Err(error("upstream.keepalive_secs", "must be between 5 and 1200 (AWS IoT Core's range is 30-1200)"));
+    }
+    let min = Duration::from_millis(min_ms.unwrap_or(1000));
+    let max = Duration::from_millis(max_ms.unwrap_or(30_000));
+    if min.is_zero() || max < min {
+        return Err(error(
+            "upstream.max_reconnect_delay_ms",
+            "the reconnect delays must satisfy 0 < min_reconnect_delay_ms <= max_reconnect_delay_ms",
+        ));
+    }
+    Ok((keepalive, min, max))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use self::events::{Touch, classify};
 pub use self::state::SETTLE;
 use self::state::{Action, WatchState};
-use crate::deploy::model::{DeploymentRequest, DeploymentState};
+use crate::deploy::model::{ComponentInfo, DeploymentRequest, DeploymentState};
 use crate::deploy::{CreateDeployment, DeploymentsHandle, ListComponents, WaitDeployment};
 use crate::layout::RootLayout;
 
@@ -186,33 +186,7 @@ async fn submit(deployments: DeploymentsHandle, actions: Vec<Action>) {
         }
     };
     for action in actions {
-        let (what, request) = match action {
-            Action::Redeploy { name, version, cause, from } => {
-                let Some(info) =
-                    deployed.iter().find(|c| c.name == name && c.version == version.to_string() && !c.builtin)
-                else {
-                    tracing::debug!(component = name, %version, cause, "not deployed at this version; nothing to reload");
-                    continue;
-                };
-                let mut request = DeploymentRequest {
-                    recipe_dir: from.recipes,
-                    artifact_dir: from.artifacts,
-                    ..DeploymentRequest::default()
-                };
-                if info.root {
-                    request.merge.insert(name.clone(), version.to_string());
-                }
-                (format!("hot reload of {name} {version} ({cause})"), request)
-            }
-            Action::Dropin { name, request, cause } => (format!("drop-in {name} ({cause})"), request),
-            Action::RemoveDropin { name } => {
-                if !deployed.iter().any(|c| c.name == name && c.root) {
-                    continue;
-                }
-                let request = DeploymentRequest { remove: vec![name.clone()], ..DeploymentRequest::default() };
-                (format!("removal of drop-in {name} (its .wasm was deleted)"), request)
-            }
-        };
+        let Some((what, request)) = deployment_for(action, &deployed) else { continue };
         let record = match deployments.create.send(CreateDeployment(request)).await {
             Ok(Ok(record)) => record,
             Ok(Err(error)) => {
@@ -240,6 +214,37 @@ async fn submit(deployments: DeploymentsHandle, actions: Vec<Action>) {
                 _ => {}
             }
         });
+    }
+}
+
+/// The deployment an action asks for, and how the log names it; `None` when there is nothing
+/// to do (a hot reload of something not deployed at that version, a drop-in already removed).
+fn deployment_for(action: Action, deployed: &[ComponentInfo]) -> Option<(String, DeploymentRequest)> {
+    match action {
+        Action::Redeploy { name, version, cause, from } => {
+            let Some(info) = deployed.iter().find(|c| c.name == name && c.version == version.to_string() && !c.builtin)
+            else {
+                tracing::debug!(component = name, %version, cause, "not deployed at this version; nothing to reload");
+                return None;
+            };
+            let mut request = DeploymentRequest {
+                recipe_dir: from.recipes,
+                artifact_dir: from.artifacts,
+                ..DeploymentRequest::default()
+            };
+            if info.root {
+                request.merge.insert(name.clone(), version.to_string());
+            }
+            Some((format!("hot reload of {name} {version} ({cause})"), request))
+        }
+        Action::Dropin { name, request, cause } => Some((format!("drop-in {name} ({cause})"), request)),
+        Action::RemoveDropin { name } => {
+            if !deployed.iter().any(|c| c.name == name && c.root) {
+                return None;
+            }
+            let request = DeploymentRequest { remove: vec![name.clone()], ..DeploymentRequest::default() };
+            Some((format!("removal of drop-in {name} (its .wasm was deleted)"), request))
+        }
     }
 }
 

@@ -249,32 +249,7 @@ impl WatchState {
         }
         let file = wasm.file_name().and_then(|f| f.to_str()).unwrap_or_default();
         let (document, run_file) = match &sidecar {
-            Some(path) => {
-                let r = recipe::load(path, &self.platform).map_err(|e| e.to_string())?;
-                if r.name != name.name || r.version != name.version {
-                    return Err(format!(
-                        "{} declares {}={}, but the file name says {}={}",
-                        path.display(),
-                        r.name,
-                        r.version,
-                        name.name,
-                        name.version
-                    ));
-                }
-                let run_file = r
-                    .run
-                    .strip_prefix("{artifacts:path}/")
-                    .filter(|rel| !rel.contains('{'))
-                    .filter(|rel| Path::new(rel).components().all(|c| matches!(c, PathComponent::Normal(_))))
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        format!(
-                            "{}: Lifecycle.Run must be {{artifacts:path}}/<file>.wasm for a drop-in",
-                            path.display()
-                        )
-                    })?;
-                (r.document, run_file)
-            }
+            Some(path) => sidecar_recipe(path, name, &self.platform)?,
             None => (dropin::default_recipe(name, file), file.to_owned()),
         };
         let stamp = hex::encode(&hash[..8]);
@@ -292,6 +267,32 @@ impl WatchState {
             format!("plugins/{file} {}", if sidecar.is_some() { "with its recipe" } else { "(default recipe)" });
         Ok(Some(Action::Dropin { name: name.name.clone(), request, cause }))
     }
+}
+
+/// A drop-in's own recipe: it must name the drop-in's component and version, and run a `.wasm`
+/// right under `{artifacts:path}`. Returns the document and that file's name.
+fn sidecar_recipe(path: &Path, name: &DropinName, platform: &Platform) -> Result<(serde_json::Value, String), String> {
+    let r = recipe::load(path, platform).map_err(|e| e.to_string())?;
+    if r.name != name.name || r.version != name.version {
+        return Err(format!(
+            "{} declares {}={}, but the file name says {}={}",
+            path.display(),
+            r.name,
+            r.version,
+            name.name,
+            name.version
+        ));
+    }
+    let run_file = r
+        .run
+        .strip_prefix("{artifacts:path}/")
+        .filter(|rel| !rel.contains('{'))
+        .filter(|rel| Path::new(rel).components().all(|c| matches!(c, PathComponent::Normal(_))))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!("{}: Lifecycle.Run must be {{artifacts:path}}/<file>.wasm for a drop-in", path.display())
+        })?;
+    Ok((r.document, run_file))
 }
 
 /// Writes a drop-in's snapshot: its `.wasm` and recipe, replacing older snapshots of it.

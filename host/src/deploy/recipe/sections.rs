@@ -115,28 +115,34 @@ pub(super) fn choose_manifest(
                 return Err(cx.err(fields.at("Lifecycle"), "is required: Run must name the component's .wasm artifact"));
             }
         };
-        let run = match lifecycle.get("Run") {
-            Some(Value::String(run)) => run.trim().to_owned(),
-            Some(Value::Object(step)) => match step.iter().find(|(k, _)| k.eq_ignore_ascii_case("Script")) {
-                Some((_, Value::String(script))) => script.trim().to_owned(),
-                _ => return Err(cx.err(lifecycle.at("Run.Script"), "is required")),
-            },
-            Some(other) => return Err(cx.err(lifecycle.at("Run"), format!("must be a string, found {}", kind(other)))),
-            None => {
-                return Err(cx.err(
-                    lifecycle.at("Run"),
-                    "is required: name the component's .wasm artifact, e.g. {artifacts:path}/component.wasm",
-                ));
-            }
-        };
-        if !run.ends_with(".wasm") || run.contains(char::is_whitespace) {
-            return Err(cx.err(
-                lifecycle.at("Run"),
-                format!("{run:?} is not a WebAssembly artifact; Turf runs components as .wasm files, e.g. {{artifacts:path}}/component.wasm"),
-            ));
-        }
+        let run = run_of(cx, &lifecycle)?;
         return Ok((i, run));
     }
     let have: Vec<String> = platform.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Err(cx.err("Manifests", format!("no manifest matches this platform ({})", have.join(", "))))
+}
+
+/// `Lifecycle.Run` (a string, or `{Script: …}`): it must name a `.wasm` artifact.
+fn run_of(cx: &Ctx<'_>, lifecycle: &Fields<'_>) -> Result<String, RecipeError> {
+    let run = match lifecycle.get("Run") {
+        Some(Value::String(run)) => run.trim().to_owned(),
+        Some(Value::Object(step)) => match step.iter().find(|(k, _)| k.eq_ignore_ascii_case("Script")) {
+            Some((_, Value::String(script))) => script.trim().to_owned(),
+            _ => return Err(cx.err(lifecycle.at("Run.Script"), "is required")),
+        },
+        Some(other) => return Err(cx.err(lifecycle.at("Run"), format!("must be a string, found {}", kind(other)))),
+        None => {
+            return Err(cx.err(
+                lifecycle.at("Run"),
+                "is required: name the component's .wasm artifact, e.g. {artifacts:path}/component.wasm",
+            ));
+        }
+    };
+    if !run.ends_with(".wasm") || run.contains(char::is_whitespace) {
+        return Err(cx.err(
+            lifecycle.at("Run"),
+            format!("{run:?} is not a WebAssembly artifact; Turf runs components as .wasm files, e.g. {{artifacts:path}}/component.wasm"),
+        ));
+    }
+    Ok(run)
 }
