@@ -35,9 +35,9 @@ use super::refusals::RefusalLog;
 use super::retain::RetainStore;
 use super::stats::{BrokerCounters, Refused};
 
-use crate::devices::AuthSnapshot;
 use crate::devices::identity::{ListenerKind, PeerCert};
 use crate::devices::policy::{self, topic_filter_resource, topic_resource};
+use crate::devices::{AuthRefusal, AuthSnapshot};
 use crate::flow::{Credit, CreditPool};
 use crate::properties::MessageProperties;
 
@@ -175,13 +175,15 @@ impl HookState {
     }
 
     /// The check a TLS client's certificate (DER) passes before its CONNECT is read: it must
-    /// not imitate a registered certificate. Refusals are logged like refused CONNECTs.
+    /// not imitate a registered certificate. Refusals are logged like refused CONNECTs; rmqtt's
+    /// hook takes the reason as text.
     pub fn vouch(&self, der: &[u8]) -> Result<(), String> {
-        self.auth().vouch(der).inspect_err(|reason| {
+        self.auth().vouch(der).map_err(|reason| {
             self.counters.refused(Refused::Certificate);
             if let Some(suppressed) = self.refusals.admit("(TLS)", "tls", Instant::now()) {
-                tracing::warn!(reason, suppressed, "TLS client refused");
+                tracing::warn!(%reason, suppressed, "TLS client refused");
             }
+            reason.to_string()
         })
     }
 
@@ -235,7 +237,7 @@ impl Handler for Authenticate {
             match info.last_will().map(|will| will_topic(&will).to_owned()) {
                 Some(topic) => auth
                     .authorize(listener, client_id, policy::PUBLISH, &topic_resource(&topic))
-                    .map_err(|reason| format!("its Last Will on {topic} is not allowed: {reason}")),
+                    .map_err(|reason| AuthRefusal::Will { topic, reason: Box::new(reason) }),
                 None => Ok(()),
             }
             .map(|()| identity)
@@ -252,7 +254,7 @@ impl Handler for Authenticate {
             Err(reason) => {
                 self.0.counters.refused(Refused::Connect);
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "connect", Instant::now()) {
-                    tracing::warn!(client_id, remote = ?remote, reason, suppressed, "connection refused");
+                    tracing::warn!(client_id, remote = ?remote, %reason, suppressed, "connection refused");
                 }
                 AuthResult::NotAuthorized
             }
@@ -299,7 +301,7 @@ impl Handler for SubscribeCheck {
         let refusal = refusal.or_else(|| {
             authorize_subscription(&self.0.auth(), self.0.listener(session.id.lid), client_id, filter)
                 .err()
-                .map(|reason| (SubscribeAckReason::NotAuthorized, reason))
+                .map(|reason| (SubscribeAckReason::NotAuthorized, reason.to_string()))
         });
         match refusal {
             None => (true, acc),
@@ -323,7 +325,7 @@ pub fn authorize_subscription(
     listener: ListenerKind,
     client_id: &str,
     filter: &str,
-) -> Result<(), String> {
+) -> Result<(), AuthRefusal> {
     auth.authorize(listener, client_id, policy::SUBSCRIBE, &topic_filter_resource(shared_filter(filter)))
 }
 

@@ -227,7 +227,7 @@ impl Broker {
                 let span = credentials.as_ref().map_or_else(tracing::Span::none, |c| c.span.clone());
                 let cert = credentials.and_then(|c| c.cert);
                 if let Err(reason) = snapshot.admit(listener, &client_id, cert.as_ref()) {
-                    span.in_scope(|| tracing::warn!(client_id, reason, "disconnecting device: no longer admitted"));
+                    span.in_scope(|| tracing::warn!(client_id, %reason, "disconnecting device: no longer admitted"));
                     if let Ok(mut locked) = entry.try_lock().await {
                         let _ = locked.kick(true, true, true).await;
                     }
@@ -237,7 +237,7 @@ impl Broker {
                 // subscriptions the new policy allows: nothing more reaches it, now or on resume.
                 for filter in entry.subscriptions().await.unwrap_or_default().into_iter().map(|s| s.topic) {
                     if let Err(reason) = hooks::authorize_subscription(&snapshot, listener, &client_id, &filter) {
-                        tracing::warn!(client_id, %filter, reason, "subscription removed: the policy no longer allows it");
+                        tracing::warn!(client_id, %filter, %reason, "subscription removed: the policy no longer allows it");
                         if let Ok(unsubscribe) = Unsubscribe::from(&filter, true, false) {
                             let _ = entry.unsubscribe(&unsubscribe).await;
                         }

@@ -17,6 +17,7 @@
 //! `/delete`). A client id that is a registered thing is refused on that listener unless
 //! `allowThingClientIds` is true, so a tool never takes over a device's session. Pure logic.
 
+use super::refusal::AuthRefusal;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -74,7 +75,7 @@ impl LocalTools {
 
     /// Whether a local tool with `client_id` may perform `operation` on `resource`; `Err` says
     /// why not.
-    pub fn authorize(&self, client_id: &str, operation: &str, resource: &str) -> Result<(), String> {
+    pub fn authorize(&self, client_id: &str, operation: &str, resource: &str) -> Result<(), AuthRefusal> {
         let allowed = match &self.policy {
             Some(statements) => policy_allows(statements, client_id, operation, resource),
             None => operation != policy::PUBLISH || !SHADOW_WRITES.iter().any(|p| p.matches(resource)),
@@ -83,10 +84,8 @@ impl LocalTools {
             return Ok(());
         }
         Err(match &self.policy {
-            Some(_) => format!("the localTools policy does not allow {operation} on {resource}"),
-            None => {
-                format!("local tools may not write shadows by default ({resource}); allow it with a localTools policy")
-            }
+            Some(_) => AuthRefusal::LocalToolsPolicy { operation: operation.to_owned(), resource: resource.to_owned() },
+            None => AuthRefusal::LocalToolsShadowWrite(resource.to_owned()),
         })
     }
 }
@@ -114,7 +113,7 @@ mod tests {
             "$aws/things/lamp/shadow/name/color/delete",
         ] {
             let error = tools.authorize("x", PUBLISH, &topic_resource(write)).unwrap_err();
-            assert!(error.contains("may not write shadows"), "{error}");
+            assert!(error.to_string().contains("may not write shadows"), "{error}");
         }
         assert!(!tools.allows_thing_client_ids());
     }
@@ -127,7 +126,7 @@ mod tests {
         let tools = LocalTools::from_config(&config).unwrap();
         assert!(tools.authorize("t", SUBSCRIBE, &topic_filter_resource("a/#")).is_ok());
         let error = tools.authorize("t", PUBLISH, &topic_resource("a/b")).unwrap_err();
-        assert!(error.contains("localTools policy does not allow"), "{error}");
+        assert!(error.to_string().contains("localTools policy does not allow"), "{error}");
         assert!(tools.allows_thing_client_ids());
     }
 

@@ -8,6 +8,7 @@
 //! match as `*` globs (MQTT wildcards are literal), after `${iot:Connection.Thing.ThingName}` is
 //! replaced by the thing's name. Errors name the JSON path. Pure logic: no I/O.
 
+use super::refusal::AuthRefusal;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -171,12 +172,15 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// Why a denied request was denied, in words.
-    pub fn reason(&self, operation: &str, resource: &str) -> String {
+    /// Why a denied request was denied.
+    pub fn refusal(&self, operation: &str, resource: &str) -> AuthRefusal {
         if self.groups.is_empty() {
-            "the thing is in no device group (no selectionRule matches it)".to_owned()
-        } else {
-            format!("no policy of its groups ({}) allows {operation} on {resource}", self.groups.join(", "))
+            return AuthRefusal::NoGroup;
+        }
+        AuthRefusal::NotAllowed {
+            groups: self.groups.join(", "),
+            operation: operation.to_owned(),
+            resource: resource.to_owned(),
         }
     }
 }

@@ -39,7 +39,7 @@ impl HookState {
             return Some((PublishAckReason::TopicNameInvalid, reason));
         }
         if let Err(reason) = self.auth().authorize(listener, client_id, policy::PUBLISH, &topic_resource(topic)) {
-            return Some((PublishAckReason::NotAuthorized, reason));
+            return Some((PublishAckReason::NotAuthorized, reason.to_string()));
         }
         if publish.retain && !self.retained.fits(topic, publish.payload.len(), publish.properties.as_ref()) {
             self.retained.refuse();
