@@ -197,6 +197,15 @@ async fn one_device_message_can_be_followed_through_the_host_in_the_debug_log() 
     ] {
         assert!(hops.iter().any(|l| l.contains(needle)), "{hop} is not on the message's path:\n{}", hops.join("\n"));
     }
+    assert!(
+        hops.iter().all(|l| l.contains("session{client_id=tracer")),
+        "a message's path is part of its sender's session:\n{}",
+        hops.join("\n")
+    );
+    assert!(
+        log.lines().any(|l| l.contains("session{client_id=tracer") && l.contains("device connected")),
+        "the session's own lines carry it"
+    );
     assert!(log.contains("deployment{id="), "deployment lines carry their id");
     tokio::task::spawn_blocking(move || turf.terminate()).await??;
     Ok(())

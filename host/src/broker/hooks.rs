@@ -244,7 +244,10 @@ impl Handler for Authenticate {
         });
         let result = match admitted {
             Ok(identity) => {
-                let span = tracing::info_span!("session", client_id, remote = ?remote);
+                let span = match remote {
+                    Some(addr) => tracing::info_span!("session", %client_id, remote = %addr),
+                    None => tracing::info_span!("session", %client_id),
+                };
                 span.in_scope(|| tracing::info!(verified = identity.verified, ?listener, "device connected"));
                 if let Ok(mut sessions) = self.0.sessions.lock() {
                     sessions.insert(client_id.to_owned(), SessionCredentials { remote, listener, cert, span });
