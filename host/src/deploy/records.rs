@@ -157,8 +157,9 @@ impl Records {
         tx.commit().map_err(sql("commit components"))
     }
 
-    /// The stored deployed set, with recipes read from the installed store. Components whose
-    /// recipe is gone are skipped with a warning.
+    /// The stored deployed set, with recipes read from the installed store. A component whose
+    /// recipe is gone or whose row is unreadable is left out with an error logged (a damaged row
+    /// is also counted by `turf status`); the others come back.
     pub fn load_set(&self, layout: &RootLayout, platform: &Platform) -> Result<DeployedSet, RecordsError> {
         let mut stmt =
             self.conn.prepare("SELECT name, version, root, config FROM components").map_err(sql("read components"))?;
@@ -170,10 +171,20 @@ impl Records {
         let mut set = DeployedSet::new();
         for row in rows {
             let (name, version, root, config) = row.map_err(sql("read components"))?;
-            let Ok(version) = semver::Version::parse(&version) else {
-                continue;
+            let version = match semver::Version::parse(&version) {
+                Ok(version) => version,
+                Err(error) => {
+                    tracing::error!(component = name, %error, "stored version unreadable; component not restored");
+                    continue;
+                }
             };
-            let config: Value = serde_json::from_str(&config).unwrap_or(Value::Null);
+            let config: Value = match serde_json::from_str(&config) {
+                Ok(config) => config,
+                Err(error) => {
+                    tracing::error!(component = name, %error, "stored configuration unreadable; component not restored");
+                    continue;
+                }
+            };
             let recipe = if super::builtin::find(&name).is_some() {
                 None
             } else {

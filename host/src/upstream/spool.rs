@@ -153,7 +153,9 @@ impl Spool {
         Ok(Pushed { seq, dropped })
     }
 
-    /// Up to `limit` messages after `after`, oldest first.
+    /// Up to `limit` messages after `after`, oldest first. A message whose stored properties
+    /// do not parse is sent without them (and said so): one damaged row must not hold back the
+    /// rest of the spool. `turf status` counts such rows.
     pub fn after(&self, after: i64, limit: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut stmt = self
             .conn
@@ -161,13 +163,18 @@ impl Spool {
             .map_err(sql("read the spool"))?;
         let rows = stmt
             .query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                let seq: i64 = r.get(0)?;
                 let properties = match r.get::<_, Option<String>>(4)? {
                     None => None,
-                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-                    })?),
+                    Some(json) => match serde_json::from_str(&json) {
+                        Ok(properties) => Some(properties),
+                        Err(error) => {
+                            tracing::error!(seq, %error, "a spooled message's MQTT 5 properties are unreadable; it is sent without them");
+                            None
+                        }
+                    },
                 };
-                Ok(Spooled { seq: r.get(0)?, topic: r.get(1)?, payload: r.get(2)?, retain: r.get(3)?, properties })
+                Ok(Spooled { seq, topic: r.get(1)?, payload: r.get(2)?, retain: r.get(3)?, properties })
             })
             .map_err(sql("read the spool"))?;
         rows.collect::<Result<_, _>>().map_err(sql("read the spool"))
@@ -214,6 +221,19 @@ mod tests {
         s.remove(a.seq).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s.after(0, 10).unwrap()[0].seq, b.seq);
+    }
+
+    #[test]
+    fn a_message_with_damaged_properties_is_sent_without_them_and_holds_nothing_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spool(&dir, 100, 10_000);
+        let damaged = s.push("t/a", b"1", false, None).unwrap();
+        s.push("t/b", b"2", false, None).unwrap();
+        let conn = crate::store::open(&dir.path().join("turf.db")).unwrap();
+        conn.execute("UPDATE spool SET properties = '{torn' WHERE seq = ?1", [damaged.seq]).unwrap();
+        let all = s.after(0, 10).unwrap();
+        assert_eq!(all.iter().map(|m| m.topic.as_str()).collect::<Vec<_>>(), vec!["t/a", "t/b"]);
+        assert_eq!(all[0].properties, None);
     }
 
     #[test]

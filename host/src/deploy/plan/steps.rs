@@ -238,3 +238,60 @@ fn wasm_location(
 fn file_digest(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok().map(|bytes| Sha256::digest(bytes).to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::deploy::builtin::{self, BRIDGE};
+    use crate::deploy::recipe::Platform;
+    use crate::layout::RootLayout;
+
+    fn routes(topic: &str) -> Value {
+        json!({"mqttTopicMapping": {"R": {"topic": topic, "source": "LocalMqtt", "target": "Pubsub"}}})
+    }
+
+    #[test]
+    fn a_builtin_is_reconfigured_only_when_changed_and_what_left_the_set_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = RootLayout::new(dir.path());
+        let platform = Platform::current();
+        let cx = PlanContext { layout: &layout, platform: &platform, thing_name: "Core" };
+        let gone = Recipe::from_value(
+            &json!({"RecipeFormatVersion": "2020-01-25", "ComponentName": "com.example.Gone", "ComponentVersion": "1.0.0",
+                    "Manifests": [{"Lifecycle": {"Run": "{artifacts:path}/g.wasm"}}]}),
+            "test",
+            &platform,
+        )
+        .unwrap();
+        let bridge_version = builtin::find(BRIDGE).unwrap().semver();
+        let current: DeployedSet = [
+            (BRIDGE.to_owned(), Deployed { version: bridge_version, root: false, config: routes("a/#"), recipe: None }),
+            (
+                "com.example.Gone".to_owned(),
+                Deployed { version: gone.version.clone(), root: true, config: json!({}), recipe: Some(gone) },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let selected: BTreeMap<String, Selected> =
+            [(BRIDGE.to_owned(), Selected::Builtin(builtin::find(BRIDGE).unwrap()))].into_iter().collect();
+
+        let same = build_plan(&cx, &current, &DeploymentRequest::default(), &selected, &BTreeSet::new()).unwrap();
+        assert!(same.builtins.is_empty(), "an unchanged built-in is not reconfigured");
+        assert_eq!(same.stops, vec!["com.example.Gone".to_owned()]);
+        let actions: Vec<(&str, &str)> = same.outcomes.iter().map(|o| (o.name.as_str(), o.action.as_str())).collect();
+        assert_eq!(actions, vec![(BRIDGE, "unchanged"), ("com.example.Gone", "removed")]);
+
+        let update =
+            crate::deploy::config_update::ConfigUpdate { reset: vec![String::new()], merge: Some(routes("b/#")) };
+        let request = DeploymentRequest {
+            update_config: [(BRIDGE.to_owned(), update)].into_iter().collect(),
+            ..DeploymentRequest::default()
+        };
+        let changed = build_plan(&cx, &current, &request, &selected, &BTreeSet::new()).unwrap();
+        assert_eq!(changed.builtins[BRIDGE], routes("b/#"));
+        assert!(changed.launches.is_empty() && changed.installs.is_empty());
+    }
+}
