@@ -132,6 +132,7 @@ impl TestHost {
         config.mqtt_listen = options.mqtt_listen;
         config.plain_listen = options.plain.then(|| "127.0.0.1:0".parse().unwrap());
         config.discovery_listen = "127.0.0.1:0".parse().unwrap();
+        config.http_listen = "127.0.0.1:0".parse().unwrap();
         config.watch = options.watch;
         config.upstream = options.upstream;
         config.broker = options.broker;
@@ -346,4 +347,18 @@ pub fn bridge_update(routes: &[(&str, &str, &str, &str)]) -> DeploymentRequest {
         })
         .collect();
     merge_update("aws.greengrass.clientdevices.mqtt.Bridge", json!({"mqttTopicMapping": mapping}))
+}
+
+/// `GET path` from a plain HTTP/1.0 server on loopback: the status, the headers and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        with_timeout(TIMEOUT, "connecting to the HTTP listener", tokio::net::TcpStream::connect(addr)).await??;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut reply = Vec::new();
+    with_timeout(TIMEOUT, "the HTTP reply", stream.read_to_end(&mut reply)).await??;
+    let reply = String::from_utf8(reply)?;
+    let (head, body) = reply.split_once("\r\n\r\n").context("an HTTP reply without a blank line")?;
+    let status = head.split_whitespace().nth(1).context("no status")?.parse()?;
+    Ok((status, head.to_owned(), body.to_owned()))
 }

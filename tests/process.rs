@@ -48,7 +48,14 @@ impl RunningTurf {
     fn spawn(mut command: Command, root: &Path, extra: &[&str]) -> Result<(Self, u16, u16)> {
         let mut child = command
             .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
-            .args(["--plain-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
+            .args([
+                "--plain-listen",
+                "127.0.0.1:0",
+                "--discovery-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -65,7 +65,7 @@ impl TurfProcess {
             .arg("--root")
             .arg(root)
             .args(["run", "--mqtt-listen", "127.0.0.1:0", "--plain-listen", "127.0.0.1:0"])
-            .args(["--discovery-listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["--discovery-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-level", "warn"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

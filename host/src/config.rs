@@ -17,6 +17,8 @@ use crate::upstream::config::UpstreamSettings;
 pub const DEFAULT_MQTT_LISTEN: &str = "0.0.0.0:8883";
 /// Default Greengrass discovery endpoint (HTTPS, mutual TLS).
 pub const DEFAULT_DISCOVERY_LISTEN: &str = "0.0.0.0:8443";
+/// Default local HTTP listener (`/metrics`): loopback, the port of Greengrass's debug console.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:1441";
 /// Default root directory, relative to the working directory.
 pub const DEFAULT_ROOT: &str = "./turf-root";
 /// Default thing name of this core device.
@@ -33,6 +35,8 @@ pub struct HostConfig {
     pub plain_listen: Option<SocketAddr>,
     /// Greengrass discovery endpoint.
     pub discovery_listen: SocketAddr,
+    /// The local HTTP listener (`/metrics`); loopback only.
+    pub http_listen: SocketAddr,
     /// Thing name of this core device.
     pub thing_name: String,
     /// Limits for WebAssembly components.
@@ -55,6 +59,7 @@ impl HostConfig {
             mqtt_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
             plain_listen: None,
             discovery_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 1441)),
             thing_name: DEFAULT_THING_NAME.to_owned(),
             component_limits: ComponentLimits::default(),
             watch: crate::watch::WatchConfig::default(),

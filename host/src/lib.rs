@@ -48,6 +48,7 @@ pub mod logging;
 pub mod memory;
 pub mod mgmt;
 pub mod pem;
+pub mod procstat;
 pub mod properties;
 pub mod pubsub;
 pub mod rotate;

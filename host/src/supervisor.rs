@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -30,8 +31,10 @@ use crate::devices::ca::{CaError, server_sans};
 use crate::devices::registry::RegistryError;
 use crate::devices::{DeviceAuth, DeviceBook, DeviceError, DevicePeers, DevicesHandle};
 use crate::discovery::{Discovery, DiscoveryError, StopDiscovery};
+use crate::layout::RootLayout;
 use crate::memory::Trimmer;
 use crate::mgmt::api::StatusReport;
+use crate::mgmt::http;
 use crate::mgmt::server::{self, MgmtError, MgmtServices};
 use crate::pubsub::{BusHandle, PubsubBus};
 use crate::shadow::store::ShadowStore;
@@ -93,6 +96,8 @@ pub struct Endpoints {
     pub plain: Option<SocketAddr>,
     /// Discovery endpoint.
     pub discovery: SocketAddr,
+    /// The local HTTP listener (`/metrics`).
+    pub http: SocketAddr,
     /// Management API socket.
     pub socket: PathBuf,
     /// Root directory.
@@ -113,6 +118,7 @@ pub struct Host {
     deployments: DeploymentsHandle,
     watcher: Addr<Watcher>,
     mgmt: ServerHandle,
+    http: ServerHandle,
 }
 
 /// Deadline of each shutdown step but the components' and the broker's. All steps together
@@ -142,7 +148,8 @@ impl Host {
     /// deadline (at most 7.5 s in all). Services end with the system.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
-        step("management API", STEP_DEADLINE, self.mgmt.stop(false)).await;
+        let listeners = futures::future::join(self.mgmt.stop(false), self.http.stop(false));
+        step("management API and HTTP listener", STEP_DEADLINE, listeners).await;
         let _ = step("watcher", STEP_DEADLINE, self.watcher.send(StopWatcher)).await;
         if let Some(Ok(Some(id))) =
             step("deployments", STEP_DEADLINE, self.deployments.close.send(CloseDeployments)).await
@@ -278,16 +285,20 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let trimmer = Trimmer::new();
     let edge = start_edge(&config, &trimmer).await?;
     let core = start_core(&config, &edge, &trimmer)?;
+    let mut services = mgmt_services(&config, &layout, &edge, &core);
+    let (http, http_addr) = http::start(config.http_listen, services.clone())?;
+    services.status.http = Some(http_addr);
     let endpoints = Endpoints {
         mqtt: edge.addrs.mqtt,
         plain: edge.addrs.plain,
         discovery: edge.discovery_addr,
+        http: http_addr,
         socket: layout.socket(),
         root: layout.root().to_path_buf(),
         ca_cert: edge.ca_cert.clone(),
         upstream: config.upstream.as_ref().map(|u| u.endpoint.to_string()),
     };
-    let mgmt = server::start(&layout.socket(), mgmt_services(&config, &endpoints, &edge, &core))?;
+    let mgmt = server::start(&layout.socket(), services)?;
     // The management API already answers (`turf component list` shows components starting);
     // each component's start is bounded by its init budget.
     if core.deployments.restore.send(Restore).await.is_err() {
@@ -299,18 +310,19 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     trimmer.hint(crate::memory::Burst::OneOff);
     let Edge { broker, discovery, .. } = edge;
     let Core { runtime, upstream, deployments, .. } = core;
-    Ok(Host { endpoints, broker, discovery, runtime, upstream, deployments, watcher, mgmt })
+    Ok(Host { endpoints, broker, discovery, runtime, upstream, deployments, watcher, mgmt, http })
 }
 
 /// What the management API talks to, and the facts of this host it reports.
-fn mgmt_services(config: &HostConfig, endpoints: &Endpoints, edge: &Edge, core: &Core) -> MgmtServices {
+fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &Core) -> MgmtServices {
     let status = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         thing_name: config.thing_name.clone(),
-        root: endpoints.root.clone(),
-        mqtt: endpoints.mqtt,
-        plain: endpoints.plain,
-        discovery: endpoints.discovery,
+        root: layout.root().to_path_buf(),
+        mqtt: edge.addrs.mqtt,
+        plain: edge.addrs.plain,
+        discovery: edge.discovery_addr,
+        http: None,
         started_at: store::now_secs(),
         components: Vec::new(),
         upstream: None,
@@ -318,6 +330,7 @@ fn mgmt_services(config: &HostConfig, endpoints: &Endpoints, edge: &Edge, core: 
         server_cert: None,
         unreadable: Vec::new(),
         census_error: None,
+        process: None,
     };
     MgmtServices {
         devices: edge.devices.clone(),
@@ -328,5 +341,6 @@ fn mgmt_services(config: &HostConfig, endpoints: &Endpoints, edge: &Edge, core: 
         upstream: core.upstream.clone(),
         broker: edge.broker.clone(),
         status,
+        census: Arc::default(),
     }
 }

@@ -185,6 +185,7 @@ fn a_root_whose_ca_key_is_missing_refuses_to_start_instead_of_making_a_new_ca() 
 
     let mut run = Command::new(turf_bin())
         .args(["--root", root_arg, "run", "--mqtt-listen", "127.0.0.1:0", "--discovery-listen", "127.0.0.1:0"])
+        .args(["--http-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -382,7 +383,7 @@ fn the_host_log_on_stderr_has_no_colour_codes_when_redirected() -> Result<()> {
     let stderr_path = dir.path().join("stderr.txt");
     let mut child = Command::new(turf_bin())
         .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
-        .args(["--discovery-listen", "127.0.0.1:0"])
+        .args(["--discovery-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path)?)
         .spawn()?;

@@ -13,6 +13,7 @@ mod flow;
 mod hot_reload;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod mqtt5;
 mod sandbox;
 mod sdk;

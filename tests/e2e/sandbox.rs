@@ -415,7 +415,7 @@ async fn the_hosts_defaults_for_components_come_from_config_toml() -> Result<()>
     std::fs::write(root.join("config.toml"), "[components]\ncpus = 2\n")?;
     let refused = std::process::Command::new(turf_tests::turf_bin())
         .args(["--root", root.to_str().unwrap(), "run", "--mqtt-listen", "127.0.0.1:0"])
-        .args(["--discovery-listen", "127.0.0.1:0"])
+        .args(["--discovery-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .output()?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     ensure!(!refused.status.success(), "an out-of-range default must refuse the start");

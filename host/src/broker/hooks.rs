@@ -34,6 +34,7 @@ pub use self::publish::PublishCheck;
 use super::refusals::RefusalLog;
 use super::retain::RetainStore;
 use super::stats::{BrokerCounters, Refused};
+use super::traffic::Action;
 
 use crate::devices::identity::{ListenerKind, PeerCert};
 use crate::devices::policy::{self, topic_filter_resource, topic_resource};
@@ -180,6 +181,7 @@ impl HookState {
     pub fn vouch(&self, der: &[u8]) -> Result<(), String> {
         self.auth().vouch(der).map_err(|reason| {
             self.counters.refused(Refused::Certificate);
+            self.counters.traffic.authentication_failed(reason.reason());
             if let Some(suppressed) = self.refusals.admit("(TLS)", "tls", Instant::now()) {
                 tracing::warn!(%reason, suppressed, "TLS client refused");
             }
@@ -244,6 +246,8 @@ impl Handler for Authenticate {
         });
         let result = match admitted {
             Ok(identity) => {
+                self.0.counters.traffic.connected();
+                self.0.counters.traffic.decided(Action::Connect, true);
                 let span = match remote {
                     Some(addr) => tracing::info_span!("session", %client_id, remote = %addr),
                     None => tracing::info_span!("session", %client_id),
@@ -256,6 +260,11 @@ impl Handler for Authenticate {
             }
             Err(reason) => {
                 self.0.counters.refused(Refused::Connect);
+                if reason.is_authentication() {
+                    self.0.counters.traffic.authentication_failed(reason.reason());
+                } else {
+                    self.0.counters.traffic.decided(Action::Connect, false);
+                }
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "connect", Instant::now()) {
                     tracing::warn!(client_id, remote = ?remote, %reason, suppressed, "connection refused");
                 }
@@ -302,9 +311,9 @@ impl Handler for SubscribeCheck {
             None => None,
         };
         let refusal = refusal.or_else(|| {
-            authorize_subscription(&self.0.auth(), self.0.listener(session.id.lid), client_id, filter)
-                .err()
-                .map(|reason| (SubscribeAckReason::NotAuthorized, reason.to_string()))
+            let decision = authorize_subscription(&self.0.auth(), self.0.listener(session.id.lid), client_id, filter);
+            self.0.counters.traffic.decided(Action::Subscribe, decision.is_ok());
+            decision.err().map(|reason| (SubscribeAckReason::NotAuthorized, reason.to_string()))
         });
         match refusal {
             None => (true, acc),

@@ -23,7 +23,8 @@
 //!   kind per interval, with a count (pure).
 //! - `retain`: our retained-message store (SQLite-backed, bounded).
 //! - `shared`: which member of a shared subscription gets a message.
-//! - `stats`: drop counters and the status report.
+//! - `stats`: drop counters and the status report. `traffic`: what the hooks see go by.
+//! - `handle`: the messages the broker takes and its handle.
 
 mod handle;
 mod hooks;
@@ -34,6 +35,7 @@ mod refusals;
 mod retain;
 mod shared;
 pub mod stats;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,7 +54,7 @@ use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, ShapeL
 pub use self::limits::BrokerLimits;
 use self::outbox::Outbox;
 use self::retain::{RetainLimits, RetainStore, SharedRetain};
-use self::stats::{BrokerCounters, BrokerStatus, RefusalCounts};
+use self::stats::BrokerCounters;
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::identity::ListenerKind;
 use crate::devices::{AuthChanged, AuthSnapshot, TlsChanged};
@@ -175,40 +177,6 @@ impl Broker {
         let (outbox, _) = Outbox::start(&handle, scx.clone(), host_id, limits.host_queue_bytes, counters);
         tracing::info!(mqtt = %addrs.mqtt, plain = ?addrs.plain, threads = limits.threads, "MQTT broker listening");
         Ok((Self { runtime, scx, hooks, server: Some(task), outbox, addrs, limits, retained }, addrs))
-    }
-
-    fn status(&self) -> BrokerStatus {
-        let flow = self.scx.flow.as_ref();
-        let stats = flow.map(|f| f.stats());
-        let load =
-            |c: Option<&std::sync::atomic::AtomicU64>| c.map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed));
-        let count = |n: isize| u64::try_from(n).unwrap_or(0);
-        let (retained_messages, retained_bytes) = self.retained.usage();
-        BrokerStatus {
-            connections: count(self.scx.connections.count()),
-            sessions: count(self.scx.sessions.count()),
-            queued_bytes: flow.map_or(0, |f| f.queued_bytes() as u64),
-            queued_bytes_limit: u64::from(self.limits.total_queue_bytes),
-            waiting_publishes: flow.map_or(0, |f| f.waiting() as u64),
-            waits: load(stats.map(|s| &s.waits)),
-            stalled_disconnects: load(stats.map(|s| &s.stalled_disconnects)),
-            host_bytes: u64::from(self.hooks.tap_pool.in_use()) + u64::from(self.outbox.in_use()),
-            host_bytes_limit: 2 * u64::from(self.limits.host_queue_bytes),
-            host_waits: self.hooks.counters.host_waits(),
-            dropped: self.hooks.counters.snapshot(),
-            refused: RefusalCounts {
-                over_max_connections: load(Some(&self.scx.admission.stats.over_max_connections)),
-                over_max_handshakes: load(Some(&self.scx.admission.stats.over_max_handshakes)),
-                handshake_timeouts: load(Some(&self.scx.admission.stats.handshake_timeouts)),
-                publish_throttles: load(stats.map(|s| &s.throttled)),
-                retained: self.retained.refused(),
-                ..self.hooks.counters.refusals()
-            },
-            retained_messages: retained_messages as u64,
-            retained_bytes: retained_bytes as u64,
-            retained_bytes_limit: u64::from(self.limits.retained_bytes),
-            retained_write_failures: self.retained.write_failures(),
-        }
     }
 
     /// Installs a new snapshot and disconnects sessions it no longer admits.

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::traffic::{TrafficCounters, TrafficCounts};
+
 /// Shortest interval between two "messages dropped" log lines.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -62,6 +64,8 @@ pub struct BrokerCounters {
     wait_timed_out: AtomicU64,
     unsubscribed: AtomicU64,
     host_waits: AtomicU64,
+    /// What the hooks saw go by.
+    pub traffic: TrafficCounters,
     logged_total: AtomicU64,
     last_log_ms: AtomicU64,
     epoch: std::sync::OnceLock<Instant>,
@@ -264,6 +268,47 @@ pub struct BrokerStatus {
     /// Failed writes of retained messages to the database (retried).
     #[serde(default)]
     pub retained_write_failures: u64,
+    /// Publishes received, connects, authentication failures and authorization decisions.
+    #[serde(default)]
+    pub traffic: TrafficCounts,
+}
+
+impl super::Broker {
+    /// The broker's queues and counters now (`turf status`, `/metrics`).
+    pub(super) fn status(&self) -> BrokerStatus {
+        let flow = self.scx.flow.as_ref();
+        let stats = flow.map(|f| f.stats());
+        let load =
+            |c: Option<&std::sync::atomic::AtomicU64>| c.map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed));
+        let count = |n: isize| u64::try_from(n).unwrap_or(0);
+        let (retained_messages, retained_bytes) = self.retained.usage();
+        BrokerStatus {
+            connections: count(self.scx.connections.count()),
+            sessions: count(self.scx.sessions.count()),
+            queued_bytes: flow.map_or(0, |f| f.queued_bytes() as u64),
+            queued_bytes_limit: u64::from(self.limits.total_queue_bytes),
+            waiting_publishes: flow.map_or(0, |f| f.waiting() as u64),
+            waits: load(stats.map(|s| &s.waits)),
+            stalled_disconnects: load(stats.map(|s| &s.stalled_disconnects)),
+            host_bytes: u64::from(self.hooks.tap_pool.in_use()) + u64::from(self.outbox.in_use()),
+            host_bytes_limit: 2 * u64::from(self.limits.host_queue_bytes),
+            host_waits: self.hooks.counters.host_waits(),
+            dropped: self.hooks.counters.snapshot(),
+            refused: RefusalCounts {
+                over_max_connections: load(Some(&self.scx.admission.stats.over_max_connections)),
+                over_max_handshakes: load(Some(&self.scx.admission.stats.over_max_handshakes)),
+                handshake_timeouts: load(Some(&self.scx.admission.stats.handshake_timeouts)),
+                publish_throttles: load(stats.map(|s| &s.throttled)),
+                retained: self.retained.refused(),
+                ..self.hooks.counters.refusals()
+            },
+            retained_messages: retained_messages as u64,
+            retained_bytes: retained_bytes as u64,
+            retained_bytes_limit: u64::from(self.limits.retained_bytes),
+            retained_write_failures: self.retained.write_failures(),
+            traffic: self.hooks.counters.traffic.snapshot(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
-use crate::config::{DEFAULT_DISCOVERY_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME};
+use crate::config::{
+    DEFAULT_DISCOVERY_LISTEN, DEFAULT_HTTP_LISTEN, DEFAULT_MQTT_LISTEN, DEFAULT_ROOT, DEFAULT_THING_NAME,
+};
 use crate::deploy::model::FailurePolicy;
 use crate::layout::RootLayout;
 
@@ -51,8 +53,12 @@ pub enum Command {
     /// Create and inspect local deployments.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
-    /// Show what the running host listens on and which components run.
-    Status,
+    /// Show what the running host listens on, which components run, and its counters.
+    Status {
+        /// Print the whole report as JSON (the figures `/metrics` serves).
+        #[arg(long)]
+        json: bool,
+    },
     /// List, inspect, restart or stop components.
     #[command(subcommand)]
     Component(ComponentCommand),
@@ -89,6 +95,9 @@ pub struct RunArgs {
     /// Greengrass discovery endpoint (HTTPS, mutual TLS).
     #[arg(long, default_value = DEFAULT_DISCOVERY_LISTEN)]
     pub discovery_listen: std::net::SocketAddr,
+    /// Local HTTP listener for Prometheus (`GET /metrics`); loopback only.
+    #[arg(long, default_value = DEFAULT_HTTP_LISTEN)]
+    pub http_listen: std::net::SocketAddr,
     /// Log level (error, warn, info, debug, trace) or a filter directive; `RUST_LOG` is used
     /// when this is not given.
     #[arg(long, default_value = crate::logging::DEFAULT_LEVEL)]
@@ -349,7 +358,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run::run(&cli.root, args).await,
         Command::Device(command) => device::execute(&layout, command).await,
         Command::Deployment(command) => deployment::execute(&layout, command).await,
-        Command::Status => status::execute(&layout).await,
+        Command::Status { json } => status::execute(&layout, json).await,
         Command::Component(command) => component::execute(&layout, command).await,
         Command::Logs(args) => logs::execute(&layout, args).await,
         Command::Connectivity(command) => connectivity::execute(&layout, command).await,

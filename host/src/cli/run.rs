@@ -58,6 +58,7 @@ fn print_ready(endpoints: &Endpoints) {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!("  discovery (HTTPS, mTLS):    {}", endpoints.discovery);
+    println!("  metrics (HTTP, loopback):   http://{}/metrics", endpoints.http);
     if let Some(upstream) = &endpoints.upstream {
         println!("  upstream (IotCore):         {upstream}");
     }
@@ -132,6 +133,7 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     config.mqtt_listen = args.mqtt_listen;
     config.plain_listen = args.plain_listen;
     config.discovery_listen = args.discovery_listen;
+    config.http_listen = args.http_listen;
     config.thing_name = args.thing_name;
     config.watch = watch_config(args.watch_recipes.as_deref(), args.watch_artifacts.as_deref())?;
     let flags = UpstreamSettings {

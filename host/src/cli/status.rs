@@ -4,6 +4,7 @@ use super::CliError;
 use super::component::human_duration;
 use crate::broker::stats::BrokerStatus;
 use crate::layout::RootLayout;
+use crate::mgmt::api::StatusReport;
 use crate::mgmt::client::Client;
 use crate::store;
 
@@ -25,6 +26,17 @@ fn print_broker(b: &BrokerStatus) {
         human_bytes(b.queued_bytes),
         human_bytes(b.queued_bytes_limit),
         b.waiting_publishes
+    );
+    let t = &b.traffic;
+    println!(
+        "    traffic: {} publish(es) received (QoS 0/1/2: {}/{}/{}, {}); {} connect(s) accepted, {} authentication failure(s)",
+        t.received_qos0 + t.received_qos1 + t.received_qos2,
+        t.received_qos0,
+        t.received_qos1,
+        t.received_qos2,
+        human_bytes(t.received_bytes),
+        t.connects_accepted,
+        t.authentication_failures.values().sum::<u64>()
     );
     let d = &b.dropped;
     println!(
@@ -63,16 +75,18 @@ fn print_broker(b: &BrokerStatus) {
     );
 }
 
-/// Prints the host's status.
+/// Prints where the host listens, its broker certificate and its upstream link.
 #[allow(clippy::print_stdout)] // command output
-pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
-    let status = Client::new(&layout.socket()).status().await?;
+fn print_endpoints(status: &StatusReport) {
     println!("turf {} — core device {} (root {})", status.version, status.thing_name, status.root.display());
     println!("  devices (MQTT, mutual TLS): {}", status.mqtt);
     if let Some(plain) = status.plain {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!("  discovery (HTTPS, mTLS):    {}", status.discovery);
+    if let Some(http) = status.http {
+        println!("  metrics (HTTP, loopback):   http://{http}/metrics");
+    }
     if let Some(cert) = &status.server_cert {
         let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.format("%Y-%m-%d").to_string());
         println!(
@@ -98,6 +112,18 @@ pub async fn execute(layout: &RootLayout) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// Prints the host's status.
+#[allow(clippy::print_stdout)] // command output
+pub async fn execute(layout: &RootLayout, json: bool) -> Result<(), CliError> {
+    let status = Client::new(&layout.socket()).status().await?;
+    if json {
+        let text = serde_json::to_string_pretty(&status).map_err(|e| CliError::Host(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    print_endpoints(&status);
     if let Some(broker) = &status.broker {
         print_broker(broker);
     }

@@ -143,6 +143,19 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// A short stable name of the kind of refusal (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadClientId(_) => "bad_client_id",
+            Self::NoCertificate => "no_certificate",
+            Self::UnknownCertificate { .. } => "unknown_certificate",
+            Self::ForgedCertificate { .. } => "forged_certificate",
+            Self::WrongThing { .. } => "wrong_thing",
+        }
+    }
+}
+
 /// An authenticated client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

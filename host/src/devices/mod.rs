@@ -37,7 +37,7 @@ pub use self::handle::{
 use self::identity::{DeviceDirectory, Identity, ListenerKind, PeerCert};
 use self::local_tools::LocalTools;
 use self::policy::{DeviceGroups, client_id_resource};
-pub use self::refusal::AuthRefusal;
+pub use self::refusal::{AUTHENTICATION_FAILURES, AuthRefusal};
 use crate::connectivity::{ConnectivityChanged, ConnectivityInfo};
 
 /// Everything the broker needs to decide who may connect and what they may do.

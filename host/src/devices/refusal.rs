@@ -55,3 +55,60 @@ pub enum AuthRefusal {
         reason: Box<AuthRefusal>,
     },
 }
+
+/// Every reason an authentication can fail for ([`AuthRefusal::reason`] of those that
+/// [`AuthRefusal::is_authentication`]), so each can be reported from zero.
+pub const AUTHENTICATION_FAILURES: [&str; 7] = [
+    "bad_client_id",
+    "no_certificate",
+    "unknown_certificate",
+    "forged_certificate",
+    "wrong_thing",
+    "unparsable_certificate",
+    "thing_client_id",
+];
+
+impl AuthRefusal {
+    /// A short stable name of the kind of refusal (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Identity(refusal) => refusal.reason(),
+            Self::UnparsableCertificate => "unparsable_certificate",
+            Self::ThingClientId(_) => "thing_client_id",
+            Self::NoDeviceGroups => "no_device_groups",
+            Self::NoGroup => "no_group",
+            Self::NotAllowed { .. } => "not_allowed",
+            Self::LocalToolsPolicy { .. } => "local_tools_policy",
+            Self::LocalToolsShadowWrite(_) => "local_tools_shadow_write",
+            Self::Will { .. } => "will_not_allowed",
+        }
+    }
+
+    /// Whether the client was not recognised as who it claims to be (authentication), rather
+    /// than recognised and not allowed (authorization).
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Identity(_) | Self::UnparsableCertificate | Self::ThingClientId(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_authentication_failure_has_a_listed_reason() {
+        let failures = [
+            AuthRefusal::Identity(Refusal::NoCertificate),
+            AuthRefusal::Identity(Refusal::UnknownCertificate { serial: "1".into(), subject: "CN=x".into() }),
+            AuthRefusal::UnparsableCertificate,
+            AuthRefusal::ThingClientId("Lamp".into()),
+        ];
+        for failure in failures {
+            assert!(failure.is_authentication());
+            assert!(AUTHENTICATION_FAILURES.contains(&failure.reason()), "{}", failure.reason());
+        }
+        assert!(!AuthRefusal::NoGroup.is_authentication());
+        let will = AuthRefusal::Will { topic: "t".into(), reason: Box::new(AuthRefusal::NoGroup) };
+        assert_eq!((will.reason(), will.is_authentication()), ("will_not_allowed", false));
+    }
+}

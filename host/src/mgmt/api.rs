@@ -27,6 +27,9 @@ pub struct StatusReport {
     pub plain: Option<SocketAddr>,
     /// Discovery endpoint (HTTPS, mutual TLS).
     pub discovery: SocketAddr,
+    /// The local HTTP listener (`/metrics`).
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
     /// Seconds since the epoch when the host started.
     pub started_at: i64,
     /// Components and their states.
@@ -43,6 +46,9 @@ pub struct StatusReport {
     /// Stored rows that cannot be read, per table (empty: none).
     #[serde(default)]
     pub unreadable: Vec<crate::store::UnreadableRows>,
+    /// The host process's memory, CPU time and file descriptors.
+    #[serde(default)]
+    pub process: Option<crate::procstat::ProcessStats>,
     /// Why the database could not be checked for unreadable rows, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub census_error: Option<String>,

@@ -9,5 +9,8 @@
 
 pub mod api;
 pub mod client;
+pub mod exposition;
+pub mod http;
+pub mod metrics;
 pub mod refusal;
 pub mod server;

@@ -6,7 +6,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
@@ -28,7 +29,7 @@ use crate::deploy::{
 use crate::devices::{DeviceRequest, DevicesHandle, GetServerCert};
 use crate::layout::RootLayout;
 use crate::shadow::{ShadowHandle, ShadowRequest};
-use crate::store;
+use crate::store::{self, UnreadableRows};
 use crate::upstream::{GetUpstreamStatus, UpstreamHandle};
 
 /// Longest a `wait` request may block.
@@ -42,6 +43,20 @@ pub enum MgmtError {
         "another turf host is already running with this root (it answers on {0}); stop it first or use another --root"
     )]
     AlreadyRunning(PathBuf),
+    /// The HTTP listener was asked for on an address other than loopback.
+    #[error(
+        "--http-listen {0}: the metrics listener serves loopback only (anyone who reaches it reads the host's figures, with no login); use 127.0.0.1:PORT"
+    )]
+    NotLoopback(std::net::SocketAddr),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr} (--http-listen): {source}")]
+    BindHttp {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The socket could not be bound.
     #[error("cannot listen on {path}: {source}")]
     Bind {
@@ -73,6 +88,8 @@ pub struct MgmtServices {
     pub broker: BrokerHandle,
     /// Static part of the status report (the rest is filled in per request).
     pub status: StatusReport,
+    /// The last census of unreadable rows.
+    pub census: Arc<CensusCache>,
 }
 
 fn error(status: StatusCode, text: impl ToString) -> HttpResponse {
@@ -119,43 +136,70 @@ where
     }
 }
 
-async fn status(services: web::Data<MgmtServices>) -> HttpResponse {
-    let components = match services.deployments.components.send(ListComponents).await {
-        Ok(components) => components,
-        Err(e) => return unavailable(e),
-    };
-    let upstream = match services.upstream.status.send(GetUpstreamStatus).await {
-        Ok(upstream) => upstream,
-        Err(e) => return unavailable(e),
-    };
-    let server_cert = match services.devices.server_cert.send(GetServerCert).await {
-        Ok(cert) => cert,
-        Err(e) => return unavailable(e),
-    };
-    let broker = match services.broker.status.send(GetBrokerStatus).await {
-        Ok(broker) => broker,
-        Err(e) => return unavailable(e),
-    };
-    let database = RootLayout::new(&services.status.root).database();
-    let census = web::block(move || {
-        let conn = store::open(&database).map_err(|e| e.to_string())?;
-        store::census(&conn).map_err(|e| format!("cannot check {} for unreadable rows: {e}", database.display()))
-    })
-    .await;
+/// How long a census of unreadable rows is reused by scrapes: it reads every stored JSON
+/// document, so a scrape every few seconds must not redo it each time (`turf status` always
+/// takes a fresh one).
+const CENSUS_EVERY: Duration = Duration::from_secs(60);
+
+/// A census of unreadable rows (or why it could not be taken).
+type Census = Result<Vec<UnreadableRows>, String>;
+
+/// The last census of unreadable rows, and when it was taken.
+#[derive(Default)]
+pub struct CensusCache(Mutex<Option<(Instant, Census)>>);
+
+impl CensusCache {
+    /// Unreadable rows per table; unless `fresh`, counted at most every [`CENSUS_EVERY`].
+    async fn get(&self, database: PathBuf, fresh: bool) -> Census {
+        if !fresh
+            && let Ok(cached) = self.0.lock()
+            && let Some((at, result)) = cached.as_ref()
+            && at.elapsed() < CENSUS_EVERY
+        {
+            return result.clone();
+        }
+        let census = web::block(move || {
+            let conn = store::open(&database).map_err(|e| e.to_string())?;
+            store::census(&conn).map_err(|e| format!("cannot check {} for unreadable rows: {e}", database.display()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Ok(mut cached) = self.0.lock() {
+            *cached = Some((Instant::now(), census.clone()));
+        }
+        census
+    }
+}
+
+/// Everything `turf status` and `/metrics` report, asked of each service now (the census of
+/// unreadable rows too if `fresh`, else at most a minute old).
+pub async fn gather(services: &MgmtServices, fresh: bool) -> Result<StatusReport, MailboxError> {
+    let components = services.deployments.components.send(ListComponents).await?;
+    let upstream = services.upstream.status.send(GetUpstreamStatus).await?;
+    let server_cert = services.devices.server_cert.send(GetServerCert).await?;
+    let broker = services.broker.status.send(GetBrokerStatus).await?;
+    let census = services.census.get(RootLayout::new(&services.status.root).database(), fresh).await;
     let (unreadable, census_error) = match census {
-        Ok(Ok(unreadable)) => (unreadable, None),
-        Ok(Err(error)) => (Vec::new(), Some(error)),
-        Err(error) => (Vec::new(), Some(error.to_string())),
+        Ok(unreadable) => (unreadable, None),
+        Err(error) => (Vec::new(), Some(error)),
     };
-    json(StatusReport {
+    Ok(StatusReport {
         components,
         upstream: Some(upstream),
         broker: Some(broker),
         server_cert,
         unreadable,
         census_error,
+        process: Some(crate::procstat::read()),
         ..services.status.clone()
     })
+}
+
+async fn status(services: web::Data<MgmtServices>) -> HttpResponse {
+    match gather(&services, true).await {
+        Ok(report) => json(report),
+        Err(e) => unavailable(e),
+    }
 }
 
 async fn devices(services: web::Data<MgmtServices>, body: web::Json<DeviceRequest>) -> HttpResponse {

@@ -12,6 +12,7 @@ use rmqtt::types::{Publish, PublishAclResult, PublishResult};
 
 use super::{DeviceMessage, HookState, Tap, carried, qos_number};
 use crate::broker::stats::Refused;
+use crate::broker::traffic::Action;
 use crate::devices::identity::ListenerKind;
 use crate::devices::policy::{self, topic_resource};
 use crate::topic;
@@ -38,7 +39,9 @@ impl HookState {
         if let Some(reason) = self.shape.too_deep(topic) {
             return Some((PublishAckReason::TopicNameInvalid, reason));
         }
-        if let Err(reason) = self.auth().authorize(listener, client_id, policy::PUBLISH, &topic_resource(topic)) {
+        let decision = self.auth().authorize(listener, client_id, policy::PUBLISH, &topic_resource(topic));
+        self.counters.traffic.decided(Action::Publish, decision.is_ok());
+        if let Err(reason) = decision {
             return Some((PublishAckReason::NotAuthorized, reason.to_string()));
         }
         if publish.retain && !self.retained.fits(topic, publish.payload.len(), publish.properties.as_ref()) {
@@ -96,6 +99,7 @@ impl Handler for PublishCheck {
         let Parameter::MessagePublishCheckAcl(session, publish) = param else { return (true, acc) };
         self.0.trimmer.busy();
         let client_id: &str = &session.id.client_id;
+        self.0.counters.traffic.received(qos_number(publish.qos), publish.topic.len() + publish.payload.len());
         let listener = self.0.listener(session.id.lid);
         let Some((code, reason)) = self.0.publish_refusal(listener, client_id, publish) else {
             self.0.tap(client_id, publish).await;
