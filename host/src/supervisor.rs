@@ -233,6 +233,7 @@ async fn start_edge(config: &HostConfig, trimmer: &Trimmer) -> Result<Edge, Star
 
 /// The services behind the edge: bus, shadows, upstream, bridge, components, deployments.
 struct Core {
+    bridge: BridgeHandle,
     shadows: ShadowHandle,
     upstream: UpstreamHandle,
     runtime: RuntimeHandle,
@@ -268,14 +269,14 @@ fn start_core(config: &HostConfig, edge: &Edge, trimmer: &Trimmer) -> Result<Cor
     let runtime = RuntimeHandle::of(&runtime.start());
     let targets = DeploymentServices {
         runtime: runtime.clone(),
-        bridge,
+        bridge: bridge.clone(),
         devices: edge.devices.clone(),
         connectivity: edge.connectivity.clone(),
         shadows: shadows.clone(),
         trimmer: trimmer.clone(),
     };
     let deployments = deployments_ctx.run(Deployments::new(layout, config.thing_name.clone(), targets)?);
-    Ok(Core { shadows, upstream, runtime, deployments: DeploymentsHandle::of(&deployments) })
+    Ok(Core { bridge, shadows, upstream, runtime, deployments: DeploymentsHandle::of(&deployments) })
 }
 
 /// Starts every service; must be called inside an actix system.
@@ -331,6 +332,9 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         unreadable: Vec::new(),
         census_error: None,
         process: None,
+        deployments: std::collections::BTreeMap::new(),
+        shadows: None,
+        bridge: Vec::new(),
     };
     MgmtServices {
         devices: edge.devices.clone(),
@@ -340,6 +344,7 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         runtime: core.runtime.clone(),
         upstream: core.upstream.clone(),
         broker: edge.broker.clone(),
+        bridge: core.bridge.clone(),
         status,
         census: Arc::default(),
     }

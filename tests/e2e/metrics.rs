@@ -80,3 +80,35 @@ async fn the_http_listener_is_refused_on_an_address_other_than_loopback() -> Res
     assert!(error.to_string().contains("serves loopback only"), "{error}");
     Ok(())
 }
+
+#[actix_rt::test]
+async fn deployments_shadow_answers_and_bridge_routes_are_counted() -> Result<()> {
+    let host = TestHost::start().await?;
+    host.deploy_shadow_routes().await?;
+    let device = Device::plain(&host, "meter").await?;
+    device.client.publish("$aws/things/Ghost/shadow/get", QoS::AtLeastOnce, false, "{}").await?;
+    ensure!(!host.turf(&["shadow", "get", "Ghost"]).status.success(), "Ghost has no shadow");
+
+    let to_bus =
+        "turf_bridge_messages_total{route=\"ShadowsLocalMqttToPubsub\",source=\"LocalMqtt\",target=\"Pubsub\"}";
+    let to_devices =
+        "turf_bridge_messages_total{route=\"ShadowsPubsubToLocalMqtt\",source=\"Pubsub\",target=\"LocalMqtt\"}";
+    let rejected_gets = "turf_shadow_requests_total{operation=\"get\",result=\"rejected\"}";
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let counted = loop {
+        let now = scrape(&host).await?;
+        // The device's get and the CLI's get, both 404: the device's request crossed to the bus,
+        // and both rejections (published on the bus, as Greengrass does) back to the devices.
+        if sample(&now, rejected_gets) == Some(2.0) && sample(&now, to_devices) == Some(2.0) {
+            break now;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "not counted within {TIMEOUT:?}:\n{now}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(sample(&counted, to_bus), Some(1.0));
+    assert_eq!(sample(&counted, "turf_shadow_rejections_total{code=\"404\"}"), Some(2.0));
+    // The Auth configuration at start and the shadow routes.
+    assert_eq!(sample(&counted, "turf_deployments_total{result=\"succeeded\"}"), Some(2.0));
+    assert_eq!(sample(&counted, "turf_deployments_pending"), Some(0.0));
+    host.shutdown().await
+}

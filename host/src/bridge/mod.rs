@@ -21,10 +21,11 @@
 
 pub mod routes;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use self::routes::{BridgeConfig, Endpoint};
 use crate::broker::{BrokerHandle, DeviceMessage, PublishToDevices, SetTaps};
@@ -42,17 +43,37 @@ pub const COMPONENT_NAME: &str = "aws.greengrass.clientdevices.mqtt.Bridge";
 #[rtype(result = "()")]
 pub struct ConfigureBridge(pub BridgeConfig);
 
+/// Messages relayed along one route in one direction since the host started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteCount {
+    /// The route's name (`mqttTopicMapping` key).
+    pub route: String,
+    /// Where the messages came from.
+    pub source: String,
+    /// Where they went.
+    pub target: String,
+    /// How many.
+    pub messages: u64,
+}
+
+/// Messages relayed since start, per route and direction.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<RouteCount>")]
+pub struct GetBridgeCounts;
+
 /// What the bridge offers, built once by the supervisor.
 #[derive(Clone)]
 pub struct BridgeHandle {
     /// Apply new routes.
     pub configure: Recipient<ConfigureBridge>,
+    /// Messages relayed per route.
+    pub counts: Recipient<GetBridgeCounts>,
 }
 
 impl BridgeHandle {
     /// The handle of a running bridge.
     pub fn of(bridge: &Addr<Bridge>) -> Self {
-        Self { configure: bridge.clone().recipient() }
+        Self { configure: bridge.clone().recipient(), counts: bridge.clone().recipient() }
     }
 }
 
@@ -63,12 +84,21 @@ pub struct Bridge {
     bus: BusHandle,
     upstream: UpstreamHandle,
     warned_inactive: HashSet<String>,
+    /// Messages relayed since start, by route and direction (routes since removed included).
+    relayed: BTreeMap<(String, Endpoint, Endpoint), u64>,
 }
 
 impl Bridge {
     /// A bridge with no routes between the broker, the bus and the upstream.
     pub fn new(broker: BrokerHandle, bus: BusHandle, upstream: UpstreamHandle) -> Self {
-        Self { config: BridgeConfig::default(), broker, bus, upstream, warned_inactive: HashSet::new() }
+        Self {
+            config: BridgeConfig::default(),
+            broker,
+            bus,
+            upstream,
+            warned_inactive: HashSet::new(),
+            relayed: BTreeMap::new(),
+        }
     }
 
     fn configure(&mut self, config: BridgeConfig, me: &Addr<Self>) {
@@ -141,6 +171,9 @@ impl Bridge {
         for (route, target_topic) in self.config.forwards(source, message.topic) {
             let retain = message.retain && route.retain_as_published;
             tracing::debug!(route = route.name, target = ?route.target, topic = target_topic, "relayed");
+            if route.target != source {
+                *self.relayed.entry((route.name.clone(), source, route.target)).or_default() += 1;
+            }
             match route.target {
                 target if target == source => {}
                 Endpoint::Pubsub => self.bus.publish.do_send(Publish {
@@ -181,6 +214,20 @@ struct Relayed<'a> {
 
 impl Actor for Bridge {
     type Context = Context<Self>;
+}
+
+impl Handler<GetBridgeCounts> for Bridge {
+    type Result = MessageResult<GetBridgeCounts>;
+
+    fn handle(&mut self, _msg: GetBridgeCounts, _ctx: &mut Self::Context) -> Self::Result {
+        let counts = self.relayed.iter().map(|((route, source, target), messages)| RouteCount {
+            route: route.clone(),
+            source: source.to_string(),
+            target: target.to_string(),
+            messages: *messages,
+        });
+        MessageResult(counts.collect())
+    }
 }
 
 impl Handler<ConfigureBridge> for Bridge {
@@ -345,6 +392,17 @@ mod tests {
         assert_eq!(to_devices.len(), 1);
         assert_eq!((to_devices[0].topic.as_str(), to_devices[0].qos), ("$aws/things/Lamp/shadow/update/delta", 1));
         assert_eq!(sent.publishes.len() + sent.upstream.len(), 0, "an unrouted topic goes nowhere");
+        let counts = bridge.send(GetBridgeCounts).await.unwrap();
+        let counted: Vec<(&str, &str, &str, u64)> =
+            counts.iter().map(|c| (c.route.as_str(), c.source.as_str(), c.target.as_str(), c.messages)).collect();
+        assert_eq!(
+            counted,
+            vec![
+                ("HelloWorldIotCoreMapping", "LocalMqtt", "IotCore", 1),
+                ("HelloWorldPubsubMapping", "LocalMqtt", "Pubsub", 1),
+                ("ShadowsPubsubToLocalMqtt", "Pubsub", "LocalMqtt", 1),
+            ]
+        );
     }
 
     #[actix_rt::test]

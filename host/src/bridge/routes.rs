@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::topic;
 
 /// Where a route reads from or writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Endpoint {
     /// The device broker.
     LocalMqtt,

@@ -59,6 +59,11 @@ pub struct Restore;
 #[rtype(result = "Option<String>")]
 pub struct CloseDeployments;
 
+/// How many deployments are in each state, over the whole history.
+#[derive(Message)]
+#[rtype(result = "Result<std::collections::BTreeMap<String, u64>, DeploymentError>")]
+pub struct CountDeployments;
+
 /// What the deployment service offers, built once by the supervisor.
 #[derive(Clone)]
 pub struct DeploymentsHandle {
@@ -70,6 +75,8 @@ pub struct DeploymentsHandle {
     pub wait: Recipient<WaitDeployment>,
     /// The history.
     pub list: Recipient<ListDeployments>,
+    /// The history's totals by state.
+    pub counts: Recipient<CountDeployments>,
     /// Every component with its state.
     pub components: Recipient<ListComponents>,
     /// One component.
@@ -88,6 +95,7 @@ impl DeploymentsHandle {
             get: addr.clone().recipient(),
             wait: addr.clone().recipient(),
             list: addr.clone().recipient(),
+            counts: addr.clone().recipient(),
             components: addr.clone().recipient(),
             component: addr.clone().recipient(),
             restore: addr.clone().recipient(),

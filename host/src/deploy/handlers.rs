@@ -41,6 +41,14 @@ impl Handler<ListDeployments> for Deployments {
     }
 }
 
+impl Handler<CountDeployments> for Deployments {
+    type Result = Result<std::collections::BTreeMap<String, u64>, DeploymentError>;
+
+    fn handle(&mut self, _msg: CountDeployments, _ctx: &mut Self::Context) -> Self::Result {
+        Ok(self.records.count_by_state()?)
+    }
+}
+
 impl Handler<ListComponents> for Deployments {
     type Result = Vec<ComponentInfo>;
 

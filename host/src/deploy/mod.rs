@@ -39,8 +39,8 @@ pub use self::apply::DeploymentServices;
 use self::apply::{Applied, DeploymentProgress, Progress};
 pub use self::error::DeploymentError;
 pub use self::handle::{
-    CloseDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents,
-    ListDeployments, Restore, WaitDeployment,
+    CloseDeployments, CountDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment,
+    ListComponents, ListDeployments, Restore, WaitDeployment,
 };
 use self::model::{
     ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest, DeploymentState, FailureDetail,

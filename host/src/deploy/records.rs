@@ -4,6 +4,7 @@
 //! succeeds, so a restart comes back with the last successful deployment. Deployments that were
 //! queued or running when the host stopped are marked failed on the next start.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -128,6 +129,21 @@ impl Records {
             }
         }
         Ok(out)
+    }
+
+    /// How many deployments are in each state (`SUCCEEDED`, `FAILED`, ...), over the whole
+    /// history.
+    pub fn count_by_state(&self) -> Result<BTreeMap<String, u64>, RecordsError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, count(*) FROM deployments GROUP BY state")
+            .map_err(sql("count deployments"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql("count deployments"))?;
+        rows.map(|row| row.map(|(state, n)| (state, u64::try_from(n).unwrap_or(0))))
+            .collect::<Result<_, _>>()
+            .map_err(sql("count deployments"))
     }
 
     /// Marks deployments left unfinished by a previous run as failed.

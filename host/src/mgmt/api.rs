@@ -46,6 +46,15 @@ pub struct StatusReport {
     /// Stored rows that cannot be read, per table (empty: none).
     #[serde(default)]
     pub unreadable: Vec<crate::store::UnreadableRows>,
+    /// Deployments in the history by state (`SUCCEEDED`, `FAILED`, ...).
+    #[serde(default)]
+    pub deployments: std::collections::BTreeMap<String, u64>,
+    /// What the shadow manager answered.
+    #[serde(default)]
+    pub shadows: Option<crate::shadow::counts::ShadowCounts>,
+    /// Messages the bridge relayed, per route and direction.
+    #[serde(default)]
+    pub bridge: Vec<crate::bridge::RouteCount>,
     /// The host process's memory, CPU time and file descriptors.
     #[serde(default)]
     pub process: Option<crate::procstat::ProcessStats>,

@@ -36,6 +36,7 @@ pub fn render(report: &StatusReport) -> String {
         self::upstream(&mut text, upstream);
     }
     components(&mut text, report);
+    services(&mut text, report);
     if let Some(cert) = &report.server_cert {
         text.family(
             "turf_server_certificate_expiry_timestamp_seconds",
@@ -149,6 +150,37 @@ fn upstream(text: &mut Exposition, u: &UpstreamStatus) {
         .value(u.delivered as f64);
     text.family("turf_upstream_dropped_total", Kind::Counter, "Messages dropped from a full spool.")
         .value(u.dropped as f64);
+}
+
+/// Deployments, shadow requests and bridge routes.
+fn services(text: &mut Exposition, report: &StatusReport) {
+    let count = |state: &str| report.deployments.get(state).copied().unwrap_or(0) as f64;
+    text.family("turf_deployments_total", Kind::Counter, "Deployments in the history, by result.")
+        .sample(&[("result", "succeeded")], count("SUCCEEDED"))
+        .sample(&[("result", "failed")], count("FAILED"));
+    text.family("turf_deployments_pending", Kind::Gauge, "Deployments queued or being applied.")
+        .value(count("QUEUED") + count("IN_PROGRESS"));
+    if let Some(shadows) = &report.shadows {
+        let mut requests =
+            text.family("turf_shadow_requests_total", Kind::Counter, "Shadow requests by operation and result.");
+        for (operation, outcomes) in &shadows.requests {
+            requests.sample(&[("operation", operation), ("result", "accepted")], outcomes.accepted as f64);
+            requests.sample(&[("operation", operation), ("result", "rejected")], outcomes.rejected as f64);
+        }
+        let mut rejections = text.family("turf_shadow_rejections_total", Kind::Counter, "Shadow rejections by code.");
+        for (code, n) in &shadows.rejections {
+            rejections.sample(&[("code", &code.to_string())], *n as f64);
+        }
+    }
+    let mut bridge = text.family(
+        "turf_bridge_messages_total",
+        Kind::Counter,
+        "Messages the bridge relayed, by route and direction.",
+    );
+    for route in &report.bridge {
+        let labels = [("route", route.route.as_str()), ("source", &route.source), ("target", &route.target)];
+        bridge.sample(&labels, route.messages as f64);
+    }
 }
 
 fn components(text: &mut Exposition, report: &StatusReport) {

@@ -4,6 +4,7 @@
 //! JSON; it keeps no state of its own. Refuses to start when another host already answers on the
 //! socket, and removes a stale socket file left by a crash.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,16 +20,18 @@ use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
 use super::refusal::Refusal;
+use crate::bridge::{BridgeHandle, GetBridgeCounts};
 use crate::broker::{BrokerHandle, GetBrokerStatus};
 use crate::components::{Control, ControlAction, RuntimeHandle};
 use crate::connectivity::{ConnectivityHandle, GetConnectivity, SetManualConnectivity};
 use crate::deploy::model::DeploymentRequest;
 use crate::deploy::{
-    CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents, ListDeployments, WaitDeployment,
+    CountDeployments, CreateDeployment, DeploymentsHandle, GetComponent, GetDeployment, ListComponents,
+    ListDeployments, WaitDeployment,
 };
 use crate::devices::{DeviceRequest, DevicesHandle, GetServerCert};
 use crate::layout::RootLayout;
-use crate::shadow::{ShadowHandle, ShadowRequest};
+use crate::shadow::{GetShadowCounts, ShadowHandle, ShadowRequest};
 use crate::store::{self, UnreadableRows};
 use crate::upstream::{GetUpstreamStatus, UpstreamHandle};
 
@@ -86,6 +89,8 @@ pub struct MgmtServices {
     pub upstream: UpstreamHandle,
     /// The broker's queues and drop counters.
     pub broker: BrokerHandle,
+    /// The bridge's counts per route.
+    pub bridge: BridgeHandle,
     /// Static part of the status report (the rest is filled in per request).
     pub status: StatusReport,
     /// The last census of unreadable rows.
@@ -178,6 +183,15 @@ pub async fn gather(services: &MgmtServices, fresh: bool) -> Result<StatusReport
     let upstream = services.upstream.status.send(GetUpstreamStatus).await?;
     let server_cert = services.devices.server_cert.send(GetServerCert).await?;
     let broker = services.broker.status.send(GetBrokerStatus).await?;
+    let shadows = services.shadows.counts.send(GetShadowCounts).await?;
+    let bridge = services.bridge.counts.send(GetBridgeCounts).await?;
+    let deployments = match services.deployments.counts.send(CountDeployments).await? {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::warn!(%error, "cannot count deployments for the status report");
+            BTreeMap::new()
+        }
+    };
     let census = services.census.get(RootLayout::new(&services.status.root).database(), fresh).await;
     let (unreadable, census_error) = match census {
         Ok(unreadable) => (unreadable, None),
@@ -191,6 +205,9 @@ pub async fn gather(services: &MgmtServices, fresh: bool) -> Result<StatusReport
         unreadable,
         census_error,
         process: Some(crate::procstat::read()),
+        deployments,
+        shadows: Some(shadows),
+        bridge,
         ..services.status.clone()
     })
 }

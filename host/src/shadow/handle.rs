@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ShadowManager;
+use super::counts::ShadowCounts;
 use super::document::ShadowError;
 use super::settings::ShadowSettings;
 
@@ -76,6 +77,11 @@ pub enum ShadowReply {
 #[rtype(result = "()")]
 pub struct ConfigureShadows(pub ShadowSettings);
 
+/// What the manager answered since the host started.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "ShadowCounts")]
+pub struct GetShadowCounts;
+
 /// What the shadow manager offers, built once by the supervisor.
 #[derive(Clone)]
 pub struct ShadowHandle {
@@ -83,11 +89,17 @@ pub struct ShadowHandle {
     pub requests: Recipient<ShadowRequest>,
     /// New settings from a deployment.
     pub configure: Recipient<ConfigureShadows>,
+    /// What it answered.
+    pub counts: Recipient<GetShadowCounts>,
 }
 
 impl ShadowHandle {
     /// The handle of a running shadow manager.
     pub fn of(manager: &Addr<ShadowManager>) -> Self {
-        Self { requests: manager.clone().recipient(), configure: manager.clone().recipient() }
+        Self {
+            requests: manager.clone().recipient(),
+            configure: manager.clone().recipient(),
+            counts: manager.clone().recipient(),
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! - `topics`: topic parsing and names (pure). `settings`: configuration (pure).
 //! - `store`: SQLite persistence.
 
+pub mod counts;
 pub mod document;
 mod handle;
 pub mod rate;
@@ -26,8 +27,11 @@ use actix::prelude::*;
 use base64::Engine;
 use serde_json::Value;
 
+use self::counts::ShadowCounts;
 use self::document::{ShadowError, apply_update, delete_payload, parse_update};
-pub use self::handle::{ConfigureShadows, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply, ShadowRequest};
+pub use self::handle::{
+    ConfigureShadows, GetShadowCounts, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply, ShadowRequest,
+};
 use self::rate::RateLimiter;
 use self::settings::ShadowSettings;
 use self::store::{ShadowStore, StoreFailure};
@@ -53,6 +57,8 @@ pub struct ShadowManager {
     answering: Credit,
     /// `rateLimits`, for requests from devices and components.
     limiter: RateLimiter,
+    /// What it answered.
+    counts: ShadowCounts,
 }
 
 fn now() -> i64 {
@@ -78,7 +84,7 @@ impl ShadowManager {
     pub fn new(store: ShadowStore, subscribe: Recipient<Subscribe>, publish: Recipient<Publish>) -> Self {
         let settings = ShadowSettings::default();
         let limiter = RateLimiter::new(settings.rate_limits, std::time::Instant::now());
-        Self { store, settings, subscribe, publish, answering: Credit::none(), limiter }
+        Self { store, settings, subscribe, publish, answering: Credit::none(), limiter, counts: ShadowCounts::new() }
     }
 
     fn send(&self, shadow: &ShadowId, operation: Operation, suffix: &str, payload: &Value) {
@@ -110,6 +116,7 @@ impl ShadowManager {
         } else {
             self.operate(shadow, operation, payload)
         };
+        self.counts.count(operation.word(), result.as_ref().err().map(|e| e.code));
         if let Err(error) = &result {
             self.send(shadow, operation, "rejected", &error.payload(now()));
         }
@@ -193,10 +200,13 @@ impl ShadowManager {
     fn request(&mut self, msg: ShadowRequest) -> Result<ShadowReply, ShadowError> {
         let operation = match msg.operation {
             ShadowOperation::ListNamed { next_token, page_size } => {
-                if self.over_rate(&msg.thing, msg.rate_limited) {
-                    return Err(ShadowError::throttled());
-                }
-                return self.list(&msg.thing, next_token, page_size).map(ShadowReply::Named);
+                let listed = if self.over_rate(&msg.thing, msg.rate_limited) {
+                    Err(ShadowError::throttled())
+                } else {
+                    self.list(&msg.thing, next_token, page_size)
+                };
+                self.counts.count("list", listed.as_ref().err().map(|e| e.code));
+                return listed.map(ShadowReply::Named);
             }
             ShadowOperation::Get => (Operation::Get, Vec::new()),
             ShadowOperation::Update { payload } => (Operation::Update, payload.into_bytes()),
@@ -251,6 +261,14 @@ impl Handler<ShadowRequest> for ShadowManager {
 
     fn handle(&mut self, msg: ShadowRequest, _ctx: &mut Self::Context) -> Self::Result {
         self.request(msg)
+    }
+}
+
+impl Handler<GetShadowCounts> for ShadowManager {
+    type Result = MessageResult<GetShadowCounts>;
+
+    fn handle(&mut self, _msg: GetShadowCounts, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.counts.clone())
     }
 }
 
