@@ -41,8 +41,8 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 
 say "1/6 Start the core device"
-printf '%s$ turf run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0%s\n' "$DIM" "$OFF"
-"$TURF" --root "$ROOT" run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0 --log-level warn \
+printf '%s$ turf run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0 --http-listen 127.0.0.1:0%s\n' "$DIM" "$OFF"
+"$TURF" --root "$ROOT" run --mqtt-listen 127.0.0.1:0 --discovery-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --log-level warn \
     >"$WORK/turf.out" 2>"$WORK/turf.err" &
 HOST_PID=$!
 if ! wait_for 60 grep -q 'discovery (HTTPS' "$WORK/turf.out"; then
@@ -53,6 +53,7 @@ fi
 sed 's/^/  /' "$WORK/turf.out"
 PORT=$(sed -n 's/.*devices (MQTT, mutual TLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
 DISCOVERY=$(sed -n 's/.*discovery (HTTPS, mTLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
+METRICS=$(sed -n 's/.*metrics (HTTP, loopback): *\(http.*\)$/\1/p' "$WORK/turf.out")
 
 say "2/6 Tutorial step 2: register and associate MyClientDevice1, deploy the client device auth policy, publish the core's endpoint"
 show "$TURF" --root "$ROOT" device add MyClientDevice1 --out "$CERTS"
@@ -100,6 +101,11 @@ sleep 0.3
 kill "$TAIL_PID" 2>/dev/null || true
 TAIL_PID=
 show "$TURF" --root "$ROOT" shadow get MyClientDevice1
+if command -v curl >/dev/null 2>&1; then
+    printf '%s$ curl -s %s | grep -E "^turf_(mqtt_messages_received|bridge_messages|shadow_requests)_total"%s\n' "$DIM" "$METRICS" "$OFF"
+    curl -s "$METRICS" | grep -E '^turf_(mqtt_messages_received|bridge_messages|shadow_requests)_total' \
+        | grep -v ' 0$' | sed 's/^/  /'
+fi
 
 say "6/6 Stop the core device (SIGTERM)"
 kill -TERM "$HOST_PID"

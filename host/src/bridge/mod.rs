@@ -171,7 +171,9 @@ impl Bridge {
         for (route, target_topic) in self.config.forwards(source, message.topic) {
             let retain = message.retain && route.retain_as_published;
             tracing::debug!(route = route.name, target = ?route.target, topic = target_topic, "relayed");
-            if route.target != source {
+            // An IotCore route without an upstream is inactive: nothing is relayed along it.
+            let active = route.target != Endpoint::IotCore || self.upstream.configured;
+            if route.target != source && active {
                 *self.relayed.entry((route.name.clone(), source, route.target)).or_default() += 1;
             }
             match route.target {

@@ -124,4 +124,7 @@ async fn iotcore_routes_stay_inactive_without_an_upstream() {
     bridge.send(device_message("clients/MyClientDevice1/hello/world")).await.unwrap();
     assert_eq!(sent.upstream.len(), 0);
     assert_eq!(sent.publishes.len(), 1, "the pubsub route still works");
+    let counts = bridge.send(GetBridgeCounts).await.unwrap();
+    let routes: Vec<&str> = counts.iter().map(|c| c.route.as_str()).collect();
+    assert_eq!(routes, vec!["HelloWorldPubsubMapping"], "nothing is counted along an inactive route");
 }
