@@ -61,10 +61,27 @@ async fn counters_move_by_the_traffic_made_and_turf_status_json_says_the_same() 
     }
     assert!(after.contains("# TYPE turf_mqtt_messages_received_total counter"));
 
+    let unrouted = "turf_mqtt_messages_dropped_total{reason=\"no_subscriber\"}";
+    assert_eq!(sample(&after, unrouted), sample(&before, unrouted).map(|n| n + 30.0), "nobody subscribed");
+
+    // Delivered: a subscriber at QoS 1 gets 10 copies, counted as sent.
+    let sent = "turf_mqtt_messages_sent_total{qos=\"1\"}";
+    let sent_before = sample(&after, sent).context("no sent series")?;
+    let mut reader = Device::plain(&host, "reader").await?;
+    reader.subscribe("meter/echo", QoS::AtLeastOnce).await?;
+    for n in 0..10 {
+        publisher.client.publish("meter/echo", QoS::AtLeastOnce, false, format!("{n}")).await?;
+    }
+    reader.collect_until(TIMEOUT, |p| p.payload.as_ref() == b"9").await?;
+    let delivered = scrape(&host).await?;
+    assert_eq!(sample(&delivered, sent), Some(sent_before + 10.0));
+    assert_eq!(sample(&delivered, "turf_mqtt_subscriptions"), Some(1.0));
+
     let json: serde_json::Value = serde_json::from_str(&host.turf_ok(&["status", "--json"])?)?;
     let traffic = &json["broker"]["traffic"];
-    assert_eq!(traffic["received_qos1"].as_f64(), received(&after, "1"), "turf status --json: {traffic}");
-    assert_eq!(traffic["authentication_failures"]["thing_client_id"].as_f64(), sample(&after, failures));
+    assert_eq!(traffic["received_qos1"].as_f64(), received(&delivered, "1"), "turf status --json: {traffic}");
+    assert_eq!(traffic["sent_qos1"].as_f64(), sample(&delivered, sent));
+    assert_eq!(traffic["authentication_failures"]["thing_client_id"].as_f64(), sample(&delivered, failures));
     assert!(json["process"]["resident_bytes"].as_u64().is_some_and(|b| b > 0));
     host.shutdown().await
 }

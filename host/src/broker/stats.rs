@@ -306,7 +306,16 @@ impl super::Broker {
             retained_bytes: retained_bytes as u64,
             retained_bytes_limit: u64::from(self.limits.retained_bytes),
             retained_write_failures: self.retained.write_failures(),
-            traffic: self.hooks.counters.traffic.snapshot(),
+            traffic: TrafficCounts {
+                sent_qos0: load(stats.map(|s| &s.sent[0])),
+                sent_qos1: load(stats.map(|s| &s.sent[1])),
+                sent_qos2: load(stats.map(|s| &s.sent[2])),
+                sent_bytes: load(stats.map(|s| &s.sent_bytes)),
+                nonsubscribed: load(stats.map(|s| &s.nonsubscribed)),
+                subscriptions: count(self.scx.stats.subscriptions.count()),
+                inflight: count(self.scx.stats.out_inflights.count()),
+                ..self.hooks.counters.traffic.snapshot()
+            },
         }
     }
 }

@@ -70,7 +70,7 @@ impl TrafficCounters {
         row[usize::from(!allowed)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters now.
+    /// The hooks' counters now (the broker adds what rmqtt counts).
     pub fn snapshot(&self) -> TrafficCounts {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TrafficCounts {
@@ -91,6 +91,7 @@ impl TrafficCounters {
                     (action.name().to_owned(), Decisions { allowed: load(&row[0]), denied: load(&row[1]) })
                 })
                 .collect(),
+            ..TrafficCounts::default()
         }
     }
 }
@@ -118,6 +119,20 @@ pub struct TrafficCounts {
     pub received_bytes: u64,
     /// CONNECTs accepted.
     pub connects_accepted: u64,
+    /// PUBLISH packets written to subscribers at QoS 0.
+    pub sent_qos0: u64,
+    /// PUBLISH packets written to subscribers at QoS 1.
+    pub sent_qos1: u64,
+    /// PUBLISH packets written to subscribers at QoS 2.
+    pub sent_qos2: u64,
+    /// Topic and payload bytes of the packets sent.
+    pub sent_bytes: u64,
+    /// Publishes that no subscription matched.
+    pub nonsubscribed: u64,
+    /// Subscriptions held by sessions.
+    pub subscriptions: u64,
+    /// QoS 1/2 messages sent and not yet acknowledged.
+    pub inflight: u64,
     /// Failed authentications by reason (every reason listed, from zero).
     pub authentication_failures: BTreeMap<String, u64>,
     /// Authorization decisions by action (`connect`, `subscribe`, `publish`).

@@ -96,8 +96,19 @@ fn messages(text: &mut Exposition, b: &BrokerStatus) {
         .sample(&[("qos", "2")], t.received_qos2 as f64);
     text.family("turf_mqtt_received_bytes_total", Kind::Counter, "Topic and payload bytes of the publishes received.")
         .value(t.received_bytes as f64);
+    text.family("turf_mqtt_messages_sent_total", Kind::Counter, "PUBLISH packets written to subscribers, by QoS.")
+        .sample(&[("qos", "0")], t.sent_qos0 as f64)
+        .sample(&[("qos", "1")], t.sent_qos1 as f64)
+        .sample(&[("qos", "2")], t.sent_qos2 as f64);
+    text.family("turf_mqtt_sent_bytes_total", Kind::Counter, "Topic and payload bytes of the publishes sent.")
+        .value(t.sent_bytes as f64);
+    text.family("turf_mqtt_subscriptions", Kind::Gauge, "Subscriptions held by sessions.")
+        .value(t.subscriptions as f64);
+    text.family("turf_mqtt_inflight_messages", Kind::Gauge, "QoS 1/2 messages sent and not yet acknowledged.")
+        .value(t.inflight as f64);
     let d = &b.dropped;
-    text.family("turf_mqtt_messages_dropped_total", Kind::Counter, "Message copies not delivered, by reason.")
+    text.family("turf_mqtt_messages_dropped_total", Kind::Counter, "Messages not delivered, by reason.")
+        .sample(&[("reason", "no_subscriber")], t.nonsubscribed as f64)
         .sample(&[("reason", "queue_full")], d.queue_full as f64)
         .sample(&[("reason", "expired")], d.expired as f64)
         .sample(&[("reason", "denied")], d.denied as f64)

@@ -76,6 +76,22 @@ pub struct FlowStats {
     pub stalled_disconnects: AtomicU64,
     /// Times a connection's reading was paused because it published faster than `publish_rate`.
     pub throttled: AtomicU64,
+    /// PUBLISH packets written to subscribers, by QoS (0, 1, 2).
+    pub sent: [AtomicU64; 3],
+    /// Topic and payload bytes of those packets.
+    pub sent_bytes: AtomicU64,
+    /// Publishes that no subscription matched.
+    pub nonsubscribed: AtomicU64,
+}
+
+impl FlowStats {
+    /// Counts a PUBLISH written to a subscriber.
+    pub fn sent(&self, qos: u8, bytes: usize) {
+        if let Some(counter) = self.sent.get(usize::from(qos)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// Broker-wide flow-control state, held by the server context.

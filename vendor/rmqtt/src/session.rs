@@ -1968,6 +1968,10 @@ impl SessionState {
             self.server_topic_aliases.as_ref(),
         )
         .await?; //@TODO ... at exception, send hook and or store message
+        // Turf patch: count what is written, for the embedder's metrics.
+        if let Some(flow) = &self.scx.flow {
+            flow.stats().sent(publish.qos as u8, publish.topic.len() + publish.payload.len());
+        }
 
         //cache messages to inflight window
         let moment_status = match publish.qos {
@@ -2234,6 +2238,10 @@ impl SessionState {
 
         match scx.extends.shared().await.forwards(msg_id, from.clone(), publish).await {
             Ok(0) => {
+                // Turf patch: count publishes nobody was subscribed to, for the embedder's metrics.
+                if let Some(flow) = &scx.flow {
+                    flow.stats().nonsubscribed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 //hook, message_nonsubscribed
                 scx.extends.hook_mgr().message_nonsubscribed(from).await;
             }
