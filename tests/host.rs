@@ -351,10 +351,26 @@ pub fn bridge_update(routes: &[(&str, &str, &str, &str)]) -> DeploymentRequest {
 
 /// `GET path` from a plain HTTP/1.0 server on loopback: the status, the headers and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String, String)> {
+    http_request(addr, "GET", path, &[]).await
+}
+
+/// One HTTP/1.0 request with `headers` to a server on loopback: the status, the headers and the
+/// body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream =
-        with_timeout(TIMEOUT, "connecting to the HTTP listener", tokio::net::TcpStream::connect(addr)).await??;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let connect = tokio::net::TcpStream::connect(addr);
+    let mut stream = with_timeout(TIMEOUT, "connecting to the HTTP listener", connect).await??;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut reply = Vec::new();
     with_timeout(TIMEOUT, "the HTTP reply", stream.read_to_end(&mut reply)).await??;
     let reply = String::from_utf8(reply)?;

@@ -347,5 +347,6 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         bridge: core.bridge.clone(),
         status,
         census: Arc::default(),
+        logins: Arc::default(),
     }
 }

@@ -6,6 +6,7 @@ mod bridge;
 mod broker;
 mod cli;
 mod components;
+mod console;
 mod deployments;
 mod discovery;
 mod errors;

@@ -53,6 +53,8 @@ pub enum Command {
     /// Create and inspect local deployments.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Print a one-time link that logs a browser in to the console (valid 5 minutes, once).
+    Console,
     /// Show what the running host listens on, which components run, and its counters.
     Status {
         /// Print the whole report as JSON (the figures `/metrics` serves).
@@ -359,6 +361,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Device(command) => device::execute(&layout, command).await,
         Command::Deployment(command) => deployment::execute(&layout, command).await,
         Command::Status { json } => status::execute(&layout, json).await,
+        Command::Console => status::console(&layout).await,
         Command::Component(command) => component::execute(&layout, command).await,
         Command::Logs(args) => logs::execute(&layout, args).await,
         Command::Connectivity(command) => connectivity::execute(&layout, command).await,

@@ -114,6 +114,17 @@ fn print_endpoints(status: &StatusReport) {
     }
 }
 
+/// Prints a console login link.
+#[allow(clippy::print_stdout)] // command output
+pub async fn console(layout: &RootLayout) -> Result<(), CliError> {
+    let token = Client::new(&layout.socket()).console_token().await?;
+    match token.url {
+        Some(url) => println!("Open {url} in a browser on this machine (valid 5 minutes, once)."),
+        None => println!("The host has no HTTP listener; token: {}", token.token),
+    }
+    Ok(())
+}
+
 /// Prints the host's status.
 #[allow(clippy::print_stdout)] // command output
 pub async fn execute(layout: &RootLayout, json: bool) -> Result<(), CliError> {

@@ -70,6 +70,15 @@ pub struct ConnectivityUpdate {
     pub manual: Option<Vec<ConnectivityInfo>>,
 }
 
+/// `POST /v1/console/token`: a one-time console login token and the URL that uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleToken {
+    /// The token (valid for 5 minutes, once).
+    pub token: String,
+    /// `http://HOST:PORT/login?token=...`, when the HTTP listener runs.
+    pub url: Option<String>,
+}
+
 /// Body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

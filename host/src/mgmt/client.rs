@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::api::{ConnectivityUpdate, ErrorBody, PREFIX, StatusReport};
+use super::api::{ConnectivityUpdate, ConsoleToken, ErrorBody, PREFIX, StatusReport};
 use crate::components::ControlAction;
 use crate::connectivity::{ConnectivityInfo, ConnectivityReport};
 use crate::deploy::model::{ComponentDetails, ComponentInfo, DeploymentRecord, DeploymentRequest};
@@ -116,6 +116,11 @@ impl Client {
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let sent = self.http.post(Self::url(path)).send_json(body).await;
         Ok(self.read(sent).await?.1)
+    }
+
+    /// A one-time console login token.
+    pub async fn console_token(&self) -> Result<ConsoleToken, ClientError> {
+        self.post("/console/token", &serde_json::json!({})).await
     }
 
     /// The host's status and components.

@@ -1,18 +1,35 @@
 //! The local HTTP listener (`--http-listen`, default `127.0.0.1:1441`, the port of Greengrass's
 //! debug console): `GET /metrics` in Prometheus's text format, from the same report as
-//! `turf status`.
+//! `turf status`, and the console.
 //!
-//! Loopback only: anyone who reaches it reads the host's figures, and there is no login in
-//! front of it, so an address other than loopback is refused at start with the reason.
+//! The console is the management API itself under `/api` (the same handlers the CLI reaches
+//! over the socket, so it can do nothing the CLI cannot) and its page at `/`, both behind a
+//! session: `GET /login?token=` turns a token from `turf console` into a session cookie
+//! (`HttpOnly`, `SameSite=Strict`), `POST /logout` ends it. Loopback only: an address other than
+//! loopback is refused at start with the reason.
 
 use std::net::SocketAddr;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use std::time::Instant;
 
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde::Deserialize;
+
+use super::console::{COOKIE, SESSION_TTL};
 use super::metrics;
-use super::server::{MgmtError, MgmtServices, gather};
+use super::server::{self, MgmtError, MgmtServices, gather};
+
+/// The console page.
+const CONSOLE_PAGE: &str = include_str!("../../assets/console/index.html");
+
+/// What a request without a session is told.
+const LOG_IN: &str = "not logged in: run `turf console` for a login link\n";
 
 /// Prometheus's content type for the text format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -26,6 +43,55 @@ async fn scrape(services: web::Data<MgmtServices>) -> HttpResponse {
     }
 }
 
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// Redeems a login token for a session cookie and goes to the console.
+async fn login(services: web::Data<MgmtServices>, query: web::Query<Login>) -> HttpResponse {
+    let Some(session) = services.logins.redeem(&query.token, Instant::now()) else {
+        return HttpResponse::Unauthorized()
+            .content_type("text/plain; charset=utf-8")
+            .body("this login link is unknown, used or expired: run `turf console` for a new one\n");
+    };
+    let cookie = Cookie::build(COOKIE, session)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(SESSION_TTL.as_secs() as i64))
+        .finish();
+    HttpResponse::SeeOther().insert_header(("location", "/")).cookie(cookie).finish()
+}
+
+/// Ends the request's session.
+async fn logout(services: web::Data<MgmtServices>, request: HttpRequest) -> HttpResponse {
+    if let Some(cookie) = request.cookie(COOKIE) {
+        services.logins.end(cookie.value());
+    }
+    let mut gone = Cookie::build(COOKIE, "").path("/").finish();
+    gone.make_removal();
+    HttpResponse::Ok().cookie(gone).content_type("text/plain; charset=utf-8").body("logged out\n")
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(CONSOLE_PAGE)
+}
+
+/// Lets a request through only with a live session cookie (401 otherwise).
+async fn require_session(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let live = request.app_data::<web::Data<MgmtServices>>().is_some_and(|services| {
+        request.cookie(COOKIE).is_some_and(|cookie| services.logins.valid(cookie.value(), Instant::now()))
+    });
+    if !live {
+        return Err(actix_web::error::ErrorUnauthorized(LOG_IN));
+    }
+    next.call(request).await
+}
+
 /// Starts serving on `addr` (loopback only); returns the handle that stops it and the address
 /// it listens on.
 pub fn start(addr: SocketAddr, services: MgmtServices) -> Result<(ServerHandle, SocketAddr), MgmtError> {
@@ -33,12 +99,21 @@ pub fn start(addr: SocketAddr, services: MgmtServices) -> Result<(ServerHandle, 
         return Err(MgmtError::NotLoopback(addr));
     }
     let data = web::Data::new(services);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/metrics", web::get().to(scrape)))
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(addr)
-        .map_err(|source| MgmtError::BindHttp { addr, source })?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(server::json_config())
+            .route("/metrics", web::get().to(scrape))
+            .route("/login", web::get().to(login))
+            .route("/logout", web::post().to(logout))
+            .service(web::scope("/api").wrap(from_fn(require_session)).configure(server::routes))
+            .service(web::resource("/").wrap(from_fn(require_session)).route(web::get().to(page)))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)
+    .map_err(|source| MgmtError::BindHttp { addr, source })?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();

@@ -6,9 +6,14 @@
 //! - `api`: request and reply types, shared with the client.
 //! - `server`: the actix-web app.
 //! - `client`: what the CLI uses.
+//! - `refusal`: the HTTP status of each service error.
+//! - `http`: the loopback HTTP listener: `/metrics` (`metrics`, `exposition`: the Prometheus
+//!   text) and the console, the same API under `/api` behind a login (`console`: tokens and
+//!   sessions).
 
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod exposition;
 pub mod http;
 pub mod metrics;

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::api::{ConnectivityUpdate, ErrorBody, StatusReport};
+use super::api::{ConnectivityUpdate, ConsoleToken, ErrorBody, StatusReport};
+use super::console::ConsoleLogins;
 use super::refusal::Refusal;
 use crate::bridge::{BridgeHandle, GetBridgeCounts};
 use crate::broker::{BrokerHandle, GetBrokerStatus};
@@ -95,6 +96,8 @@ pub struct MgmtServices {
     pub status: StatusReport,
     /// The last census of unreadable rows.
     pub census: Arc<CensusCache>,
+    /// Console tokens and sessions.
+    pub logins: Arc<ConsoleLogins>,
 }
 
 fn error(status: StatusCode, text: impl ToString) -> HttpResponse {
@@ -310,10 +313,20 @@ async fn control_component(
     }
 }
 
-fn routes(config: &mut web::ServiceConfig) {
+/// A one-time console login token (`turf console`), and where to use it.
+async fn console_token(services: web::Data<MgmtServices>) -> HttpResponse {
+    let token = services.logins.issue_token(Instant::now());
+    let url = services.status.http.map(|addr| format!("http://{addr}/login?token={token}"));
+    json(ConsoleToken { token, url })
+}
+
+/// Every route of the API (the Unix socket serves them as is; the console under `/api`, behind
+/// its login).
+pub(super) fn routes(config: &mut web::ServiceConfig) {
     config.service(
         web::scope(super::api::PREFIX)
             .route("/status", web::get().to(status))
+            .route("/console/token", web::post().to(console_token))
             .route("/devices", web::post().to(devices))
             .route("/shadows", web::post().to(shadows))
             .route("/connectivity", web::get().to(get_connectivity))
@@ -326,6 +339,14 @@ fn routes(config: &mut web::ServiceConfig) {
             .route("/components/{name}", web::get().to(get_component))
             .route("/components/{name}/{action}", web::post().to(control_component)),
     );
+}
+
+/// Request bodies: at most 4 MiB; one that does not parse is a 400 naming what is wrong.
+pub(super) fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().limit(4 << 20).error_handler(|err, _| {
+        let text = format!("invalid request body: {err}");
+        actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, text)).into()
+    })
 }
 
 /// Fails when another host already answers on `socket`.
@@ -344,21 +365,13 @@ pub fn start(socket: &Path, services: MgmtServices) -> Result<ServerHandle, Mgmt
         std::fs::remove_file(socket).map_err(bind)?;
     }
     let data = web::Data::new(services);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(web::JsonConfig::default().limit(4 << 20).error_handler(|err, _| {
-                let text = format!("invalid request body: {err}");
-                actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, text)).into()
-            }))
-            .configure(routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .bind_uds(socket)
-    .map_err(bind)?
-    .run();
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).app_data(json_config()).configure(routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind_uds(socket)
+        .map_err(bind)?
+        .run();
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
     let handle = server.handle();
     actix_rt::spawn(async move {
