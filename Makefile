@@ -82,7 +82,7 @@ fuzz:
 ## demo: start a core device, register a client device, deploy the tutorial's step 4 and send
 ## Hello World messages through it, then stop everything.
 demo: setup plugins build
-	@sh scripts/demo.sh
+	@KEEP=$(KEEP) sh scripts/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -4,7 +4,9 @@
 # policy; the bridge route and the hello-world subscriber component are deployed; the device
 # discovers the core and sends Hello World over mutual TLS, and the component's log shows each
 # message. Then the smart light manager changes the light's color through its shadow and the
-# light (a simulated device) follows. Then everything stops. Every wait is bounded.
+# light (a simulated device) follows. It prints a console login link and the metrics URL; then
+# everything stops, unless KEEP=1 (`make demo KEEP=1`) leaves the host running for a look.
+# Every wait is bounded.
 set -eu
 
 TURF=${TURF:-target/debug/turf}
@@ -105,6 +107,13 @@ if command -v curl >/dev/null 2>&1; then
     printf '%s$ curl -s %s | grep -E "^turf_(mqtt_messages_received|bridge_messages|shadow_requests)_total"%s\n' "$DIM" "$METRICS" "$OFF"
     curl -s "$METRICS" | grep -E '^turf_(mqtt_messages_received|bridge_messages|shadow_requests)_total' \
         | grep -v ' 0$' | sed 's/^/  /'
+fi
+
+show "$TURF" --root "$ROOT" console
+if [ "${KEEP:-}" = 1 ]; then
+    say "The core device keeps running (KEEP=1): open the link above, or $METRICS; Ctrl-C stops it"
+    wait "$HOST_PID" || true
+    exit 0
 fi
 
 say "6/6 Stop the core device (SIGTERM)"
