@@ -53,8 +53,12 @@ lint:
 cloud-broker:
 	@test -x /usr/sbin/mosquitto || { apt-get update -qq && apt-get install -y -qq mosquitto; }
 
+## browser: Debian's chromium, the headless browser the console tests drive.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
 ## test: everything, from a fresh checkout (the e2e suite runs the `turf` binary, so build it first).
-test: setup plugins sdk-env cloud-broker lint build
+test: setup plugins sdk-env cloud-broker browser lint build
 	$(CARGO) test -j$(JOBS) --workspace
 	$(CARGO) test -j$(JOBS) -p rmqtt --lib
 

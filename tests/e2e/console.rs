@@ -56,3 +56,26 @@ async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
     assert_eq!(forged, 401);
     host.shutdown().await
 }
+
+#[actix_rt::test]
+async fn the_overview_page_shows_the_host_in_a_real_browser() -> Result<()> {
+    let host = TestHost::start().await?;
+    let printed = host.turf_ok(&["console"])?;
+    let url = printed.split_whitespace().find(|w| w.starts_with("http://")).context("no login link")?.to_owned();
+    let shots = turf_tests::workspace().join("target/console-shots");
+    let script = turf_tests::workspace().join("tests/console/overview.py");
+    // `timeout` bounds the browser session even if Chromium hangs.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout").arg("90").arg("python3").arg(&script).arg(&url).arg(&shots).output()
+    })
+    .await??;
+    let shots = turf_tests::workspace().join("target/console-shots");
+    anyhow::ensure!(
+        output.status.success(),
+        "the browser check failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(shots.join("overview.png").is_file());
+    host.shutdown().await
+}
