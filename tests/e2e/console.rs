@@ -2,8 +2,15 @@
 //! token from `turf console` becomes a session cookie, the console reaches the same management
 //! API (and its checks) as the CLI, and logout ends the session.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
-use turf_tests::{TestHost, http_get, http_request};
+use serde_json::json;
+use turf_host::components::lifecycle::State;
+use turf_host::deploy::model::DeploymentState;
+use turf_tests::{TestHost, http_get, http_request, plugin_wasm, pubsub_access, stage_component};
+
+const PROBE: &str = "com.turf.test.Probe";
 
 /// The `turf_console=...` cookie a login reply sets.
 fn session_cookie(head: &str) -> Option<String> {
@@ -57,25 +64,48 @@ async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
     host.shutdown().await
 }
 
-#[actix_rt::test]
-async fn the_overview_page_shows_the_host_in_a_real_browser() -> Result<()> {
-    let host = TestHost::start().await?;
+/// A login link from `turf console`.
+fn login_link(host: &TestHost) -> Result<String> {
     let printed = host.turf_ok(&["console"])?;
-    let url = printed.split_whitespace().find(|w| w.starts_with("http://")).context("no login link")?.to_owned();
+    Ok(printed.split_whitespace().find(|w| w.starts_with("http://")).context("no login link")?.to_owned())
+}
+
+/// Runs the browser check `tests/console/SCRIPT` with `args`; fails with what it said unless it
+/// succeeds. Screenshots go to `target/console-shots`.
+async fn browser_check(script: &str, args: &[&str]) -> Result<PathBuf> {
     let shots = turf_tests::workspace().join("target/console-shots");
-    let script = turf_tests::workspace().join("tests/console/overview.py");
+    let mut command = std::process::Command::new("timeout");
     // `timeout` bounds the browser session even if Chromium hangs.
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("timeout").arg("90").arg("python3").arg(&script).arg(&url).arg(&shots).output()
-    })
-    .await??;
-    let shots = turf_tests::workspace().join("target/console-shots");
+    command.arg("90").arg("python3").arg(turf_tests::workspace().join("tests/console").join(script));
+    command.args(args).arg(&shots);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
     anyhow::ensure!(
         output.status.success(),
-        "the browser check failed:\n{}\n{}",
+        "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(shots)
+}
+
+#[actix_rt::test]
+async fn the_overview_page_shows_the_host_in_a_real_browser() -> Result<()> {
+    let host = TestHost::start().await?;
+    let shots = browser_check("overview.py", &[&login_link(&host)?]).await?;
     assert!(shots.join("overview.png").is_file());
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_component_is_stopped_and_restarted_from_the_components_page() -> Result<()> {
+    let host = TestHost::start().await?;
+    let config = json!({"subscribe": [], "accessControl": pubsub_access(PROBE, &["SubscribeToTopic"], &["*"])});
+    let stage = host.scratch("stage");
+    let request = stage_component(&stage, PROBE, "1.0.0", &plugin_wasm("test_probe"), config);
+    let record = host.deploy(&request).await?;
+    anyhow::ensure!(record.state == DeploymentState::Succeeded, "{:?}", record.error);
+    browser_check("components.py", &[&login_link(&host)?, PROBE]).await?;
+    let probe = host.client().component(PROBE).await?;
+    assert_eq!((probe.info.state, probe.info.restarts), (State::Running, 1), "the host saw the same");
     host.shutdown().await
 }
