@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use rumqttc::QoS;
 use serde_json::json;
 use turf_host::components::lifecycle::State;
 use turf_host::deploy::model::DeploymentState;
-use turf_tests::{TestHost, http_get, http_request, plugin_wasm, pubsub_access, stage_component};
+use turf_tests::{Device, TIMEOUT, TestHost, http_get, http_request, plugin_wasm, pubsub_access, stage_component};
 
 const PROBE: &str = "com.turf.test.Probe";
 
@@ -107,5 +108,18 @@ async fn a_component_is_stopped_and_restarted_from_the_components_page() -> Resu
     browser_check("components.py", &[&login_link(&host)?, PROBE]).await?;
     let probe = host.client().component(PROBE).await?;
     assert_eq!((probe.info.state, probe.info.restarts), (State::Running, 1), "the host saw the same");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_desired_state_set_on_the_shadows_page_reaches_the_device_as_a_delta() -> Result<()> {
+    let host = TestHost::start().await?;
+    host.deploy_shadow_routes().await?;
+    let mut lamp = Device::plain(&host, "Lamp").await?;
+    lamp.subscribe("$aws/things/Lamp/shadow/update/delta", QoS::AtLeastOnce).await?;
+    browser_check("shadows.py", &[&login_link(&host)?, "Lamp", r#"{"color": "green"}"#]).await?;
+    let deltas = lamp.collect_until(TIMEOUT, |p| p.topic.ends_with("/update/delta")).await?;
+    let delta: serde_json::Value = serde_json::from_slice(&deltas.last().context("no delta")?.payload)?;
+    assert_eq!(delta["state"], json!({"color": "green"}));
     host.shutdown().await
 }

@@ -1,0 +1,27 @@
+"""The console's shadows in a real browser: set a thing's desired state and see the document's new
+version. Usage: shadows.py LOGIN_URL THING DESIRED_JSON SCREENSHOT_DIR."""
+
+import json
+import os
+import sys
+
+from cdp import Browser
+
+
+def main(login_url, thing, desired, shots):
+    with Browser() as browser:
+        browser.open(login_url)
+        browser.wait("document.getElementById('shadow-thing') !== null")
+        browser.eval(f"document.getElementById('shadow-thing').value = {json.dumps(thing)}")
+        browser.eval(f"document.getElementById('shadow-desired').value = {json.dumps(desired)}")
+        browser.click("#shadow-update")
+        browser.wait("document.getElementById('shadow-document').innerText.includes('\"version\"')")
+        document = json.loads(browser.text("#shadow-document"))
+        assert document["state"]["desired"] == json.loads(desired), document
+        os.makedirs(shots, exist_ok=True)
+        browser.screenshot(os.path.join(shots, "shadows.png"))
+    print("ok")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])
