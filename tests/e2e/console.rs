@@ -98,7 +98,7 @@ async fn the_overview_page_shows_the_host_in_a_real_browser() -> Result<()> {
 }
 
 #[actix_rt::test]
-async fn a_component_is_stopped_and_restarted_from_the_components_page() -> Result<()> {
+async fn a_deployment_is_listed_and_its_component_stopped_and_restarted_from_the_console() -> Result<()> {
     let host = TestHost::start().await?;
     let config = json!({"subscribe": [], "accessControl": pubsub_access(PROBE, &["SubscribeToTopic"], &["*"])});
     let stage = host.scratch("stage");
@@ -106,6 +106,8 @@ async fn a_component_is_stopped_and_restarted_from_the_components_page() -> Resu
     let record = host.deploy(&request).await?;
     anyhow::ensure!(record.state == DeploymentState::Succeeded, "{:?}", record.error);
     browser_check("components.py", &[&login_link(&host)?, PROBE]).await?;
+    let outcome = format!("{PROBE} 1.0.0: installed");
+    browser_check("deployments.py", &[&login_link(&host)?, &record.id, "SUCCEEDED", &outcome]).await?;
     let probe = host.client().component(PROBE).await?;
     assert_eq!((probe.info.state, probe.info.restarts), (State::Running, 1), "the host saw the same");
     host.shutdown().await
