@@ -31,8 +31,7 @@ async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
         assert!(body.contains("turf console"), "{body}");
     }
 
-    let printed = host.turf_ok(&["console"])?;
-    let url = printed.split_whitespace().find(|w| w.starts_with("http://")).context("no login link")?;
+    let url = login_link(&host)?;
     let path = url.trim_start_matches(&format!("http://{http}"));
     assert!(path.starts_with("/login?token="), "{url}");
     let (status, head, _) = http_get(http, path).await?;

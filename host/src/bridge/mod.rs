@@ -85,7 +85,9 @@ pub struct Bridge {
     upstream: UpstreamHandle,
     warned_inactive: HashSet<String>,
     /// Messages relayed since start, by route and direction (routes since removed included).
-    relayed: BTreeMap<(String, Endpoint, Endpoint), u64>,
+    /// Keyed by route name first, so counting a message allocates nothing once its route has
+    /// been counted.
+    relayed: BTreeMap<String, BTreeMap<(Endpoint, Endpoint), u64>>,
 }
 
 impl Bridge {
@@ -174,7 +176,11 @@ impl Bridge {
             // An IotCore route without an upstream is inactive: nothing is relayed along it.
             let active = route.target != Endpoint::IotCore || self.upstream.configured;
             if route.target != source && active {
-                *self.relayed.entry((route.name.clone(), source, route.target)).or_default() += 1;
+                let directions = match self.relayed.get_mut(route.name.as_str()) {
+                    Some(directions) => directions,
+                    None => self.relayed.entry(route.name.clone()).or_default(),
+                };
+                *directions.entry((source, route.target)).or_default() += 1;
             }
             match route.target {
                 target if target == source => {}
@@ -222,11 +228,13 @@ impl Handler<GetBridgeCounts> for Bridge {
     type Result = MessageResult<GetBridgeCounts>;
 
     fn handle(&mut self, _msg: GetBridgeCounts, _ctx: &mut Self::Context) -> Self::Result {
-        let counts = self.relayed.iter().map(|((route, source, target), messages)| RouteCount {
-            route: route.clone(),
-            source: source.to_string(),
-            target: target.to_string(),
-            messages: *messages,
+        let counts = self.relayed.iter().flat_map(|(route, directions)| {
+            directions.iter().map(move |((source, target), messages)| RouteCount {
+                route: route.clone(),
+                source: source.to_string(),
+                target: target.to_string(),
+                messages: *messages,
+            })
         });
         MessageResult(counts.collect())
     }
