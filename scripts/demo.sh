@@ -55,7 +55,7 @@ fi
 sed 's/^/  /' "$WORK/turf.out"
 PORT=$(sed -n 's/.*devices (MQTT, mutual TLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
 DISCOVERY=$(sed -n 's/.*discovery (HTTPS, mTLS): .*:\([0-9]*\)$/\1/p' "$WORK/turf.out")
-METRICS=$(sed -n 's/.*metrics (HTTP, loopback): *\(http.*\)$/\1/p' "$WORK/turf.out")
+METRICS=$(sed -n 's/.*metrics and console: *\(http.*\)$/\1/p' "$WORK/turf.out")
 
 say "2/6 Tutorial step 2: register and associate MyClientDevice1, deploy the client device auth policy, publish the core's endpoint"
 show "$TURF" --root "$ROOT" device add MyClientDevice1 --out "$CERTS"

@@ -35,8 +35,10 @@ pub struct HostConfig {
     pub plain_listen: Option<SocketAddr>,
     /// Greengrass discovery endpoint.
     pub discovery_listen: SocketAddr,
-    /// The local HTTP listener (`/metrics`); loopback only.
+    /// The local HTTP listener (`/metrics`, the console); loopback only unless `http_tls`.
     pub http_listen: SocketAddr,
+    /// Serve the HTTP listener over TLS with the broker's certificate.
+    pub http_tls: bool,
     /// Thing name of this core device.
     pub thing_name: String,
     /// Limits for WebAssembly components.
@@ -60,6 +62,7 @@ impl HostConfig {
             plain_listen: None,
             discovery_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 1441)),
+            http_tls: false,
             thing_name: DEFAULT_THING_NAME.to_owned(),
             component_limits: ComponentLimits::default(),
             watch: crate::watch::WatchConfig::default(),

@@ -30,7 +30,7 @@ use crate::deploy::{CloseDeployments, DeploymentServices, Deployments, Deploymen
 use crate::devices::ca::{CaError, server_sans};
 use crate::devices::registry::RegistryError;
 use crate::devices::{DeviceAuth, DeviceBook, DeviceError, DevicePeers, DevicesHandle};
-use crate::discovery::{Discovery, DiscoveryError, StopDiscovery};
+use crate::discovery::{Discovery, DiscoveryError, DynamicTls, StopDiscovery};
 use crate::layout::RootLayout;
 use crate::memory::Trimmer;
 use crate::mgmt::api::StatusReport;
@@ -96,8 +96,10 @@ pub struct Endpoints {
     pub plain: Option<SocketAddr>,
     /// Discovery endpoint.
     pub discovery: SocketAddr,
-    /// The local HTTP listener (`/metrics`).
+    /// The local HTTP listener (`/metrics`, the console).
     pub http: SocketAddr,
+    /// Whether it serves HTTPS.
+    pub http_tls: bool,
     /// Management API socket.
     pub socket: PathBuf,
     /// Root directory.
@@ -106,6 +108,13 @@ pub struct Endpoints {
     pub ca_cert: PathBuf,
     /// The upstream ("IotCore") broker, if configured.
     pub upstream: Option<String>,
+}
+
+impl Endpoints {
+    /// `http://ADDR` or `https://ADDR`: where the metrics and the console are served.
+    pub fn http_url(&self) -> String {
+        format!("{}://{}", if self.http_tls { "https" } else { "http" }, self.http)
+    }
 }
 
 /// A started host.
@@ -195,6 +204,8 @@ struct Edge {
     addrs: BrokerAddrs,
     discovery_addr: SocketAddr,
     ca_cert: PathBuf,
+    /// The server certificate discovery serves (reloaded in place), for the HTTP listener.
+    tls: Arc<DynamicTls>,
 }
 
 /// Starts the broker (listening), discovery, device auth and connectivity. The broker's server
@@ -222,17 +233,19 @@ async fn start_edge(config: &HostConfig, trimmer: &Trimmer) -> Result<Edge, Star
     let devices_ctx = Context::<DeviceAuth>::new();
     let devices = DevicesHandle::of(&devices_ctx.address());
     let (discovery, discovery_addr) = Discovery::start(config.discovery_listen, &tls, devices.discover.clone())?;
+    let discovery_tls = discovery.tls();
     let discovery = discovery.start();
     let outputs =
         DevicePeers { auth: broker.auth.clone(), tls: vec![broker.tls.clone(), discovery.clone().recipient()] };
     devices_ctx.run(DeviceAuth::new(book, config.thing_name.clone(), outputs));
     let connectivity = Connectivity::new(connectivity_db, manual, addrs.mqtt, devices.connectivity.clone()).start();
     let connectivity = ConnectivityHandle::of(&connectivity);
-    Ok(Edge { broker, discovery, devices, connectivity, addrs, discovery_addr, ca_cert })
+    Ok(Edge { broker, discovery, devices, connectivity, addrs, discovery_addr, ca_cert, tls: discovery_tls })
 }
 
 /// The services behind the edge: bus, shadows, upstream, bridge, components, deployments.
 struct Core {
+    bus: BusHandle,
     bridge: BridgeHandle,
     shadows: ShadowHandle,
     upstream: UpstreamHandle,
@@ -258,7 +271,7 @@ fn start_core(config: &HostConfig, edge: &Edge, trimmer: &Trimmer) -> Result<Cor
 
     let deployments_ctx = Context::<Deployments>::new();
     let services = HostServices {
-        bus,
+        bus: bus.clone(),
         shadows: shadows.clone(),
         upstream: upstream.clone(),
         config_store: deployments_ctx.address().recipient(),
@@ -276,7 +289,7 @@ fn start_core(config: &HostConfig, edge: &Edge, trimmer: &Trimmer) -> Result<Cor
         trimmer: trimmer.clone(),
     };
     let deployments = deployments_ctx.run(Deployments::new(layout, config.thing_name.clone(), targets)?);
-    Ok(Core { bridge, shadows, upstream, runtime, deployments: DeploymentsHandle::of(&deployments) })
+    Ok(Core { bus, bridge, shadows, upstream, runtime, deployments: DeploymentsHandle::of(&deployments) })
 }
 
 /// Starts every service; must be called inside an actix system.
@@ -287,13 +300,16 @@ pub async fn start(config: HostConfig) -> Result<Host, StartError> {
     let edge = start_edge(&config, &trimmer).await?;
     let core = start_core(&config, &edge, &trimmer)?;
     let mut services = mgmt_services(&config, &layout, &edge, &core);
-    let (http, http_addr) = http::start(config.http_listen, services.clone())?;
+    let tls = config.http_tls.then(|| Arc::clone(&edge.tls));
+    let (http, http_addr) = http::start(config.http_listen, tls, services.clone())?;
     services.status.http = Some(http_addr);
+    services.status.http_tls = config.http_tls;
     let endpoints = Endpoints {
         mqtt: edge.addrs.mqtt,
         plain: edge.addrs.plain,
         discovery: edge.discovery_addr,
         http: http_addr,
+        http_tls: config.http_tls,
         socket: layout.socket(),
         root: layout.root().to_path_buf(),
         ca_cert: edge.ca_cert.clone(),
@@ -324,6 +340,7 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         plain: edge.addrs.plain,
         discovery: edge.discovery_addr,
         http: None,
+        http_tls: false,
         started_at: store::now_secs(),
         components: Vec::new(),
         upstream: None,
@@ -348,5 +365,7 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         status,
         census: Arc::default(),
         logins: Arc::default(),
+        bus: core.bus.clone(),
+        streams: Arc::default(),
     }
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::*;
-use crate::broker::{GetBrokerStatus, StopBroker};
+use crate::broker::{GetBrokerStatus, ListClients, StopBroker};
 use crate::devices::{AuthChanged, TlsChanged};
 use crate::fakes::{Seen, fake, sink};
 use crate::upstream::{GetUpstreamStatus, StopUpstream};
@@ -28,6 +28,7 @@ fn bridge(upstream_configured: bool) -> (Addr<Bridge>, Sent) {
         taps,
         to_devices,
         status: fake::<GetBrokerStatus>(|_| Default::default()).0,
+        clients: fake::<ListClients>(|_| Default::default()).0,
         stop: sink::<StopBroker>().0,
     };
     let (subscribe, subscribes) = fake::<Subscribe>(|_| Ok(()));

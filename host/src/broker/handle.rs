@@ -46,6 +46,11 @@ pub struct PublishToDevices {
 #[rtype(result = "BrokerStatus")]
 pub struct GetBrokerStatus;
 
+/// The sessions admitted and the latest refusals.
+#[derive(Message)]
+#[rtype(result = "super::clients::ClientsReport")]
+pub struct ListClients;
+
 /// Stop listening and disconnect every client; replies once done.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -64,6 +69,8 @@ pub struct BrokerHandle {
     pub to_devices: Recipient<PublishToDevices>,
     /// Queues and counters.
     pub status: Recipient<GetBrokerStatus>,
+    /// Sessions and recent refusals.
+    pub clients: Recipient<ListClients>,
     /// Stop listening (shutdown).
     pub stop: Recipient<StopBroker>,
 }
@@ -77,6 +84,7 @@ impl BrokerHandle {
             taps: broker.clone().recipient(),
             to_devices: broker.clone().recipient(),
             status: broker.clone().recipient(),
+            clients: broker.clone().recipient(),
             stop: broker.clone().recipient(),
         }
     }

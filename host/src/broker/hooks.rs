@@ -28,9 +28,10 @@ use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, LastWill, ListenerId, SubscribeAclResult};
 
-pub use self::ends::{Dropped, Forget};
+pub use self::ends::{Dropped, Forget, Presence};
 pub use self::properties::{carried, to_codec};
 pub use self::publish::PublishCheck;
+use super::clients::{ClientSession, Denials, MAX_LISTED};
 use super::refusals::RefusalLog;
 use super::retain::RetainStore;
 use super::stats::{BrokerCounters, Refused};
@@ -88,6 +89,10 @@ pub struct SessionCredentials {
     /// `session{client_id, remote}`: its connect, refusals, end, and the parent of every
     /// `message` span its publishes start.
     pub span: tracing::Span,
+    /// When it was admitted (seconds since the epoch).
+    pub since: i64,
+    /// Whether its connection is open (a persistent session outlives its connection).
+    pub connected: bool,
 }
 
 /// What the hooks read; written only by the broker actor.
@@ -108,6 +113,8 @@ pub struct HookState {
     pub trimmer: crate::memory::Trimmer,
     /// Which refusals are logged (once per client and kind per interval).
     pub refusals: RefusalLog,
+    /// The refusals logged last, for the console.
+    pub denials: Denials,
     /// Subscriptions and topic depth each client is held to.
     pub shape: ShapeLimits,
     /// The retained-message store, to refuse a retained publish it has no room for.
@@ -165,6 +172,7 @@ impl HookState {
             counters,
             trimmer,
             refusals: RefusalLog::default(),
+            denials: Denials::default(),
             shape,
             retained,
         }
@@ -184,6 +192,7 @@ impl HookState {
             self.counters.traffic.authentication_failed(reason.reason());
             if let Some(suppressed) = self.refusals.admit("(TLS)", "tls", Instant::now()) {
                 tracing::warn!(%reason, suppressed, "TLS client refused");
+                self.denials.record("(TLS)", "tls", "", &reason.to_string(), suppressed);
             }
             reason.to_string()
         })
@@ -200,6 +209,29 @@ impl HookState {
     /// Credentials recorded for `client_id`.
     pub fn credentials(&self, client_id: &str) -> Option<SessionCredentials> {
         self.sessions.lock().ok().and_then(|s| s.get(client_id).cloned())
+    }
+
+    /// The sessions admitted (at most [`MAX_LISTED`], by client id) and how many there are.
+    pub fn sessions(&self) -> (Vec<ClientSession>, usize) {
+        let Ok(sessions) = self.sessions.lock() else { return (Vec::new(), 0) };
+        let mut listed: Vec<ClientSession> = sessions
+            .iter()
+            .map(|(client_id, c)| ClientSession {
+                client_id: client_id.clone(),
+                remote: c.remote,
+                listener: match c.listener {
+                    ListenerKind::Tls => "tls",
+                    ListenerKind::Plain => "plain",
+                }
+                .to_owned(),
+                since: c.since,
+                connected: c.connected,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        let total = listed.len();
+        listed.truncate(MAX_LISTED);
+        (listed, total)
     }
 
     /// The span of `client_id`'s session (none if it is not admitted, or spans are off).
@@ -254,7 +286,9 @@ impl Handler for Authenticate {
                 };
                 span.in_scope(|| tracing::info!(verified = identity.verified, ?listener, "device connected"));
                 if let Ok(mut sessions) = self.0.sessions.lock() {
-                    sessions.insert(client_id.to_owned(), SessionCredentials { remote, listener, cert, span });
+                    let since = chrono::Utc::now().timestamp();
+                    let credentials = SessionCredentials { remote, listener, cert, span, since, connected: true };
+                    sessions.insert(client_id.to_owned(), credentials);
                 }
                 AuthResult::Allow(false, None)
             }
@@ -267,6 +301,7 @@ impl Handler for Authenticate {
                 }
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "connect", Instant::now()) {
                     tracing::warn!(client_id, remote = ?remote, %reason, suppressed, "connection refused");
+                    self.0.denials.record(client_id, "connect", "", &reason.to_string(), suppressed);
                 }
                 AuthResult::NotAuthorized
             }
@@ -321,6 +356,7 @@ impl Handler for SubscribeCheck {
                 if let Some(suppressed) = self.0.refusals.admit(client_id, "subscribe", Instant::now()) {
                     let session = self.0.session_span(client_id);
                     session.in_scope(|| tracing::warn!(client_id, filter, reason, suppressed, "subscribe refused"));
+                    self.0.denials.record(client_id, "subscribe", filter, &reason, suppressed);
                 }
                 self.0.counters.refused(Refused::Subscribe);
                 let failure = SubscribeAclResult::new_failure(code);

@@ -24,8 +24,10 @@
 //! - `retain`: our retained-message store (SQLite-backed, bounded).
 //! - `shared`: which member of a shared subscription gets a message.
 //! - `stats`: drop counters and the status report. `traffic`: what the hooks see go by.
+//! - `clients`: the sessions admitted and the latest refusals (the console's client devices).
 //! - `handle`: the messages the broker takes and its handle.
 
+pub mod clients;
 mod handle;
 mod hooks;
 pub mod limits;
@@ -48,9 +50,10 @@ use rmqtt::types::{Id, Unsubscribe};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
-pub use self::handle::{BrokerHandle, GetBrokerStatus, PublishToDevices, SetTaps, StopBroker};
+use self::clients::ClientsReport;
+pub use self::handle::{BrokerHandle, GetBrokerStatus, ListClients, PublishToDevices, SetTaps, StopBroker};
 pub use self::hooks::DeviceMessage;
-use self::hooks::{Authenticate, Dropped, Forget, HookState, PublishCheck, ShapeLimits, SubscribeCheck, Tap};
+use self::hooks::{Authenticate, Dropped, Forget, HookState, Presence, PublishCheck, ShapeLimits, SubscribeCheck, Tap};
 pub use self::limits::BrokerLimits;
 use self::outbox::Outbox;
 use self::retain::{RetainLimits, RetainStore, SharedRetain};
@@ -167,6 +170,8 @@ impl Broker {
         register.add(Type::ClientSubscribeCheckAcl, Box::new(SubscribeCheck(Arc::clone(&hooks)))).await;
         register.add(Type::MessagePublishCheckAcl, Box::new(PublishCheck(Arc::clone(&hooks)))).await;
         register.add(Type::SessionTerminated, Box::new(Forget(Arc::clone(&hooks)))).await;
+        register.add(Type::ClientConnected, Box::new(Presence(Arc::clone(&hooks)))).await;
+        register.add(Type::ClientDisconnected, Box::new(Presence(Arc::clone(&hooks)))).await;
         register.add(Type::MessageDropped, Box::new(Dropped(Arc::clone(&counters)))).await;
         register.start().await;
         let runtime = BrokerRuntime::new(limits.threads)?;
@@ -355,6 +360,15 @@ impl Handler<GetBrokerStatus> for Broker {
 
     fn handle(&mut self, _msg: GetBrokerStatus, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.status())
+    }
+}
+
+impl Handler<ListClients> for Broker {
+    type Result = MessageResult<ListClients>;
+
+    fn handle(&mut self, _msg: ListClients, _ctx: &mut Self::Context) -> Self::Result {
+        let (sessions, total) = self.hooks.sessions();
+        MessageResult(ClientsReport { sessions, total, denials: self.hooks.denials.recent() })
     }
 }
 

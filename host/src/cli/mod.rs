@@ -97,9 +97,14 @@ pub struct RunArgs {
     /// Greengrass discovery endpoint (HTTPS, mutual TLS).
     #[arg(long, default_value = DEFAULT_DISCOVERY_LISTEN)]
     pub discovery_listen: std::net::SocketAddr,
-    /// Local HTTP listener for Prometheus (`GET /metrics`); loopback only.
+    /// Local HTTP listener: Prometheus (`GET /metrics`) and the console. Loopback only,
+    /// unless served over TLS with `--http-tls`.
     #[arg(long, default_value = DEFAULT_HTTP_LISTEN)]
     pub http_listen: std::net::SocketAddr,
+    /// Serve the HTTP listener over TLS, with the broker's server certificate from the core CA
+    /// (required to listen on an address other than loopback).
+    #[arg(long)]
+    pub http_tls: bool,
     /// Log level (error, warn, info, debug, trace) or a filter directive; `RUST_LOG` is used
     /// when this is not given.
     #[arg(long, default_value = crate::logging::DEFAULT_LEVEL)]

@@ -58,7 +58,7 @@ fn print_ready(endpoints: &Endpoints) {
         println!("  local tools (MQTT, plain):  {plain}");
     }
     println!("  discovery (HTTPS, mTLS):    {}", endpoints.discovery);
-    println!("  metrics (HTTP, loopback):   http://{}/metrics", endpoints.http);
+    println!("  metrics and console:        {}/metrics", endpoints.http_url());
     if let Some(upstream) = &endpoints.upstream {
         println!("  upstream (IotCore):         {upstream}");
     }
@@ -134,6 +134,7 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     config.plain_listen = args.plain_listen;
     config.discovery_listen = args.discovery_listen;
     config.http_listen = args.http_listen;
+    config.http_tls = args.http_tls;
     config.thing_name = args.thing_name;
     config.watch = watch_config(args.watch_recipes.as_deref(), args.watch_artifacts.as_deref())?;
     let flags = UpstreamSettings {

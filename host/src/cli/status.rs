@@ -85,7 +85,8 @@ fn print_endpoints(status: &StatusReport) {
     }
     println!("  discovery (HTTPS, mTLS):    {}", status.discovery);
     if let Some(http) = status.http {
-        println!("  metrics (HTTP, loopback):   http://{http}/metrics");
+        let scheme = if status.http_tls { "https" } else { "http" };
+        println!("  metrics and console:        {scheme}://{http}/metrics");
     }
     if let Some(cert) = &status.server_cert {
         let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.format("%Y-%m-%d").to_string());

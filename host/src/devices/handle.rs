@@ -56,6 +56,26 @@ impl AuthPolicies {
     }
 }
 
+/// The groups that select a thing and what they allow it (empty: none select it, so it is
+/// denied everything).
+#[derive(Message)]
+#[rtype(result = "Result<ThingAccess, DeviceError>")]
+pub struct GetAccess {
+    /// Thing name.
+    pub thing: String,
+}
+
+/// The answer to [`GetAccess`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingAccess {
+    /// Thing name.
+    pub thing: String,
+    /// Whether the Auth component has `deviceGroups` at all (without, every device is denied).
+    pub configured: bool,
+    /// The groups that select it, with their policies' statements.
+    pub groups: Vec<super::policy::GroupAccess>,
+}
+
 /// New policies (from a deployment).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -201,6 +221,8 @@ pub struct DevicesHandle {
     pub requests: Recipient<DeviceRequest>,
     /// The broker's server certificate, for `turf status`.
     pub server_cert: Recipient<GetServerCert>,
+    /// What the device groups allow a thing.
+    pub access: Recipient<GetAccess>,
     /// Discovery's question.
     pub discover: Recipient<Discover>,
     /// New policies from a deployment.
@@ -215,6 +237,7 @@ impl DevicesHandle {
         Self {
             requests: addr.clone().recipient(),
             server_cert: addr.clone().recipient(),
+            access: addr.clone().recipient(),
             discover: addr.clone().recipient(),
             configure: addr.clone().recipient(),
             connectivity: addr.clone().recipient(),

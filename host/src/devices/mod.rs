@@ -32,12 +32,13 @@ pub use self::book::{DeviceBook, DeviceError, IssuedDevice, files};
 use self::ca::server_sans;
 pub use self::handle::{
     AuthChanged, AuthPolicies, ConfigureAuth, DevicePeers, DeviceReply, DeviceRequest, DevicesHandle, Discover,
-    DiscoverError, DiscoveryAnswer, GetServerCert, ServerCertStatus, TlsChanged,
+    DiscoverError, DiscoveryAnswer, GetAccess, GetServerCert, ServerCertStatus, ThingAccess, TlsChanged,
 };
 use self::identity::{DeviceDirectory, Identity, ListenerKind, PeerCert};
 use self::local_tools::LocalTools;
 use self::policy::{DeviceGroups, client_id_resource};
 pub use self::refusal::{AUTHENTICATION_FAILURES, AuthRefusal};
+use self::registry::RegistryError;
 use crate::connectivity::{ConnectivityChanged, ConnectivityInfo};
 
 /// Everything the broker needs to decide who may connect and what they may do.
@@ -263,6 +264,16 @@ impl Handler<DeviceRequest> for DeviceAuth {
 
     fn handle(&mut self, msg: DeviceRequest, _ctx: &mut Self::Context) -> Self::Result {
         self.request(msg)
+    }
+}
+
+impl Handler<GetAccess> for DeviceAuth {
+    type Result = Result<ThingAccess, DeviceError>;
+
+    fn handle(&mut self, msg: GetAccess, _ctx: &mut Self::Context) -> Self::Result {
+        identity::validate_thing_name(&msg.thing).map_err(|e| DeviceError::Registry(RegistryError::ThingName(e)))?;
+        let groups = self.policies.groups.as_ref().map(|g| g.explain(&msg.thing)).unwrap_or_default();
+        Ok(ThingAccess { configured: self.policies.groups.is_some(), thing: msg.thing, groups })
     }
 }
 

@@ -11,7 +11,7 @@
 use super::refusal::AuthRefusal;
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -97,6 +97,7 @@ struct Resource {
 /// One compiled policy statement: `operations` allowed on `resources`.
 #[derive(Debug, Clone)]
 pub struct Statement {
+    name: String,
     operations: Vec<String>,
     resources: Vec<Resource>,
 }
@@ -138,7 +139,7 @@ pub fn parse_policy(path: &str, statements: BTreeMap<String, Value>) -> Result<V
             .iter()
             .map(|r| parse_resource(&format!("{path}.resources"), r))
             .collect::<Result<Vec<_>, _>>()?;
-        compiled.push(Statement { operations: wire.operations, resources });
+        compiled.push(Statement { name, operations: wire.operations, resources });
     }
     Ok(compiled)
 }
@@ -152,6 +153,7 @@ pub fn policy_allows(statements: &[Statement], thing: &str, operation: &str, res
 struct Group {
     name: String,
     rule: SelectionRule,
+    rule_text: String,
     policy: String,
 }
 
@@ -160,6 +162,30 @@ struct Group {
 pub struct DeviceGroups {
     groups: Vec<Group>,
     policies: BTreeMap<String, Vec<Statement>>,
+}
+
+/// A group that selects a thing, and what its policy allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupAccess {
+    /// Group name (`deviceGroups.definitions.<name>`).
+    pub group: String,
+    /// Its selection rule as configured.
+    pub selection_rule: String,
+    /// The policy it names.
+    pub policy: String,
+    /// The policy's statements, for this thing.
+    pub statements: Vec<AllowedStatement>,
+}
+
+/// One statement of a policy, its resources resolved for a thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedStatement {
+    /// Statement name.
+    pub name: String,
+    /// Operations allowed.
+    pub operations: Vec<String>,
+    /// On these resources (globs).
+    pub resources: Vec<String>,
 }
 
 /// An authorization decision with what led to it (for logs).
@@ -248,7 +274,7 @@ impl DeviceGroups {
                     ),
                 ));
             }
-            groups.push(Group { name, rule, policy: wire.policy_name });
+            groups.push(Group { name, rule, rule_text: wire.selection_rule, policy: wire.policy_name });
         }
         Ok(Self { groups, policies })
     }
@@ -268,6 +294,28 @@ impl DeviceGroups {
                 .get(&group.policy)
                 .is_some_and(|statements| policy_allows(statements, thing, operation, resource))
         })
+    }
+
+    /// The groups that select `thing` and what their policies allow it, with
+    /// `${iot:Connection.Thing.ThingName}` replaced by its name (the console's client devices).
+    pub fn explain(&self, thing: &str) -> Vec<GroupAccess> {
+        self.selecting(thing)
+            .map(|group| GroupAccess {
+                group: group.name.clone(),
+                selection_rule: group.rule_text.clone(),
+                policy: group.policy.clone(),
+                statements: self.policies.get(&group.policy).map_or_else(Vec::new, |statements| {
+                    statements
+                        .iter()
+                        .map(|s| AllowedStatement {
+                            name: s.name.clone(),
+                            operations: s.operations.clone(),
+                            resources: s.resources.iter().map(|r| r.text.replace(THING_NAME_VARIABLE, thing)).collect(),
+                        })
+                        .collect()
+                }),
+            })
+            .collect()
     }
 
     /// Whether some group's selection rule matches `thing`.

@@ -27,7 +27,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Serialize;
 use thiserror::Error;
 
-use self::tls::DynamicTls;
+pub use self::tls::DynamicTls;
 use crate::devices::ca::ServerTlsFiles;
 use crate::devices::registry::certificate_id;
 use crate::devices::{Discover, DiscoverError, TlsChanged};
@@ -163,6 +163,13 @@ impl Discovery {
         });
         tracing::info!(%bound, "discovery listening");
         Ok((Self { tls, server: handle }, bound))
+    }
+}
+
+impl Discovery {
+    /// The certificate it serves, reloaded in place when device auth re-issues it.
+    pub fn tls(&self) -> Arc<DynamicTls> {
+        Arc::clone(&self.tls)
     }
 }
 

@@ -85,6 +85,20 @@ impl DynamicTls {
     }
 }
 
+impl DynamicTls {
+    /// A server configuration for browsers and scrapers: the same certificate, no client
+    /// certificate asked for, HTTP/1.1.
+    pub fn browser_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, String> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
 impl ResolvesServerCert for DynamicTls {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.cert.read().ok().map(|c| Arc::clone(&c))

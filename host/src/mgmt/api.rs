@@ -27,9 +27,12 @@ pub struct StatusReport {
     pub plain: Option<SocketAddr>,
     /// Discovery endpoint (HTTPS, mutual TLS).
     pub discovery: SocketAddr,
-    /// The local HTTP listener (`/metrics`).
+    /// The local HTTP listener (`/metrics`, the console).
     #[serde(default)]
     pub http: Option<SocketAddr>,
+    /// Whether it serves HTTPS.
+    #[serde(default)]
+    pub http_tls: bool,
     /// Seconds since the epoch when the host started.
     pub started_at: i64,
     /// Components and their states.

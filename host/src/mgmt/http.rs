@@ -5,10 +5,14 @@
 //! The console is the management API itself under `/api` (the same handlers the CLI reaches
 //! over the socket, so it can do nothing the CLI cannot) and its page at `/`, both behind a
 //! session: `GET /login?token=` turns a token from `turf console` into a session cookie
-//! (`HttpOnly`, `SameSite=Strict`), `POST /logout` ends it. Loopback only: an address other than
-//! loopback is refused at start with the reason.
+//! (`HttpOnly`, `SameSite=Strict`, and `Secure` over TLS), `POST /logout` ends it.
+//!
+//! Plain HTTP on loopback only: an address other than loopback needs `--http-tls`, which serves
+//! HTTPS with the broker's server certificate from the core CA (the one discovery serves,
+//! reloaded in place when it is re-issued); without it the host refuses to start, saying so.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
@@ -24,6 +28,7 @@ use serde::Deserialize;
 use super::console::{COOKIE, SESSION_TTL};
 use super::metrics;
 use super::server::{self, MgmtError, MgmtServices, gather};
+use crate::discovery::DynamicTls;
 
 /// The console page.
 const CONSOLE_PAGE: &str = include_str!("../../assets/console/index.html");
@@ -48,8 +53,12 @@ struct Login {
     token: String,
 }
 
+/// Whether the listener serves HTTPS (its cookies are then `Secure`).
+#[derive(Clone, Copy)]
+struct Https(bool);
+
 /// Redeems a login token for a session cookie and goes to the console.
-async fn login(services: web::Data<MgmtServices>, query: web::Query<Login>) -> HttpResponse {
+async fn login(services: web::Data<MgmtServices>, https: web::Data<Https>, query: web::Query<Login>) -> HttpResponse {
     let Some(session) = services.logins.redeem(&query.token, Instant::now()) else {
         return HttpResponse::Unauthorized()
             .content_type("text/plain; charset=utf-8")
@@ -59,6 +68,7 @@ async fn login(services: web::Data<MgmtServices>, query: web::Query<Login>) -> H
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
+        .secure(https.0)
         .max_age(actix_web::cookie::time::Duration::seconds(SESSION_TTL.as_secs() as i64))
         .finish();
     HttpResponse::SeeOther().insert_header(("location", "/")).cookie(cookie).finish()
@@ -92,16 +102,22 @@ async fn require_session(
     next.call(request).await
 }
 
-/// Starts serving on `addr` (loopback only); returns the handle that stops it and the address
-/// it listens on.
-pub fn start(addr: SocketAddr, services: MgmtServices) -> Result<(ServerHandle, SocketAddr), MgmtError> {
-    if !addr.ip().is_loopback() {
+/// Starts serving on `addr`, over TLS with `tls` (required unless `addr` is loopback); returns
+/// the handle that stops it and the address it listens on.
+pub fn start(
+    addr: SocketAddr,
+    tls: Option<Arc<DynamicTls>>,
+    services: MgmtServices,
+) -> Result<(ServerHandle, SocketAddr), MgmtError> {
+    if !addr.ip().is_loopback() && tls.is_none() {
         return Err(MgmtError::NotLoopback(addr));
     }
     let data = web::Data::new(services);
+    let https = web::Data::new(Https(tls.is_some()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(https.clone())
             .app_data(server::json_config())
             .route("/metrics", web::get().to(scrape))
             .route("/login", web::get().to(login))
@@ -111,9 +127,15 @@ pub fn start(addr: SocketAddr, services: MgmtServices) -> Result<(ServerHandle, 
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .bind(addr)
-    .map_err(|source| MgmtError::BindHttp { addr, source })?;
+    .shutdown_timeout(1);
+    let bind = |source| MgmtError::BindHttp { addr, source };
+    let server = match tls {
+        Some(tls) => {
+            let config = tls.browser_config().map_err(|e| bind(std::io::Error::other(e)))?;
+            server.bind_rustls_0_23(addr, config).map_err(bind)?
+        }
+        None => server.bind(addr).map_err(bind)?,
+    };
     let bound = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();

@@ -10,12 +10,17 @@
 //! - `http`: the loopback HTTP listener: `/metrics` (`metrics`, `exposition`: the Prometheus
 //!   text) and the console, the same API under `/api` behind a login (`console`: tokens and
 //!   sessions).
+//! - `observe`: the routes the console needs beyond the CLI's: sessions and refusals, a thing's
+//!   access, log lines, configuration previews, and the test client (`messages`: publish and
+//!   live watches over server-sent events).
 
 pub mod api;
 pub mod client;
 pub mod console;
 pub mod exposition;
 pub mod http;
+pub mod messages;
 pub mod metrics;
+pub mod observe;
 pub mod refusal;
 pub mod server;

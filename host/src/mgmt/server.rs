@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ConsoleToken, ErrorBody, StatusReport};
 use super::console::ConsoleLogins;
+use super::messages::Streams;
 use super::refusal::Refusal;
 use crate::bridge::{BridgeHandle, GetBridgeCounts};
 use crate::broker::{BrokerHandle, GetBrokerStatus};
@@ -32,6 +33,7 @@ use crate::deploy::{
 };
 use crate::devices::{DeviceRequest, DevicesHandle, GetServerCert};
 use crate::layout::RootLayout;
+use crate::pubsub::BusHandle;
 use crate::shadow::{GetShadowCounts, ShadowHandle, ShadowRequest};
 use crate::store::{self, UnreadableRows};
 use crate::upstream::{GetUpstreamStatus, UpstreamHandle};
@@ -49,7 +51,7 @@ pub enum MgmtError {
     AlreadyRunning(PathBuf),
     /// The HTTP listener was asked for on an address other than loopback.
     #[error(
-        "--http-listen {0}: the metrics listener serves loopback only (anyone who reaches it reads the host's figures, with no login); use 127.0.0.1:PORT"
+        "--http-listen {0}: plain HTTP is served on loopback only (anyone on the network could read the host's figures and a console login); use 127.0.0.1:PORT, or add --http-tls to serve HTTPS with a certificate from the core CA"
     )]
     NotLoopback(std::net::SocketAddr),
     /// The HTTP listener could not be bound.
@@ -98,22 +100,26 @@ pub struct MgmtServices {
     pub census: Arc<CensusCache>,
     /// Console tokens and sessions.
     pub logins: Arc<ConsoleLogins>,
+    /// The bus (the console's test client).
+    pub bus: BusHandle,
+    /// The test client's live watches.
+    pub streams: Arc<Streams>,
 }
 
-fn error(status: StatusCode, text: impl ToString) -> HttpResponse {
+pub(super) fn error(status: StatusCode, text: impl ToString) -> HttpResponse {
     HttpResponse::build(status).json(ErrorBody { error: text.to_string() })
 }
 
-fn unavailable(e: MailboxError) -> HttpResponse {
+pub(super) fn unavailable(e: MailboxError) -> HttpResponse {
     error(StatusCode::SERVICE_UNAVAILABLE, format!("host service unavailable: {e}"))
 }
 
-fn json<T: Serialize>(value: T) -> HttpResponse {
+pub(super) fn json<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Ok().json(value)
 }
 
 /// Asks a service something it always answers: its answer as JSON, 503 if it is gone.
-async fn ask<M, T>(service: &Recipient<M>, request: M) -> HttpResponse
+pub(super) async fn ask<M, T>(service: &Recipient<M>, request: M) -> HttpResponse
 where
     M: Message<Result = T> + Send + 'static,
     T: Serialize + Send + 'static,
@@ -125,13 +131,13 @@ where
 }
 
 /// A refusal as its status (mapped in [`super::refusal`]) and its text.
-fn refused(refusal: &impl Refusal) -> HttpResponse {
+pub(super) fn refused(refusal: &impl Refusal) -> HttpResponse {
     error(refusal.status(), refusal)
 }
 
 /// Asks a service something it may refuse: its answer as JSON, a refusal as its status and
 /// text, 503 if the service is gone.
-async fn ask_or_refuse<M, T, E>(service: &Recipient<M>, request: M) -> HttpResponse
+pub(super) async fn ask_or_refuse<M, T, E>(service: &Recipient<M>, request: M) -> HttpResponse
 where
     M: Message<Result = Result<T, E>> + Send + 'static,
     T: Serialize + Send + 'static,
@@ -316,15 +322,17 @@ async fn control_component(
 /// A one-time console login token (`turf console`), and where to use it.
 async fn console_token(services: web::Data<MgmtServices>) -> HttpResponse {
     let token = services.logins.issue_token(Instant::now());
-    let url = services.status.http.map(|addr| format!("http://{addr}/login?token={token}"));
+    let scheme = if services.status.http_tls { "https" } else { "http" };
+    let url = services.status.http.map(|addr| format!("{scheme}://{addr}/login?token={token}"));
     json(ConsoleToken { token, url })
 }
 
 /// Every route of the API (the Unix socket serves them as is; the console under `/api`, behind
 /// its login).
 pub(super) fn routes(config: &mut web::ServiceConfig) {
+    let scope = super::observe::routes(web::scope(super::api::PREFIX));
     config.service(
-        web::scope(super::api::PREFIX)
+        scope
             .route("/status", web::get().to(status))
             .route("/console/token", web::post().to(console_token))
             .route("/devices", web::post().to(devices))

@@ -33,6 +33,28 @@ impl Handler for Forget {
     }
 }
 
+/// `ClientConnected` / `ClientDisconnected`: whether an admitted session's connection is open
+/// (a persistent session stays admitted after its connection closes).
+pub struct Presence(pub Arc<HookState>);
+
+#[async_trait]
+impl Handler for Presence {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let (session, connected) = match param {
+            Parameter::ClientConnected(session) => (session, true),
+            Parameter::ClientDisconnected(session, _) => (session, false),
+            _ => return (true, acc),
+        };
+        if let Ok(mut sessions) = self.0.sessions.lock()
+            && let Some(credentials) = sessions.get_mut(&*session.id.client_id)
+            && credentials.remote == session.id.remote_addr
+        {
+            credentials.connected = connected;
+        }
+        (true, acc)
+    }
+}
+
 /// `MessageDropped`: count why the broker dropped a message (one copy for one recipient).
 pub struct Dropped(pub Arc<BrokerCounters>);
 

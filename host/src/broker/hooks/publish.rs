@@ -109,6 +109,7 @@ impl Handler for PublishCheck {
             let session = self.0.session_span(client_id);
             let topic: &str = &publish.topic;
             session.in_scope(|| tracing::warn!(client_id, topic, reason, suppressed, "publish refused"));
+            self.0.denials.record(client_id, "publish", topic, &reason, suppressed);
         }
         self.0.counters.refused(Refused::Publish);
         // MQTT 3.1.1 has no way to refuse a publish but closing the connection

@@ -136,3 +136,22 @@ fn hostile_names_and_resources_are_handled() {
     assert!(!escaped.allows("a:b", PUBLISH, &topic_resource("literalXstar")));
     assert!(DeviceGroups::from_config(&json!({})).unwrap().is_none());
 }
+
+#[test]
+fn explain_names_the_selecting_groups_and_resolves_the_thing_variable() {
+    let g = groups(json!({"deviceGroups": {
+        "definitions": {
+            "Lights": {"selectionRule": "thingName: Light*", "policyName": "Own"},
+            "Everyone": {"selectionRule": "thingName: *", "policyName": "Connect"}},
+        "policies": {
+            "Own": {"Mine": {"operations": ["mqtt:publish"], "resources": ["mqtt:topic:clients/${iot:Connection.Thing.ThingName}/*"]}},
+            "Connect": {"Any": {"operations": ["mqtt:connect"], "resources": ["*"]}}}}}));
+    let access = g.explain("Light1");
+    let names: Vec<&str> = access.iter().map(|a| a.group.as_str()).collect();
+    assert_eq!(names, ["Everyone", "Lights"]);
+    let lights = &access[1];
+    assert_eq!((lights.selection_rule.as_str(), lights.policy.as_str()), ("thingName: Light*", "Own"));
+    assert_eq!(lights.statements[0].name, "Mine");
+    assert_eq!(lights.statements[0].resources, ["mqtt:topic:clients/Light1/*"]);
+    assert_eq!(g.explain("Fan").len(), 1, "only the groups whose rule selects the thing");
+}

@@ -1,0 +1,421 @@
+//! The console's test client: publish a message on the local bus, to devices on LocalMqtt or
+//! upstream, and watch one of them live (`GET /v1/messages/stream`, server-sent events).
+//!
+//! A publish goes through the same service messages a component's or the bridge's does (the
+//! bus's [`Publish`], the broker's [`PublishToDevices`], the upstream's [`PublishUpstream`]);
+//! the operator's messages are published as [`OPERATOR`]. A watch is one [`Watcher`] actor
+//! subscribed like any other subscriber (a bus subscription, a broker tap, an upstream
+//! subscription); it turns each message into an event at once (so it holds no host queue
+//! credit) and hands it to the HTTP response through a channel of [`STREAM_QUEUE`] events. A
+//! browser that reads too slowly loses events, counted and reported in the next one; the
+//! host never waits for it. At most [`MAX_STREAMS`] watches run at once; a watch whose browser
+//! went away stops within [`KEEP_ALIVE`] and drops its subscriptions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::broker::{BrokerHandle, DeviceMessage, PublishToDevices, SetTaps};
+use crate::flow::Credit;
+use crate::pubsub::{BusHandle, Publish, PubsubMessage, Subscribe, UnsubscribeAll};
+use crate::topic;
+use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamHandle, UpstreamMessage};
+
+/// Who the operator's messages are published as.
+pub const OPERATOR: &str = "turf-console";
+
+/// Largest payload the test client publishes, in bytes.
+pub const MAX_PAYLOAD: usize = 128 * 1024;
+
+/// Most of a payload shown in an event, in bytes (the event says the full size).
+const SHOWN_PAYLOAD: usize = 4096;
+
+/// Live watches at once.
+pub const MAX_STREAMS: usize = 8;
+
+/// Events waiting for one slow browser before new ones are dropped.
+pub const STREAM_QUEUE: usize = 256;
+
+/// How often a watch writes a keep-alive line (and notices its browser left).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Where a test message goes, or what a watch listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The local publish/subscribe bus (components).
+    Pubsub,
+    /// Client devices on the broker (LocalMqtt).
+    LocalMqtt,
+    /// The upstream broker (IotCore).
+    IotCore,
+}
+
+/// `POST /v1/messages`: publish one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestPublish {
+    /// Where to.
+    pub target: Target,
+    /// Topic name (no wildcards).
+    pub topic: String,
+    /// Payload (text).
+    pub payload: String,
+    /// QoS for LocalMqtt (0 or 1; the bus has none, upstream is always 1).
+    #[serde(default)]
+    pub qos: u8,
+}
+
+/// Why a test publish or watch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessagesError {
+    /// The topic or filter is not valid MQTT.
+    #[error("{what} {text:?}: {reason}")]
+    Topic {
+        /// `topic` or `filter`.
+        what: &'static str,
+        /// What was given.
+        text: String,
+        /// Why it is not valid.
+        reason: topic::TopicError,
+    },
+    /// The payload is too large.
+    #[error("payload of {0} bytes is larger than the test client's limit of {MAX_PAYLOAD}")]
+    TooLarge(usize),
+    /// A QoS the target does not take.
+    #[error("qos {0}: use 0 or 1")]
+    Qos(u8),
+    /// No upstream broker is configured.
+    #[error("no upstream (IotCore) broker is configured on this host")]
+    NoUpstream,
+    /// Too many watches already.
+    #[error("{MAX_STREAMS} live message streams are open already; close one first")]
+    TooManyStreams,
+    /// The service refused or is gone.
+    #[error("{0}")]
+    Service(String),
+}
+
+/// Checks and publishes `request` through the services' own messages.
+pub async fn publish(
+    bus: &BusHandle,
+    broker: &BrokerHandle,
+    upstream: &UpstreamHandle,
+    request: TestPublish,
+) -> Result<(), MessagesError> {
+    topic::validate_topic(&request.topic).map_err(|reason| MessagesError::Topic {
+        what: "topic",
+        text: request.topic.clone(),
+        reason,
+    })?;
+    if request.payload.len() > MAX_PAYLOAD {
+        return Err(MessagesError::TooLarge(request.payload.len()));
+    }
+    if request.qos > 1 {
+        return Err(MessagesError::Qos(request.qos));
+    }
+    let gone = |e: MailboxError| MessagesError::Service(format!("host service unavailable: {e}"));
+    let payload = Bytes::from(request.payload);
+    tracing::info!(target = ?request.target, topic = request.topic, bytes = payload.len(), "operator publish");
+    match request.target {
+        Target::Pubsub => bus
+            .publish
+            .send(Publish {
+                publisher: OPERATOR.to_owned(),
+                topic: request.topic,
+                payload,
+                credit: Credit::none(),
+                span: tracing::Span::current(),
+            })
+            .await
+            .map_err(gone)?
+            .map_err(|e| MessagesError::Service(e.to_string())),
+        Target::LocalMqtt => broker
+            .to_devices
+            .send(PublishToDevices {
+                topic: request.topic,
+                payload,
+                qos: request.qos,
+                retain: false,
+                properties: None,
+                credit: Credit::none(),
+            })
+            .await
+            .map_err(gone),
+        Target::IotCore => {
+            if !upstream.configured {
+                return Err(MessagesError::NoUpstream);
+            }
+            let message = PublishUpstream {
+                topic: request.topic,
+                payload,
+                retain: false,
+                properties: None,
+                credit: Credit::none(),
+            };
+            upstream.publish.send(message).await.map_err(gone)?.map_err(|e| MessagesError::Service(e.to_string()))
+        }
+    }
+}
+
+/// One message a watch saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenMessage {
+    /// Topic.
+    pub topic: String,
+    /// Who published it: a component or service on the bus, a client id on LocalMqtt; none
+    /// from upstream.
+    pub from: Option<String>,
+    /// The payload as text (invalid UTF-8 replaced), at most 4 KiB of it.
+    pub payload: String,
+    /// The payload's full size in bytes.
+    pub bytes: usize,
+    /// Events this browser was too slow to take since the previous one.
+    pub dropped_before: u64,
+}
+
+/// What a watch hands its HTTP response.
+#[derive(Debug, Clone)]
+enum Event {
+    Message(SeenMessage),
+    KeepAlive,
+}
+
+impl Event {
+    /// The event in the `text/event-stream` format.
+    fn to_sse(&self) -> Bytes {
+        match self {
+            Event::Message(seen) => {
+                let json = serde_json::to_string(seen).unwrap_or_default();
+                Bytes::from(format!("event: message\ndata: {json}\n\n"))
+            }
+            Event::KeepAlive => Bytes::from_static(b": keep-alive\n\n"),
+        }
+    }
+}
+
+/// The watches running now (at most [`MAX_STREAMS`]).
+#[derive(Debug, Default)]
+pub struct Streams(AtomicUsize);
+
+/// A place among the [`MAX_STREAMS`] watches, given back when dropped.
+struct StreamSlot(Arc<Streams>);
+
+impl StreamSlot {
+    fn take(streams: &Arc<Streams>) -> Result<Self, MessagesError> {
+        let taken = streams.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_STREAMS).then_some(n + 1));
+        taken.map(|_| Self(Arc::clone(streams))).map_err(|_| MessagesError::TooManyStreams)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The services a watch subscribes through.
+#[derive(Clone)]
+pub struct WatchServices {
+    /// The bus.
+    pub bus: BusHandle,
+    /// The broker's taps.
+    pub broker: BrokerHandle,
+    /// The upstream connection.
+    pub upstream: UpstreamHandle,
+}
+
+/// One live watch: subscribed to `filter` on `target` as `name`.
+struct Watcher {
+    name: String,
+    target: Target,
+    filter: String,
+    services: WatchServices,
+    events: mpsc::Sender<Event>,
+    dropped: u64,
+    _slot: StreamSlot,
+}
+
+impl Watcher {
+    fn offer(&mut self, event: Event, ctx: &mut Context<Self>) {
+        let event = match event {
+            Event::Message(mut seen) => {
+                seen.dropped_before = self.dropped;
+                Event::Message(seen)
+            }
+            keep_alive => keep_alive,
+        };
+        let was_message = matches!(event, Event::Message(_));
+        match self.events.try_send(event) {
+            Ok(()) if was_message => self.dropped = 0,
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.dropped += u64::from(was_message),
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn seen(&mut self, topic: &str, from: Option<&str>, payload: &[u8], ctx: &mut Context<Self>) {
+        let shown = &payload[..payload.len().min(SHOWN_PAYLOAD)];
+        let seen = SeenMessage {
+            topic: topic.to_owned(),
+            from: from.map(str::to_owned),
+            payload: String::from_utf8_lossy(shown).into_owned(),
+            bytes: payload.len(),
+            dropped_before: 0,
+        };
+        self.offer(Event::Message(seen), ctx);
+    }
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(KEEP_ALIVE, |watcher, ctx| watcher.offer(Event::KeepAlive, ctx));
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        let name = self.name.clone();
+        match self.target {
+            Target::Pubsub => self.services.bus.unsubscribe_all.do_send(UnsubscribeAll { subscriber: name }),
+            Target::LocalMqtt => self.services.broker.taps.do_send(SetTaps {
+                owner: name,
+                filters: Vec::new(),
+                // No filters: the recipient is never used.
+                recipient: ctx.address().recipient(),
+            }),
+            Target::IotCore => {
+                self.services.upstream.unsubscribe.do_send(UnsubscribeUpstream { subscriber: name, filter: None })
+            }
+        }
+        tracing::debug!(watch = self.name, filter = self.filter, "message watch ended");
+    }
+}
+
+impl Handler<PubsubMessage> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: PubsubMessage, ctx: &mut Self::Context) {
+        self.seen(&msg.topic, Some(&msg.publisher), &msg.payload, ctx);
+    }
+}
+
+impl Handler<DeviceMessage> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeviceMessage, ctx: &mut Self::Context) {
+        self.seen(&msg.topic, Some(&msg.client_id), &msg.payload, ctx);
+    }
+}
+
+impl Handler<UpstreamMessage> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpstreamMessage, ctx: &mut Self::Context) {
+        self.seen(&msg.topic, None, &msg.payload, ctx);
+    }
+}
+
+/// Names watches apart (`turf-console/watch-N`).
+static WATCH_NUMBER: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts a watch of `filter` on `target`; returns its events as `text/event-stream` chunks.
+pub async fn watch(
+    services: WatchServices,
+    streams: &Arc<Streams>,
+    target: Target,
+    filter: String,
+) -> Result<impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, MessagesError> {
+    topic::validate_filter(&filter).map_err(|reason| MessagesError::Topic {
+        what: "filter",
+        text: filter.clone(),
+        reason,
+    })?;
+    if target == Target::IotCore && !services.upstream.configured {
+        return Err(MessagesError::NoUpstream);
+    }
+    let slot = StreamSlot::take(streams)?;
+    let name = format!("{OPERATOR}/watch-{}", WATCH_NUMBER.fetch_add(1, Ordering::Relaxed));
+    let (events, received) = mpsc::channel(STREAM_QUEUE);
+    let watcher = Watcher {
+        name: name.clone(),
+        target,
+        filter: filter.clone(),
+        services: services.clone(),
+        events,
+        dropped: 0,
+        _slot: slot,
+    }
+    .start();
+    let gone = |e: MailboxError| MessagesError::Service(format!("host service unavailable: {e}"));
+    let subscribed = match target {
+        Target::Pubsub => {
+            let request = Subscribe { subscriber: name, filter, mode: None, recipient: watcher.clone().recipient() };
+            services.bus.subscribe.send(request).await.map_err(gone)?.map_err(|e| MessagesError::Service(e.to_string()))
+        }
+        Target::LocalMqtt => {
+            let taps = SetTaps { owner: name, filters: vec![filter], recipient: watcher.clone().recipient() };
+            services.broker.taps.send(taps).await.map_err(gone)
+        }
+        Target::IotCore => {
+            let request = SubscribeUpstream { subscriber: name, filter, recipient: watcher.clone().recipient() };
+            let answer = services.upstream.subscribe.send(request).await.map_err(gone)?;
+            answer.map_err(|e| MessagesError::Service(e.to_string()))
+        }
+    };
+    if let Err(refused) = subscribed {
+        watcher.do_send(StopWatch);
+        return Err(refused);
+    }
+    let opening = futures::stream::once(async { Ok(Bytes::from_static(b": watching\n\n")) });
+    let events = futures::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|event| (Ok(event.to_sse()), received))
+    });
+    Ok(futures::StreamExt::chain(opening, events))
+}
+
+/// Ends a watch that could not subscribe.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopWatch;
+
+impl Handler<StopWatch> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopWatch, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_max_streams_slots_and_a_dropped_one_is_given_back() {
+        let streams = Arc::new(Streams::default());
+        let slots: Vec<StreamSlot> = (0..MAX_STREAMS).map(|_| StreamSlot::take(&streams).unwrap()).collect();
+        assert_eq!(StreamSlot::take(&streams).err(), Some(MessagesError::TooManyStreams));
+        drop(slots);
+        assert!(StreamSlot::take(&streams).is_ok());
+    }
+
+    #[test]
+    fn events_are_server_sent_events() {
+        let seen = SeenMessage {
+            topic: "a/b".into(),
+            from: Some("Lamp".into()),
+            payload: "line1\nline2".into(),
+            bytes: 11,
+            dropped_before: 0,
+        };
+        let text = String::from_utf8(Event::Message(seen).to_sse().to_vec()).unwrap();
+        assert!(text.starts_with("event: message\ndata: {"), "{text}");
+        assert_eq!(text.matches('\n').count(), 3, "a payload's newline stays inside the JSON: {text}");
+        assert_eq!(&Event::KeepAlive.to_sse()[..], b": keep-alive\n\n");
+    }
+}
