@@ -61,6 +61,8 @@ pub struct HostOptions {
     pub upstream: Option<UpstreamConfig>,
     /// Queue limits of the broker and the host's message path.
     pub broker: turf_host::broker::BrokerLimits,
+    /// Serve the HTTP listener over TLS.
+    pub http_tls: bool,
 }
 
 impl Default for HostOptions {
@@ -73,6 +75,7 @@ impl Default for HostOptions {
             watch: WatchConfig::default(),
             upstream: None,
             broker: turf_host::broker::BrokerLimits::default(),
+            http_tls: false,
         }
     }
 }
@@ -133,6 +136,7 @@ impl TestHost {
         config.plain_listen = options.plain.then(|| "127.0.0.1:0".parse().unwrap());
         config.discovery_listen = "127.0.0.1:0".parse().unwrap();
         config.http_listen = "127.0.0.1:0".parse().unwrap();
+        config.http_tls = options.http_tls;
         config.watch = options.watch;
         config.upstream = options.upstream;
         config.broker = options.broker;

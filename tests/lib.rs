@@ -9,10 +9,12 @@
 mod brokers;
 mod devices;
 mod host;
+mod http;
 pub mod process;
 mod waits;
 
 pub use self::brokers::*;
 pub use self::devices::*;
 pub use self::host::*;
+pub use self::http::*;
 pub use self::waits::*;

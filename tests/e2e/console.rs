@@ -9,17 +9,12 @@ use rumqttc::QoS;
 use serde_json::json;
 use turf_host::components::lifecycle::State;
 use turf_host::deploy::model::DeploymentState;
-use turf_tests::{Device, TIMEOUT, TestHost, http_get, http_request, plugin_wasm, pubsub_access, stage_component};
+use turf_tests::{
+    Device, TIMEOUT, TestHost, http_get, http_request, login_link, plugin_wasm, pubsub_access, session_cookie,
+    stage_component,
+};
 
 const PROBE: &str = "com.turf.test.Probe";
-
-/// The `turf_console=...` cookie a login reply sets.
-fn session_cookie(head: &str) -> Option<String> {
-    head.lines()
-        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
-        .find(|c| c.starts_with("turf_console="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
-}
 
 #[actix_rt::test]
 async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
@@ -62,12 +57,6 @@ async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
     let (forged, _, _) = http_request(http, "GET", "/api/v1/status", &[("Cookie", "turf_console=guess")]).await?;
     assert_eq!(forged, 401);
     host.shutdown().await
-}
-
-/// A login link from `turf console`.
-fn login_link(host: &TestHost) -> Result<String> {
-    let printed = host.turf_ok(&["console"])?;
-    Ok(printed.split_whitespace().find(|w| w.starts_with("http://")).context("no login link")?.to_owned())
 }
 
 /// Runs the browser check `tests/console/SCRIPT` with `args`; fails with what it said unless it

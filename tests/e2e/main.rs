@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod mqtt5;
+mod observe;
 mod sandbox;
 mod sdk;
 mod shadows;

@@ -206,4 +206,33 @@ impl Client {
             .await;
         self.read::<serde_json::Value>(sent).await.map(|_| ())
     }
+
+    /// The broker's sessions and its latest refusals.
+    pub async fn clients(&self) -> Result<crate::broker::clients::ClientsReport, ClientError> {
+        Ok(self.get("/clients", Duration::from_secs(30)).await?.1)
+    }
+
+    /// The device groups that select `thing` and what they allow it.
+    pub async fn access(&self, thing: &str) -> Result<crate::devices::ThingAccess, ClientError> {
+        Ok(self.get(&format!("/devices/{thing}/access"), Duration::from_secs(30)).await?.1)
+    }
+
+    /// Publishes a test message on the bus, to devices or upstream.
+    pub async fn publish(&self, message: &crate::mgmt::messages::TestPublish) -> Result<(), ClientError> {
+        self.post::<_, serde_json::Value>("/messages", message).await.map(|_| ())
+    }
+
+    /// A component's last `lines` log lines.
+    pub async fn log_tail(&self, name: &str, lines: usize) -> Result<crate::mgmt::observe::LogTail, ClientError> {
+        Ok(self.get(&format!("/components/{name}/logs?lines={lines}"), Duration::from_secs(30)).await?.1)
+    }
+
+    /// The configuration `update` would give component `name`, without deploying it.
+    pub async fn preview(
+        &self,
+        name: &str,
+        update: &crate::deploy::config_update::ConfigUpdate,
+    ) -> Result<crate::mgmt::observe::ConfigPreview, ClientError> {
+        self.post(&format!("/components/{name}/preview"), update).await
+    }
 }

@@ -30,8 +30,10 @@ use super::metrics;
 use super::server::{self, MgmtError, MgmtServices, gather};
 use crate::discovery::DynamicTls;
 
-/// The console page.
+/// The console: its page, style and script (embedded; no build step).
 const CONSOLE_PAGE: &str = include_str!("../../assets/console/index.html");
+const CONSOLE_STYLE: &str = include_str!("../../assets/console/console.css");
+const CONSOLE_SCRIPT: &str = include_str!("../../assets/console/console.js");
 
 /// What a request without a session is told.
 const LOG_IN: &str = "not logged in: run `turf console` for a login link\n";
@@ -84,8 +86,27 @@ async fn logout(services: web::Data<MgmtServices>, request: HttpRequest) -> Http
     HttpResponse::Ok().cookie(gone).content_type("text/plain; charset=utf-8").body("logged out\n")
 }
 
+/// One of the console's embedded files.
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header(("content-security-policy", "default-src 'self'; frame-ancestors 'none'"))
+        .body(body)
+}
+
 async fn page() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(CONSOLE_PAGE)
+    asset("text/html; charset=utf-8", CONSOLE_PAGE)
+}
+
+async fn style() -> HttpResponse {
+    asset("text/css; charset=utf-8", CONSOLE_STYLE)
+}
+
+async fn script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", CONSOLE_SCRIPT)
 }
 
 /// Lets a request through only with a live session cookie (401 otherwise).
@@ -124,6 +145,8 @@ pub fn start(
             .route("/logout", web::post().to(logout))
             .service(web::scope("/api").wrap(from_fn(require_session)).configure(server::routes))
             .service(web::resource("/").wrap(from_fn(require_session)).route(web::get().to(page)))
+            .service(web::resource("/console.css").wrap(from_fn(require_session)).route(web::get().to(style)))
+            .service(web::resource("/console.js").wrap(from_fn(require_session)).route(web::get().to(script)))
     })
     .workers(1)
     .disable_signals()

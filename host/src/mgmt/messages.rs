@@ -42,7 +42,7 @@ pub const MAX_STREAMS: usize = 8;
 pub const STREAM_QUEUE: usize = 256;
 
 /// How often a watch writes a keep-alive line (and notices its browser left).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Where a test message goes, or what a watch listens to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

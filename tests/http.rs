@@ -1,0 +1,83 @@
+//! The console's side of the HTTP listener for tests: a logged-in session cookie, and a live
+//! server-sent-events stream read off a raw socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{TIMEOUT, TestHost, http_get, with_timeout};
+
+/// The `turf_console=...` cookie a login reply sets.
+pub fn session_cookie(head: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .find(|c| c.starts_with("turf_console="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// A login link from `turf console`.
+pub fn login_link(host: &TestHost) -> Result<String> {
+    let printed = host.turf_ok(&["console"])?;
+    Ok(printed.split_whitespace().find(|w| w.starts_with("http")).context("no login link")?.to_owned())
+}
+
+/// A console session: the cookie to send.
+pub async fn console_session(host: &TestHost) -> Result<String> {
+    let url = login_link(host)?;
+    let path = url.split_once(&host.endpoints.http.to_string()).context("a login link to another address")?.1;
+    let (status, head, body) = http_get(host.endpoints.http, path).await?;
+    anyhow::ensure!(status == 303, "login answered {status}: {body}");
+    session_cookie(&head).context("no session cookie")
+}
+
+/// A server-sent-events response being read.
+pub struct EventStream {
+    socket: TcpStream,
+    buffer: String,
+}
+
+impl EventStream {
+    /// `GET path` with `cookie`; the status, and the stream when it is 200.
+    pub async fn open(addr: SocketAddr, path: &str, cookie: &str) -> Result<(u16, Option<Self>)> {
+        let mut socket = with_timeout(TIMEOUT, "connecting to the HTTP listener", TcpStream::connect(addr)).await??;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await?;
+        let mut stream = Self { socket, buffer: String::new() };
+        while !stream.buffer.contains("\r\n\r\n") {
+            if !stream.read_more(TIMEOUT).await? {
+                bail!("the connection closed before the reply's head: {:?}", stream.buffer);
+            }
+        }
+        let status: u16 = stream.buffer.split_whitespace().nth(1).context("no status")?.parse()?;
+        Ok((status, (status == 200).then_some(stream)))
+    }
+
+    async fn read_more(&mut self, timeout: Duration) -> Result<bool> {
+        let mut chunk = [0u8; 8192];
+        let read = with_timeout(timeout, "server-sent events", self.socket.read(&mut chunk)).await??;
+        self.buffer.push_str(&String::from_utf8_lossy(&chunk[..read]));
+        Ok(read > 0)
+    }
+
+    /// The next event's data (JSON), waiting at most `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Result<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(start) = self.buffer.find("\ndata: ") {
+                let rest = &self.buffer[start + "\ndata: ".len()..];
+                if let Some(end) = rest.find('\n') {
+                    let data = rest[..end].to_owned();
+                    self.buffer = rest[end..].to_owned();
+                    return Ok(serde_json::from_str(&data)?);
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !self.read_more(left).await? {
+                bail!("no event within {timeout:?}");
+            }
+        }
+    }
+}
