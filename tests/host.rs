@@ -89,6 +89,17 @@ pub fn permissive_auth() -> Value {
     }})
 }
 
+/// Lamps may connect and subscribe to anything, and publish only under `lamps/<own name>/`.
+pub fn lamp_policy() -> serde_json::Value {
+    json!({"deviceGroups": {
+        "formatVersion": "2021-03-05",
+        "definitions": {"Lamps": {"selectionRule": "thingName: Lamp*", "policyName": "OwnTopics"}},
+        "policies": {"OwnTopics": {
+            "Connect": {"operations": ["mqtt:connect", "mqtt:subscribe"], "resources": ["*"]},
+            "Publish": {"operations": ["mqtt:publish"], "resources": ["mqtt:topic:lamps/${iot:Connection.Thing.ThingName}/*"]}}}
+    }})
+}
+
 /// The tutorial's step-2 Auth configuration, from `recipes/tutorial/`.
 pub fn tutorial_auth() -> Value {
     let path = workspace().join("recipes/tutorial/step2-client-device-auth.json");

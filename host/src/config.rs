@@ -11,6 +11,7 @@ use thiserror::Error;
 use crate::broker::limits::BrokerSettings;
 use crate::components::limits::{ComponentLimits, ComponentSettings};
 use crate::layout::RootLayout;
+use crate::mgmt::messages::{ConsoleLimits, ConsoleSettings};
 use crate::upstream::config::UpstreamSettings;
 
 /// Default device listener: mutual TLS on all interfaces, as Greengrass's broker.
@@ -39,6 +40,8 @@ pub struct HostConfig {
     pub http_listen: SocketAddr,
     /// Serve the HTTP listener over TLS with the broker's certificate.
     pub http_tls: bool,
+    /// The console test client's limits.
+    pub console: ConsoleLimits,
     /// Thing name of this core device.
     pub thing_name: String,
     /// Limits for WebAssembly components.
@@ -63,6 +66,7 @@ impl HostConfig {
             discovery_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 1441)),
             http_tls: false,
+            console: ConsoleLimits::default(),
             thing_name: DEFAULT_THING_NAME.to_owned(),
             component_limits: ComponentLimits::default(),
             watch: crate::watch::WatchConfig::default(),
@@ -101,6 +105,9 @@ pub struct ConfigFile {
     /// `[components]`: the host's defaults for every component's limits.
     #[serde(default)]
     pub components: Option<ComponentSettings>,
+    /// `[console]`: the console test client's limits.
+    #[serde(default)]
+    pub console: Option<ConsoleSettings>,
 }
 
 impl ConfigFile {

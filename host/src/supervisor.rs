@@ -367,5 +367,6 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         logins: Arc::default(),
         bus: core.bus.clone(),
         streams: Arc::default(),
+        console: config.console,
     }
 }

@@ -101,6 +101,14 @@ class Browser:
         self.call("Page.navigate", {"url": url})
         self.wait("document.readyState === 'complete' && location.href !== 'about:blank'")
 
+    def goto(self, page):
+        """Shows a console page (`#components`, `#devices/Lamp`, ...) of the open document."""
+        self.eval(f"location.hash = {json.dumps(page)}")
+
+    def set_value(self, selector, value):
+        """Sets a form field's value."""
+        self.eval(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
+
     def eval(self, expression):
         """The value of a JavaScript expression (awaited if it is a promise)."""
         result = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True})

@@ -1,6 +1,6 @@
-"""The console's overview in a real browser: log in with a `turf console` link, see the host
-and its components, log out and be refused. Usage: overview.py LOGIN_URL SCREENSHOT_DIR.
-Exits non-zero, saying why, if anything is not as expected."""
+"""The console's overview in a real browser: log in with a `turf console` link, see the host, its
+listeners, live figures and components, log out and be refused. Usage: overview.py LOGIN_URL
+SCREENSHOT_DIR. Exits non-zero, saying why, if anything is not as expected."""
 
 import os
 import sys
@@ -14,17 +14,25 @@ def main(login_url, shots):
         browser.open(origin + "/")
         assert "not logged in" in browser.text("body"), browser.text("body")
         browser.open(login_url)
-        browser.wait("document.querySelectorAll('#components tr').length > 1")
+        browser.wait("document.querySelectorAll('#overview-components tr').length > 1")
         host = browser.text("#host")
         assert "TurfCore" in host, host
-        components = browser.text("#components")
+        components = browser.text("#overview-components")
         assert "aws.greengrass.ShadowManager" in components and "RUNNING" in components, components
+        listeners = browser.text("#overview-listeners")
+        assert "Devices (MQTT, mutual TLS)" in listeners and "Discovery" in listeners, listeners
+        # The rates need two samples: wait for the second refresh.
+        browser.wait("!document.getElementById('overview-live').innerText.includes('…')", timeout=10)
+        live = browser.text("#overview-live")
+        assert "Connections / sessions" in live and "per second" in live, live
         os.makedirs(shots, exist_ok=True)
         browser.screenshot(os.path.join(shots, "overview.png"))
         browser.click("header form button")
         browser.wait("document.body.innerText.includes('logged out')")
         browser.open(origin + "/")
         assert "not logged in" in browser.text("body"), "the session outlived its logout"
+        browser.open(origin + "/console.js")
+        assert "not logged in" in browser.text("body"), "the script is behind the login too"
     print("ok")
 
 

@@ -3,6 +3,7 @@
 //! API (and its checks) as the CLI, and logout ends the session.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rumqttc::QoS;
@@ -10,11 +11,12 @@ use serde_json::json;
 use turf_host::components::lifecycle::State;
 use turf_host::deploy::model::DeploymentState;
 use turf_tests::{
-    Device, TIMEOUT, TestHost, http_get, http_request, login_link, plugin_wasm, pubsub_access, session_cookie,
-    stage_component,
+    Device, TIMEOUT, TestHost, Ticker, auth_update, http_get, http_request, lamp_policy, login_link, plugin_wasm,
+    pubsub_access, session_cookie, stage_component,
 };
 
 const PROBE: &str = "com.turf.test.Probe";
+const BROKEN: &str = "com.turf.test.Broken";
 
 #[actix_rt::test]
 async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
@@ -96,8 +98,16 @@ async fn a_deployment_is_listed_and_its_component_stopped_and_restarted_from_the
     browser_check("components.py", &[&login_link(&host)?, PROBE]).await?;
     let outcome = format!("{PROBE} 1.0.0: installed");
     browser_check("deployments.py", &[&login_link(&host)?, &record.id, "SUCCEEDED", &outcome]).await?;
+    // A deployment whose new component fails to start: rolled back, and the page says so.
+    let broken = json!({"initFails": true, "accessControl": pubsub_access(BROKEN, &["SubscribeToTopic"], &["*"])});
+    let failing = host.deploy(&stage_component(&stage, BROKEN, "1.0.0", &plugin_wasm("test_probe"), broken)).await?;
+    anyhow::ensure!(failing.state == DeploymentState::Failed, "{failing:?}");
+    browser_check("deployments.py", &[&login_link(&host)?, &failing.id, "FAILED", "FAILED_ROLLBACK_COMPLETE"]).await?;
+    let broken_outcome = format!("{BROKEN} 1.0.0: installed, rolled back");
+    browser_check("deployments.py", &[&login_link(&host)?, &failing.id, "FAILED", &broken_outcome]).await?;
     let probe = host.client().component(PROBE).await?;
-    assert_eq!((probe.info.state, probe.info.restarts), (State::Running, 1), "the host saw the same");
+    assert_eq!(probe.info.state, State::Running, "the host saw the same");
+    assert_eq!(probe.configuration["fromConsole"], 7, "the configuration change deployed from the console");
     host.shutdown().await
 }
 
@@ -111,5 +121,26 @@ async fn a_desired_state_set_on_the_shadows_page_reaches_the_device_as_a_delta()
     let deltas = lamp.collect_until(TIMEOUT, |p| p.topic.ends_with("/update/delta")).await?;
     let delta: serde_json::Value = serde_json::from_slice(&deltas.last().context("no delta")?.payload)?;
     assert_eq!(delta["state"], json!({"color": "green"}));
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_connected_device_its_access_and_refusals_and_a_message_published_from_the_console() -> Result<()> {
+    let host = TestHost::start().await?;
+    host.deploy(&auth_update(lamp_policy())).await?;
+    let certs = host.add_device("Lamp")?;
+    host.turf_ok(&["device", "associate", "Lamp"])?;
+    let mut lamp = Device::tls(&host, "Lamp", &certs).await?;
+    lamp.subscribe("lamp/commands", QoS::AtLeastOnce).await?;
+    lamp.client.publish("forbidden/switch", QoS::AtLeastOnce, false, "on").await?;
+    browser_check("devices.py", &[&login_link(&host)?, "Lamp", "forbidden/switch"]).await?;
+
+    let ticker = Ticker::start(lamp.client.clone(), "lamps/Lamp/state", Duration::from_millis(200));
+    let payload = r#"{"color": "blue"}"#;
+    browser_check("messages.py", &[&login_link(&host)?, "lamps/#", "lamps/Lamp/state", "lamp/commands", payload])
+        .await?;
+    ticker.stop().await?;
+    let got = lamp.collect_until(TIMEOUT, |p| p.topic == "lamp/commands").await?;
+    assert_eq!(got.last().map(|p| p.payload.to_vec()), Some(payload.as_bytes().to_vec()), "the device got the message");
     host.shutdown().await
 }

@@ -10,24 +10,13 @@ use rumqttc::QoS;
 use serde_json::json;
 use turf_host::deploy::config_update::ConfigUpdate;
 use turf_host::mgmt::client::ClientError;
-use turf_host::mgmt::messages::{MAX_STREAMS, Target, TestPublish};
+use turf_host::mgmt::messages::{ConsoleLimits, Target, TestPublish};
 use turf_tests::{
-    Device, EventStream, HostOptions, TIMEOUT, TestHost, auth_update, console_session, http_request, plugin_wasm,
-    pubsub_access, session_cookie, stage_component, wait_until,
+    Device, EventStream, HostOptions, TIMEOUT, TestHost, auth_update, console_session, http_request, lamp_policy,
+    plugin_wasm, pubsub_access, session_cookie, stage_component, wait_until,
 };
 
 const PROBE: &str = "com.turf.test.Probe";
-
-/// Lamps may connect and subscribe to anything, and publish only under `lamps/<own name>/`.
-fn lamp_policy() -> serde_json::Value {
-    json!({"deviceGroups": {
-        "formatVersion": "2021-03-05",
-        "definitions": {"Lamps": {"selectionRule": "thingName: Lamp*", "policyName": "OwnTopics"}},
-        "policies": {"OwnTopics": {
-            "Connect": {"operations": ["mqtt:connect", "mqtt:subscribe"], "resources": ["*"]},
-            "Publish": {"operations": ["mqtt:publish"], "resources": ["mqtt:topic:lamps/${iot:Connection.Thing.ThingName}/*"]}}}
-    }})
-}
 
 fn refused_status(result: Result<impl std::fmt::Debug, ClientError>) -> Option<u16> {
     match result {
@@ -128,14 +117,15 @@ async fn the_test_client_publishes_to_devices_and_the_bus_and_watches_both_live(
     assert_eq!(refused_status(huge), Some(400));
     let no_upstream = client.publish(&publish(Target::IotCore, "up/x", "x")).await;
     assert_eq!(refused_status(no_upstream), Some(409));
+    let max_watches = ConsoleLimits::default().max_watches;
     let mut open = vec![devices, bus];
-    for _ in open.len()..MAX_STREAMS {
+    for _ in open.len()..max_watches {
         let (status, stream) =
             EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie).await?;
         open.push(stream.with_context(|| format!("watch {} refused: {status}", open.len() + 1))?);
     }
     let (status, _) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie).await?;
-    assert_eq!(status, 429, "at most {MAX_STREAMS} watches");
+    assert_eq!(status, 429, "at most {max_watches} watches");
     let (status, _) =
         EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", "turf_console=x").await?;
     assert_eq!(status, 401, "no watch without a session");

@@ -46,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the host: broker, bridge, components; stops cleanly on SIGINT/SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Register client devices and issue their certificates.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -362,7 +362,7 @@ pub enum CliError {
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let layout = RootLayout::new(&cli.root);
     match cli.command {
-        Command::Run(args) => run::run(&cli.root, args).await,
+        Command::Run(args) => run::run(&cli.root, *args).await,
         Command::Device(command) => device::execute(&layout, command).await,
         Command::Deployment(command) => deployment::execute(&layout, command).await,
         Command::Status { json } => status::execute(&layout, json).await,

@@ -8,6 +8,7 @@ use crate::broker::BrokerLimits;
 use crate::components::engine::Compiler;
 use crate::components::limits::ComponentLimits;
 use crate::config::{ConfigFile, HostConfig};
+use crate::mgmt::messages::ConsoleLimits;
 use crate::supervisor::Endpoints;
 use crate::upstream::config::{UpstreamConfig, UpstreamSettings};
 use crate::watch::WatchConfig;
@@ -150,6 +151,8 @@ pub async fn run(root: &Path, args: RunArgs) -> Result<(), CliError> {
     config.upstream = upstream_config(&config, &file, flags)?;
     config.broker = broker_limits(&config, &file)?;
     config.component_limits = ComponentLimits::try_from(file.components.clone().unwrap_or_default())
+        .map_err(|e| CliError::Usage(format!("{}: {e}", config.layout().config_file().display())))?;
+    config.console = ConsoleLimits::try_from(file.console.clone().unwrap_or_default())
         .map_err(|e| CliError::Usage(format!("{}: {e}", config.layout().config_file().display())))?;
 
     let _guard = crate::logging::init(&config.layout().logs_dir(), &args.log_level)?;

@@ -244,7 +244,13 @@ impl Deployments {
                         FailureDetail::FailedNoStateChange
                     }
                     (Some(_), None) => FailureDetail::FailedRollbackNotRequested,
-                    (Some(_), Some(problems)) if problems.is_empty() => FailureDetail::FailedRollbackComplete,
+                    (Some(_), Some(problems)) if problems.is_empty() => {
+                        // Nothing the plan did stayed: say so per component.
+                        for outcome in record.components.iter_mut().filter(|o| o.action != "unchanged") {
+                            outcome.action = format!("{}, rolled back", outcome.action);
+                        }
+                        FailureDetail::FailedRollbackComplete
+                    }
                     (Some(_), Some(problems)) => {
                         record.error = Some(format!("{error}; rolling back failed too: {}", problems.join("; ")));
                         FailureDetail::FailedUnableToRollback

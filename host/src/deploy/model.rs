@@ -130,7 +130,8 @@ pub struct ComponentOutcome {
     pub name: String,
     /// Version after the deployment.
     pub version: String,
-    /// `installed`, `updated`, `reconfigured`, `removed` or `unchanged`.
+    /// `installed`, `updated`, `reconfigured`, `removed` or `unchanged`; followed by
+    /// `, rolled back` when the deployment failed and everything was put back.
     pub action: String,
 }
 

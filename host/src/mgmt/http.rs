@@ -128,11 +128,17 @@ async fn require_session(
 pub fn start(
     addr: SocketAddr,
     tls: Option<Arc<DynamicTls>>,
-    services: MgmtServices,
+    mut services: MgmtServices,
 ) -> Result<(ServerHandle, SocketAddr), MgmtError> {
     if !addr.ip().is_loopback() && tls.is_none() {
         return Err(MgmtError::NotLoopback(addr));
     }
+    let bind = |source| MgmtError::BindHttp { addr, source };
+    // Bound first, so the report it serves names the port the OS chose.
+    let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
+    services.status.http = Some(bound);
+    services.status.http_tls = tls.is_some();
     let data = web::Data::new(services);
     let https = web::Data::new(Https(tls.is_some()));
     let server = HttpServer::new(move || {
@@ -151,15 +157,13 @@ pub fn start(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1);
-    let bind = |source| MgmtError::BindHttp { addr, source };
     let server = match tls {
         Some(tls) => {
             let config = tls.browser_config().map_err(|e| bind(std::io::Error::other(e)))?;
-            server.bind_rustls_0_23(addr, config).map_err(bind)?
+            server.listen_rustls_0_23(listener, config).map_err(bind)?
         }
-        None => server.bind(addr).map_err(bind)?,
+        None => server.listen(listener).map_err(bind)?,
     };
-    let bound = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(async move {

@@ -37,16 +37,21 @@ async fn access(services: web::Data<MgmtServices>, thing: web::Path<String>) -> 
 impl Refusal for MessagesError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Topic { .. } | Self::TooLarge(_) | Self::Qos(_) => StatusCode::BAD_REQUEST,
+            Self::Topic { .. } | Self::TooLarge { .. } | Self::Qos(_) => StatusCode::BAD_REQUEST,
             Self::NoUpstream => StatusCode::CONFLICT,
-            Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Service(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
 
+/// The services the test client goes through.
+fn watch_services(services: &MgmtServices) -> WatchServices {
+    WatchServices { bus: services.bus.clone(), broker: services.broker.clone(), upstream: services.upstream.clone() }
+}
+
 async fn publish(services: web::Data<MgmtServices>, body: web::Json<TestPublish>) -> HttpResponse {
-    match messages::publish(&services.bus, &services.broker, &services.upstream, body.into_inner()).await {
+    match messages::publish(&watch_services(&services), services.console, body.into_inner()).await {
         Ok(()) => json(serde_json::json!({})),
         Err(refusal) => refused(&refusal),
     }
@@ -61,12 +66,8 @@ struct WatchQuery {
 /// `GET /v1/messages/stream?target=pubsub|local-mqtt|iot-core&filter=F`: server-sent events.
 async fn stream(services: web::Data<MgmtServices>, query: web::Query<WatchQuery>) -> HttpResponse {
     let query = query.into_inner();
-    let watch = WatchServices {
-        bus: services.bus.clone(),
-        broker: services.broker.clone(),
-        upstream: services.upstream.clone(),
-    };
-    match messages::watch(watch, &services.streams, query.target, query.filter).await {
+    let watch = watch_services(&services);
+    match messages::watch(watch, &services.streams, services.console, query.target, query.filter).await {
         Ok(events) => HttpResponse::Ok()
             .content_type("text/event-stream")
             .insert_header(("cache-control", "no-cache"))

@@ -104,6 +104,8 @@ pub struct MgmtServices {
     pub bus: BusHandle,
     /// The test client's live watches.
     pub streams: Arc<Streams>,
+    /// The test client's limits.
+    pub console: super::messages::ConsoleLimits,
 }
 
 pub(super) fn error(status: StatusCode, text: impl ToString) -> HttpResponse {

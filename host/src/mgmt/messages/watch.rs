@@ -1,15 +1,7 @@
-//! The console's test client: publish a message on the local bus, to devices on LocalMqtt or
-//! upstream, and watch one of them live (`GET /v1/messages/stream`, server-sent events).
-//!
-//! A publish goes through the same service messages a component's or the bridge's does (the
-//! bus's [`Publish`], the broker's [`PublishToDevices`], the upstream's [`PublishUpstream`]);
-//! the operator's messages are published as [`OPERATOR`]. A watch is one [`Watcher`] actor
-//! subscribed like any other subscriber (a bus subscription, a broker tap, an upstream
-//! subscription); it turns each message into an event at once (so it holds no host queue
-//! credit) and hands it to the HTTP response through a channel of [`STREAM_QUEUE`] events. A
-//! browser that reads too slowly loses events, counted and reported in the next one; the
-//! host never waits for it. At most [`MAX_STREAMS`] watches run at once; a watch whose browser
-//! went away stops within [`KEEP_ALIVE`] and drops its subscriptions.
+//! One live watch of the test client: a [`Watcher`] actor subscribed on the bus, as a broker tap
+//! or upstream, turning each message into a server-sent event at once (it holds no host queue
+//! credit) and handing it to the HTTP response through a bounded channel; a full channel drops
+//! the event and counts it, a closed one stops the watch, which then drops its subscription.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,147 +12,17 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::broker::{BrokerHandle, DeviceMessage, PublishToDevices, SetTaps};
-use crate::flow::Credit;
-use crate::pubsub::{BusHandle, Publish, PubsubMessage, Subscribe, UnsubscribeAll};
+use super::{ConsoleLimits, MessagesError, OPERATOR, Target, WatchServices};
+use crate::broker::{DeviceMessage, SetTaps};
+use crate::pubsub::{PubsubMessage, Subscribe, UnsubscribeAll};
 use crate::topic;
-use crate::upstream::{PublishUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamHandle, UpstreamMessage};
-
-/// Who the operator's messages are published as.
-pub const OPERATOR: &str = "turf-console";
-
-/// Largest payload the test client publishes, in bytes.
-pub const MAX_PAYLOAD: usize = 128 * 1024;
+use crate::upstream::{SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage};
 
 /// Most of a payload shown in an event, in bytes (the event says the full size).
 const SHOWN_PAYLOAD: usize = 4096;
 
-/// Live watches at once.
-pub const MAX_STREAMS: usize = 8;
-
-/// Events waiting for one slow browser before new ones are dropped.
-pub const STREAM_QUEUE: usize = 256;
-
 /// How often a watch writes a keep-alive line (and notices its browser left).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-
-/// Where a test message goes, or what a watch listens to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Target {
-    /// The local publish/subscribe bus (components).
-    Pubsub,
-    /// Client devices on the broker (LocalMqtt).
-    LocalMqtt,
-    /// The upstream broker (IotCore).
-    IotCore,
-}
-
-/// `POST /v1/messages`: publish one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestPublish {
-    /// Where to.
-    pub target: Target,
-    /// Topic name (no wildcards).
-    pub topic: String,
-    /// Payload (text).
-    pub payload: String,
-    /// QoS for LocalMqtt (0 or 1; the bus has none, upstream is always 1).
-    #[serde(default)]
-    pub qos: u8,
-}
-
-/// Why a test publish or watch was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessagesError {
-    /// The topic or filter is not valid MQTT.
-    #[error("{what} {text:?}: {reason}")]
-    Topic {
-        /// `topic` or `filter`.
-        what: &'static str,
-        /// What was given.
-        text: String,
-        /// Why it is not valid.
-        reason: topic::TopicError,
-    },
-    /// The payload is too large.
-    #[error("payload of {0} bytes is larger than the test client's limit of {MAX_PAYLOAD}")]
-    TooLarge(usize),
-    /// A QoS the target does not take.
-    #[error("qos {0}: use 0 or 1")]
-    Qos(u8),
-    /// No upstream broker is configured.
-    #[error("no upstream (IotCore) broker is configured on this host")]
-    NoUpstream,
-    /// Too many watches already.
-    #[error("{MAX_STREAMS} live message streams are open already; close one first")]
-    TooManyStreams,
-    /// The service refused or is gone.
-    #[error("{0}")]
-    Service(String),
-}
-
-/// Checks and publishes `request` through the services' own messages.
-pub async fn publish(
-    bus: &BusHandle,
-    broker: &BrokerHandle,
-    upstream: &UpstreamHandle,
-    request: TestPublish,
-) -> Result<(), MessagesError> {
-    topic::validate_topic(&request.topic).map_err(|reason| MessagesError::Topic {
-        what: "topic",
-        text: request.topic.clone(),
-        reason,
-    })?;
-    if request.payload.len() > MAX_PAYLOAD {
-        return Err(MessagesError::TooLarge(request.payload.len()));
-    }
-    if request.qos > 1 {
-        return Err(MessagesError::Qos(request.qos));
-    }
-    let gone = |e: MailboxError| MessagesError::Service(format!("host service unavailable: {e}"));
-    let payload = Bytes::from(request.payload);
-    tracing::info!(target = ?request.target, topic = request.topic, bytes = payload.len(), "operator publish");
-    match request.target {
-        Target::Pubsub => bus
-            .publish
-            .send(Publish {
-                publisher: OPERATOR.to_owned(),
-                topic: request.topic,
-                payload,
-                credit: Credit::none(),
-                span: tracing::Span::current(),
-            })
-            .await
-            .map_err(gone)?
-            .map_err(|e| MessagesError::Service(e.to_string())),
-        Target::LocalMqtt => broker
-            .to_devices
-            .send(PublishToDevices {
-                topic: request.topic,
-                payload,
-                qos: request.qos,
-                retain: false,
-                properties: None,
-                credit: Credit::none(),
-            })
-            .await
-            .map_err(gone),
-        Target::IotCore => {
-            if !upstream.configured {
-                return Err(MessagesError::NoUpstream);
-            }
-            let message = PublishUpstream {
-                topic: request.topic,
-                payload,
-                retain: false,
-                properties: None,
-                credit: Credit::none(),
-            };
-            upstream.publish.send(message).await.map_err(gone)?.map_err(|e| MessagesError::Service(e.to_string()))
-        }
-    }
-}
 
 /// One message a watch saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,17 +60,17 @@ impl Event {
     }
 }
 
-/// The watches running now (at most [`MAX_STREAMS`]).
+/// The watches running now.
 #[derive(Debug, Default)]
 pub struct Streams(AtomicUsize);
 
-/// A place among the [`MAX_STREAMS`] watches, given back when dropped.
+/// A place among the watches, given back when dropped.
 struct StreamSlot(Arc<Streams>);
 
 impl StreamSlot {
-    fn take(streams: &Arc<Streams>) -> Result<Self, MessagesError> {
-        let taken = streams.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_STREAMS).then_some(n + 1));
-        taken.map(|_| Self(Arc::clone(streams))).map_err(|_| MessagesError::TooManyStreams)
+    fn take(streams: &Arc<Streams>, max: usize) -> Result<Self, MessagesError> {
+        let taken = streams.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        taken.map(|_| Self(Arc::clone(streams))).map_err(|_| MessagesError::TooManyStreams(max))
     }
 }
 
@@ -216,17 +78,6 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The services a watch subscribes through.
-#[derive(Clone)]
-pub struct WatchServices {
-    /// The bus.
-    pub bus: BusHandle,
-    /// The broker's taps.
-    pub broker: BrokerHandle,
-    /// The upstream connection.
-    pub upstream: UpstreamHandle,
 }
 
 /// One live watch: subscribed to `filter` on `target` as `name`.
@@ -327,6 +178,7 @@ static WATCH_NUMBER: AtomicUsize = AtomicUsize::new(0);
 pub async fn watch(
     services: WatchServices,
     streams: &Arc<Streams>,
+    limits: ConsoleLimits,
     target: Target,
     filter: String,
 ) -> Result<impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, MessagesError> {
@@ -338,9 +190,9 @@ pub async fn watch(
     if target == Target::IotCore && !services.upstream.configured {
         return Err(MessagesError::NoUpstream);
     }
-    let slot = StreamSlot::take(streams)?;
+    let slot = StreamSlot::take(streams, limits.max_watches)?;
     let name = format!("{OPERATOR}/watch-{}", WATCH_NUMBER.fetch_add(1, Ordering::Relaxed));
-    let (events, received) = mpsc::channel(STREAM_QUEUE);
+    let (events, received) = mpsc::channel(limits.watch_queue);
     let watcher = Watcher {
         name: name.clone(),
         target,
@@ -396,12 +248,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_most_max_streams_slots_and_a_dropped_one_is_given_back() {
+    fn at_most_max_watches_slots_and_a_dropped_one_is_given_back() {
         let streams = Arc::new(Streams::default());
-        let slots: Vec<StreamSlot> = (0..MAX_STREAMS).map(|_| StreamSlot::take(&streams).unwrap()).collect();
-        assert_eq!(StreamSlot::take(&streams).err(), Some(MessagesError::TooManyStreams));
+        let slots: Vec<StreamSlot> = (0..3).map(|_| StreamSlot::take(&streams, 3).unwrap()).collect();
+        assert_eq!(StreamSlot::take(&streams, 3).err(), Some(MessagesError::TooManyStreams(3)));
         drop(slots);
-        assert!(StreamSlot::take(&streams).is_ok());
+        assert!(StreamSlot::take(&streams, 3).is_ok());
     }
 
     #[test]
