@@ -56,6 +56,8 @@ async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
     assert_eq!(status, 200);
     let (status, _, _) = http_request(http, "GET", "/api/v1/status", &with_session).await?;
     assert_eq!(status, 401, "the cookie is worthless after logout");
+    let (reused, _, _) = http_get(http, path).await?;
+    assert_eq!(reused, 401, "the login link is worthless after logout too");
     let (forged, _, _) = http_request(http, "GET", "/api/v1/status", &[("Cookie", "turf_console=guess")]).await?;
     assert_eq!(forged, 401);
     host.shutdown().await

@@ -4,6 +4,7 @@
 //! refusals), a component's log lines and configuration previews, and HTTPS on the listener.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use rumqttc::QoS;
@@ -12,8 +13,8 @@ use turf_host::deploy::config_update::ConfigUpdate;
 use turf_host::mgmt::client::ClientError;
 use turf_host::mgmt::messages::{ConsoleLimits, Target, TestPublish};
 use turf_tests::{
-    Device, EventStream, HostOptions, TIMEOUT, TestHost, auth_update, console_session, http_request, lamp_policy,
-    plugin_wasm, pubsub_access, session_cookie, stage_component, wait_until,
+    Device, EventStream, HostOptions, Mosquitto, TIMEOUT, TestHost, auth_update, console_session, http_request,
+    lamp_policy, plugin_wasm, pubsub_access, session_cookie, stage_component, wait_until,
 };
 
 const PROBE: &str = "com.turf.test.Probe";
@@ -201,5 +202,42 @@ async fn https_serves_the_console_with_the_core_ca_certificate_and_secure_cookie
     // Plain HTTP on the TLS port gets no page.
     let plain = http_request(host.endpoints.http, "GET", "/metrics", &[]).await;
     ensure!(plain.map(|(status, _, _)| status != 200).unwrap_or(true), "plain HTTP must not be served on the TLS port");
+    host.shutdown().await
+}
+
+#[actix_rt::test]
+async fn the_test_client_publishes_upstream_and_watches_what_the_cloud_sends() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cloud = Mosquitto::start(dir.path()).await?;
+    let host = TestHost::start_with(HostOptions { upstream: Some(cloud.upstream()), ..HostOptions::default() }).await?;
+    wait_until(TIMEOUT, "the upstream connected", || async {
+        host.client().status().await.is_ok_and(|s| s.upstream.is_some_and(|u| u.state == "connected"))
+    })
+    .await?;
+    let mut observer = cloud.observer("cloud-observer").await?;
+    observer.subscribe("console/up", QoS::AtLeastOnce).await?;
+    let cookie = console_session(&host).await?;
+    let path = "/api/v1/messages/stream?target=iot-core&filter=cloud/%23";
+    let (status, watch) = EventStream::open(host.endpoints.http, path, &cookie).await?;
+    let mut watch = watch.with_context(|| format!("upstream watch refused: {status}"))?;
+    // The watch's upstream SUBSCRIBE completes after the stream opened: publish until a copy
+    // arrives (bounded).
+    let mut event = None;
+    for _ in 0..40 {
+        observer.client.publish("cloud/lamp", QoS::AtLeastOnce, false, "from the cloud").await?;
+        if let Ok(seen) = watch.next(Duration::from_millis(500)).await {
+            event = Some(seen);
+            break;
+        }
+    }
+    let event = event.context("nothing from the cloud reached the watch")?;
+    assert_eq!((event["topic"].as_str(), event["payload"].as_str()), (Some("cloud/lamp"), Some("from the cloud")));
+    assert!(event["from"].is_null(), "the cloud's publisher is not known: {event}");
+
+    let message =
+        TestPublish { target: Target::IotCore, topic: "console/up".into(), payload: "to the cloud".into(), qos: 1 };
+    host.client().publish(&message).await?;
+    let got = observer.collect_until(TIMEOUT, |p| p.topic == "console/up").await?;
+    assert_eq!(got.last().map(|p| &p.payload[..]), Some(&b"to the cloud"[..]));
     host.shutdown().await
 }
