@@ -201,6 +201,14 @@ impl TestHost {
         self.restart_after(|_| Ok(())).await
     }
 
+    /// Stops the host and starts a new one on the same root with `options` (its `root` is
+    /// replaced by this host's).
+    pub async fn restart_with(self, options: HostOptions) -> Result<Self> {
+        let (dir, root) = (Arc::clone(&self.dir), self.root.clone());
+        self.shutdown().await?;
+        Self::start_with(HostOptions { root: Some((dir, root)), ..options }).await
+    }
+
     /// Stops the host, lets `change` edit its root (e.g. its database) while it is stopped, and
     /// starts a new host on it.
     pub async fn restart_after(self, change: impl FnOnce(&Path) -> Result<()>) -> Result<Self> {
@@ -392,4 +400,40 @@ pub async fn http_request(
     let (head, body) = reply.split_once("\r\n\r\n").context("an HTTP reply without a blank line")?;
     let status = head.split_whitespace().nth(1).context("no status")?.parse()?;
     Ok((status, head.to_owned(), body.to_owned()))
+}
+
+/// The Python with `awsiotsdk` installed (`make sdk-env`), or `TURF_SDK_PYTHON`.
+pub fn sdk_python() -> PathBuf {
+    let python = std::env::var_os("TURF_SDK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/pyenv/bin/python"));
+    assert!(
+        python.is_file(),
+        "{} is missing: run `make sdk-env` (part of `make test`) to install awsiotsdk",
+        python.display()
+    );
+    python
+}
+
+/// Runs a script from `tests/sdk` as `thing` (certificates in `certs`, discovering `host`);
+/// returns its stdout, failing on a non-zero exit.
+pub fn sdk_script(host: &TestHost, thing: &str, certs: &Path, script: &str, extra: &[&str]) -> Result<String> {
+    let output = Command::new(sdk_python())
+        .arg(workspace().join("tests/sdk").join(script))
+        .args(["--thing", thing])
+        .arg("--cert")
+        .arg(certs.join("device.pem.crt"))
+        .arg("--key")
+        .arg(certs.join("private.pem.key"))
+        .arg("--ca")
+        .arg(certs.join("ca.pem"))
+        .arg("--discovery-port")
+        .arg(host.endpoints.discovery.port().to_string())
+        .args(extra)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!("{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(stdout)
 }

@@ -109,6 +109,18 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 6: MQTT 5 properties of spooled upstream messages (JSON; NULL: none).
     "ALTER TABLE spool ADD COLUMN properties TEXT;",
+    // 7: shadow sync with the upstream: the state both sides last agreed on, per shadow.
+    "CREATE TABLE shadow_sync (
+         thing         TEXT NOT NULL,
+         name          TEXT NOT NULL,           -- '' for the classic shadow
+         base          TEXT,                    -- JSON {desired, reported} last synced; NULL: never
+         local_version INTEGER NOT NULL,        -- the local shadow's version at that sync
+         cloud_version INTEGER NOT NULL,        -- the cloud shadow's version at that sync
+         synced_at     INTEGER,
+         pending       INTEGER NOT NULL,        -- 1: changed locally since, not yet in the cloud
+         last_error    TEXT,
+         PRIMARY KEY (thing, name)
+     );",
 ];
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -158,6 +170,7 @@ const JSON_CHECKS: &[(&str, &str, &str)] = &[
         "CASE WHEN json_valid(document) THEN json_type(document) <> 'object' ELSE 1 END",
     ),
     ("retained", "topic", "properties IS NOT NULL AND NOT json_valid(properties)"),
+    ("shadow_sync", "thing || '/' || name", "base IS NOT NULL AND NOT json_valid(base)"),
     ("spool", "seq", "properties IS NOT NULL AND NOT json_valid(properties)"),
 ];
 

@@ -38,6 +38,8 @@ use crate::mgmt::http;
 use crate::mgmt::server::{self, MgmtError, MgmtServices};
 use crate::pubsub::{BusHandle, PubsubBus};
 use crate::shadow::store::ShadowStore;
+use crate::shadow::sync::ShadowSync;
+use crate::shadow::sync::records::SyncRecords;
 use crate::shadow::{ShadowHandle, ShadowManager};
 use crate::upstream::{StopUpstream, Upstream, UpstreamHandle, UpstreamStartError};
 use crate::watch::{StopWatcher, Watcher};
@@ -253,20 +255,31 @@ struct Core {
     deployments: DeploymentsHandle,
 }
 
+/// Starts the shadow manager and its sync, on a thread of their own (every update is fsynced).
+fn start_shadows(config: &HostConfig, bus: &BusHandle, upstream: &UpstreamHandle) -> Result<ShadowHandle, StartError> {
+    let layout = config.layout();
+    let store = ShadowStore::open(&layout.database())?;
+    let records = SyncRecords::open(&layout.database())?;
+    let arbiter = Arbiter::new().handle();
+    let (subscribe, publish) = (bus.subscribe.clone(), bus.publish.clone());
+    let manager = ShadowManager::start_in_arbiter(&arbiter, move |_| ShadowManager::new(store, subscribe, publish));
+    let (local, list_local) = (manager.clone().recipient(), manager.clone().recipient());
+    let (thing, bus, upstream) = (config.thing_name.clone(), bus.clone(), upstream.clone());
+    let sync = ShadowSync::start_in_arbiter(&arbiter, move |_| {
+        ShadowSync::new(thing, records, local, list_local, bus, upstream)
+    });
+    Ok(ShadowHandle::of(&manager, &sync))
+}
+
 /// Starts the bus, the shadow manager (on its own thread), the upstream link, the bridge, the
 /// component runtime and the deployment service.
 fn start_core(config: &HostConfig, edge: &Edge, trimmer: &Trimmer) -> Result<Core, StartError> {
     let layout = config.layout();
     let bus = BusHandle::of(&PubsubBus::new().start());
-    let shadow_store = ShadowStore::open(&layout.database())?;
-    let (shadow_subscribe, shadow_publish) = (bus.subscribe.clone(), bus.publish.clone());
-    let shadows = ShadowManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        ShadowManager::new(shadow_store, shadow_subscribe, shadow_publish)
-    });
-    let shadows = ShadowHandle::of(&shadows);
     let upstream_pool = crate::flow::CreditPool::new(config.broker.host_queue_bytes);
     let upstream = Upstream::new(config.upstream.clone(), &layout.database(), upstream_pool)?.start();
     let upstream = UpstreamHandle::of(&upstream, config.upstream.is_some());
+    let shadows = start_shadows(config, &bus, &upstream)?;
     let bridge = BridgeHandle::of(&Bridge::new(edge.broker.clone(), bus.clone(), upstream.clone()).start());
 
     let deployments_ctx = Context::<Deployments>::new();
@@ -351,6 +364,7 @@ fn mgmt_services(config: &HostConfig, layout: &RootLayout, edge: &Edge, core: &C
         process: None,
         deployments: std::collections::BTreeMap::new(),
         shadows: None,
+        shadow_sync: None,
         bridge: Vec::new(),
     };
     MgmtServices {

@@ -19,6 +19,7 @@ mod mqtt5;
 mod observe;
 mod sandbox;
 mod sdk;
+mod shadow_sync;
 mod shadows;
 mod tutorial;
 mod upstream;

@@ -2,45 +2,14 @@
 //! CA, and the shadow client. `make test` installs the SDK into `target/pyenv`; this is what our
 //! users run.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use anyhow::{Result, bail};
-use turf_tests::{TestHost, tutorial_host, workspace};
-
-/// The Python with `awsiotsdk` installed (`make sdk-env`), or `TURF_SDK_PYTHON`.
-fn sdk_python() -> PathBuf {
-    let python = std::env::var_os("TURF_SDK_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/pyenv/bin/python"));
-    assert!(
-        python.is_file(),
-        "{} is missing: run `make sdk-env` (part of `make test`) to install awsiotsdk",
-        python.display()
-    );
-    python
-}
+use anyhow::Result;
+use turf_tests::{TestHost, sdk_script, tutorial_host};
 
 /// Runs a script from `tests/sdk` as MyClientDevice1; returns its stdout, failing on a non-zero exit.
 fn run_script(host: &TestHost, certs: &Path, script: &str, extra: &[&str]) -> Result<String> {
-    let output = Command::new(sdk_python())
-        .arg(workspace().join("tests/sdk").join(script))
-        .args(["--thing", "MyClientDevice1"])
-        .arg("--cert")
-        .arg(certs.join("device.pem.crt"))
-        .arg("--key")
-        .arg(certs.join("private.pem.key"))
-        .arg("--ca")
-        .arg(certs.join("ca.pem"))
-        .arg("--discovery-port")
-        .arg(host.endpoints.discovery.port().to_string())
-        .args(extra)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!("{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(stdout)
+    sdk_script(host, "MyClientDevice1", certs, script, extra)
 }
 
 #[actix_rt::test]

@@ -305,6 +305,22 @@ pub enum ShadowCommand {
         /// Thing name.
         thing: String,
     },
+    /// Shadow sync with the upstream (`synchronize`).
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+/// `turf shadow sync ...`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Direction, connection, and per shadow: versions on each side, last sync, pending.
+    Status {
+        /// Only this thing's shadows.
+        thing: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which shadow.

@@ -27,6 +27,7 @@ use crate::devices::{AuthPolicies, ConfigureAuth, DevicesHandle};
 use crate::fsutil::{self, Access};
 use crate::layout::RootLayout;
 use crate::shadow::settings::ShadowSettings;
+use crate::shadow::sync::ConfigureSync;
 use crate::shadow::{ConfigureShadows, ShadowHandle};
 use std::collections::HashMap;
 
@@ -317,6 +318,7 @@ async fn configure_builtin(name: &str, config: &Value, peers: &DeploymentService
         }
         builtin::SHADOW_MANAGER => {
             let settings = ShadowSettings::from_config(config)?;
+            peers.shadows.configure_sync.send(ConfigureSync(config.clone())).await.map_err(mailbox)??;
             peers.shadows.configure.send(ConfigureShadows(settings)).await.map_err(mailbox)
         }
         builtin::IP_DETECTOR => {

@@ -55,6 +55,9 @@ pub struct StatusReport {
     /// What the shadow manager answered.
     #[serde(default)]
     pub shadows: Option<crate::shadow::counts::ShadowCounts>,
+    /// Shadow sync with the upstream.
+    #[serde(default)]
+    pub shadow_sync: Option<crate::shadow::sync::SyncSummary>,
     /// Messages the bridge relayed, per route and direction.
     #[serde(default)]
     pub bridge: Vec<crate::bridge::RouteCount>,

@@ -207,6 +207,15 @@ impl Client {
         self.read::<serde_json::Value>(sent).await.map(|_| ())
     }
 
+    /// Where shadow sync stands (one thing's shadows, or all).
+    pub async fn sync_status(&self, thing: Option<&str>) -> Result<crate::shadow::sync::SyncStatus, ClientError> {
+        let path = match thing {
+            Some(thing) => format!("/shadows/sync?thing={thing}"),
+            None => "/shadows/sync".to_owned(),
+        };
+        Ok(self.get(&path, Duration::from_secs(30)).await?.1)
+    }
+
     /// The broker's sessions and its latest refusals.
     pub async fn clients(&self) -> Result<crate::broker::clients::ClientsReport, ClientError> {
         Ok(self.get("/clients", Duration::from_secs(30)).await?.1)

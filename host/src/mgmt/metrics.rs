@@ -8,6 +8,7 @@ use super::exposition::{Exposition, Kind};
 use crate::broker::stats::BrokerStatus;
 use crate::components::budget::UsageReport;
 use crate::components::lifecycle::State;
+use crate::shadow::sync::SyncSummary;
 use crate::upstream::UpstreamStatus;
 
 const STATES: [State; 8] = [
@@ -183,6 +184,9 @@ fn services(text: &mut Exposition, report: &StatusReport) {
             rejections.sample(&[("code", &code.to_string())], *n as f64);
         }
     }
+    if let Some(sync) = &report.shadow_sync {
+        shadow_sync(text, sync);
+    }
     let mut bridge = text.family(
         "turf_bridge_messages_total",
         Kind::Counter,
@@ -192,6 +196,29 @@ fn services(text: &mut Exposition, report: &StatusReport) {
         let labels = [("route", route.route.as_str()), ("source", &route.source), ("target", &route.target)];
         bridge.sample(&labels, route.messages as f64);
     }
+}
+
+fn shadow_sync(text: &mut Exposition, sync: &SyncSummary) {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    text.family("turf_shadow_sync_enabled", Kind::Gauge, "Whether any shadow is synced with the upstream.")
+        .value(flag(sync.enabled));
+    text.family("turf_shadow_sync_connected", Kind::Gauge, "Whether sync's upstream connection is up.")
+        .value(flag(sync.connected));
+    text.family("turf_shadow_sync_queued_shadows", Kind::Gauge, "Shadows waiting for a sync.")
+        .value(sync.queued as f64);
+    text.family("turf_shadow_sync_pending_shadows", Kind::Gauge, "Shadows changed locally, not yet in the cloud.")
+        .value(sync.pending as f64);
+    text.family("turf_shadow_sync_failed_shadows", Kind::Gauge, "Shadows whose last sync failed.")
+        .value(sync.failed as f64);
+    let c = &sync.counts;
+    text.family("turf_shadow_syncs_total", Kind::Counter, "Shadow syncs by result.")
+        .sample(&[("result", "synced")], c.synced as f64)
+        .sample(&[("result", "conflict")], c.conflicts as f64)
+        .sample(&[("result", "failed")], c.failures as f64);
+    text.family("turf_shadow_sync_cloud_requests_total", Kind::Counter, "Requests sync sent to the upstream broker.")
+        .value(c.cloud_requests as f64);
+    text.family("turf_shadow_sync_dropped_total", Kind::Counter, "Changes not queued because the sync queue was full.")
+        .value(c.dropped as f64);
 }
 
 fn components(text: &mut Exposition, report: &StatusReport) {

@@ -1,7 +1,7 @@
-//! What the console shows beyond `turf status`, as management API routes: the broker's
-//! sessions and latest refusals, what the device groups allow a thing, the test client
-//! (publish, live watch), a component's last log lines, and the configuration a MERGE/RESET
-//! would give a component. Each handler asks the owning service, like those in
+//! What the console (and some CLI commands) show beyond `turf status`, as management API
+//! routes: the broker's sessions and latest refusals, what the device groups allow a thing, the
+//! test client (publish, live watch), a component's last log lines, the configuration a
+//! MERGE/RESET would give a component, and where shadow sync stands. Each handler asks the owning service, like those in
 //! [`super::server`].
 
 use std::io::{Read, Seek, SeekFrom};
@@ -19,6 +19,7 @@ use crate::broker::ListClients;
 use crate::deploy::GetComponent;
 use crate::deploy::config_update::{self, ConfigUpdate};
 use crate::devices::GetAccess;
+use crate::shadow::sync::GetSyncStatus;
 
 /// Most log lines one request returns.
 pub const MAX_LOG_LINES: usize = 1000;
@@ -188,6 +189,20 @@ fn default_configuration(recipe: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
+#[derive(Deserialize)]
+struct SyncQuery {
+    thing: Option<String>,
+}
+
+/// `GET /v1/shadows/sync[?thing=T]`.
+async fn sync_status(services: web::Data<MgmtServices>, query: web::Query<SyncQuery>) -> HttpResponse {
+    match services.shadows.sync_status.send(GetSyncStatus { thing: query.into_inner().thing }).await {
+        Ok(Ok(status)) => json(status),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => unavailable(e),
+    }
+}
+
 /// The routes, inside [`super::api::PREFIX`].
 pub(super) fn routes(scope: actix_web::Scope) -> actix_web::Scope {
     scope
@@ -197,6 +212,7 @@ pub(super) fn routes(scope: actix_web::Scope) -> actix_web::Scope {
         .route("/messages/stream", web::get().to(stream))
         .route("/components/{name}/logs", web::get().to(logs))
         .route("/components/{name}/preview", web::post().to(preview))
+        .route("/shadows/sync", web::get().to(sync_status))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use crate::deploy::{
 use crate::devices::{DeviceRequest, DevicesHandle, GetServerCert};
 use crate::layout::RootLayout;
 use crate::pubsub::BusHandle;
+use crate::shadow::sync::GetSyncSummary;
 use crate::shadow::{GetShadowCounts, ShadowHandle, ShadowRequest};
 use crate::store::{self, UnreadableRows};
 use crate::upstream::{GetUpstreamStatus, UpstreamHandle};
@@ -195,6 +196,7 @@ pub async fn gather(services: &MgmtServices, fresh: bool) -> Result<StatusReport
     let server_cert = services.devices.server_cert.send(GetServerCert).await?;
     let broker = services.broker.status.send(GetBrokerStatus).await?;
     let shadows = services.shadows.counts.send(GetShadowCounts).await?;
+    let shadow_sync = services.shadows.sync_summary.send(GetSyncSummary).await?;
     let bridge = services.bridge.counts.send(GetBridgeCounts).await?;
     let deployments = match services.deployments.counts.send(CountDeployments).await? {
         Ok(counts) => counts,
@@ -218,6 +220,7 @@ pub async fn gather(services: &MgmtServices, fresh: bool) -> Result<StatusReport
         process: Some(crate::procstat::read()),
         deployments,
         shadows: Some(shadows),
+        shadow_sync: Some(shadow_sync),
         bridge,
         ..services.status.clone()
     })

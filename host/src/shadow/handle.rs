@@ -8,6 +8,7 @@ use super::ShadowManager;
 use super::counts::ShadowCounts;
 use super::document::ShadowError;
 use super::settings::ShadowSettings;
+use super::sync::{ConfigureSync, GetSyncStatus, GetSyncSummary, ShadowSync};
 
 /// What to do with a shadow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +83,12 @@ pub struct ConfigureShadows(pub ShadowSettings);
 #[rtype(result = "ShadowCounts")]
 pub struct GetShadowCounts;
 
-/// What the shadow manager offers, built once by the supervisor.
+/// Every local shadow's thing, name and version (a full sync looks at them all).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Vec<(String, String, u64)>, String>")]
+pub struct ListShadows;
+
+/// What the shadow manager and its sync offer, built once by the supervisor.
 #[derive(Clone)]
 pub struct ShadowHandle {
     /// Shadow requests (components' `shadow` imports, the CLI).
@@ -91,15 +97,24 @@ pub struct ShadowHandle {
     pub configure: Recipient<ConfigureShadows>,
     /// What it answered.
     pub counts: Recipient<GetShadowCounts>,
+    /// New `synchronize` settings from a deployment.
+    pub configure_sync: Recipient<ConfigureSync>,
+    /// Where sync stands.
+    pub sync_status: Recipient<GetSyncStatus>,
+    /// Sync's figures.
+    pub sync_summary: Recipient<GetSyncSummary>,
 }
 
 impl ShadowHandle {
-    /// The handle of a running shadow manager.
-    pub fn of(manager: &Addr<ShadowManager>) -> Self {
+    /// The handle of a running shadow manager and its sync.
+    pub fn of(manager: &Addr<ShadowManager>, sync: &Addr<ShadowSync>) -> Self {
         Self {
             requests: manager.clone().recipient(),
             configure: manager.clone().recipient(),
             counts: manager.clone().recipient(),
+            configure_sync: sync.clone().recipient(),
+            sync_status: sync.clone().recipient(),
+            sync_summary: sync.clone().recipient(),
         }
     }
 }

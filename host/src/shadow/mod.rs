@@ -14,6 +14,7 @@
 //! - `document`: update, merge, metadata, delta, versions, payloads (pure).
 //! - `topics`: topic parsing and names (pure). `settings`: configuration (pure).
 //! - `store`: SQLite persistence.
+//! - `sync`: the `synchronize` shadows kept in step with the upstream (its own actor).
 
 pub mod counts;
 pub mod document;
@@ -21,6 +22,7 @@ mod handle;
 pub mod rate;
 pub mod settings;
 pub mod store;
+pub mod sync;
 pub mod topics;
 
 use actix::prelude::*;
@@ -30,7 +32,8 @@ use serde_json::Value;
 use self::counts::ShadowCounts;
 use self::document::{ShadowError, apply_update, delete_payload, parse_update};
 pub use self::handle::{
-    ConfigureShadows, GetShadowCounts, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply, ShadowRequest,
+    ConfigureShadows, GetShadowCounts, ListShadows, NamedShadowsPage, ShadowHandle, ShadowOperation, ShadowReply,
+    ShadowRequest,
 };
 use self::rate::RateLimiter;
 use self::settings::ShadowSettings;
@@ -269,6 +272,14 @@ impl Handler<GetShadowCounts> for ShadowManager {
 
     fn handle(&mut self, _msg: GetShadowCounts, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.counts.clone())
+    }
+}
+
+impl Handler<ListShadows> for ShadowManager {
+    type Result = Result<Vec<(String, String, u64)>, String>;
+
+    fn handle(&mut self, _msg: ListShadows, _ctx: &mut Self::Context) -> Self::Result {
+        self.store.list_all().map_err(|e| e.to_string())
     }
 }
 

@@ -1,11 +1,10 @@
 //! `aws.greengrass.ShadowManager` configuration.
 //!
-//! Turf keeps shadows locally; it honours `shadowDocumentSizeLimitBytes` (0 means the default of
-//! 8192, at most 30720) and `rateLimits` (`maxLocalRequestsPerSecondPerThing`, default 20, and
-//! `maxTotalLocalRequestsRate`, default 200; `maxOutboundSyncUpdatesPerSecond` is accepted for
-//! the cloud sync Turf does not do yet). Cloud synchronization needs the IotCore link, so a
-//! `synchronize` section is refused rather than silently ignored; `strategy` is accepted and
-//! checked for shape. Pure logic: no I/O.
+//! Turf honours `shadowDocumentSizeLimitBytes` (0 means the default of 8192, at most 30720) and
+//! `rateLimits` (`maxLocalRequestsPerSecondPerThing`, default 20, and `maxTotalLocalRequestsRate`,
+//! default 200; `maxOutboundSyncUpdatesPerSecond` is read by sync). `synchronize` is read by
+//! [`super::sync::config`]; `strategy` is accepted and checked for shape (Turf always syncs in
+//! real time, paced by the outbound rate). Pure logic: no I/O.
 
 use serde_json::Value;
 
@@ -71,10 +70,7 @@ impl ShadowSettings {
         if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(format!("{key}: unknown setting; expected one of {}", KEYS.join(", ")));
         }
-        if map.get("synchronize").is_some_and(|s| !s.is_null() && s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err("synchronize: syncing shadows with AWS IoT Core is not supported by Turf; remove this section"
-                .to_owned());
-        }
+
         for key in ["strategy", "rateLimits"] {
             if let Some(value) = map.get(key).filter(|v| !v.is_null() && !v.is_object()) {
                 return Err(format!("{key}: must be an object, found {value}"));
@@ -114,7 +110,6 @@ mod tests {
         for bad in [
             json!({"shadowDocumentSizeLimitBytes": 30721}),
             json!({"shadowDocumentSizeLimitBytes": "big"}),
-            json!({"synchronize": {"coreThing": {"classic": true}}}),
             json!({"strategy": "realTime"}),
             json!({"shadowSize": 1}),
             json!({"rateLimits": {"maxTotalLocalRequestsRate": 0}}),

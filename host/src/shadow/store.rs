@@ -52,6 +52,18 @@ impl ShadowStore {
         Ok(Self { conn: store::open(db)? })
     }
 
+    /// Every shadow's thing, name and version (what a full sync looks at).
+    pub fn list_all(&self) -> Result<Vec<(String, String, u64)>, StoreFailure> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT thing, name, version FROM shadows ORDER BY thing, name")
+            .map_err(sql("list shadows"))?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?.max(0) as u64)))
+            .map_err(sql("list shadows"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql("list shadows"))
+    }
+
     /// The document of `id`, if it exists; [`StoreFailure::Corrupt`] if its row does not hold one.
     pub fn get(&self, id: &ShadowId) -> Result<Option<Document>, StoreFailure> {
         let row: Option<(String, i64)> = self

@@ -122,6 +122,27 @@ pub fn parse_request(topic: &str) -> Option<Result<RequestTopic, ShadowError>> {
     Some(ShadowId::new(thing, name).map(|shadow| RequestTopic { shadow, operation }))
 }
 
+/// A response topic, parsed: the shadow, its operation, and the suffix (`accepted`, `rejected`,
+/// `delta`, `documents`). `None` for anything else, a name that is not valid included.
+pub fn parse_response(topic: &str) -> Option<(ShadowId, Operation, &str)> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    let (thing, name, op, suffix) = match levels.as_slice() {
+        ["$aws", "things", thing, "shadow", op, suffix] => (*thing, "", *op, *suffix),
+        ["$aws", "things", thing, "shadow", "name", name, op, suffix] => (*thing, *name, *op, *suffix),
+        _ => return None,
+    };
+    let operation = match op {
+        "get" => Operation::Get,
+        "update" => Operation::Update,
+        "delete" => Operation::Delete,
+        _ => return None,
+    };
+    if !matches!(suffix, "accepted" | "rejected" | "delta" | "documents") {
+        return None;
+    }
+    Some((ShadowId::new(thing, name).ok()?, operation, suffix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +165,21 @@ mod tests {
             "$aws/things/t/shadow/name/get",
         ] {
             assert!(parse_request(response).is_none(), "{response}");
+        }
+    }
+
+    #[test]
+    fn responses_parse_and_requests_do_not() {
+        let (shadow, op, suffix) = parse_response("$aws/things/t/shadow/name/n/update/documents").unwrap();
+        assert_eq!(
+            (shadow.thing.as_str(), shadow.name.as_str(), op, suffix),
+            ("t", "n", Operation::Update, "documents")
+        );
+        assert_eq!(parse_response("$aws/things/t/shadow/delete/accepted").map(|r| r.2), Some("accepted"));
+        for other in
+            ["$aws/things/t/shadow/update", "$aws/things/t/shadow/update/other", "$aws/things/a b/shadow/get/accepted"]
+        {
+            assert!(parse_response(other).is_none(), "{other}");
         }
     }
 

@@ -49,7 +49,14 @@ fn services() -> (HostServices, Sent) {
     let (upstream_publish, upstream) = fake::<PublishUpstream>(|_| Err(UpstreamError::NotConfigured));
     let services = HostServices {
         bus: BusHandle { subscribe, unsubscribe: fake(|_| true).0, unsubscribe_all: sink().0, publish },
-        shadows: ShadowHandle { requests, configure: sink().0, counts: fake(|_| Default::default()).0 },
+        shadows: ShadowHandle {
+            requests,
+            configure: sink().0,
+            counts: fake(|_| Default::default()).0,
+            configure_sync: fake(|_| Ok(())).0,
+            sync_status: fake(|_| Err("no sync in this test".to_owned())).0,
+            sync_summary: fake(|_| Default::default()).0,
+        },
         upstream: UpstreamHandle {
             publish: upstream_publish,
             subscribe: fake(|_| Err(UpstreamError::NotConfigured)).0,

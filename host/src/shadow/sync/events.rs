@@ -1,0 +1,107 @@
+//! Changes sync hears of: the local shadow manager's answers on the bus, the cloud's on the
+//! upstream connection (answers to sync's own requests go to the job waiting for them), and the
+//! upstream connection coming and going (each time it comes back, a full sync).
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use super::SUBSCRIBER;
+use super::decide::Side;
+use super::merge::SyncState;
+use super::{ShadowSync, Start, TOKEN_PREFIX};
+use crate::pubsub::PubsubMessage;
+use crate::shadow::topics::{Operation, parse_response};
+use crate::upstream::{GetUpstreamStatus, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage, UpstreamStatus};
+
+/// The client token of a payload, if it has one.
+fn token(payload: &Value) -> Option<&str> {
+    payload.get("clientToken").and_then(Value::as_str)
+}
+
+impl Handler<PubsubMessage> for ShadowSync {
+    type Result = ();
+
+    fn handle(&mut self, msg: PubsubMessage, ctx: &mut Self::Context) {
+        let Some((shadow, operation, suffix)) = parse_response(&msg.topic) else { return };
+        let change = matches!((operation, suffix), (Operation::Update, "documents") | (Operation::Delete, "accepted"));
+        if !change || !self.config.selects(&shadow.thing, &shadow.name) {
+            return;
+        }
+        let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+        if token(&payload).is_some_and(|t| t.starts_with(TOKEN_PREFIX)) {
+            return; // sync's own write
+        }
+        self.local_change(shadow, ctx);
+    }
+}
+
+impl Handler<UpstreamMessage> for ShadowSync {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpstreamMessage, ctx: &mut Self::Context) {
+        let Some((shadow, operation, suffix)) = parse_response(&msg.topic) else { return };
+        let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+        if let Some(token) = token(&payload).filter(|t| t.starts_with(TOKEN_PREFIX)).map(str::to_owned) {
+            // An answer to one of sync's requests, or the cloud's echo of its own write.
+            if matches!(suffix, "accepted" | "rejected") {
+                self.cloud.answer(&token, suffix == "accepted", payload);
+            }
+            return;
+        }
+        if !self.config.selects(&shadow.thing, &shadow.name) || !self.config.direction.downward() {
+            return;
+        }
+        let known = match (operation, suffix) {
+            (Operation::Update, "documents") => {
+                let current = &payload["current"];
+                match current.get("version").and_then(Value::as_u64) {
+                    Some(version) => Side::Present(SyncState::of_document(current), version),
+                    None => return,
+                }
+            }
+            (Operation::Delete, "accepted") => Side::Absent,
+            _ => return,
+        };
+        self.enqueue(shadow, Start::Known(known));
+        self.pump(ctx);
+    }
+}
+
+impl ShadowSync {
+    /// Subscribes upstream to the shadow topics of every selected thing.
+    pub(super) fn subscribe_upstream(&self, ctx: &mut Context<Self>) {
+        self.upstream.unsubscribe.do_send(UnsubscribeUpstream { subscriber: SUBSCRIBER.to_owned(), filter: None });
+        if self.config.is_empty() {
+            return;
+        }
+        let filters: Vec<String> = if self.config.patterns.is_empty() {
+            self.config.things.keys().map(|thing| format!("$aws/things/{thing}/shadow/#")).collect()
+        } else {
+            vec!["$aws/things/+/shadow/#".to_owned()]
+        };
+        for filter in filters {
+            let request =
+                SubscribeUpstream { subscriber: SUBSCRIBER.to_owned(), filter, recipient: ctx.address().recipient() };
+            self.upstream.subscribe.do_send(request);
+        }
+    }
+
+    pub(super) fn check_upstream(&mut self, ctx: &mut Context<Self>) {
+        if self.config.is_empty() || !self.upstream.configured {
+            return;
+        }
+        let asked = self.upstream.status.send(GetUpstreamStatus);
+        ctx.spawn(asked.into_actor(self).map(|status, sync, ctx| {
+            let status: UpstreamStatus = status.unwrap_or_default();
+            let since = (status.state == "connected").then_some(status.since.unwrap_or(0));
+            if since.is_some() && since != sync.connected_since {
+                sync.connected_since = since;
+                tracing::info!("upstream connected: full shadow sync");
+                sync.full_sync(ctx);
+                sync.pump(ctx);
+            } else if since.is_none() {
+                sync.connected_since = None;
+            }
+        }));
+    }
+}

@@ -1,0 +1,271 @@
+//! One shadow's sync: read both sides, decide, apply each side's action with its version.
+//!
+//! The cloud is reached by publishing the AWS IoT shadow requests upstream
+//! (`$aws/things/T/shadow[/name/N]/{get,update,delete}`) with a `clientToken` and waiting for
+//! the `/accepted` or `/rejected` answer that carries it ([`ANSWER_TIMEOUT`] at most); every
+//! request first takes a token from the outbound bucket. The local side is the shadow manager,
+//! asked directly. A 409 from either side ends the job as [`Failure::Conflict`]: the caller
+//! reads both sides again and merges anew.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+
+use super::TOKEN_PREFIX;
+use super::bucket::TokenBucket;
+use super::config::Direction;
+use super::decide::{Action, Side, decide};
+use super::merge::SyncState;
+use super::records::SyncRecord;
+use crate::flow::Credit;
+use crate::shadow::topics::{Operation, ShadowId};
+use crate::shadow::{ShadowOperation, ShadowReply, ShadowRequest};
+use crate::upstream::PublishUpstream;
+
+/// Longest wait for the cloud's answer to one request.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a sync did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// A side changed between the read and the write (409): read again.
+    #[error("version conflict")]
+    Conflict,
+    /// The cloud did not answer (the connection is down, or the request was lost).
+    #[error("no answer from the cloud within {0:?}")]
+    NoAnswer(Duration),
+    /// A side refused or failed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a finished sync left: the state both sides have (none: both deleted) and their versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    /// The new base.
+    pub base: Option<SyncState>,
+    /// The local shadow's version now (0: absent).
+    pub local_version: u64,
+    /// The cloud shadow's version now (0: absent).
+    pub cloud_version: u64,
+}
+
+/// An answer from the cloud.
+#[derive(Debug)]
+pub struct Answer {
+    accepted: bool,
+    payload: Value,
+}
+
+/// What jobs share to talk to the cloud.
+#[derive(Clone)]
+pub struct Cloud {
+    /// Publish upstream.
+    pub publish: Recipient<PublishUpstream>,
+    /// Requests waiting for their answer, by client token.
+    pub waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
+    /// The outbound rate.
+    pub bucket: Arc<Mutex<TokenBucket>>,
+    /// Requests sent (also numbers the client tokens).
+    pub sent: Arc<AtomicU64>,
+}
+
+impl Cloud {
+    /// Requests sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Hands an answer to the request waiting for `token` (none waits for a late one).
+    pub fn answer(&self, token: &str, accepted: bool, payload: Value) {
+        let waiting = self.waiting.lock().ok().and_then(|mut w| w.remove(token));
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(Answer { accepted, payload });
+        }
+    }
+
+    async fn paced(&self) {
+        loop {
+            let wait = match self.bucket.lock() {
+                Ok(mut bucket) => bucket.take(Instant::now()),
+                Err(_) => Ok(()),
+            };
+            match wait {
+                Ok(()) => return,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        shadow: &ShadowId,
+        operation: Operation,
+        mut body: Map<String, Value>,
+    ) -> Result<Answer, Failure> {
+        self.paced().await;
+        let token = format!("{TOKEN_PREFIX}{}", self.sent.fetch_add(1, Ordering::Relaxed));
+        body.insert("clientToken".to_owned(), Value::String(token.clone()));
+        let (answered, answer) = oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.insert(token.clone(), answered);
+        }
+        let publish = PublishUpstream {
+            topic: format!("{}/{}", shadow.prefix(), operation.word()),
+            payload: Value::Object(body).to_string().into(),
+            retain: false,
+            properties: None,
+            credit: Credit::none(),
+        };
+        let sent = match self.publish.send(publish).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Refused(format!("cannot send to the upstream broker: {e}"))),
+            Err(e) => Err(Failure::Refused(format!("the upstream service is gone: {e}"))),
+        };
+        let answer = match sent {
+            Ok(()) => tokio::time::timeout(ANSWER_TIMEOUT, answer).await.ok().and_then(Result::ok),
+            Err(failure) => {
+                self.forget(&token);
+                return Err(failure);
+            }
+        };
+        self.forget(&token);
+        answer.ok_or(Failure::NoAnswer(ANSWER_TIMEOUT))
+    }
+
+    fn forget(&self, token: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.remove(token);
+        }
+    }
+
+    /// The cloud side of `shadow`.
+    async fn get(&self, shadow: &ShadowId) -> Result<Side, Failure> {
+        let answer = self.request(shadow, Operation::Get, Map::new()).await?;
+        if answer.accepted {
+            let version = answer.payload.get("version").and_then(Value::as_u64).unwrap_or(0);
+            return Ok(Side::Present(SyncState::of_document(&answer.payload), version));
+        }
+        match code(&answer.payload) {
+            404 => Ok(Side::Absent),
+            _ => Err(rejected("get", &answer.payload)),
+        }
+    }
+
+    /// Applies `action` to the cloud shadow now at `side`; its version afterwards.
+    async fn apply(&self, shadow: &ShadowId, action: &Action, side: &Side) -> Result<u64, Failure> {
+        match (action, side) {
+            (Action::Nothing, Side::Present(_, version)) => Ok(*version),
+            (Action::Nothing, Side::Absent) => Ok(0),
+            (Action::Update(state), side) => {
+                let mut body = Map::new();
+                body.insert("state".to_owned(), state.clone());
+                if let Side::Present(_, version) = side {
+                    body.insert("version".to_owned(), json!(version));
+                }
+                let answer = self.request(shadow, Operation::Update, body).await?;
+                match (answer.accepted, code(&answer.payload)) {
+                    (true, _) => Ok(answer.payload.get("version").and_then(Value::as_u64).unwrap_or(0)),
+                    (false, 409) => Err(Failure::Conflict),
+                    (false, _) => Err(rejected("update", &answer.payload)),
+                }
+            }
+            (Action::Delete, _) => {
+                let answer = self.request(shadow, Operation::Delete, Map::new()).await?;
+                match (answer.accepted, code(&answer.payload)) {
+                    (true, _) | (false, 404) => Ok(0),
+                    (false, _) => Err(rejected("delete", &answer.payload)),
+                }
+            }
+        }
+    }
+}
+
+fn code(payload: &Value) -> u64 {
+    payload.get("code").and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn rejected(what: &str, payload: &Value) -> Failure {
+    let message = payload.get("message").and_then(Value::as_str).unwrap_or("no message");
+    Failure::Refused(format!("the cloud rejected the {what}: {} {message}", code(payload)))
+}
+
+/// The local side of `shadow`.
+async fn local_side(local: &Recipient<ShadowRequest>, shadow: &ShadowId) -> Result<Side, Failure> {
+    let request = ShadowRequest {
+        thing: shadow.thing.clone(),
+        name: shadow.name.clone(),
+        operation: ShadowOperation::Get,
+        rate_limited: false,
+    };
+    match local.send(request).await {
+        Ok(Ok(ShadowReply::Document { document })) => {
+            let version = document.get("version").and_then(Value::as_u64).unwrap_or(0);
+            Ok(Side::Present(SyncState::of_document(&document), version))
+        }
+        Ok(Ok(ShadowReply::Named(_))) => {
+            Err(Failure::Refused("the shadow manager answered a get with a list".to_owned()))
+        }
+        Ok(Err(error)) if error.code == 404 => Ok(Side::Absent),
+        Ok(Err(error)) => Err(Failure::Refused(format!("the local shadow cannot be read: {error}"))),
+        Err(e) => Err(Failure::Refused(format!("the shadow manager is gone: {e}"))),
+    }
+}
+
+/// Applies `action` to the local shadow now at `side`; its version afterwards.
+async fn apply_local(
+    local: &Recipient<ShadowRequest>,
+    shadow: &ShadowId,
+    action: &Action,
+    side: &Side,
+    token: String,
+) -> Result<u64, Failure> {
+    let operation = match (action, side) {
+        (Action::Nothing, Side::Present(_, version)) => return Ok(*version),
+        (Action::Nothing, Side::Absent) => return Ok(0),
+        (Action::Update(state), side) => {
+            let mut request = json!({"state": state, "clientToken": token});
+            if let Side::Present(_, version) = side {
+                request["version"] = json!(version);
+            }
+            ShadowOperation::Update { payload: request.to_string() }
+        }
+        (Action::Delete, _) => ShadowOperation::Delete,
+    };
+    let request =
+        ShadowRequest { thing: shadow.thing.clone(), name: shadow.name.clone(), operation, rate_limited: false };
+    match local.send(request).await {
+        Ok(Ok(ShadowReply::Document { document })) => Ok(document.get("version").and_then(Value::as_u64).unwrap_or(0)),
+        Ok(Ok(ShadowReply::Named(_))) => Ok(0),
+        Ok(Err(error)) if error.code == 409 => Err(Failure::Conflict),
+        Ok(Err(error)) if error.code == 404 && matches!(action, Action::Delete) => Ok(0),
+        Ok(Err(error)) => Err(Failure::Refused(format!("the local shadow refused the sync: {error}"))),
+        Err(e) => Err(Failure::Refused(format!("the shadow manager is gone: {e}"))),
+    }
+}
+
+/// Syncs one shadow: `known` is the cloud side when the change that queued it carried it.
+pub async fn sync(
+    cloud: Cloud,
+    local: Recipient<ShadowRequest>,
+    shadow: ShadowId,
+    record: Option<SyncRecord>,
+    known: Option<Side>,
+    direction: Direction,
+) -> Result<Synced, Failure> {
+    let cloud_side = match known {
+        Some(side) => side,
+        None => cloud.get(&shadow).await?,
+    };
+    let local_before = local_side(&local, &shadow).await?;
+    let decision = decide(record.as_ref(), &local_before, &cloud_side, direction);
+    let token = format!("{TOKEN_PREFIX}local-{}", cloud.sent.fetch_add(0, Ordering::Relaxed));
+    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, token).await?;
+    let cloud_version = cloud.apply(&shadow, &decision.cloud, &cloud_side).await?;
+    Ok(Synced { base: decision.base, local_version, cloud_version })
+}

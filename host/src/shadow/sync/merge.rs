@@ -1,0 +1,241 @@
+//! The sync rule: a three-way merge of a shadow's local and cloud states over the last state
+//! both sides agreed on, and the update that turns one state into another. Pure logic.
+//!
+//! Per key, recursively through objects: a key changed on one side only takes that change; a
+//! key changed on both sides to different values takes the winner's value: **reported, local
+//! wins** (the devices on this core report it), **desired, cloud wins** (the operator sets it).
+//! `deviceToCloud` makes the cloud a copy of the local state, `cloudToDevice` the reverse.
+//! Arrays are values, as in AWS IoT shadows (replaced, never merged).
+
+use serde_json::{Map, Value};
+
+use super::config::Direction;
+
+/// The state of a shadow, as sync compares it: desired and reported (no delta, no metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    /// `state.desired`, if the shadow has it.
+    pub desired: Option<Map<String, Value>>,
+    /// `state.reported`, if the shadow has it.
+    pub reported: Option<Map<String, Value>>,
+}
+
+impl SyncState {
+    /// The state of a document or response payload (`{"state": {...}}`); anything else reads
+    /// as an empty state.
+    pub fn of_document(document: &Value) -> Self {
+        let side = |key: &str| document.get("state").and_then(|s| s.get(key)).and_then(Value::as_object).cloned();
+        Self { desired: side("desired"), reported: side("reported") }
+    }
+
+    /// `{"desired": ..., "reported": ...}` with the sides it has (what is stored as the base).
+    pub fn to_json(&self) -> Value {
+        let mut state = Map::new();
+        if let Some(d) = &self.desired {
+            state.insert("desired".to_owned(), Value::Object(d.clone()));
+        }
+        if let Some(r) = &self.reported {
+            state.insert("reported".to_owned(), Value::Object(r.clone()));
+        }
+        Value::Object(state)
+    }
+
+    /// Reads what [`SyncState::to_json`] wrote.
+    pub fn from_json(state: &Value) -> Self {
+        Self::of_document(&serde_json::json!({ "state": state }))
+    }
+}
+
+/// Which side's value a key both sides changed takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Winner {
+    Local,
+    Cloud,
+}
+
+/// The state both sides should have after syncing `local` and `cloud` from `base`.
+pub fn merge(base: &SyncState, local: &SyncState, cloud: &SyncState, direction: Direction) -> SyncState {
+    match direction {
+        Direction::DeviceToCloud => local.clone(),
+        Direction::CloudToDevice => cloud.clone(),
+        Direction::Both => SyncState {
+            desired: merge_side(base.desired.as_ref(), local.desired.as_ref(), cloud.desired.as_ref(), Winner::Cloud),
+            reported: merge_side(
+                base.reported.as_ref(),
+                local.reported.as_ref(),
+                cloud.reported.as_ref(),
+                Winner::Local,
+            ),
+        },
+    }
+}
+
+fn merge_side(
+    base: Option<&Map<String, Value>>,
+    local: Option<&Map<String, Value>>,
+    cloud: Option<&Map<String, Value>>,
+    winner: Winner,
+) -> Option<Map<String, Value>> {
+    let as_value = |m: Option<&Map<String, Value>>| m.map(|m| Value::Object(m.clone()));
+    let (b, l, c) = (as_value(base), as_value(local), as_value(cloud));
+    match merge_value(b.as_ref(), l.as_ref(), c.as_ref(), winner) {
+        Some(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+fn merge_value(base: Option<&Value>, local: Option<&Value>, cloud: Option<&Value>, winner: Winner) -> Option<Value> {
+    if local == cloud || cloud == base {
+        return local.cloned();
+    }
+    if local == base {
+        return cloud.cloned();
+    }
+    if let (Some(Value::Object(l)), Some(Value::Object(c))) = (local, cloud) {
+        let empty = Map::new();
+        let b = match base {
+            Some(Value::Object(b)) => b,
+            _ => &empty,
+        };
+        let mut merged = Map::new();
+        for key in l.keys().chain(c.keys()) {
+            if merged.contains_key(key) {
+                continue;
+            }
+            if let Some(value) = merge_value(b.get(key), l.get(key), c.get(key), winner) {
+                merged.insert(key.clone(), value);
+            }
+        }
+        return Some(Value::Object(merged));
+    }
+    match winner {
+        Winner::Local => local.cloned(),
+        Winner::Cloud => cloud.cloned(),
+    }
+}
+
+/// The `state` of an update request that turns `from` into `to`; `None` when they are equal.
+/// Keys `to` lacks are sent as `null` (deleted), a side `to` lacks as `null` (cleared).
+pub fn patch(from: &SyncState, to: &SyncState) -> Option<Value> {
+    let mut state = Map::new();
+    for (key, f, t) in [("desired", &from.desired, &to.desired), ("reported", &from.reported, &to.reported)] {
+        match (f, t) {
+            (f, t) if f == t => {}
+            (_, None) => {
+                state.insert(key.to_owned(), Value::Null);
+            }
+            (None, Some(t)) => {
+                state.insert(key.to_owned(), Value::Object(t.clone()));
+            }
+            (Some(f), Some(t)) => {
+                if let Some(diff) = diff(f, t) {
+                    state.insert(key.to_owned(), Value::Object(diff));
+                }
+            }
+        }
+    }
+    (!state.is_empty()).then_some(Value::Object(state))
+}
+
+/// What to merge into `from` to get `to`; `None` when they are equal.
+fn diff(from: &Map<String, Value>, to: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    for (key, t) in to {
+        match (from.get(key), t) {
+            (Some(f), t) if f == t => {}
+            (Some(Value::Object(f)), Value::Object(t)) if !t.is_empty() => {
+                if let Some(inner) = diff(f, t) {
+                    out.insert(key.clone(), Value::Object(inner));
+                }
+            }
+            _ => {
+                out.insert(key.clone(), t.clone());
+            }
+        }
+    }
+    for key in from.keys().filter(|k| !to.contains_key(*k)) {
+        out.insert(key.clone(), Value::Null);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state(value: Value) -> SyncState {
+        SyncState::from_json(&value)
+    }
+
+    #[test]
+    fn one_sided_changes_are_taken_from_their_side() {
+        let base = state(json!({"desired": {"color": "red"}, "reported": {"color": "red"}}));
+        let local = state(json!({"desired": {"color": "red"}, "reported": {"color": "blue"}}));
+        let cloud = state(json!({"desired": {"color": "green"}, "reported": {"color": "red"}}));
+        let merged = merge(&base, &local, &cloud, Direction::Both);
+        assert_eq!(merged, state(json!({"desired": {"color": "green"}, "reported": {"color": "blue"}})));
+    }
+
+    #[test]
+    fn conflicts_reported_local_wins_desired_cloud_wins_key_by_key() {
+        let base = state(json!({"desired": {"color": "red", "level": 1}, "reported": {"color": "red", "on": true}}));
+        let local =
+            state(json!({"desired": {"color": "white", "level": 2}, "reported": {"color": "white", "on": true}}));
+        let cloud =
+            state(json!({"desired": {"color": "green", "level": 1}, "reported": {"color": "green", "on": false}}));
+        let merged = merge(&base, &local, &cloud, Direction::Both);
+        assert_eq!(
+            merged,
+            state(json!({"desired": {"color": "green", "level": 2}, "reported": {"color": "white", "on": false}}))
+        );
+    }
+
+    #[test]
+    fn nested_objects_merge_and_deletions_count_as_changes() {
+        let base = state(json!({"reported": {"lamp": {"color": "red", "level": 1}, "old": 1}}));
+        let local = state(json!({"reported": {"lamp": {"color": "red", "level": 3}, "old": 1}}));
+        let cloud = state(json!({"reported": {"lamp": {"color": "blue", "level": 1}}}));
+        let merged = merge(&base, &local, &cloud, Direction::Both);
+        assert_eq!(
+            merged,
+            state(json!({"reported": {"lamp": {"color": "blue", "level": 3}}})),
+            "old deleted in the cloud"
+        );
+    }
+
+    #[test]
+    fn without_a_base_both_sides_count_as_changed() {
+        let local = state(json!({"desired": {"a": 1}, "reported": {"r": "local"}}));
+        let cloud = state(json!({"desired": {"a": 2, "b": 1}, "reported": {"r": "cloud"}}));
+        let merged = merge(&SyncState::default(), &local, &cloud, Direction::Both);
+        assert_eq!(merged, state(json!({"desired": {"a": 2, "b": 1}, "reported": {"r": "local"}})));
+    }
+
+    #[test]
+    fn one_way_directions_copy_one_side() {
+        let local = state(json!({"reported": {"a": 1}}));
+        let cloud = state(json!({"desired": {"b": 2}}));
+        assert_eq!(merge(&SyncState::default(), &local, &cloud, Direction::DeviceToCloud), local);
+        assert_eq!(merge(&SyncState::default(), &local, &cloud, Direction::CloudToDevice), cloud);
+    }
+
+    #[test]
+    fn a_patch_turns_one_state_into_the_other() {
+        let from = state(json!({"desired": {"a": 1, "gone": true, "n": {"x": 1, "y": 2}}, "reported": {"r": 1}}));
+        let to = state(json!({"desired": {"a": 2, "n": {"x": 1, "y": 3}, "new": [1, 2]}}));
+        let patch = patch(&from, &to).unwrap();
+        assert_eq!(patch, json!({"desired": {"a": 2, "gone": null, "n": {"y": 3}, "new": [1, 2]}, "reported": null}));
+        assert_eq!(super::patch(&to, &to), None);
+        let created = super::patch(&SyncState::default(), &to).unwrap();
+        assert_eq!(created, json!({"desired": to.desired.clone().unwrap()}));
+    }
+
+    #[test]
+    fn states_read_documents_and_ignore_delta() {
+        let doc = json!({"state": {"desired": {"a": 1}, "delta": {"a": 1}}, "version": 3});
+        let read = SyncState::of_document(&doc);
+        assert_eq!(read.to_json(), json!({"desired": {"a": 1}}));
+        assert_eq!(SyncState::of_document(&json!("garbage")), SyncState::default());
+    }
+}

@@ -1,0 +1,68 @@
+//! The sync actor against fake peers: what it subscribes to, and a hostile cloud announcing
+//! endless shadows.
+
+use serde_json::json;
+
+use super::*;
+use crate::fakes::{fake, sink};
+use crate::flow::Credit;
+use crate::shadow::document::ShadowError;
+use crate::upstream::{SubscribeUpstream, UpstreamMessage, UpstreamStatus};
+
+fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Seen<SubscribeUpstream>) {
+    let records = SyncRecords::open(&dir.join("turf.db")).unwrap();
+    let local = fake::<ShadowRequest>(|_| Err(ShadowError::not_found(""))).0;
+    let list_local = fake::<ListShadows>(|_| Ok(Vec::new())).0;
+    let bus = BusHandle {
+        subscribe: fake(|_| Ok(())).0,
+        unsubscribe: fake(|_| true).0,
+        unsubscribe_all: sink().0,
+        publish: fake(|_| Ok(())).0,
+    };
+    let (subscribe, subscribed) = fake::<SubscribeUpstream>(|_| Ok(()));
+    let upstream = UpstreamHandle {
+        publish: fake(|_| Ok(())).0,
+        subscribe,
+        unsubscribe: fake(|_| true).0,
+        status: fake(|_| UpstreamStatus { state: "disconnected".into(), ..UpstreamStatus::default() }).0,
+        stop: sink().0,
+        configured: true,
+    };
+    let sync = ShadowSync::new("Core".into(), records, local, list_local, bus, upstream).start();
+    (sync, subscribed)
+}
+
+#[actix_rt::test]
+async fn a_cloud_announcing_endless_shadows_fills_a_bounded_queue_and_the_rest_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, subscribed) = sync_with_fakes(dir.path());
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}]}});
+    sync.send(ConfigureSync(config)).await.unwrap().unwrap();
+    let extra = 50;
+    for n in 0..MAX_QUEUED + extra {
+        let payload = json!({"current": {"state": {"reported": {"n": n}}, "version": 1}});
+        sync.do_send(UpstreamMessage {
+            topic: format!("$aws/things/T{n}/shadow/update/documents"),
+            payload: payload.to_string().into(),
+            properties: None,
+            credit: Credit::none(),
+        });
+    }
+    let summary = sync.send(GetSyncSummary).await.unwrap();
+    assert_eq!(summary.queued, MAX_QUEUED);
+    assert_eq!(summary.counts.dropped, extra as u64);
+    assert!(!summary.connected, "nothing runs while the upstream is down");
+    let filters: Vec<String> = subscribed.take().into_iter().map(|s| s.filter).collect();
+    assert_eq!(filters, ["$aws/things/+/shadow/#"], "a pattern subscribes to every thing's shadow topics");
+}
+
+#[actix_rt::test]
+async fn a_bad_section_names_its_path_and_an_empty_one_turns_sync_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, _) = sync_with_fakes(dir.path());
+    let bad = json!({"synchronize": {"shadowDocuments": [{"thingName": "a/b"}]}});
+    let error = sync.send(ConfigureSync(bad)).await.unwrap().unwrap_err();
+    assert!(error.contains("synchronize.shadowDocuments[0].thingName"), "{error}");
+    sync.send(ConfigureSync(json!({}))).await.unwrap().unwrap();
+    assert!(!sync.send(GetSyncSummary).await.unwrap().enabled);
+}
