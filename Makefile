@@ -13,7 +13,7 @@ PLUGIN_CRATES := hello-world-subscriber smart-light-manager test-probe test-prob
 # The AWS IoT Device SDK v2 for Python, which an end-to-end test drives against Turf.
 PYENV        := target/pyenv
 
-.PHONY: all setup build plugins sdk-env cloud-broker test lint demo bench fuzz clean
+.PHONY: all setup build plugins sdk-env cloud-broker test lint demo demo-cloud bench fuzz clean
 
 all: build plugins
 
@@ -87,6 +87,11 @@ fuzz:
 ## Hello World messages through it, then stop everything.
 demo: setup plugins build
 	@KEEP=$(KEEP) sh scripts/demo.sh
+
+## demo-cloud: tutorial step 5's smart light synced with a cloud (a second Turf host serving the
+## AWS IoT shadow API); its color is set on the cloud side.
+demo-cloud: build
+	@sh scripts/demo-cloud.sh
 
 clean:
 	$(CARGO) clean

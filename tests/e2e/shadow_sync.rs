@@ -155,7 +155,13 @@ async fn a_device_report_reaches_the_cloud_and_the_clouds_desired_state_reaches_
 
     let deltas = lamp.collect_until(TIMEOUT, |p| p.topic.ends_with("/update/delta")).await?;
     let delta: Value = serde_json::from_slice(&deltas.last().context("no delta")?.payload)?;
-    assert_eq!(delta["state"], json!({"color": "green"}), "the cloud's desired state reached the device");
+        assert_eq!(delta["state"], json!({"color": "green"}), "the cloud's desired state reached the device");
+    // The light reports the new color with the delta's client token, as the AWS samples do:
+    // that report is a change of its own and goes up (it is not taken for sync's echo).
+    let token = delta["clientToken"].clone();
+    let report = json!({"state": {"reported": {"color": "green"}}, "clientToken": token}).to_string();
+    lamp.client.publish("$aws/things/Lamp/shadow/update", QoS::AtLeastOnce, false, report).await?;
+    wait_state(&pair.cloud, "Lamp", "/reported/color", json!("green"), "the light's report in the cloud").await?;
 
     // A named shadow in the selection syncs too; one outside it does not.
     let schedule = r#"{"state": {"desired": {"off_at": "23:00"}}}"#;

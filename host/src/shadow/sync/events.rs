@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::SUBSCRIBER;
 use super::decide::Side;
 use super::merge::SyncState;
-use super::{ShadowSync, Start, TOKEN_PREFIX};
+use super::{ShadowSync, Start};
 use crate::pubsub::PubsubMessage;
 use crate::shadow::topics::{Operation, parse_response};
 use crate::upstream::{GetUpstreamStatus, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage, UpstreamStatus};
@@ -27,9 +27,9 @@ impl Handler<PubsubMessage> for ShadowSync {
         if !change || !self.config.selects(&shadow.thing, &shadow.name) {
             return;
         }
-        let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
-        if token(&payload).is_some_and(|t| t.starts_with(TOKEN_PREFIX)) {
-            return; // sync's own write
+                let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+        if token(&payload).is_some_and(|t| self.cloud.local_echoes.consume(t)) {
+            return; // the echo of sync's own write
         }
         self.local_change(shadow, ctx);
     }
@@ -41,12 +41,12 @@ impl Handler<UpstreamMessage> for ShadowSync {
     fn handle(&mut self, msg: UpstreamMessage, ctx: &mut Self::Context) {
         let Some((shadow, operation, suffix)) = parse_response(&msg.topic) else { return };
         let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
-        if let Some(token) = token(&payload).filter(|t| t.starts_with(TOKEN_PREFIX)).map(str::to_owned) {
-            // An answer to one of sync's requests, or the cloud's echo of its own write.
-            if matches!(suffix, "accepted" | "rejected") {
-                self.cloud.answer(&token, suffix == "accepted", payload);
+                if let Some(token) = token(&payload).map(str::to_owned) {
+            let answered = matches!(suffix, "accepted" | "rejected")
+                && self.cloud.answer(&token, suffix == "accepted", payload.clone());
+            if answered || (suffix == "documents" && self.cloud.echoes.consume(&token)) {
+                return; // an answer to one of sync's requests, or the echo of its own write
             }
-            return;
         }
         if !self.config.selects(&shadow.thing, &shadow.name) || !self.config.direction.downward() {
             return;

@@ -7,7 +7,7 @@
 //! asked directly. A 409 from either side ends the job as [`Failure::Conflict`]: the caller
 //! reads both sides again and merges anew.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,7 +62,38 @@ pub struct Answer {
     payload: Value,
 }
 
-/// What jobs share to talk to the cloud.
+/// Most writes whose echo is awaited at once (far more than the jobs running).
+const MAX_ECHOES: usize = 1024;
+
+/// Client tokens of sync's own writes whose echo (that side's `update/documents`) is still to
+/// come. The first event carrying one is sync's own write and is ignored; a later one carrying
+/// the same token is a real change: a device that copies a delta's token into its report, as
+/// the AWS samples do, must not have its report taken for sync's echo.
+#[derive(Debug, Default)]
+pub struct Echoes(Mutex<HashSet<String>>);
+
+impl Echoes {
+    fn expect(&self, token: &str) {
+        if let Ok(mut tokens) = self.0.lock() {
+            if tokens.len() >= MAX_ECHOES {
+                // Echoes that never came (lost answers): forgetting them costs at most an extra sync.
+                tokens.clear();
+            }
+            tokens.insert(token.to_owned());
+        }
+    }
+
+    /// Whether an event carrying `token` is the echo of sync's own write (then it is consumed).
+    pub fn consume(&self, token: &str) -> bool {
+        self.0.lock().is_ok_and(|mut tokens| tokens.remove(token))
+    }
+
+    fn forget(&self, token: &str) {
+        self.consume(token);
+    }
+}
+
+/// What jobs share to talk to the cloud and to tell their own writes' echoes apart.
 #[derive(Clone)]
 pub struct Cloud {
     /// Publish upstream.
@@ -71,8 +102,14 @@ pub struct Cloud {
     pub waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
     /// The outbound rate.
     pub bucket: Arc<Mutex<TokenBucket>>,
-    /// Requests sent (also numbers the client tokens).
+        /// Requests sent.
     pub sent: Arc<AtomicU64>,
+    /// Numbers client tokens.
+    pub next_token: Arc<AtomicU64>,
+    /// Sync's cloud writes whose echo is to come.
+    pub echoes: Arc<Echoes>,
+    /// Sync's local writes whose echo is to come.
+    pub local_echoes: Arc<Echoes>,
 }
 
 impl Cloud {
@@ -81,12 +118,20 @@ impl Cloud {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Hands an answer to the request waiting for `token` (none waits for a late one).
-    pub fn answer(&self, token: &str, accepted: bool, payload: Value) {
+        /// Hands an answer to the request waiting for `token`; whether one was waiting.
+    pub fn answer(&self, token: &str, accepted: bool, payload: Value) -> bool {
         let waiting = self.waiting.lock().ok().and_then(|mut w| w.remove(token));
-        if let Some(waiting) = waiting {
-            let _ = waiting.send(Answer { accepted, payload });
+        match waiting {
+            Some(waiting) => {
+                let _ = waiting.send(Answer { accepted, payload });
+                true
+            }
+            None => false,
         }
+    }
+
+    fn token(&self) -> String {
+        format!("{TOKEN_PREFIX}{}", self.next_token.fetch_add(1, Ordering::Relaxed))
     }
 
     async fn paced(&self) {
@@ -108,9 +153,14 @@ impl Cloud {
         operation: Operation,
         mut body: Map<String, Value>,
     ) -> Result<Answer, Failure> {
-        self.paced().await;
-        let token = format!("{TOKEN_PREFIX}{}", self.sent.fetch_add(1, Ordering::Relaxed));
+                self.paced().await;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let token = self.token();
         body.insert("clientToken".to_owned(), Value::String(token.clone()));
+        let echoed = operation == Operation::Update;
+        if echoed {
+            self.echoes.expect(&token);
+        }
         let (answered, answer) = oneshot::channel();
         if let Ok(mut waiting) = self.waiting.lock() {
             waiting.insert(token.clone(), answered);
@@ -127,14 +177,18 @@ impl Cloud {
             Ok(Err(e)) => Err(Failure::Refused(format!("cannot send to the upstream broker: {e}"))),
             Err(e) => Err(Failure::Refused(format!("the upstream service is gone: {e}"))),
         };
-        let answer = match sent {
+                let answer = match sent {
             Ok(()) => tokio::time::timeout(ANSWER_TIMEOUT, answer).await.ok().and_then(Result::ok),
             Err(failure) => {
                 self.forget(&token);
+                self.echoes.forget(&token);
                 return Err(failure);
             }
         };
         self.forget(&token);
+        if echoed && answer.as_ref().is_none_or(|a| !a.accepted) {
+            self.echoes.forget(&token);
+        }
         answer.ok_or(Failure::NoAnswer(ANSWER_TIMEOUT))
     }
 
@@ -223,8 +277,9 @@ async fn apply_local(
     shadow: &ShadowId,
     action: &Action,
     side: &Side,
-    token: String,
+    echoes: (&Echoes, String),
 ) -> Result<u64, Failure> {
+    let (echoes, token) = echoes;
     let operation = match (action, side) {
         (Action::Nothing, Side::Present(_, version)) => return Ok(*version),
         (Action::Nothing, Side::Absent) => return Ok(0),
@@ -233,13 +288,18 @@ async fn apply_local(
             if let Side::Present(_, version) = side {
                 request["version"] = json!(version);
             }
+                        echoes.expect(&token);
             ShadowOperation::Update { payload: request.to_string() }
         }
         (Action::Delete, _) => ShadowOperation::Delete,
     };
     let request =
         ShadowRequest { thing: shadow.thing.clone(), name: shadow.name.clone(), operation, rate_limited: false };
-    match local.send(request).await {
+    let answer = local.send(request).await;
+    if !matches!(answer, Ok(Ok(_))) {
+        echoes.forget(&token);
+    }
+    match answer {
         Ok(Ok(ShadowReply::Document { document })) => Ok(document.get("version").and_then(Value::as_u64).unwrap_or(0)),
         Ok(Ok(ShadowReply::Named(_))) => Ok(0),
         Ok(Err(error)) if error.code == 409 => Err(Failure::Conflict),
@@ -264,8 +324,8 @@ pub async fn sync(
     };
     let local_before = local_side(&local, &shadow).await?;
     let decision = decide(record.as_ref(), &local_before, &cloud_side, direction);
-    let token = format!("{TOKEN_PREFIX}local-{}", cloud.sent.fetch_add(0, Ordering::Relaxed));
-    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, token).await?;
+        let echoes = (cloud.local_echoes.as_ref(), cloud.token());
+    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, echoes).await?;
     let cloud_version = cloud.apply(&shadow, &decision.cloud, &cloud_side).await?;
     Ok(Synced { base: decision.base, local_version, cloud_version })
 }

@@ -51,7 +51,8 @@ use crate::upstream::UpstreamHandle;
 /// Who sync subscribes as, on the bus and upstream.
 pub const SUBSCRIBER: &str = "aws.greengrass.ShadowManager/sync";
 
-/// How client tokens of sync's own requests begin.
+/// How client tokens of sync's own requests begin (for people reading logs; sync tells its own
+/// writes apart by the exact token, see `job::Echoes`).
 pub const TOKEN_PREFIX: &str = "turf-sync-";
 
 /// Shadows waiting for a sync at most.
@@ -115,7 +116,10 @@ impl ShadowSync {
             publish: upstream.publish.clone(),
             waiting: Arc::default(),
             bucket: Arc::new(Mutex::new(TokenBucket::new(config::DEFAULT_OUTBOUND_RATE, Instant::now()))),
-            sent: Arc::default(),
+                        sent: Arc::default(),
+            next_token: Arc::default(),
+            echoes: Arc::default(),
+            local_echoes: Arc::default(),
         };
         Self {
             core_thing,
