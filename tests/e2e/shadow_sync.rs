@@ -155,7 +155,7 @@ async fn a_device_report_reaches_the_cloud_and_the_clouds_desired_state_reaches_
 
     let deltas = lamp.collect_until(TIMEOUT, |p| p.topic.ends_with("/update/delta")).await?;
     let delta: Value = serde_json::from_slice(&deltas.last().context("no delta")?.payload)?;
-        assert_eq!(delta["state"], json!({"color": "green"}), "the cloud's desired state reached the device");
+    assert_eq!(delta["state"], json!({"color": "green"}), "the cloud's desired state reached the device");
     // The light reports the new color with the delta's client token, as the AWS samples do:
     // that report is a change of its own and goes up (it is not taken for sync's echo).
     let token = delta["clientToken"].clone();
@@ -338,6 +338,24 @@ async fn garbage_and_forged_answers_from_the_cloud_change_nothing() -> Result<()
     wait_state(&pair.core, "Lamp", "/desired/color", json!("blue"), "the real change after the garbage").await?;
     let local = state(&pair.core, "Lamp").await?.context("Lamp vanished")?;
     assert_eq!(local["reported"], json!({"color": "red"}), "no forged state applied");
+    pair.core.shutdown().await?;
+    pair.cloud.shutdown().await
+}
+
+#[actix_rt::test]
+async fn a_direction_change_takes_effect_at_once() -> Result<()> {
+    let pair = pair(lamp_sync()).await?;
+    update(&pair.core, "Lamp", json!({"reported": {"color": "red"}})).await?;
+    wait_state(&pair.cloud, "Lamp", "/reported/color", json!("red"), "the first sync").await?;
+    let down_only = json!({"synchronize": {"direction": "cloudToDevice"}});
+    configure(&pair.core, down_only).await?;
+    update(&pair.core, "Lamp", json!({"reported": {"color": "blue"}})).await?;
+    update(&pair.cloud, "Lamp", json!({"desired": {"color": "green"}})).await?;
+    wait_state(&pair.core, "Lamp", "/desired/color", json!("green"), "the cloud's change still comes down").await?;
+    let printed = pair.core.turf_ok(&["shadow", "sync", "status"])?;
+    ensure!(printed.contains("cloudToDevice"), "{printed}");
+    let cloud = state(&pair.cloud, "Lamp").await?.context("no cloud shadow")?;
+    assert_eq!(cloud["reported"]["color"], "red", "cloudToDevice: the local change does not go up");
     pair.core.shutdown().await?;
     pair.cloud.shutdown().await
 }

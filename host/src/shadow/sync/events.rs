@@ -27,7 +27,7 @@ impl Handler<PubsubMessage> for ShadowSync {
         if !change || !self.config.selects(&shadow.thing, &shadow.name) {
             return;
         }
-                let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+        let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
         if token(&payload).is_some_and(|t| self.cloud.local_echoes.consume(t)) {
             return; // the echo of sync's own write
         }
@@ -41,7 +41,7 @@ impl Handler<UpstreamMessage> for ShadowSync {
     fn handle(&mut self, msg: UpstreamMessage, ctx: &mut Self::Context) {
         let Some((shadow, operation, suffix)) = parse_response(&msg.topic) else { return };
         let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
-                if let Some(token) = token(&payload).map(str::to_owned) {
+        if let Some(token) = token(&payload).map(str::to_owned) {
             let answered = matches!(suffix, "accepted" | "rejected")
                 && self.cloud.answer(&token, suffix == "accepted", payload.clone());
             if answered || (suffix == "documents" && self.cloud.echoes.consume(&token)) {

@@ -102,7 +102,7 @@ pub struct Cloud {
     pub waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
     /// The outbound rate.
     pub bucket: Arc<Mutex<TokenBucket>>,
-        /// Requests sent.
+    /// Requests sent.
     pub sent: Arc<AtomicU64>,
     /// Numbers client tokens.
     pub next_token: Arc<AtomicU64>,
@@ -118,7 +118,7 @@ impl Cloud {
         self.sent.load(Ordering::Relaxed)
     }
 
-        /// Hands an answer to the request waiting for `token`; whether one was waiting.
+    /// Hands an answer to the request waiting for `token`; whether one was waiting.
     pub fn answer(&self, token: &str, accepted: bool, payload: Value) -> bool {
         let waiting = self.waiting.lock().ok().and_then(|mut w| w.remove(token));
         match waiting {
@@ -153,7 +153,7 @@ impl Cloud {
         operation: Operation,
         mut body: Map<String, Value>,
     ) -> Result<Answer, Failure> {
-                self.paced().await;
+        self.paced().await;
         self.sent.fetch_add(1, Ordering::Relaxed);
         let token = self.token();
         body.insert("clientToken".to_owned(), Value::String(token.clone()));
@@ -177,7 +177,7 @@ impl Cloud {
             Ok(Err(e)) => Err(Failure::Refused(format!("cannot send to the upstream broker: {e}"))),
             Err(e) => Err(Failure::Refused(format!("the upstream service is gone: {e}"))),
         };
-                let answer = match sent {
+        let answer = match sent {
             Ok(()) => tokio::time::timeout(ANSWER_TIMEOUT, answer).await.ok().and_then(Result::ok),
             Err(failure) => {
                 self.forget(&token);
@@ -288,7 +288,7 @@ async fn apply_local(
             if let Side::Present(_, version) = side {
                 request["version"] = json!(version);
             }
-                        echoes.expect(&token);
+            echoes.expect(&token);
             ShadowOperation::Update { payload: request.to_string() }
         }
         (Action::Delete, _) => ShadowOperation::Delete,
@@ -324,7 +324,7 @@ pub async fn sync(
     };
     let local_before = local_side(&local, &shadow).await?;
     let decision = decide(record.as_ref(), &local_before, &cloud_side, direction);
-        let echoes = (cloud.local_echoes.as_ref(), cloud.token());
+    let echoes = (cloud.local_echoes.as_ref(), cloud.token());
     let local_version = apply_local(&local, &shadow, &decision.local, &local_before, echoes).await?;
     let cloud_version = cloud.apply(&shadow, &decision.cloud, &cloud_side).await?;
     Ok(Synced { base: decision.base, local_version, cloud_version })

@@ -31,7 +31,7 @@ pub mod merge;
 pub mod records;
 mod status;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,10 @@ pub const TOKEN_PREFIX: &str = "turf-sync-";
 
 /// Shadows waiting for a sync at most.
 pub const MAX_QUEUED: usize = 10_000;
+
+/// Version conflicts in a row after which a shadow waits for the next retry (a side that
+/// keeps changing, or a cloud that answers 409 to everything, cannot keep sync busy).
+const MAX_CONFLICTS: u32 = 3;
 
 /// Shadows synced at once.
 const MAX_RUNNING: usize = 8;
@@ -99,6 +103,8 @@ pub struct ShadowSync {
     running: HashSet<ShadowId>,
     /// Running shadows that changed locally meanwhile.
     changed_while_running: HashSet<ShadowId>,
+    /// Version conflicts met by each shadow's last syncs.
+    conflicts_in_a_row: HashMap<ShadowId, u32>,
     counts: SyncCounts,
 }
 
@@ -116,7 +122,7 @@ impl ShadowSync {
             publish: upstream.publish.clone(),
             waiting: Arc::default(),
             bucket: Arc::new(Mutex::new(TokenBucket::new(config::DEFAULT_OUTBOUND_RATE, Instant::now()))),
-                        sent: Arc::default(),
+            sent: Arc::default(),
             next_token: Arc::default(),
             echoes: Arc::default(),
             local_echoes: Arc::default(),
@@ -134,6 +140,7 @@ impl ShadowSync {
             queue: BTreeMap::new(),
             running: HashSet::new(),
             changed_while_running: HashSet::new(),
+            conflicts_in_a_row: HashMap::new(),
             counts: SyncCounts::default(),
         }
     }
@@ -218,27 +225,17 @@ impl ShadowSync {
                 Start::Fetch => None,
                 Start::Known(side) => Some(side),
             };
-            let work = job::sync(
-                self.cloud.clone(),
-                self.local.clone(),
-                shadow.clone(),
-                record.clone(),
-                known,
-                self.config.direction,
-            );
-            ctx.spawn(work.into_actor(self).map(move |result, sync, ctx| sync.finish(shadow, record, result, ctx)));
+            let work =
+                job::sync(self.cloud.clone(), self.local.clone(), shadow.clone(), record, known, self.config.direction);
+            ctx.spawn(work.into_actor(self).map(move |result, sync, ctx| sync.finish(shadow, result, ctx)));
         }
     }
 
-    fn finish(
-        &mut self,
-        shadow: ShadowId,
-        record: Option<SyncRecord>,
-        result: Result<Synced, Failure>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn finish(&mut self, shadow: ShadowId, result: Result<Synced, Failure>, ctx: &mut Context<Self>) {
         self.running.remove(&shadow);
-        let _ = record;
+        if !matches!(result, Err(Failure::Conflict)) {
+            self.conflicts_in_a_row.remove(&shadow);
+        }
         match result {
             Ok(Synced { base: None, .. }) => {
                 self.counts.synced += 1;
@@ -266,27 +263,38 @@ impl ShadowSync {
             }
             Err(Failure::Conflict) => {
                 self.counts.conflicts += 1;
-                tracing::debug!(shadow = %shadow, "version conflict: reading both sides again");
-                self.enqueue_new(shadow);
-            }
-            Err(failure) => {
-                self.counts.failures += 1;
-                self.changed_while_running.remove(&shadow);
-                tracing::warn!(shadow = %shadow, %failure, "shadow sync failed; it stays pending");
-                let mut kept = self
-                    .records
-                    .get(&shadow.thing, &shadow.name)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| SyncRecord::new(&shadow.thing, &shadow.name));
-                kept.last_error = Some(failure.to_string());
-                kept.pending = kept.pending || kept.base.is_none();
-                if let Err(error) = self.records.put(&kept) {
-                    tracing::error!(%error, shadow = %shadow, "cannot record a failed sync");
+                let in_a_row = self.conflicts_in_a_row.entry(shadow.clone()).or_insert(0);
+                *in_a_row += 1;
+                if *in_a_row < MAX_CONFLICTS {
+                    tracing::debug!(shadow = %shadow, "version conflict: reading both sides again");
+                    self.enqueue_new(shadow);
+                } else {
+                    self.conflicts_in_a_row.remove(&shadow);
+                    let gave_up = format!("{MAX_CONFLICTS} version conflicts in a row; tried again later");
+                    self.failed(shadow, &Failure::Refused(gave_up));
                 }
             }
+            Err(failure) => self.failed(shadow, &failure),
         }
         self.pump(ctx);
+    }
+
+    /// Records a failed sync: the shadow stays pending and is tried again every [`RETRY`].
+    fn failed(&mut self, shadow: ShadowId, failure: &Failure) {
+        self.counts.failures += 1;
+        self.changed_while_running.remove(&shadow);
+        tracing::warn!(shadow = %shadow, %failure, "shadow sync failed; it stays pending");
+        let mut kept = self
+            .records
+            .get(&shadow.thing, &shadow.name)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| SyncRecord::new(&shadow.thing, &shadow.name));
+        kept.last_error = Some(failure.to_string());
+        kept.pending = kept.pending || kept.base.is_none();
+        if let Err(error) = self.records.put(&kept) {
+            tracing::error!(%error, shadow = %shadow, "cannot record a failed sync");
+        }
     }
 
     /// A local shadow changed (not by sync): mark it pending, durably, and queue it.
