@@ -24,7 +24,7 @@ def main(login_url, shots):
         # The rates need two samples: wait for the second refresh.
         browser.wait("!document.getElementById('overview-live').innerText.includes('…')", timeout=10)
         live = browser.text("#overview-live")
-        assert "Connections / sessions" in live and "per second" in live, live
+        assert "Connections / sessions" in live and "per second" in live and "Shadow sync" in live, live
         os.makedirs(shots, exist_ok=True)
         browser.screenshot(os.path.join(shots, "overview.png"))
         browser.click("header form button")

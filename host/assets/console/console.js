@@ -64,6 +64,13 @@ const showError = (text) => { $("error").textContent = text || ""; };
 
 // ---- overview --------------------------------------------------------------------------
 
+/** One line on shadow sync with the upstream. */
+function shadowSync(sync) {
+  if (!sync || !sync.enabled) return "off";
+  const link = sync.connected ? "connected" : "waiting for the upstream";
+  return `${link}; ${sync.queued} queued, ${sync.pending} pending, ${sync.failed} failed; ${sync.counts.synced} synced`;
+}
+
 let previous = null;
 async function overview() {
   const s = await api("/status");
@@ -96,6 +103,7 @@ async function overview() {
     ["Queued for devices", `${size(b.queued_bytes)} of ${size(b.queued_bytes_limit)}`],
     ["Dropped / refused", `${sum(b.dropped)} / ${sum(b.refused)}`], ["Retained", `${b.retained_messages} (${size(b.retained_bytes)})`],
     ["Deployments", Object.entries(s.deployments).map(([k, v]) => `${k} ${v}`).join(", ") || "none"],
+    ["Shadow sync", shadowSync(s.shadow_sync)],
   ] : []);
   previous = { at: now, received, sent };
   fill($("overview-components"), ["Name", "Version", "State", "Uptime", "Restarts"], s.components.map((c) => {
