@@ -36,6 +36,7 @@ fn bridge(upstream_configured: bool) -> (Addr<Bridge>, Sent) {
     let bus = BusHandle { subscribe, unsubscribe: fake(|_| true).0, unsubscribe_all: sink().0, publish };
     let (upstream_publish, upstream_seen) = fake::<PublishUpstream>(|_| Ok(()));
     let upstream = UpstreamHandle {
+        request: fake(|_| Err(crate::upstream::UpstreamError::NotConnected)).0,
         publish: upstream_publish,
         subscribe: fake::<SubscribeUpstream>(|_| Ok(())).0,
         unsubscribe: fake::<UnsubscribeUpstream>(|_| true).0,

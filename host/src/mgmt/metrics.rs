@@ -219,6 +219,12 @@ fn shadow_sync(text: &mut Exposition, sync: &SyncSummary) {
         .value(c.cloud_requests as f64);
     text.family("turf_shadow_sync_dropped_total", Kind::Counter, "Changes not queued because the sync queue was full.")
         .value(c.dropped as f64);
+    text.family(
+        "turf_shadow_sync_over_limit_total",
+        Kind::Counter,
+        "Shadows the cloud announced, left out because maxShadows are synced.",
+    )
+    .value(c.over_limit as f64);
 }
 
 fn components(text: &mut Exposition, report: &StatusReport) {

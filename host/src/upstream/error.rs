@@ -34,6 +34,9 @@ pub enum UpstreamError {
         /// What the client said.
         reason: String,
     },
+    /// A request that is never spooled found the connection down.
+    #[error("the upstream broker is not connected")]
+    NotConnected,
 }
 
 /// A failure to start the upstream service.

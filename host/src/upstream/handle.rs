@@ -24,6 +24,18 @@ pub struct PublishUpstream {
     pub credit: Credit,
 }
 
+/// Publish now at QoS 1, without the spool, if the connection is up (else
+/// [`UpstreamError::NotConnected`]): a request whose answer is awaited (shadow sync's) must never
+/// go out later, after its asker gave up. One lost with the connection is not sent again.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), UpstreamError>")]
+pub struct RequestUpstream {
+    /// Upstream topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+}
+
 /// A message from the upstream broker for a subscriber.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -100,6 +112,8 @@ pub struct UpstreamStatus {
 pub struct UpstreamHandle {
     /// Publish upstream (spooled until acknowledged).
     pub publish: Recipient<PublishUpstream>,
+    /// Publish now, unspooled, if connected.
+    pub request: Recipient<RequestUpstream>,
     /// Subscribe on the upstream broker.
     pub subscribe: Recipient<SubscribeUpstream>,
     /// Unsubscribe from the upstream broker.
@@ -117,6 +131,7 @@ impl UpstreamHandle {
     pub fn of(upstream: &Addr<Upstream>, configured: bool) -> Self {
         Self {
             publish: upstream.clone().recipient(),
+            request: upstream.clone().recipient(),
             subscribe: upstream.clone().recipient(),
             unsubscribe: upstream.clone().recipient(),
             status: upstream.clone().recipient(),

@@ -31,6 +31,25 @@ impl Handler<PublishUpstream> for Upstream {
     }
 }
 
+impl Handler<RequestUpstream> for Upstream {
+    type Result = Result<(), UpstreamError>;
+
+    /// Sends now if the connection is up; never spooled (see [`RequestUpstream`]).
+    fn handle(&mut self, msg: RequestUpstream, _ctx: &mut Self::Context) -> Self::Result {
+        topic::validate_topic(&msg.topic)
+            .map_err(|source| UpstreamError::BadTopic { topic: msg.topic.clone(), source })?;
+        if topic::has_wildcard(&msg.topic) {
+            return Err(UpstreamError::Wildcard(msg.topic));
+        }
+        let Some(link) = self.link.as_ref().filter(|_| self.state == LinkState::Connected) else {
+            return Err(if self.config.is_some() { UpstreamError::NotConnected } else { UpstreamError::NotConfigured });
+        };
+        link.publish(&msg.topic, msg.payload.to_vec(), false, None)?;
+        self.unsent.push_back(None);
+        Ok(())
+    }
+}
+
 impl Handler<SubscribeUpstream> for Upstream {
     type Result = Result<(), UpstreamError>;
 

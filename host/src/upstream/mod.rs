@@ -30,8 +30,8 @@ use bytes::Bytes;
 use self::config::{UpstreamConfig, backoff};
 pub use self::error::{UpstreamError, UpstreamStartError};
 pub use self::handle::{
-    GetUpstreamStatus, PublishUpstream, StopUpstream, SubscribeUpstream, UnsubscribeUpstream, UpstreamHandle,
-    UpstreamMessage, UpstreamStatus,
+    GetUpstreamStatus, PublishUpstream, RequestUpstream, StopUpstream, SubscribeUpstream, UnsubscribeUpstream,
+    UpstreamHandle, UpstreamMessage, UpstreamStatus,
 };
 use self::link::{Link, LinkEvent};
 use self::spool::{Spool, SpoolError};
@@ -82,7 +82,7 @@ pub struct Upstream {
     /// Highest spool entry handed to the current link.
     cursor: i64,
     /// Spool entries handed to rumqttc, waiting for their packet id.
-    unsent: VecDeque<i64>,
+    unsent: VecDeque<Option<i64>>,
     /// Packet id → spool entry, waiting for PUBACK.
     inflight: HashMap<u16, i64>,
     subscriptions: BTreeMap<String, BTreeMap<String, Recipient<UpstreamMessage>>>,
@@ -175,7 +175,8 @@ impl Upstream {
                 self.fill();
             }
             LinkEvent::Sent(pkid) => {
-                if let Some(seq) = self.unsent.pop_front() {
+                // Requests (not spooled) are not followed once sent.
+                if let Some(Some(seq)) = self.unsent.pop_front() {
                     self.inflight.insert(pkid, seq);
                 }
             }
@@ -263,7 +264,7 @@ impl Upstream {
                 tracing::debug!(%error, "rumqttc queue full; the rest is sent on the next acknowledgement");
                 return;
             }
-            self.unsent.push_back(message.seq);
+            self.unsent.push_back(Some(message.seq));
             self.cursor = message.seq;
         }
     }

@@ -21,9 +21,10 @@ fn upstream_error(error: impl std::fmt::Display) -> Error {
 fn upstream_refusal(error: UpstreamError) -> Error {
     match error {
         UpstreamError::BadTopic { .. } | UpstreamError::Wildcard(_) => Error::InvalidArguments(error.to_string()),
-        UpstreamError::NotConfigured | UpstreamError::Spool(_) | UpstreamError::Link { .. } => {
-            Error::ServiceError(error.to_string())
-        }
+        UpstreamError::NotConfigured
+        | UpstreamError::Spool(_)
+        | UpstreamError::Link { .. }
+        | UpstreamError::NotConnected => Error::ServiceError(error.to_string()),
     }
 }
 

@@ -58,6 +58,7 @@ fn services() -> (HostServices, Sent) {
             sync_summary: fake(|_| Default::default()).0,
         },
         upstream: UpstreamHandle {
+            request: fake(|_| Err(crate::upstream::UpstreamError::NotConnected)).0,
             publish: upstream_publish,
             subscribe: fake(|_| Err(UpstreamError::NotConfigured)).0,
             unsubscribe: fake(|_| false).0,

@@ -20,6 +20,9 @@ use crate::glob::Glob;
 /// Greengrass's default for `maxOutboundSyncUpdatesPerSecond`.
 pub const DEFAULT_OUTBOUND_RATE: u32 = 100;
 
+/// Default of `synchronize.maxShadows`.
+pub const DEFAULT_MAX_SHADOWS: u64 = 10_000;
+
 /// The named shadow Greengrass reserves for its deployments; never synced.
 pub const RESERVED_NAME: &str = "AWSManagedGreengrassV2Deployment";
 
@@ -85,6 +88,9 @@ pub struct SyncConfig {
     pub direction: Direction,
     /// Cloud updates sent per second at most.
     pub outbound_rate: u32,
+    /// Shadows sync keeps records of at most; past it, a shadow the cloud announces that the core
+    /// does not have is not created here (`synchronize.maxShadows`, Turf's, default 10 000).
+    pub max_shadows: u64,
 }
 
 impl SyncConfig {
@@ -112,11 +118,14 @@ impl SyncConfig {
     pub fn from_config(config: &Value, core_thing: &str) -> Result<Self, String> {
         let outbound_rate = outbound_rate(config.get("rateLimits"))?;
         let sync = match config.get("synchronize") {
-            None | Some(Value::Null) => return Ok(Self { outbound_rate, ..Self::default() }),
+            None | Some(Value::Null) => {
+                return Ok(Self { outbound_rate, max_shadows: DEFAULT_MAX_SHADOWS, ..Self::default() });
+            }
             Some(Value::Object(map)) => map,
             Some(other) => return Err(format!("synchronize: must be an object, found {other}")),
         };
-        const KEYS: &[&str] = &["coreThing", "shadowDocuments", "shadowDocumentsMap", "direction", "provideSyncStatus"];
+        const KEYS: &[&str] =
+            &["coreThing", "shadowDocuments", "shadowDocumentsMap", "direction", "provideSyncStatus", "maxShadows"];
         if let Some(key) = sync.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(format!("synchronize.{key}: unknown setting; expected one of {}", KEYS.join(", ")));
         }
@@ -128,7 +137,14 @@ impl SyncConfig {
                 )
             })?,
         };
-        let mut out = Self { direction, outbound_rate, ..Self::default() };
+        let max_shadows = match sync.get("maxShadows") {
+            None | Some(Value::Null) => DEFAULT_MAX_SHADOWS,
+            Some(value) => value
+                .as_u64()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| format!("synchronize.maxShadows: {value} is not a whole number from 1 to 1000000"))?,
+        };
+        let mut out = Self { direction, outbound_rate, max_shadows, ..Self::default() };
         if let Some(core) = sync.get("coreThing").filter(|v| !v.is_null()) {
             out.add_thing(core_thing, shadows(core, "synchronize.coreThing")?);
         }
@@ -267,7 +283,7 @@ mod tests {
             "shadowDocumentsMap": {"MyDevice2": {"namedShadows": []}}}});
         let sync = SyncConfig::from_config(&config, "Core").unwrap();
         assert_eq!(sync.direction, Direction::Both);
-        assert_eq!(sync.outbound_rate, 100);
+        assert_eq!((sync.outbound_rate, sync.max_shadows), (100, DEFAULT_MAX_SHADOWS));
         assert!(sync.selects("Core", "") && sync.selects("Core", "CoreA") && !sync.selects("Core", "Other"));
         assert!(!sync.selects("MyDevice1", "") && sync.selects("MyDevice1", "B"));
         assert!(sync.selects("MyDevice2", ""), "classic defaults to true");
@@ -325,6 +341,8 @@ mod tests {
                 "synchronize.shadowDocumentsMap.bad name",
             ),
             (json!({"rateLimits": {"maxOutboundSyncUpdatesPerSecond": 0}}), "maxOutboundSyncUpdatesPerSecond"),
+            (json!({"synchronize": {"maxShadows": 0}}), "synchronize.maxShadows"),
+            (json!({"synchronize": {"maxShadows": "many"}}), "synchronize.maxShadows"),
         ] {
             let err = SyncConfig::from_config(&bad, "Core").unwrap_err();
             assert!(err.contains(path), "{bad}: {err}");

@@ -10,7 +10,7 @@ use super::decide::Side;
 use super::merge::SyncState;
 use super::{ShadowSync, Start};
 use crate::pubsub::PubsubMessage;
-use crate::shadow::topics::{Operation, parse_response};
+use crate::shadow::topics::{Operation, ShadowId, parse_response};
 use crate::upstream::{GetUpstreamStatus, SubscribeUpstream, UnsubscribeUpstream, UpstreamMessage, UpstreamStatus};
 
 /// The client token of a payload, if it has one.
@@ -62,6 +62,9 @@ impl Handler<UpstreamMessage> for ShadowSync {
             (Operation::Delete, "accepted") => Side::Absent,
             _ => return,
         };
+        if matches!(known, Side::Present(..)) && !self.may_track(&shadow) {
+            return;
+        }
         self.enqueue(shadow, Start::Known(known));
         self.pump(ctx);
     }
@@ -103,5 +106,29 @@ impl ShadowSync {
                 sync.connected_since = None;
             }
         }));
+    }
+}
+
+impl ShadowSync {
+    /// Whether a shadow the cloud announced may be synced: one sync already tracks, or room for
+    /// one more under `maxShadows` (else it is counted and left out: a cloud cannot make the
+    /// core keep any number of shadows).
+    fn may_track(&mut self, shadow: &ShadowId) -> bool {
+        if self.records.get(&shadow.thing, &shadow.name).ok().flatten().is_some() {
+            return true;
+        }
+        let tracked = self.records.count().unwrap_or(u64::MAX);
+        if tracked < self.config.max_shadows {
+            return true;
+        }
+        self.counts.over_limit += 1;
+        if self.counts.over_limit == 1 || self.counts.over_limit.is_multiple_of(1000) {
+            tracing::warn!(
+                max_shadows = self.config.max_shadows,
+                left_out = self.counts.over_limit,
+                "shadow sync keeps maxShadows shadows; a shadow the cloud announced is left out"
+            );
+        }
+        false
     }
 }

@@ -22,10 +22,9 @@ use super::config::Direction;
 use super::decide::{Action, Side, decide};
 use super::merge::SyncState;
 use super::records::SyncRecord;
-use crate::flow::Credit;
 use crate::shadow::topics::{Operation, ShadowId};
 use crate::shadow::{ShadowOperation, ShadowReply, ShadowRequest};
-use crate::upstream::PublishUpstream;
+use crate::upstream::{RequestUpstream, UpstreamError};
 
 /// Longest wait for the cloud's answer to one request.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,9 +35,12 @@ pub enum Failure {
     /// A side changed between the read and the write (409): read again.
     #[error("version conflict")]
     Conflict,
-    /// The cloud did not answer (the connection is down, or the request was lost).
+    /// The cloud did not answer (the connection dropped, or the request was lost).
     #[error("no answer from the cloud within {0:?}")]
     NoAnswer(Duration),
+    /// The upstream connection is down: tried again once it is back.
+    #[error("the upstream broker is not connected")]
+    NotConnected,
     /// A side refused or failed.
     #[error("{0}")]
     Refused(String),
@@ -96,8 +98,8 @@ impl Echoes {
 /// What jobs share to talk to the cloud and to tell their own writes' echoes apart.
 #[derive(Clone)]
 pub struct Cloud {
-    /// Publish upstream.
-    pub publish: Recipient<PublishUpstream>,
+    /// Publish upstream, now and unspooled (a request is never sent after its job gave up).
+    pub publish: Recipient<RequestUpstream>,
     /// Requests waiting for their answer, by client token.
     pub waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
     /// The outbound rate.
@@ -165,15 +167,13 @@ impl Cloud {
         if let Ok(mut waiting) = self.waiting.lock() {
             waiting.insert(token.clone(), answered);
         }
-        let publish = PublishUpstream {
+        let publish = RequestUpstream {
             topic: format!("{}/{}", shadow.prefix(), operation.word()),
             payload: Value::Object(body).to_string().into(),
-            retain: false,
-            properties: None,
-            credit: Credit::none(),
         };
         let sent = match self.publish.send(publish).await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(UpstreamError::NotConnected)) => Err(Failure::NotConnected),
             Ok(Err(e)) => Err(Failure::Refused(format!("cannot send to the upstream broker: {e}"))),
             Err(e) => Err(Failure::Refused(format!("the upstream service is gone: {e}"))),
         };

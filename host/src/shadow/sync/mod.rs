@@ -119,7 +119,7 @@ impl ShadowSync {
         upstream: UpstreamHandle,
     ) -> Self {
         let cloud = Cloud {
-            publish: upstream.publish.clone(),
+            publish: upstream.request.clone(),
             waiting: Arc::default(),
             bucket: Arc::new(Mutex::new(TokenBucket::new(config::DEFAULT_OUTBOUND_RATE, Instant::now()))),
             sent: Arc::default(),

@@ -135,6 +135,14 @@ impl SyncRecords {
             .map_err(sql("delete a sync record"))
     }
 
+    /// How many shadows have a record.
+    pub fn count(&self) -> Result<u64, RecordsError> {
+        self.conn
+            .query_row("SELECT count(*) FROM shadow_sync", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(sql("count sync records"))
+    }
+
     /// How many shadows are pending, and how many failed their last sync.
     pub fn troubled(&self) -> Result<(u64, u64), RecordsError> {
         self.conn

@@ -56,6 +56,9 @@ pub struct SyncCounts {
     /// Changes not queued because the queue was full (the next full sync picks them up).
     #[serde(default)]
     pub dropped: u64,
+    /// Shadows the cloud announced, left out because `maxShadows` are synced already.
+    #[serde(default)]
+    pub over_limit: u64,
 }
 
 /// `GET /v1/shadows/sync`.

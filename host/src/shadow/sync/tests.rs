@@ -21,6 +21,7 @@ fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Se
     };
     let (subscribe, subscribed) = fake::<SubscribeUpstream>(|_| Ok(()));
     let upstream = UpstreamHandle {
+        request: fake(|_| Err(crate::upstream::UpstreamError::NotConnected)).0,
         publish: fake(|_| Ok(())).0,
         subscribe,
         unsubscribe: fake(|_| true).0,
@@ -65,4 +66,27 @@ async fn a_bad_section_names_its_path_and_an_empty_one_turns_sync_off() {
     assert!(error.contains("synchronize.shadowDocuments[0].thingName"), "{error}");
     sync.send(ConfigureSync(json!({}))).await.unwrap().unwrap();
     assert!(!sync.send(GetSyncSummary).await.unwrap().enabled);
+}
+
+#[actix_rt::test]
+async fn past_max_shadows_a_shadow_the_cloud_announces_is_left_out_but_a_tracked_one_still_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = SyncRecords::open(&dir.path().join("turf.db")).unwrap();
+    records.put(&SyncRecord::new("Known1", "")).unwrap();
+    records.put(&SyncRecord::new("Known2", "")).unwrap();
+    let (sync, _) = sync_with_fakes(dir.path());
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}], "maxShadows": 2}});
+    sync.send(ConfigureSync(config)).await.unwrap().unwrap();
+    for thing in ["Stranger", "Known1"] {
+        let payload = json!({"current": {"state": {"desired": {"on": true}}, "version": 3}});
+        sync.do_send(UpstreamMessage {
+            topic: format!("$aws/things/{thing}/shadow/update/documents"),
+            payload: payload.to_string().into(),
+            properties: None,
+            credit: Credit::none(),
+        });
+    }
+    let summary = sync.send(GetSyncSummary).await.unwrap();
+    assert_eq!(summary.counts.over_limit, 1, "the stranger is left out");
+    assert_eq!(summary.queued, 1, "a shadow sync already keeps is synced");
 }
