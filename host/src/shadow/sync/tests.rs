@@ -33,6 +33,17 @@ fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Se
     (sync, subscribed)
 }
 
+/// The cloud announces that `thing`'s classic shadow now has `state` (an `update/documents`).
+fn announce(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value) {
+    let payload = json!({"current": {"state": state, "version": 3}});
+    sync.do_send(UpstreamMessage {
+        topic: format!("$aws/things/{thing}/shadow/update/documents"),
+        payload: payload.to_string().into(),
+        properties: None,
+        credit: Credit::none(),
+    });
+}
+
 #[actix_rt::test]
 async fn a_cloud_announcing_endless_shadows_fills_a_bounded_queue_and_the_rest_is_counted() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,13 +52,7 @@ async fn a_cloud_announcing_endless_shadows_fills_a_bounded_queue_and_the_rest_i
     sync.send(ConfigureSync(config)).await.unwrap().unwrap();
     let extra = 50;
     for n in 0..MAX_QUEUED + extra {
-        let payload = json!({"current": {"state": {"reported": {"n": n}}, "version": 1}});
-        sync.do_send(UpstreamMessage {
-            topic: format!("$aws/things/T{n}/shadow/update/documents"),
-            payload: payload.to_string().into(),
-            properties: None,
-            credit: Credit::none(),
-        });
+        announce(&sync, &format!("T{n}"), json!({"reported": {"n": n}}));
     }
     let summary = sync.send(GetSyncSummary).await.unwrap();
     assert_eq!(summary.queued, MAX_QUEUED);
@@ -78,13 +83,7 @@ async fn past_max_shadows_a_shadow_the_cloud_announces_is_left_out_but_a_tracked
     let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}], "maxShadows": 2}});
     sync.send(ConfigureSync(config)).await.unwrap().unwrap();
     for thing in ["Stranger", "Known1"] {
-        let payload = json!({"current": {"state": {"desired": {"on": true}}, "version": 3}});
-        sync.do_send(UpstreamMessage {
-            topic: format!("$aws/things/{thing}/shadow/update/documents"),
-            payload: payload.to_string().into(),
-            properties: None,
-            credit: Credit::none(),
-        });
+        announce(&sync, thing, json!({"desired": {"on": true}}));
     }
     let summary = sync.send(GetSyncSummary).await.unwrap();
     assert_eq!(summary.counts.over_limit, 1, "the stranger is left out");
