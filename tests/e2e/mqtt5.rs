@@ -55,11 +55,26 @@ async fn topic_aliases_work_both_ways() -> Result<()> {
     let (publisher, mut pub_loop, connack) = connect(options(&host, "alias-publisher")).await?;
     let granted = connack.properties.and_then(|p| p.topic_alias_max).unwrap_or(0);
     assert!(granted >= 1, "the broker offers topic aliases (CONNACK Topic Alias Maximum {granted})");
-    let pumping = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+    let (acked, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let pumping = tokio::spawn(async move {
+        while let Ok(event) = pub_loop.poll().await {
+            if let Event::Incoming(Packet::PubAck(_)) = event {
+                let _ = acked.send(());
+            }
+        }
+    });
     let alias = |n: u16| PublishProperties { topic_alias: Some(n), ..PublishProperties::default() };
     publisher.publish_with_properties("alias/long/topic/name", QoS::AtLeastOnce, false, "1", alias(1)).await?;
     publisher.publish_with_properties("", QoS::AtLeastOnce, false, "2", alias(1)).await?;
     publisher.publish_with_properties("", QoS::AtLeastOnce, false, "3", alias(1)).await?;
+    // MQTT orders messages per publisher only: the second publisher starts once the first's
+    // three are acknowledged, so the expected order below is the one the specification promises.
+    with_timeout(TIMEOUT, "PUBACKs of the aliased publishes", async {
+        for _ in 0..3 {
+            acks.recv().await;
+        }
+    })
+    .await?;
     // A publisher without properties (MQTT 3.1.1) on the same topic: still resolvable.
     let old_publisher = turf_tests::Device::plain(&host, "alias-v311").await?;
     old_publisher.client.publish("alias/long/topic/name", rumqttc::QoS::AtLeastOnce, false, "4").await?;
