@@ -265,13 +265,14 @@ fn start_shadows(config: &HostConfig, bus: &BusHandle, upstream: &UpstreamHandle
     let manager = ShadowManager::start_in_arbiter(&arbiter, move |_| ShadowManager::new(store, subscribe, publish));
     let (local, list_local) = (manager.clone().recipient(), manager.clone().recipient());
     let (thing, bus, upstream) = (config.thing_name.clone(), bus.clone(), upstream.clone());
-    let sync = ShadowSync::start_in_arbiter(&arbiter, move |_| {
+    // Its own thread: sync's record reads and merges for cloud traffic never delay a local request.
+    let sync = ShadowSync::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         ShadowSync::new(thing, records, local, list_local, bus, upstream)
     });
     Ok(ShadowHandle::of(&manager, &sync))
 }
 
-/// Starts the bus, the shadow manager (on its own thread), the upstream link, the bridge, the
+/// Starts the bus, the shadow manager and shadow sync (each on its own thread), the upstream link, the bridge, the
 /// component runtime and the deployment service.
 fn start_core(config: &HostConfig, edge: &Edge, trimmer: &Trimmer) -> Result<Core, StartError> {
     let layout = config.layout();

@@ -6,7 +6,7 @@ use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
 use turf_tests::{
     Device, HostOptions, TIMEOUT, TestHost, auth_update, foreign_certs, look_alike_certs, permissive_auth,
-    tutorial_auth,
+    tutorial_auth, wait_until,
 };
 
 /// Observers see everything; devices `dev*` may only use topics under their own name.
@@ -186,6 +186,13 @@ async fn a_policy_change_removes_subscriptions_it_no_longer_allows() -> Result<(
     persistent.subscribe("clients/dev2/#", QoS::AtLeastOnce).await?;
     persistent.subscribe("clients/dev3/#", QoS::AtLeastOnce).await?;
     persistent.vanish().await;
+    // "before" must be queued for dev3's session, not sent to its last connection (a message in
+    // flight there is one MQTT requires the broker to send again on resume, policy or not).
+    wait_until(TIMEOUT, "dev3 seen offline", || async {
+        let clients = host.client().clients().await;
+        clients.is_ok_and(|r| r.sessions.iter().any(|s| s.client_id == "dev3" && !s.connected))
+    })
+    .await?;
     let dev2 = Device::plain(&host, "dev2").await?;
     dev2.client.publish("clients/dev2/x", QoS::AtLeastOnce, false, "before").await?;
     live.collect_until(TIMEOUT, |p| p.topic == "clients/dev2/x").await?;

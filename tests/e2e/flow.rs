@@ -28,9 +28,10 @@ fn small_limits(session: u32) -> BrokerLimits {
     }
 }
 
-/// [`small_limits`] with a short stall timeout, for tests about dead clients.
+/// [`small_limits`] with a short stall timeout, for tests about dead clients (still long enough
+/// that a live client on the same busy test thread is not taken for stalled).
 fn quick_stall(session: u32) -> BrokerLimits {
-    BrokerLimits { stall_timeout: Duration::from_millis(500), ..small_limits(session) }
+    BrokerLimits { stall_timeout: Duration::from_secs(2), ..small_limits(session) }
 }
 
 async fn host_with(limits: BrokerLimits) -> Result<TestHost> {

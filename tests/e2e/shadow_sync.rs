@@ -96,7 +96,7 @@ async fn delete(host: &TestHost, thing: &str) -> Result<()> {
     let request = ShadowRequest {
         thing: thing.into(),
         name: String::new(),
-        operation: ShadowOperation::Delete,
+        operation: ShadowOperation::Delete { expected_version: None },
         rate_limited: false,
     };
     host.client().shadow(&request).await?;
@@ -174,10 +174,14 @@ async fn a_device_report_reaches_the_cloud_and_the_clouds_desired_state_reaches_
     .await?;
     ensure!(named_state(&pair.cloud, "Lamp", "private").await?.is_none(), "a shadow not selected stays local");
 
-    let status = pair.core.client().sync_status(Some("Lamp")).await?;
-    let lamp_record =
-        status.shadows.iter().find(|r| r.thing == "Lamp" && r.name.is_empty()).context("no sync record")?;
-    ensure!(status.connected && !lamp_record.pending && lamp_record.cloud_version >= 2, "{status:?}");
+    wait_until(TIMEOUT, "Lamp's sync record in step", || async {
+        let status = pair.core.client().sync_status(Some("Lamp")).await;
+        status.is_ok_and(|s| {
+            let lamp = s.shadows.iter().find(|r| r.thing == "Lamp" && r.name.is_empty());
+            s.connected && lamp.is_some_and(|r| !r.pending && r.cloud_version >= 2)
+        })
+    })
+    .await?;
     let printed = pair.core.turf_ok(&["shadow", "sync", "status", "Lamp"])?;
     ensure!(printed.contains("betweenDeviceAndCloud") && printed.contains("in step"), "{printed}");
     let (_, _, scrape) = http_get(pair.core.endpoints.http, "/metrics").await?;
@@ -255,8 +259,11 @@ async fn pending_sync_survives_a_core_restart_and_an_outage() -> Result<()> {
     disconnect(&pair)?;
     wait_upstream(&pair.core, false).await?;
     update(&pair.core, "Lamp", json!({"reported": {"color": "blue"}})).await?;
-    let status = pair.core.client().sync_status(Some("Lamp")).await?;
-    ensure!(status.shadows.iter().any(|r| r.thing == "Lamp" && r.pending), "pending while apart: {status:?}");
+    wait_until(TIMEOUT, "Lamp marked pending while apart", || async {
+        let status = pair.core.client().sync_status(Some("Lamp")).await;
+        status.is_ok_and(|s| s.shadows.iter().any(|r| r.thing == "Lamp" && r.pending))
+    })
+    .await?;
 
     let Pair { cloud, core, upstream } = pair;
     let options = HostOptions { upstream: Some(upstream.clone()), auth: None, ..HostOptions::default() };
@@ -267,8 +274,12 @@ async fn pending_sync_survives_a_core_restart_and_an_outage() -> Result<()> {
     );
     reconnect(&pair)?;
     wait_state(&pair.cloud, "Lamp", "/reported/color", json!("blue"), "the pending change after the restart").await?;
-    let status = pair.core.client().sync_status(Some("Lamp")).await?;
-    ensure!(status.shadows.iter().all(|r| !r.pending), "{status:?}");
+    // The cloud stores the update before its answer is back at the core: wait for the record.
+    wait_until(TIMEOUT, "the sync record no longer pending", || async {
+        let status = pair.core.client().sync_status(Some("Lamp")).await;
+        status.is_ok_and(|s| !s.shadows.is_empty() && s.shadows.iter().all(|r| !r.pending))
+    })
+    .await?;
     pair.core.shutdown().await?;
     pair.cloud.shutdown().await
 }
@@ -356,6 +367,19 @@ async fn a_direction_change_takes_effect_at_once() -> Result<()> {
     ensure!(printed.contains("cloudToDevice"), "{printed}");
     let cloud = state(&pair.cloud, "Lamp").await?.context("no cloud shadow")?;
     assert_eq!(cloud["reported"]["color"], "red", "cloudToDevice: the local change does not go up");
+    let local = state(&pair.core, "Lamp").await?.context("no local shadow")?;
+    assert_eq!(local["reported"]["color"], "blue", "cloudToDevice: the device's report is not undone");
+
+    // deviceToCloud: local changes go up and what the operator set in the cloud stays there.
+    configure(&pair.core, json!({"synchronize": {"direction": "deviceToCloud"}})).await?;
+    wait_state(&pair.cloud, "Lamp", "/reported/color", json!("blue"), "deviceToCloud: the local report up").await?;
+    update(&pair.cloud, "Lamp", json!({"desired": {"mode": "eco"}})).await?;
+    update(&pair.core, "Lamp", json!({"reported": {"level": 3}})).await?;
+    wait_state(&pair.cloud, "Lamp", "/reported/level", json!(3), "deviceToCloud: the next local change up").await?;
+    let cloud = state(&pair.cloud, "Lamp").await?.context("no cloud shadow")?;
+    assert_eq!(cloud["desired"]["mode"], "eco", "deviceToCloud: the cloud's own desired key stays");
+    let local = state(&pair.core, "Lamp").await?.context("no local shadow")?;
+    assert_eq!(local["desired"].get("mode"), None, "deviceToCloud: nothing comes down");
     pair.core.shutdown().await?;
     pair.cloud.shutdown().await
 }

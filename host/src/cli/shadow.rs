@@ -15,7 +15,7 @@ pub async fn execute(layout: &RootLayout, command: ShadowCommand) -> Result<(), 
         ShadowCommand::Delete(args) => ShadowRequest {
             thing: args.thing,
             name: args.name,
-            operation: ShadowOperation::Delete,
+            operation: ShadowOperation::Delete { expected_version: None },
             rate_limited: false,
         },
         ShadowCommand::Update { shadow, request } => {

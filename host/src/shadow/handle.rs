@@ -22,7 +22,12 @@ pub enum ShadowOperation {
         payload: String,
     },
     /// Delete the shadow.
-    Delete,
+    Delete {
+        /// Only if the shadow is at this version (409 otherwise): how shadow sync deletes, so a
+        /// device's update that lands between sync's read and its delete is never lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_version: Option<u64>,
+    },
     /// List the thing's named shadows (the shadow name is ignored).
     ListNamed {
         /// From a previous page.

@@ -180,6 +180,20 @@ impl ShadowManager {
         Ok(answer)
     }
 
+    /// A 409 (counted) unless `shadow` exists at version `expected`.
+    fn expect_version(&mut self, shadow: &ShadowId, expected: u64) -> Result<(), ShadowError> {
+        let current = match self.store.get(shadow) {
+            Ok(document) => document.map(|d| d.version),
+            Err(StoreFailure::Corrupt { version, .. }) => Some(version),
+            Err(error) => return Err(self.internal(error, &None)),
+        };
+        if current == Some(expected) {
+            return Ok(());
+        }
+        self.counts.count(Operation::Delete.word(), Some(409));
+        Err(ShadowError::conflict())
+    }
+
     fn list(
         &self,
         thing: &str,
@@ -213,7 +227,13 @@ impl ShadowManager {
             }
             ShadowOperation::Get => (Operation::Get, Vec::new()),
             ShadowOperation::Update { payload } => (Operation::Update, payload.into_bytes()),
-            ShadowOperation::Delete => (Operation::Delete, Vec::new()),
+            ShadowOperation::Delete { expected_version } => {
+                let shadow = ShadowId::new(&msg.thing, &msg.name)?;
+                if let Some(expected) = expected_version {
+                    self.expect_version(&shadow, expected)?;
+                }
+                (Operation::Delete, Vec::new())
+            }
         };
         let shadow = ShadowId::new(&msg.thing, &msg.name)?;
         self.perform(&shadow, operation.0, &operation.1, msg.rate_limited)
@@ -295,68 +315,4 @@ impl Handler<ConfigureShadows> for ShadowManager {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pubsub::PubsubError;
-
-    /// A stand-in for the bus that keeps what the manager publishes.
-    #[derive(Default)]
-    struct Bus(Vec<String>);
-
-    impl Actor for Bus {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Publish> for Bus {
-        type Result = Result<(), PubsubError>;
-
-        fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
-            self.0.push(msg.topic);
-            Ok(())
-        }
-    }
-
-    impl Handler<Subscribe> for Bus {
-        type Result = Result<(), PubsubError>;
-
-        fn handle(&mut self, _msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
-            Ok(())
-        }
-    }
-
-    #[actix_rt::test]
-    async fn an_unreadable_shadow_answers_500_to_an_update_and_is_not_overwritten_but_can_be_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let store = ShadowStore::open(&db).unwrap();
-        let id = ShadowId::new("Lamp", "").unwrap();
-        let good = br#"{"state": {"reported": {"color": "red"}}}"#;
-        let bus = Bus::default().start();
-        let mut manager = ShadowManager::new(store, bus.clone().recipient(), bus.recipient());
-        manager.perform(&id, Operation::Update, good, false).unwrap();
-        let rusqlite_conn = crate::store::open(&db).unwrap();
-        rusqlite_conn.execute("UPDATE shadows SET document = '{torn' WHERE thing = 'Lamp'", []).unwrap();
-
-        let update = manager.perform(&id, Operation::Update, good, false).unwrap_err();
-        assert_eq!(update.code, 500, "{update:?}");
-        let get = manager.perform(&id, Operation::Get, b"{}", false).unwrap_err();
-        assert_eq!(get.code, 500, "an unreadable shadow is not reported absent");
-        let stored: String =
-            rusqlite_conn.query_row("SELECT document FROM shadows WHERE thing = 'Lamp'", [], |r| r.get(0)).unwrap();
-        assert_eq!(stored, "{torn", "the update did not restart the shadow over it");
-
-        let deleted = manager.perform(&id, Operation::Delete, b"{}", false).unwrap();
-        assert_eq!(deleted["version"], 1, "the deleted version comes from the row");
-        let after = manager.perform(&id, Operation::Get, b"{}", false).unwrap_err();
-        assert_eq!(after.code, 404);
-    }
-
-    #[test]
-    fn page_tokens_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_token(&encode_token(50)), Some(50));
-        assert_eq!(decode_token("!!!"), None);
-        assert_eq!(decode_token(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("offset:x")), None);
-        assert_eq!(token_of(br#"{"clientToken": "abc"}"#), Some("abc".to_owned()));
-        assert_eq!(token_of(b"not json"), None);
-    }
-}
+mod tests;

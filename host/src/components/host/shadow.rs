@@ -77,7 +77,7 @@ impl shadow::Host for HostState {
     }
 
     async fn delete_thing_shadow(&mut self, thing: String, name: String) -> Result<Vec<u8>, Error> {
-        self.document_call(thing, name, DELETE_THING_SHADOW, ShadowOperation::Delete)?.await
+        self.document_call(thing, name, DELETE_THING_SHADOW, ShadowOperation::Delete { expected_version: None })?.await
     }
 
     async fn list_named_shadows_for_thing(

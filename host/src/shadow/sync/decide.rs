@@ -2,10 +2,14 @@
 //!
 //! Both sides present: merge over the record's base ([`super::merge`]) and update each side
 //! that differs from the result (a side the direction does not write is left alone). One side
-//! absent: if the shadow was synced before and the other side has not changed since, the
-//! absent side deleted it and the delete propagates; otherwise the present side is copied over
-//! (a shadow recreated or changed since is never deleted). A cloud that cannot be reached
-//! decides nothing: this runs only on an answer from it.
+//! absent: if the shadow was synced before and the other side has not changed since (same
+//! version, same state as synced, no local change pending), the absent side deleted it and the
+//! delete propagates; otherwise the present side is copied over (a shadow recreated or changed
+//! since is never deleted, even one recreated at the same version number). A cloud that cannot
+//! be reached decides nothing: this runs only on an answer from it.
+//!
+//! The base recorded is the state both sides have after a `betweenDeviceAndCloud` sync, and the
+//! source side's state after a one-way sync (what the source's next changes are told by).
 
 use serde_json::Value;
 
@@ -64,14 +68,17 @@ pub fn decide(record: Option<&SyncRecord>, local: &Side, cloud: &Side, direction
                 Some(state) if allowed => Action::Update(state),
                 _ => Action::Nothing,
             };
-            Decision {
-                local: update(l, direction.downward()),
-                cloud: update(c, direction.upward()),
-                base: Some(merged),
-            }
+            let base = match direction {
+                Direction::Both => merged.clone(),
+                Direction::DeviceToCloud => l.clone(),
+                Direction::CloudToDevice => c.clone(),
+            };
+            Decision { local: update(l, direction.downward()), cloud: update(c, direction.upward()), base: Some(base) }
         }
         (Side::Present(l, version), Side::Absent) => {
-            let unchanged_here = synced.is_some_and(|r| r.local_version == *version);
+            // The base is the local state unless the cloud is the only source.
+            let same_state = |r: &SyncRecord| direction == Direction::CloudToDevice || r.base.as_ref() == Some(l);
+            let unchanged_here = synced.is_some_and(|r| r.local_version == *version && !r.pending && same_state(r));
             if unchanged_here && direction.downward() {
                 Decision { local: Action::Delete, cloud: Action::Nothing, base: None }
             } else if direction.upward() {
@@ -82,7 +89,9 @@ pub fn decide(record: Option<&SyncRecord>, local: &Side, cloud: &Side, direction
             }
         }
         (Side::Absent, Side::Present(c, version)) => {
-            let unchanged_there = synced.is_some_and(|r| r.cloud_version == *version);
+            // The base is the cloud state unless the device is the only source.
+            let same_state = |r: &SyncRecord| direction == Direction::DeviceToCloud || r.base.as_ref() == Some(c);
+            let unchanged_there = synced.is_some_and(|r| r.cloud_version == *version && same_state(r));
             if unchanged_there && direction.upward() {
                 Decision { local: Action::Nothing, cloud: Action::Delete, base: None }
             } else if direction.downward() {
@@ -147,6 +156,23 @@ mod tests {
     }
 
     #[test]
+    fn a_shadow_recreated_at_the_same_version_or_changed_while_pending_is_not_deleted() {
+        let record = synced(json!({"reported": {"on": true}}), 1, 3);
+        let recreated = present(json!({"reported": {"on": false, "new": 1}}), 1);
+        let d = decide(Some(&record), &recreated, &Side::Absent, Direction::Both);
+        assert_eq!(d.local, Action::Nothing, "same version, other state: recreated here");
+        assert_eq!(d.cloud, Action::Update(json!({"reported": {"on": false, "new": 1}})));
+        let pending = SyncRecord { pending: true, ..record.clone() };
+        let same = present(json!({"reported": {"on": true}}), 1);
+        let d = decide(Some(&pending), &same, &Side::Absent, Direction::Both);
+        assert_eq!(d.local, Action::Nothing, "a local change is pending");
+        let cloud_recreated = present(json!({"desired": {"on": false}}), 3);
+        let d = decide(Some(&record), &Side::Absent, &cloud_recreated, Direction::Both);
+        assert_eq!(d.cloud, Action::Nothing, "same cloud version, other state: recreated there");
+        assert_eq!(d.local, Action::Update(json!({"desired": {"on": false}})));
+    }
+
+    #[test]
     fn a_shadow_never_synced_is_copied_not_deleted() {
         let local = present(json!({"reported": {"on": true}}), 1);
         let d = decide(None, &local, &Side::Absent, Direction::Both);
@@ -171,9 +197,11 @@ mod tests {
         let cloud = present(json!({"desired": {"b": 2}}), 2);
         let up = decide(Some(&record), &local, &cloud, Direction::DeviceToCloud);
         assert_eq!(up.local, Action::Nothing);
-        assert_eq!(up.cloud, Action::Update(json!({"desired": null, "reported": {"a": 1}})));
+        assert_eq!(up.cloud, Action::Update(json!({"reported": {"a": 1}})), "the operator's desired stays");
+        assert_eq!(up.base, Some(SyncState::from_json(&json!({"reported": {"a": 1}}))), "the source's state");
         let down = decide(Some(&record), &local, &cloud, Direction::CloudToDevice);
         assert_eq!(down.cloud, Action::Nothing);
+        assert_eq!(down.local, Action::Update(json!({"desired": {"b": 2}})), "the device's report stays");
         assert_eq!(decide(None, &Side::Absent, &cloud, Direction::DeviceToCloud), Decision::forget());
         assert_eq!(decide(None, &local, &Side::Absent, Direction::CloudToDevice), Decision::forget());
     }

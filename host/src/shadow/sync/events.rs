@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::SUBSCRIBER;
 use super::decide::Side;
 use super::merge::SyncState;
+use super::records::SyncRecord;
 use super::{ShadowSync, Start};
 use crate::pubsub::PubsubMessage;
 use crate::shadow::topics::{Operation, ShadowId, parse_response};
@@ -43,7 +44,7 @@ impl Handler<UpstreamMessage> for ShadowSync {
         let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
         if let Some(token) = token(&payload).map(str::to_owned) {
             let answered = matches!(suffix, "accepted" | "rejected")
-                && self.cloud.answer(&token, suffix == "accepted", payload.clone());
+                && self.cloud.answer(&token, &shadow, operation, suffix == "accepted", payload.clone());
             if answered || (suffix == "documents" && self.cloud.echoes.consume(&token)) {
                 return; // an answer to one of sync's requests, or the echo of its own write
             }
@@ -51,21 +52,31 @@ impl Handler<UpstreamMessage> for ShadowSync {
         if !self.config.selects(&shadow.thing, &shadow.name) || !self.config.direction.downward() {
             return;
         }
-        let known = match (operation, suffix) {
+        let start = match (operation, suffix) {
             (Operation::Update, "documents") => {
                 let current = &payload["current"];
-                match current.get("version").and_then(Value::as_u64) {
-                    Some(version) => Side::Present(SyncState::of_document(current), version),
-                    None => return,
+                let Some(version) = current.get("version").and_then(Value::as_u64) else { return };
+                let record = match self.records.get(&shadow.thing, &shadow.name) {
+                    Ok(record) => record,
+                    Err(error) => return tracing::error!(%error, "cannot read a shadow sync record"),
+                };
+                if record.is_none() && !self.may_track(&shadow) {
+                    return;
+                }
+                // The announcement is the cloud's side only if nothing synced this shadow since
+                // it was sent: not a sync running now, nor a record at that version or later
+                // (a duplicate or an announcement overtaken by a newer one). Else it is read.
+                let fresh = !self.running.contains(&shadow) && record.is_none_or(|r| version > r.cloud_version);
+                match fresh {
+                    true => Start::Known(Side::Present(SyncState::of_document(current), version)),
+                    false => Start::Fetch,
                 }
             }
-            (Operation::Delete, "accepted") => Side::Absent,
+            // A delete announced may be older than a recreate: the cloud is read before anything local goes.
+            (Operation::Delete, "accepted") => Start::Fetch,
             _ => return,
         };
-        if matches!(known, Side::Present(..)) && !self.may_track(&shadow) {
-            return;
-        }
-        self.enqueue(shadow, Start::Known(known));
+        self.enqueue(shadow, start);
         self.pump(ctx);
     }
 }
@@ -110,15 +121,16 @@ impl ShadowSync {
 }
 
 impl ShadowSync {
-    /// Whether a shadow the cloud announced may be synced: one sync already tracks, or room for
-    /// one more under `maxShadows` (else it is counted and left out: a cloud cannot make the
-    /// core keep any number of shadows).
+    /// Whether a shadow the cloud announced, that no record tracks, may be synced: room for one
+    /// more under `maxShadows`, counting those already admitted and not yet recorded (else it
+    /// is counted and left out: a cloud cannot make the core keep any number of shadows).
     fn may_track(&mut self, shadow: &ShadowId) -> bool {
-        if self.records.get(&shadow.thing, &shadow.name).ok().flatten().is_some() {
+        if self.admitted.contains(shadow) {
             return true;
         }
         let tracked = self.records.count().unwrap_or(u64::MAX);
-        if tracked < self.config.max_shadows {
+        if tracked.saturating_add(self.admitted.len() as u64) < self.config.max_shadows {
+            self.admitted.insert(shadow.clone());
             return true;
         }
         self.counts.over_limit += 1;
@@ -130,5 +142,31 @@ impl ShadowSync {
             );
         }
         false
+    }
+
+    /// A local shadow changed (not by sync): mark it pending, durably, and queue it. With
+    /// `cloudToDevice` a local change has nowhere to go, and is left alone.
+    fn local_change(&mut self, shadow: ShadowId, ctx: &mut Context<Self>) {
+        if !self.config.direction.upward() {
+            return;
+        }
+        let mut record = match self.records.get(&shadow.thing, &shadow.name) {
+            Ok(record) => record.unwrap_or_else(|| SyncRecord::new(&shadow.thing, &shadow.name)),
+            Err(error) => {
+                tracing::error!(%error, "cannot read a shadow sync record");
+                SyncRecord::new(&shadow.thing, &shadow.name)
+            }
+        };
+        if self.running.contains(&shadow) {
+            self.changed_while_running.insert(shadow.clone());
+        }
+        if !record.pending {
+            record.pending = true;
+            if let Err(error) = self.records.put(&record) {
+                tracing::error!(%error, shadow = %shadow, "cannot mark a shadow pending");
+            }
+        }
+        self.enqueue(shadow, Start::Fetch);
+        self.pump(ctx);
     }
 }

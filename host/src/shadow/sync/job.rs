@@ -57,11 +57,36 @@ pub struct Synced {
     pub cloud_version: u64,
 }
 
+/// A sync that did not finish, and what it had written locally before it stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// Why.
+    pub failure: Failure,
+    /// When the local side was updated and the cloud's write then failed: the record to keep
+    /// (the cloud's state as read for its base, the new local version), so the next merge sees
+    /// the local side's new keys as local changes and the cloud's later ones as the cloud's.
+    pub local_written: Option<Synced>,
+}
+
+impl From<Failure> for Failed {
+    fn from(failure: Failure) -> Self {
+        Self { failure, local_written: None }
+    }
+}
+
 /// An answer from the cloud.
 #[derive(Debug)]
 pub struct Answer {
     accepted: bool,
     payload: Value,
+}
+
+/// A request waiting for its answer: it takes one only on the request's own answer topics.
+#[derive(Debug)]
+pub struct Waiting {
+    shadow: ShadowId,
+    operation: Operation,
+    answered: oneshot::Sender<Answer>,
 }
 
 /// Most writes whose echo is awaited at once (far more than the jobs running).
@@ -101,13 +126,16 @@ pub struct Cloud {
     /// Publish upstream, now and unspooled (a request is never sent after its job gave up).
     pub publish: Recipient<RequestUpstream>,
     /// Requests waiting for their answer, by client token.
-    pub waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
+    pub waiting: Arc<Mutex<HashMap<String, Waiting>>>,
     /// The outbound rate.
     pub bucket: Arc<Mutex<TokenBucket>>,
     /// Requests sent.
     pub sent: Arc<AtomicU64>,
     /// Numbers client tokens.
     pub next_token: Arc<AtomicU64>,
+    /// This process's part of every client token: another core syncing the same cloud shadows
+    /// (whose answers reach every subscriber) never has its answers taken for this one's.
+    pub instance: Arc<str>,
     /// Sync's cloud writes whose echo is to come.
     pub echoes: Arc<Echoes>,
     /// Sync's local writes whose echo is to come.
@@ -120,12 +148,21 @@ impl Cloud {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Hands an answer to the request waiting for `token`; whether one was waiting.
-    pub fn answer(&self, token: &str, accepted: bool, payload: Value) -> bool {
-        let waiting = self.waiting.lock().ok().and_then(|mut w| w.remove(token));
-        match waiting {
+    /// A token for this process's client tokens.
+    pub fn new_instance() -> Arc<str> {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        Arc::from(&random[..12])
+    }
+
+    /// Hands an answer that came on `shadow`'s `operation` answer topic to the request waiting
+    /// for `token`; whether one was waiting there (an answer on another shadow's topic, or to
+    /// another operation, is not taken).
+    pub fn answer(&self, token: &str, shadow: &ShadowId, operation: Operation, accepted: bool, payload: Value) -> bool {
+        let Ok(mut waiting) = self.waiting.lock() else { return false };
+        let ours = waiting.get(token).is_some_and(|w| w.shadow == *shadow && w.operation == operation);
+        match waiting.remove(token).filter(|_| ours) {
             Some(waiting) => {
-                let _ = waiting.send(Answer { accepted, payload });
+                let _ = waiting.answered.send(Answer { accepted, payload });
                 true
             }
             None => false,
@@ -133,7 +170,7 @@ impl Cloud {
     }
 
     fn token(&self) -> String {
-        format!("{TOKEN_PREFIX}{}", self.next_token.fetch_add(1, Ordering::Relaxed))
+        format!("{TOKEN_PREFIX}{}-{}", self.instance, self.next_token.fetch_add(1, Ordering::Relaxed))
     }
 
     async fn paced(&self) {
@@ -165,7 +202,7 @@ impl Cloud {
         }
         let (answered, answer) = oneshot::channel();
         if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.insert(token.clone(), answered);
+            waiting.insert(token.clone(), Waiting { shadow: shadow.clone(), operation, answered });
         }
         let publish = RequestUpstream {
             topic: format!("{}/{}", shadow.prefix(), operation.word()),
@@ -202,8 +239,14 @@ impl Cloud {
     async fn get(&self, shadow: &ShadowId) -> Result<Side, Failure> {
         let answer = self.request(shadow, Operation::Get, Map::new()).await?;
         if answer.accepted {
-            let version = answer.payload.get("version").and_then(Value::as_u64).unwrap_or(0);
-            return Ok(Side::Present(SyncState::of_document(&answer.payload), version));
+            // A document without a version or a state is no document: merged, it would read
+            // as the cloud having deleted every key.
+            let version = answer.payload.get("version").and_then(Value::as_u64);
+            let state = answer.payload.get("state").is_some_and(Value::is_object);
+            return match version {
+                Some(version) if state => Ok(Side::Present(SyncState::of_document(&answer.payload), version)),
+                _ => Err(Failure::Refused("the cloud accepted a get with no version or state".to_owned())),
+            };
         }
         match code(&answer.payload) {
             404 => Ok(Side::Absent),
@@ -224,7 +267,11 @@ impl Cloud {
                 }
                 let answer = self.request(shadow, Operation::Update, body).await?;
                 match (answer.accepted, code(&answer.payload)) {
-                    (true, _) => Ok(answer.payload.get("version").and_then(Value::as_u64).unwrap_or(0)),
+                    (true, _) => answer
+                        .payload
+                        .get("version")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| Failure::Refused("the cloud accepted an update with no version".to_owned())),
                     (false, 409) => Err(Failure::Conflict),
                     (false, _) => Err(rejected("update", &answer.payload)),
                 }
@@ -291,7 +338,13 @@ async fn apply_local(
             echoes.expect(&token);
             ShadowOperation::Update { payload: request.to_string() }
         }
-        (Action::Delete, _) => ShadowOperation::Delete,
+        (Action::Delete, side) => {
+            let expected_version = match side {
+                Side::Present(_, version) => Some(*version),
+                Side::Absent => None,
+            };
+            ShadowOperation::Delete { expected_version }
+        }
     };
     let request =
         ShadowRequest { thing: shadow.thing.clone(), name: shadow.name.clone(), operation, rate_limited: false };
@@ -317,7 +370,7 @@ pub async fn sync(
     record: Option<SyncRecord>,
     known: Option<Side>,
     direction: Direction,
-) -> Result<Synced, Failure> {
+) -> Result<Synced, Failed> {
     let cloud_side = match known {
         Some(side) => side,
         None => cloud.get(&shadow).await?,
@@ -326,6 +379,20 @@ pub async fn sync(
     let decision = decide(record.as_ref(), &local_before, &cloud_side, direction);
     let echoes = (cloud.local_echoes.as_ref(), cloud.token());
     let local_version = apply_local(&local, &shadow, &decision.local, &local_before, echoes).await?;
-    let cloud_version = cloud.apply(&shadow, &decision.cloud, &cloud_side).await?;
+    let cloud_version = match cloud.apply(&shadow, &decision.cloud, &cloud_side).await {
+        Ok(version) => version,
+        Err(failure) => {
+            let local_written = match (&decision.local, &cloud_side) {
+                (Action::Update(_), Side::Present(state, version)) => {
+                    Some(Synced { base: Some(state.clone()), local_version, cloud_version: *version })
+                }
+                _ => None,
+            };
+            return Err(Failed { failure, local_written });
+        }
+    };
     Ok(Synced { base: decision.base, local_version, cloud_version })
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,10 @@
 //! Per key, recursively through objects: a key changed on one side only takes that change; a
 //! key changed on both sides to different values takes the winner's value: **reported, local
 //! wins** (the devices on this core report it), **desired, cloud wins** (the operator sets it).
-//! `deviceToCloud` makes the cloud a copy of the local state, `cloudToDevice` the reverse.
+//! The one-way directions merge the same way with the source side winning every conflict; their
+//! base is the source's state at the last sync, so the source's changes since reach the target
+//! and the target's own changes stay (`cloudToDevice` never undoes what a device reports;
+//! `deviceToCloud` never clears what the operator set in the cloud).
 //! Arrays are values, as in AWS IoT shadows (replaced, never merged).
 
 use serde_json::{Map, Value};
@@ -53,20 +56,17 @@ enum Winner {
     Cloud,
 }
 
-/// The state both sides should have after syncing `local` and `cloud` from `base`.
+/// The state after syncing `local` and `cloud` from `base`: both sides' for `betweenDeviceAndCloud`,
+/// the target's for a one-way direction.
 pub fn merge(base: &SyncState, local: &SyncState, cloud: &SyncState, direction: Direction) -> SyncState {
-    match direction {
-        Direction::DeviceToCloud => local.clone(),
-        Direction::CloudToDevice => cloud.clone(),
-        Direction::Both => SyncState {
-            desired: merge_side(base.desired.as_ref(), local.desired.as_ref(), cloud.desired.as_ref(), Winner::Cloud),
-            reported: merge_side(
-                base.reported.as_ref(),
-                local.reported.as_ref(),
-                cloud.reported.as_ref(),
-                Winner::Local,
-            ),
-        },
+    let (desired, reported) = match direction {
+        Direction::Both => (Winner::Cloud, Winner::Local),
+        Direction::DeviceToCloud => (Winner::Local, Winner::Local),
+        Direction::CloudToDevice => (Winner::Cloud, Winner::Cloud),
+    };
+    SyncState {
+        desired: merge_side(base.desired.as_ref(), local.desired.as_ref(), cloud.desired.as_ref(), desired),
+        reported: merge_side(base.reported.as_ref(), local.reported.as_ref(), cloud.reported.as_ref(), reported),
     }
 }
 
@@ -213,11 +213,26 @@ mod tests {
     }
 
     #[test]
-    fn one_way_directions_copy_one_side() {
-        let local = state(json!({"reported": {"a": 1}}));
-        let cloud = state(json!({"desired": {"b": 2}}));
-        assert_eq!(merge(&SyncState::default(), &local, &cloud, Direction::DeviceToCloud), local);
-        assert_eq!(merge(&SyncState::default(), &local, &cloud, Direction::CloudToDevice), cloud);
+    fn one_way_directions_carry_the_source_changes_and_keep_the_target_own() {
+        // deviceToCloud: the base is the local state last synced.
+        let base = state(json!({"desired": {"mode": "eco"}, "reported": {"a": 1}}));
+        let local = state(json!({"desired": {"mode": "eco"}, "reported": {"a": 2}}));
+        let cloud = state(json!({"desired": {"mode": "eco", "b": 2}, "reported": {"a": 9}}));
+        assert_eq!(
+            merge(&base, &local, &cloud, Direction::DeviceToCloud),
+            state(json!({"desired": {"mode": "eco", "b": 2}, "reported": {"a": 2}})),
+            "the local change wins, the operator's own desired key stays"
+        );
+        // cloudToDevice: the base is the cloud state last synced; a device's report is never undone.
+        let base = state(json!({"desired": {"color": "red"}}));
+        let cloud = state(json!({"desired": {"color": "green"}}));
+        let local = state(json!({"desired": {"color": "red"}, "reported": {"color": "red"}}));
+        assert_eq!(
+            merge(&base, &local, &cloud, Direction::CloudToDevice),
+            state(json!({"desired": {"color": "green"}, "reported": {"color": "red"}}))
+        );
+        let conflicting = state(json!({"desired": {"color": "white"}}));
+        assert_eq!(merge(&base, &conflicting, &cloud, Direction::CloudToDevice), cloud, "the source wins a conflict");
     }
 
     #[test]

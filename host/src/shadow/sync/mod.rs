@@ -12,15 +12,18 @@
 //! `turf.db` ([`records`]). A local change is recorded `pending` before anything else, so it
 //! survives a restart and an outage of any length; a full sync of every selected shadow runs
 //! at start and each time the upstream connection comes back. Requests to the cloud carry a
-//! `clientToken` (`turf-sync-N`) that correlates the answer and lets each side's echo of a
-//! sync write be told apart from a real change; they are paced by a token bucket
-//! (`maxOutboundSyncUpdatesPerSecond`). Nothing is ever decided without an answer from the
-//! cloud, so a cloud that cannot be reached never deletes or rolls back local state.
+//! `clientToken` (`turf-sync-<instance>-N`) that correlates the answer (taken only on that
+//! request's own answer topics) and lets each side's echo of a sync write be told apart from a
+//! real change; they are paced by a token bucket (`maxOutboundSyncUpdatesPerSecond`). Nothing
+//! is ever decided without an answer from the cloud, so a cloud that cannot be reached never
+//! deletes or rolls back local state; a cloud announcement older than what sync last saw
+//! (a duplicate, one overtaken while a sync ran) is read again rather than believed.
 //!
 //! - `config`: `synchronize` (pure). `merge`: the three-way merge and patches (pure).
 //! - `decide`: what one sync does (pure). `bucket`: the outbound rate (pure).
 //! - `records`: the `shadow_sync` table. `job`: one shadow's sync against both sides.
-//! - `events`: changes heard of on the bus and upstream. `status`: what it reports.
+//! - `events`: changes heard of on the bus and upstream. `outcome`: records, retries, backoff.
+//! - `status`: what it reports.
 
 pub mod bucket;
 pub mod config;
@@ -28,6 +31,7 @@ pub mod decide;
 mod events;
 mod job;
 pub mod merge;
+mod outcome;
 pub mod records;
 mod status;
 
@@ -40,8 +44,8 @@ use actix::prelude::*;
 use self::bucket::TokenBucket;
 use self::config::SyncConfig;
 use self::decide::Side;
-use self::job::{Cloud, Failure, Synced};
-use self::records::{SyncRecord, SyncRecords};
+use self::job::Cloud;
+use self::records::SyncRecords;
 pub use self::status::{ConfigureSync, GetSyncStatus, GetSyncSummary, SyncCounts, SyncStatus, SyncSummary};
 use super::topics::ShadowId;
 use super::{ListShadows, ShadowRequest};
@@ -68,8 +72,12 @@ const MAX_RUNNING: usize = 8;
 /// How often the upstream connection's state is looked at.
 const POLL: Duration = Duration::from_secs(1);
 
-/// How often shadows whose last sync failed are tried again (while connected).
+/// How often shadows whose last sync failed are looked at (while connected); a shadow that
+/// keeps failing waits twice as long each time, up to [`MAX_BACKOFF`].
 const RETRY: Duration = Duration::from_secs(15);
+
+/// Longest wait before a failing shadow is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
 /// The manager's own answers that say a local shadow changed.
 const LOCAL_CHANGES: [&str; 4] = [
@@ -105,6 +113,12 @@ pub struct ShadowSync {
     changed_while_running: HashSet<ShadowId>,
     /// Version conflicts met by each shadow's last syncs.
     conflicts_in_a_row: HashMap<ShadowId, u32>,
+    /// Failing shadows: when each is tried again, and its next wait.
+    backoff: HashMap<ShadowId, (Instant, Duration)>,
+    /// Shadows the cloud announced, admitted under `maxShadows`, not yet recorded.
+    admitted: HashSet<ShadowId>,
+    /// A change was dropped on a full queue: a full sync once the queue has room again.
+    overflowed: bool,
     counts: SyncCounts,
 }
 
@@ -124,6 +138,7 @@ impl ShadowSync {
             bucket: Arc::new(Mutex::new(TokenBucket::new(config::DEFAULT_OUTBOUND_RATE, Instant::now()))),
             sent: Arc::default(),
             next_token: Arc::default(),
+            instance: Cloud::new_instance(),
             echoes: Arc::default(),
             local_echoes: Arc::default(),
         };
@@ -141,19 +156,36 @@ impl ShadowSync {
             running: HashSet::new(),
             changed_while_running: HashSet::new(),
             conflicts_in_a_row: HashMap::new(),
+            backoff: HashMap::new(),
+            admitted: HashSet::new(),
+            overflowed: false,
             counts: SyncCounts::default(),
         }
     }
 
-    /// Queues `shadow` (replacing what it was queued with); past [`MAX_QUEUED`] shadows a new
-    /// one is dropped and counted: a hostile cloud announcing endless shadows cannot grow the
-    /// host, and a full sync picks up what was dropped.
+    /// Queues `shadow`; past [`MAX_QUEUED`] shadows a new one is dropped and counted: a hostile
+    /// cloud announcing endless shadows cannot grow the host, and a full sync once the queue has
+    /// room again picks up what was dropped. A read (`Fetch`) replaces what a shadow was queued
+    /// with; an announced cloud side replaces only an older announcement.
     fn enqueue(&mut self, shadow: ShadowId, start: Start) {
-        if self.queue.len() >= MAX_QUEUED && !self.queue.contains_key(&shadow) {
-            self.counts.dropped += 1;
+        let Some(queued) = self.queue.get(&shadow) else {
+            if self.queue.len() >= MAX_QUEUED {
+                self.counts.dropped += 1;
+                self.overflowed = true;
+                self.admitted.remove(&shadow);
+                return;
+            }
+            self.queue.insert(shadow, start);
             return;
+        };
+        let newer = match (queued, &start) {
+            (_, Start::Fetch) => true,
+            (Start::Known(Side::Present(_, old)), Start::Known(Side::Present(_, new))) => new > old,
+            _ => false,
+        };
+        if newer {
+            self.queue.insert(shadow, start);
         }
-        self.queue.insert(shadow, start);
     }
 
     /// Queues `shadow` to be read on both sides, unless it is queued already.
@@ -229,108 +261,6 @@ impl ShadowSync {
                 job::sync(self.cloud.clone(), self.local.clone(), shadow.clone(), record, known, self.config.direction);
             ctx.spawn(work.into_actor(self).map(move |result, sync, ctx| sync.finish(shadow, result, ctx)));
         }
-    }
-
-    fn finish(&mut self, shadow: ShadowId, result: Result<Synced, Failure>, ctx: &mut Context<Self>) {
-        self.running.remove(&shadow);
-        if !matches!(result, Err(Failure::Conflict)) {
-            self.conflicts_in_a_row.remove(&shadow);
-        }
-        match result {
-            Ok(Synced { base: None, .. }) => {
-                self.counts.synced += 1;
-                if let Err(error) = self.records.delete(&shadow.thing, &shadow.name) {
-                    tracing::error!(%error, shadow = %shadow, "cannot forget a shadow's sync record");
-                }
-            }
-            Ok(Synced { base: Some(base), local_version, cloud_version }) => {
-                self.counts.synced += 1;
-                // A local change that arrived while this ran keeps its pending mark.
-                let pending = self.changed_while_running.remove(&shadow);
-                let synced = SyncRecord {
-                    base: Some(base),
-                    local_version,
-                    cloud_version,
-                    synced_at: Some(crate::store::now_secs()),
-                    pending,
-                    last_error: None,
-                    ..SyncRecord::new(&shadow.thing, &shadow.name)
-                };
-                if let Err(error) = self.records.put(&synced) {
-                    tracing::error!(%error, shadow = %shadow, "cannot record a sync");
-                }
-                tracing::debug!(shadow = %shadow, local_version, cloud_version, "shadow synced");
-            }
-            Err(Failure::Conflict) => {
-                self.counts.conflicts += 1;
-                let in_a_row = self.conflicts_in_a_row.entry(shadow.clone()).or_insert(0);
-                *in_a_row += 1;
-                if *in_a_row < MAX_CONFLICTS {
-                    tracing::debug!(shadow = %shadow, "version conflict: reading both sides again");
-                    self.enqueue_new(shadow);
-                } else {
-                    self.conflicts_in_a_row.remove(&shadow);
-                    let gave_up = format!("{MAX_CONFLICTS} version conflicts in a row; tried again later");
-                    self.failed(shadow, &Failure::Refused(gave_up));
-                }
-            }
-            Err(failure) => self.failed(shadow, &failure),
-        }
-        self.pump(ctx);
-    }
-
-    /// Records a failed sync: the shadow stays pending and is tried again every [`RETRY`].
-    fn failed(&mut self, shadow: ShadowId, failure: &Failure) {
-        self.counts.failures += 1;
-        self.changed_while_running.remove(&shadow);
-        tracing::warn!(shadow = %shadow, %failure, "shadow sync failed; it stays pending");
-        let mut kept = self
-            .records
-            .get(&shadow.thing, &shadow.name)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| SyncRecord::new(&shadow.thing, &shadow.name));
-        kept.last_error = Some(failure.to_string());
-        kept.pending = kept.pending || kept.base.is_none();
-        if let Err(error) = self.records.put(&kept) {
-            tracing::error!(%error, shadow = %shadow, "cannot record a failed sync");
-        }
-    }
-
-    /// A local shadow changed (not by sync): mark it pending, durably, and queue it.
-    fn local_change(&mut self, shadow: ShadowId, ctx: &mut Context<Self>) {
-        let mut record = match self.records.get(&shadow.thing, &shadow.name) {
-            Ok(record) => record.unwrap_or_else(|| SyncRecord::new(&shadow.thing, &shadow.name)),
-            Err(error) => {
-                tracing::error!(%error, "cannot read a shadow sync record");
-                SyncRecord::new(&shadow.thing, &shadow.name)
-            }
-        };
-        if self.running.contains(&shadow) {
-            self.changed_while_running.insert(shadow.clone());
-        }
-        if self.config.direction.upward() && !record.pending {
-            record.pending = true;
-            if let Err(error) = self.records.put(&record) {
-                tracing::error!(%error, shadow = %shadow, "cannot mark a shadow pending");
-            }
-        }
-        self.enqueue(shadow, Start::Fetch);
-        self.pump(ctx);
-    }
-
-    fn retry_failed(&mut self, ctx: &mut Context<Self>) {
-        if self.connected_since.is_none() {
-            return;
-        }
-        if let Ok(records) = self.records.list(None) {
-            for r in records.into_iter().filter(|r| r.last_error.is_some() || r.pending) {
-                if self.config.selects(&r.thing, &r.name) {
-                    self.enqueue_new(ShadowId { thing: r.thing, name: r.name });
-                }
-            }
-        }
-        self.pump(ctx);
     }
 }
 

@@ -3,15 +3,32 @@
 
 use serde_json::json;
 
+use super::records::SyncRecord;
 use super::*;
 use crate::fakes::{fake, sink};
 use crate::flow::Credit;
+use crate::shadow::ShadowOperation;
 use crate::shadow::document::ShadowError;
-use crate::upstream::{SubscribeUpstream, UpstreamMessage, UpstreamStatus};
+use crate::upstream::{RequestUpstream, SubscribeUpstream, UpstreamMessage, UpstreamStatus};
 
 fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Seen<SubscribeUpstream>) {
+    let fakes = fakes(dir, "disconnected");
+    (fakes.sync, fakes.subscribed)
+}
+
+/// A sync actor over fake peers, and what they were sent.
+struct Fakes {
+    sync: Addr<ShadowSync>,
+    subscribed: crate::fakes::Seen<SubscribeUpstream>,
+    /// Requests sent upstream (each refused: not connected).
+    requested: crate::fakes::Seen<RequestUpstream>,
+    /// Requests to the local shadow manager (each answered 404).
+    asked_locally: crate::fakes::Seen<ShadowRequest>,
+}
+
+fn fakes(dir: &std::path::Path, upstream_state: &'static str) -> Fakes {
     let records = SyncRecords::open(&dir.join("turf.db")).unwrap();
-    let local = fake::<ShadowRequest>(|_| Err(ShadowError::not_found(""))).0;
+    let (local, asked_locally) = fake::<ShadowRequest>(|_| Err(ShadowError::not_found("")));
     let list_local = fake::<ListShadows>(|_| Ok(Vec::new())).0;
     let bus = BusHandle {
         subscribe: fake(|_| Ok(())).0,
@@ -20,22 +37,40 @@ fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Se
         publish: fake(|_| Ok(())).0,
     };
     let (subscribe, subscribed) = fake::<SubscribeUpstream>(|_| Ok(()));
+    let (request, requested) = fake::<RequestUpstream>(|_| Err(crate::upstream::UpstreamError::NotConnected));
+    let status =
+        move |_: &_| UpstreamStatus { state: upstream_state.into(), since: Some(1), ..UpstreamStatus::default() };
     let upstream = UpstreamHandle {
-        request: fake(|_| Err(crate::upstream::UpstreamError::NotConnected)).0,
+        request,
         publish: fake(|_| Ok(())).0,
         subscribe,
         unsubscribe: fake(|_| true).0,
-        status: fake(|_| UpstreamStatus { state: "disconnected".into(), ..UpstreamStatus::default() }).0,
+        status: fake(status).0,
         stop: sink().0,
         configured: true,
     };
     let sync = ShadowSync::new("Core".into(), records, local, list_local, bus, upstream).start();
-    (sync, subscribed)
+    Fakes { sync, subscribed, requested, asked_locally }
+}
+
+/// Waits (2 s at most) until `seen` holds a message `matching`; whether one came.
+async fn seen_within<M>(seen: &crate::fakes::Seen<M>, matching: impl Fn(&M) -> bool) -> bool {
+    for _ in 0..100 {
+        if seen.take().iter().any(&matching) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// The cloud announces that `thing`'s classic shadow now has `state` (an `update/documents`).
 fn announce(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value) {
-    let payload = json!({"current": {"state": state, "version": 3}});
+    announce_version(sync, thing, state, 3);
+}
+
+fn announce_version(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value, version: u64) {
+    let payload = json!({"current": {"state": state, "version": version}});
     sync.do_send(UpstreamMessage {
         topic: format!("$aws/things/{thing}/shadow/update/documents"),
         payload: payload.to_string().into(),
@@ -48,7 +83,8 @@ fn announce(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value) {
 async fn a_cloud_announcing_endless_shadows_fills_a_bounded_queue_and_the_rest_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (sync, subscribed) = sync_with_fakes(dir.path());
-    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}]}});
+    // maxShadows above the queue's bound, so the queue is what stops them.
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}], "maxShadows": 100_000}});
     sync.send(ConfigureSync(config)).await.unwrap().unwrap();
     let extra = 50;
     for n in 0..MAX_QUEUED + extra {
@@ -88,4 +124,47 @@ async fn past_max_shadows_a_shadow_the_cloud_announces_is_left_out_but_a_tracked
     let summary = sync.send(GetSyncSummary).await.unwrap();
     assert_eq!(summary.counts.over_limit, 1, "the stranger is left out");
     assert_eq!(summary.queued, 1, "a shadow sync already keeps is synced");
+}
+
+#[actix_rt::test]
+async fn shadows_admitted_and_not_yet_recorded_count_against_max_shadows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, _) = sync_with_fakes(dir.path());
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}], "maxShadows": 3}});
+    sync.send(ConfigureSync(config)).await.unwrap().unwrap();
+    for n in 0..10 {
+        announce(&sync, &format!("T{n}"), json!({"reported": {"n": n}}));
+    }
+    announce(&sync, "T0", json!({"reported": {"n": "again"}}));
+    let summary = sync.send(GetSyncSummary).await.unwrap();
+    assert_eq!(summary.queued, 3, "a burst of announcements cannot pass maxShadows before any is recorded");
+    assert_eq!(summary.counts.over_limit, 7, "an admitted shadow announced again is not counted");
+}
+
+#[actix_rt::test]
+async fn a_cloud_announcement_older_than_the_last_sync_is_read_again_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = SyncRecords::open(&dir.path().join("turf.db")).unwrap();
+    let synced = SyncRecord {
+        base: Some(merge::SyncState::default()),
+        local_version: 1,
+        cloud_version: 5,
+        ..SyncRecord::new("Lamp", "")
+    };
+    records.put(&synced).unwrap();
+    let fakes = fakes(dir.path(), "connected");
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingName": "Lamp"}]}});
+    fakes.sync.send(ConfigureSync(config)).await.unwrap().unwrap();
+    let is_get = |r: &RequestUpstream| r.topic == "$aws/things/Lamp/shadow/get";
+    assert!(seen_within(&fakes.requested, is_get).await, "the full sync at connect reads the cloud");
+    fakes.asked_locally.take();
+
+    // A duplicate or overtaken announcement (version 3, the record is at 5): the cloud is read.
+    announce_version(&fakes.sync, "Lamp", json!({"desired": {"stale": true}}), 3);
+    assert!(seen_within(&fakes.requested, is_get).await, "a stale announcement is not believed");
+    // A newer one is the cloud's side as it stands: no read, straight to the local side.
+    fakes.asked_locally.take();
+    announce_version(&fakes.sync, "Lamp", json!({"desired": {"fresh": true}}), 9);
+    assert!(seen_within(&fakes.asked_locally, |r| r.operation == ShadowOperation::Get).await);
+    assert!(!fakes.requested.take().iter().any(is_get), "a fresh announcement needs no read");
 }
