@@ -171,7 +171,7 @@ impl Device {
     pub async fn collect_until(
         &mut self,
         timeout: Duration,
-        stop: impl Fn(&rumqttc::Publish) -> bool,
+        mut stop: impl FnMut(&rumqttc::Publish) -> bool,
     ) -> Result<Vec<rumqttc::Publish>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut out = Vec::new();
@@ -259,4 +259,13 @@ pub fn assert_none_lost(echoes: &[(u32, String)], last: u32) {
     let first = numbers.first().copied().unwrap_or(1);
     let expected: Vec<u32> = (first..=last).collect();
     assert_eq!(numbers, expected, "echoes out of order, duplicated or lost");
+}
+
+/// A `collect_until` stop that is true once a publish on each of `topics` arrived.
+pub fn all_seen(topics: &[&str]) -> impl FnMut(&rumqttc::Publish) -> bool {
+    let mut missing = topics.to_vec();
+    move |p| {
+        missing.retain(|t| *t != p.topic);
+        missing.is_empty()
+    }
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use rumqttc::QoS;
 use serde_json::json;
 use turf_host::deploy::model::DeploymentState;
-use turf_tests::{Device, TIMEOUT, TestHost, bridge_update, pubsub_access};
+use turf_tests::{Device, TIMEOUT, TestHost, all_seen, bridge_update, pubsub_access};
 
 const PROBE: &str = "com.turf.test.Probe";
 
@@ -28,7 +28,8 @@ async fn two_way_routes_on_one_filter_relay_each_message_exactly_once() -> Resul
     for topic in &sent {
         device.client.publish(topic, QoS::AtLeastOnce, false, "payload").await?;
     }
-    let got = device.collect_until(TIMEOUT, |p| p.topic == "relay/out/relay/in/done").await?;
+    // The echo of "done" may overtake the device's own copy of it: wait for both.
+    let got = device.collect_until(TIMEOUT, all_seen(&["relay/in/done", "relay/out/relay/in/done"])).await?;
     for topic in &sent {
         let own = got.iter().filter(|p| &p.topic == topic).count();
         let echoed = got.iter().filter(|p| p.topic == format!("relay/out/{topic}")).count();

@@ -43,7 +43,14 @@ async fn counters_move_by_the_traffic_made_and_turf_status_json_says_the_same() 
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let after = loop {
         let now = scrape(&host).await?;
-        if received(&now, "1") == Some(q1 + 25.0) && received(&now, "0") == Some(q0 + 5.0) {
+        // Every figure below is counted at its own step of routing: wait for all of them.
+        let unrouted = "turf_mqtt_messages_dropped_total{reason=\"no_subscriber\"}";
+        let counted = received(&now, "1") == Some(q1 + 25.0)
+            && received(&now, "0") == Some(q0 + 5.0)
+            && sample(&now, failures) == Some(failed + 1.0)
+            && sample(&now, allowed) == Some(publish_allowed + 30.0)
+            && sample(&now, unrouted) == sample(&before, unrouted).map(|n| n + 30.0);
+        if counted {
             break now;
         }
         ensure!(tokio::time::Instant::now() < deadline, "the publishes were not counted within {TIMEOUT:?}:\n{now}");

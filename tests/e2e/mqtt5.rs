@@ -129,10 +129,33 @@ async fn a_shared_subscription_delivers_each_message_to_one_member() -> Result<(
     for n in 0..COUNT {
         publisher.publish(format!("jobs/{n}"), QoS::AtLeastOnce, false, n.to_string()).await?;
     }
-    let (got_a, got_b) = tokio::join!(
-        receive(&mut a_loop, COUNT, Duration::from_secs(2)),
-        receive(&mut b_loop, COUNT, Duration::from_secs(2))
-    );
+    // Both members read at once, into one channel, until all arrived (or the suite's timeout);
+    // then a quiet second shows up any duplicate.
+    let (sender, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let members = [("a", a_loop), ("b", b_loop)].map(|(member, mut events)| {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = event {
+                    let _ = sender.send((member, p));
+                }
+            }
+        })
+    });
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let wait = match got_a.len() + got_b.len() < COUNT {
+            true => deadline.saturating_duration_since(tokio::time::Instant::now()),
+            false => Duration::from_secs(1),
+        };
+        match tokio::time::timeout(wait, arrivals.recv()).await {
+            Ok(Some(("a", p))) => got_a.push(p),
+            Ok(Some((_, p))) => got_b.push(p),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    members.iter().for_each(tokio::task::JoinHandle::abort);
     pumping.abort();
     let mut all: Vec<String> =
         got_a.iter().chain(&got_b).map(|p| String::from_utf8_lossy(&p.payload).into_owned()).collect();

@@ -375,7 +375,7 @@ async fn a_component_slow_to_start_never_keeps_the_management_api_from_answering
     let root = dir.path().join("root");
     let (turf, _, _) = RunningTurf::start(&root)?;
     let client = Client::new(&root.join("turf.sock"));
-    let limits = json!({"initTimeoutMs": 6000});
+    let limits = json!({"initTimeoutMs": 12000});
     deploy(&client, &stage_hostile(&dir.path().join("stage"), hostile_config("subscribe-all"), limits)?).await?;
     // From the next start on, its init sleeps until its budget kills it.
     deploy(&client, &merge_update(HOSTILE, json!({"behaviour": "sleep-init"}))).await?;

@@ -119,7 +119,7 @@ async fn messages_from_the_cloud_reach_devices_with_the_target_prefix() -> Resul
     let cloud_client = cloud.observer("cloud-sender").await?;
     // The subscription travels to mosquitto asynchronously: send until one arrives.
     let mut got = Vec::new();
-    for attempt in 0..20 {
+    for attempt in 0..50 {
         cloud_client.client.publish("commands/light", QoS::AtLeastOnce, false, format!("on {attempt}")).await?;
         if let Ok(p) = device.collect_until(Duration::from_millis(300), |_| true).await {
             got = p;
@@ -290,7 +290,7 @@ async fn an_mqtt5_upstream_relays_both_ways() -> Result<()> {
     publish_numbered(&device, 1, 3).await?;
     receive_exactly(&mut observer, &[1, 2, 3]).await?;
     let mut got = Vec::new();
-    for attempt in 0..20 {
+    for attempt in 0..50 {
         observer.client.publish("down/x", QoS::AtLeastOnce, false, format!("{attempt}")).await?;
         if let Ok(p) = device.collect_until(Duration::from_millis(300), |_| true).await {
             got = p;
