@@ -79,7 +79,7 @@ fn merge_side(
     let as_value = |m: Option<&Map<String, Value>>| m.map(|m| Value::Object(m.clone()));
     let (b, l, c) = (as_value(base), as_value(local), as_value(cloud));
     match merge_value(b.as_ref(), l.as_ref(), c.as_ref(), winner) {
-        Some(Value::Object(map)) => Some(map),
+        Some(Value::Object(map)) if !map.is_empty() => Some(map),
         _ => None,
     }
 }
@@ -106,7 +106,8 @@ fn merge_value(base: Option<&Value>, local: Option<&Value>, cloud: Option<&Value
                 merged.insert(key.clone(), value);
             }
         }
-        return Some(Value::Object(merged));
+        // An object left empty is no object, as in a stored shadow: states compare equal.
+        return (!merged.is_empty()).then_some(Value::Object(merged));
     }
     match winner {
         Winner::Local => local.cloned(),
@@ -202,6 +203,14 @@ mod tests {
             state(json!({"reported": {"lamp": {"color": "blue", "level": 3}}})),
             "old deleted in the cloud"
         );
+    }
+
+    #[test]
+    fn an_object_emptied_by_the_merge_is_gone_as_in_a_stored_shadow() {
+        let base = state(json!({"desired": {"lamp": {"x": 1, "y": 1}}}));
+        let local = state(json!({"desired": {"lamp": {"x": 1}}}));
+        let cloud = state(json!({"desired": {"lamp": {"y": 1}}}));
+        assert_eq!(merge(&base, &local, &cloud, Direction::Both), SyncState::default());
     }
 
     #[test]
