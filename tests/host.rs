@@ -377,8 +377,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String, Stri
     http_request(addr, "GET", path, &[]).await
 }
 
-/// One HTTP/1.0 request with `headers` to a server on loopback: the status, the headers and the
-/// body.
+/// One HTTP/1.0 request with `headers` to a server on loopback (`Host` is `addr` unless
+/// `headers` names one): the status, the headers and the body.
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -388,7 +388,10 @@ pub async fn http_request(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connect = tokio::net::TcpStream::connect(addr);
     let mut stream = with_timeout(TIMEOUT, "connecting to the HTTP listener", connect).await??;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -1,5 +1,5 @@
-//! The console's side of the HTTP listener for tests: a logged-in session cookie, and a live
-//! server-sent-events stream read off a raw socket.
+//! The console's side of the HTTP listener for tests: a logged-in session (cookie and key), and a
+//! live server-sent-events stream read off a raw socket.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,13 +24,37 @@ pub fn login_link(host: &TestHost) -> Result<String> {
     Ok(printed.split_whitespace().find(|w| w.starts_with("http")).context("no login link")?.to_owned())
 }
 
-/// A console session: the cookie to send.
-pub async fn console_session(host: &TestHost) -> Result<String> {
+/// The session key a login reply hands the page (`location: /#key=...`).
+pub fn session_key(head: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")))
+        .find_map(|l| l.trim().strip_prefix("/#key="))
+        .map(str::to_owned)
+}
+
+/// A console session: the cookie (`turf_console=...`) and the key the page sends with it.
+pub struct ConsoleSession {
+    /// The `Cookie` header's value.
+    pub cookie: String,
+    /// The `x-turf-key` header's value.
+    pub key: String,
+}
+
+impl ConsoleSession {
+    /// The headers an API request of this session carries.
+    pub fn headers(&self) -> [(&str, &str); 2] {
+        [("Cookie", self.cookie.as_str()), ("x-turf-key", self.key.as_str())]
+    }
+}
+
+/// Logs in with a fresh `turf console` link.
+pub async fn console_session(host: &TestHost) -> Result<ConsoleSession> {
     let url = login_link(host)?;
     let path = url.split_once(&host.endpoints.http.to_string()).context("a login link to another address")?.1;
     let (status, head, body) = http_get(host.endpoints.http, path).await?;
     anyhow::ensure!(status == 303, "login answered {status}: {body}");
-    session_cookie(&head).context("no session cookie")
+    let cookie = session_cookie(&head).context("no session cookie")?;
+    Ok(ConsoleSession { cookie, key: session_key(&head).context("no session key")? })
 }
 
 /// A server-sent-events response being read.
@@ -40,10 +64,13 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// `GET path` with `cookie`; the status, and the stream when it is 200.
-    pub async fn open(addr: SocketAddr, path: &str, cookie: &str) -> Result<(u16, Option<Self>)> {
+    /// `GET path` in `session` (its key in the query, as a browser's `EventSource` sends it);
+    /// the status, and the stream when it is 200.
+    pub async fn open(addr: SocketAddr, path: &str, session: &ConsoleSession) -> Result<(u16, Option<Self>)> {
         let mut socket = with_timeout(TIMEOUT, "connecting to the HTTP listener", TcpStream::connect(addr)).await??;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+        let (cookie, key) = (&session.cookie, &session.key);
+        let request =
+            format!("GET {path}&key={key} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
         socket.write_all(request.as_bytes()).await?;
         let mut stream = Self { socket, buffer: String::new() };
         while !stream.buffer.contains("\r\n\r\n") {

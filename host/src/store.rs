@@ -138,6 +138,16 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Opens the database at `path` to read only (no schema change, no write lock): for counting
+/// what is in it while the services that own its tables run.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    Ok(conn)
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |source| StoreError::Open { path: path.to_path_buf(), source };
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;

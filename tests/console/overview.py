@@ -15,6 +15,8 @@ def main(login_url, shots):
         assert "not logged in" in browser.text("body"), browser.text("body")
         browser.open(login_url)
         browser.wait("document.querySelectorAll('#overview-components tr').length > 1")
+        here = browser.eval("location.href")
+        assert "key=" not in here, f"the session key stays in the address bar: {here}"
         host = browser.text("#host")
         assert "TurfCore" in host, host
         components = browser.text("#overview-components")
@@ -27,7 +29,7 @@ def main(login_url, shots):
         assert "Connections / sessions" in live and "per second" in live and "Shadow sync" in live, live
         os.makedirs(shots, exist_ok=True)
         browser.screenshot(os.path.join(shots, "overview.png"))
-        browser.click("header form button")
+        browser.click("#logout")
         browser.wait("document.body.innerText.includes('logged out')")
         browser.open(origin + "/")
         assert "not logged in" in browser.text("body"), "the session outlived its logout"

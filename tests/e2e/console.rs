@@ -12,7 +12,7 @@ use turf_host::components::lifecycle::State;
 use turf_host::deploy::model::DeploymentState;
 use turf_tests::{
     Device, TIMEOUT, TestHost, Ticker, auth_update, http_get, http_request, lamp_policy, login_link, plugin_wasm,
-    pubsub_access, session_cookie, stage_component,
+    pubsub_access, session_cookie, session_key, stage_component,
 };
 
 const PROBE: &str = "com.turf.test.Probe";
@@ -34,18 +34,45 @@ async fn a_one_time_token_becomes_a_session_that_logout_ends() -> Result<()> {
     let (status, head, _) = http_get(http, path).await?;
     assert_eq!(status, 303, "{head}");
     let cookie = session_cookie(&head).context("no session cookie")?;
+    let key = session_key(&head).context("no session key in the redirect's fragment")?;
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("httponly") && lower.contains("samesite=strict"), "{head}");
     let (again, _, _) = http_get(http, path).await?;
     assert_eq!(again, 401, "a login link works once");
 
-    let with_session = [("Cookie", cookie.as_str())];
+    // The cookie alone (what a page another local user serves on another port of this host
+    // receives from the browser) opens the page's files and nothing else.
+    let cookie_only = [("Cookie", cookie.as_str())];
+    let (status, _, page) = http_request(http, "GET", "/", &cookie_only).await?;
+    assert!(status == 200 && page.contains("<title>Turf console</title>"), "{status}");
+    for (method, path) in [("GET", "/api/v1/status"), ("POST", "/api/v1/components/com.example.Ghost/stop")] {
+        let (status, _, _) = http_request(http, method, path, &cookie_only).await?;
+        assert_eq!(status, 401, "{method} {path} with the cookie alone");
+    }
+    let wrong_key = [("Cookie", cookie.as_str()), ("x-turf-key", cookie.trim_start_matches("turf_console="))];
+    let (status, _, _) = http_request(http, "GET", "/api/v1/status", &wrong_key).await?;
+    assert_eq!(status, 401, "the cookie's value is not the key");
+    let (status, _, _) = http_request(http, "POST", "/logout", &cookie_only).await?;
+    assert_eq!(status, 401, "nor can it log the operator out");
+
+    let with_session = [("Cookie", cookie.as_str()), ("x-turf-key", key.as_str())];
     let (status, _, body) = http_request(http, "GET", "/api/v1/status", &with_session).await?;
     assert_eq!(status, 200, "{body}");
     let report: serde_json::Value = serde_json::from_str(&body)?;
     assert_eq!(report["thing_name"], "TurfCore");
-    let (status, _, page) = http_request(http, "GET", "/", &with_session).await?;
-    assert!(status == 200 && page.contains("<title>Turf console</title>"), "{status}");
+    // A session cannot mint the next login: only the socket issues tokens.
+    let (status, _, _) = http_request(http, "POST", "/api/v1/console/token", &with_session).await?;
+    assert_eq!(status, 404, "the console cannot issue login tokens");
+    // Another site (a form on another port, a DNS-rebound name) is refused even with the session.
+    let other_site = [with_session[0], with_session[1], ("Origin", "http://127.0.0.1:8000")];
+    let (status, _, _) = http_request(http, "POST", "/api/v1/components/com.example.Ghost/stop", &other_site).await?;
+    assert_eq!(status, 403, "a request from another origin");
+    let rebound = format!("rebound.example:{}", http.port());
+    let (status, _, _) = http_request(http, "GET", "/metrics", &[("Host", rebound.as_str())]).await?;
+    assert_eq!(status, 421, "a Host that is not this listener");
+    let (status, _, _) =
+        http_request(http, "GET", "/metrics", &[("Host", &format!("localhost:{}", http.port()))]).await?;
+    assert_eq!(status, 200, "localhost with the port names this listener");
     // The console goes through the same handlers and checks as the CLI.
     let (status, _, body) =
         http_request(http, "POST", "/api/v1/components/com.example.Ghost/restart", &with_session).await?;

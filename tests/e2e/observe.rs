@@ -13,8 +13,8 @@ use turf_host::deploy::config_update::ConfigUpdate;
 use turf_host::mgmt::client::ClientError;
 use turf_host::mgmt::messages::{ConsoleLimits, Target, TestPublish};
 use turf_tests::{
-    Device, EventStream, HostOptions, Mosquitto, TIMEOUT, TestHost, auth_update, console_session, http_request,
-    lamp_policy, plugin_wasm, pubsub_access, session_cookie, stage_component, wait_until,
+    ConsoleSession, Device, EventStream, HostOptions, Mosquitto, TIMEOUT, TestHost, auth_update, console_session,
+    http_request, lamp_policy, plugin_wasm, pubsub_access, session_cookie, stage_component, wait_until,
 };
 
 const PROBE: &str = "com.turf.test.Probe";
@@ -80,12 +80,12 @@ async fn the_test_client_publishes_to_devices_and_the_bus_and_watches_both_live(
     let client = host.client();
     let mut lamp = Device::plain(&host, "Lamp").await?;
     lamp.subscribe("lamp/commands", QoS::AtLeastOnce).await?;
-    let cookie = console_session(&host).await?;
+    let session = console_session(&host).await?;
     let http = host.endpoints.http;
 
     // Watch devices: what the lamp publishes streams in, with who sent it.
     let (status, devices) =
-        EventStream::open(http, "/api/v1/messages/stream?target=local-mqtt&filter=lamp/%23", &cookie).await?;
+        EventStream::open(http, "/api/v1/messages/stream?target=local-mqtt&filter=lamp/%23", &session).await?;
     let mut devices = devices.with_context(|| format!("watch refused: {status}"))?;
     let publish = |target, topic: &str, payload: &str| TestPublish {
         target,
@@ -102,7 +102,8 @@ async fn the_test_client_publishes_to_devices_and_the_bus_and_watches_both_live(
     assert_eq!(event["payload"], "{\"on\": true}");
 
     // Watch the bus and publish on it: the stream and the subscribed component both see it.
-    let (_, bus) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=console/%23", &cookie).await?;
+    let (_, bus) =
+        EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=console/%23", &session).await?;
     let mut bus = bus.context("bus watch refused")?;
     client.publish(&publish(Target::Pubsub, "console/hello", "from the operator")).await?;
     let event = bus.next(TIMEOUT).await?;
@@ -122,17 +123,20 @@ async fn the_test_client_publishes_to_devices_and_the_bus_and_watches_both_live(
     let mut open = vec![devices, bus];
     for _ in open.len()..max_watches {
         let (status, stream) =
-            EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie).await?;
+            EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &session).await?;
         open.push(stream.with_context(|| format!("watch {} refused: {status}", open.len() + 1))?);
     }
-    let (status, _) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie).await?;
+    let (status, _) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &session).await?;
     assert_eq!(status, 429, "at most {max_watches} watches");
-    let (status, _) =
-        EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", "turf_console=x").await?;
+    let forged = ConsoleSession { cookie: "turf_console=x".into(), key: session.key.clone() };
+    let (status, _) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &forged).await?;
     assert_eq!(status, 401, "no watch without a session");
+    let cookie_only = ConsoleSession { cookie: session.cookie.clone(), key: String::new() };
+    let (status, _) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie_only).await?;
+    assert_eq!(status, 401, "no watch with the cookie alone");
     drop(open);
     wait_until(TIMEOUT, "a watch slot given back once its browser left", || async {
-        EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie)
+        EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &session)
             .await
             .is_ok_and(|(status, _)| status == 200)
     })
@@ -216,9 +220,9 @@ async fn the_test_client_publishes_upstream_and_watches_what_the_cloud_sends() -
     .await?;
     let mut observer = cloud.observer("cloud-observer").await?;
     observer.subscribe("console/up", QoS::AtLeastOnce).await?;
-    let cookie = console_session(&host).await?;
+    let session = console_session(&host).await?;
     let path = "/api/v1/messages/stream?target=iot-core&filter=cloud/%23";
-    let (status, watch) = EventStream::open(host.endpoints.http, path, &cookie).await?;
+    let (status, watch) = EventStream::open(host.endpoints.http, path, &session).await?;
     let mut watch = watch.with_context(|| format!("upstream watch refused: {status}"))?;
     // The watch's upstream SUBSCRIBE completes after the stream opened: publish until a copy
     // arrives (bounded).

@@ -6,9 +6,22 @@
 
 const $ = (id) => document.getElementById(id);
 
+// The session key: /login hands it over once in the URL fragment (which never leaves the
+// browser); it is kept in this origin's storage, port included, and sent with every API call.
+// The session cookie alone opens nothing: browsers send it to every port of this host.
+const KEY = (() => {
+  const handed = location.hash.match(/^#key=([0-9a-f]+)$/);
+  if (handed) {
+    localStorage.setItem("turf-key", handed[1]);
+    history.replaceState(null, "", `${location.pathname}#overview`);
+  }
+  return localStorage.getItem("turf-key") || "";
+})();
+
 /** Calls the management API; throws the host's error text on a refusal. */
 async function api(path, options = {}) {
-  const reply = await fetch(`/api/v1${path}`, options);
+  const headers = { ...(options.headers || {}), "x-turf-key": KEY };
+  const reply = await fetch(`/api/v1${path}`, { ...options, headers });
   const json = (reply.headers.get("content-type") || "").includes("json");
   const body = json ? await reply.json() : await reply.text();
   if (!reply.ok) throw new Error(json ? body.error : `${reply.status} ${body}`);
@@ -313,7 +326,8 @@ $("publish-form").addEventListener("submit", async (event) => {
 $("watch-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const target = $("watch-target").value, filter = $("watch-filter").value;
-  const source = new EventSource(`/api/v1/messages/stream?target=${encodeURIComponent(target)}&filter=${encodeURIComponent(filter)}`);
+  const query = `target=${encodeURIComponent(target)}&filter=${encodeURIComponent(filter)}&key=${encodeURIComponent(KEY)}`;
+  const source = new EventSource(`/api/v1/messages/stream?${query}`);
   const item = document.createElement("li");
   const label = document.createElement("span");
   label.textContent = `${target} ${filter}: connecting… `;
@@ -351,6 +365,11 @@ function route() {
   draw();
 }
 window.addEventListener("hashchange", route);
+$("logout").addEventListener("click", async () => {
+  const reply = await fetch("/logout", { method: "POST", headers: { "x-turf-key": KEY } });
+  localStorage.removeItem("turf-key");
+  document.body.textContent = reply.ok ? "logged out" : `log out failed: ${reply.status}`;
+});
 api("/status").then((s) => { $("host").textContent = `${s.thing_name} — turf ${s.version}`; }).catch((e) => showError(e.message));
 route();
 setInterval(draw, 2000);

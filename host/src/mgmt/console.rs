@@ -2,6 +2,12 @@
 //! token; the loopback HTTP listener turns that token into a session cookie. Whoever may use the
 //! socket may use the console; nobody else gets in.
 //!
+//! A session is two secrets: the cookie, and a key the page keeps in its own origin's
+//! `sessionStorage` and sends with every API request. Browsers send cookies to every port of a
+//! host, so a page another local user serves on `127.0.0.1:8000` gets the cookie; it never gets
+//! the key (storage is per origin, port included), so neither it nor a form it submits can use
+//! the API. Only the socket issues tokens: a session cannot mint the next one.
+//!
 //! Both tables are bounded: at most [`MAX_TOKENS`] unredeemed tokens and [`MAX_SESSIONS`]
 //! sessions (the oldest goes first), tokens expire after [`TOKEN_TTL`], sessions after
 //! [`SESSION_TTL`] (Greengrass's debug password lasts 8 hours too) or at logout.
@@ -21,32 +27,47 @@ pub const MAX_SESSIONS: usize = 64;
 /// The session cookie's name.
 pub const COOKIE: &str = "turf_console";
 
-/// Secrets and when each expires.
-#[derive(Default)]
-struct Secrets(HashMap<String, Instant>);
+/// Secrets, when each expires, and what each carries (a session's key).
+struct Secrets<V>(HashMap<String, (Instant, V)>);
 
-impl Secrets {
+impl<V> Default for Secrets<V> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<V> Secrets<V> {
     /// Adds `secret` valid until `expires`, dropping expired ones and, past `max`, the one that
     /// expires first.
-    fn add(&mut self, secret: String, expires: Instant, now: Instant, max: usize) {
-        self.0.retain(|_, until| *until > now);
+    fn add(&mut self, secret: String, value: V, expires: Instant, now: Instant, max: usize) {
+        self.0.retain(|_, (until, _)| *until > now);
         while self.0.len() >= max {
-            let Some(first) = self.0.iter().min_by_key(|(_, until)| **until).map(|(s, _)| s.clone()) else { break };
+            let first = self.0.iter().min_by_key(|(_, (until, _))| *until).map(|(s, _)| s.clone());
+            let Some(first) = first else { break };
             self.0.remove(&first);
         }
-        self.0.insert(secret, expires);
+        self.0.insert(secret, (expires, value));
     }
 
-    fn valid(&self, secret: &str, now: Instant) -> bool {
-        self.0.get(secret).is_some_and(|until| *until > now)
+    fn live(&self, secret: &str, now: Instant) -> Option<&V> {
+        self.0.get(secret).filter(|(until, _)| *until > now).map(|(_, value)| value)
     }
+}
+
+/// A session just opened: the cookie's value and the key the page sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The cookie.
+    pub id: String,
+    /// The key.
+    pub key: String,
 }
 
 /// The console's tokens and sessions.
 #[derive(Default)]
 pub struct ConsoleLogins {
-    tokens: Mutex<Secrets>,
-    sessions: Mutex<Secrets>,
+    tokens: Mutex<Secrets<()>>,
+    sessions: Mutex<Secrets<String>>,
 }
 
 impl ConsoleLogins {
@@ -54,31 +75,41 @@ impl ConsoleLogins {
     pub fn issue_token(&self, now: Instant) -> String {
         let token = secret();
         if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.add(token.clone(), now + TOKEN_TTL, now, MAX_TOKENS);
+            tokens.add(token.clone(), (), now + TOKEN_TTL, now, MAX_TOKENS);
         }
         token
     }
 
     /// Redeems `token` (once) for a new session; `None` if it is unknown, used or expired.
-    pub fn redeem(&self, token: &str, now: Instant) -> Option<String> {
-        let valid = self.tokens.lock().ok()?.0.remove(token).is_some_and(|until| until > now);
+    pub fn redeem(&self, token: &str, now: Instant) -> Option<Session> {
+        let valid = self.tokens.lock().ok()?.0.remove(token).is_some_and(|(until, _)| until > now);
         if !valid {
             return None;
         }
-        let session = secret();
-        self.sessions.lock().ok()?.add(session.clone(), now + SESSION_TTL, now, MAX_SESSIONS);
+        let session = Session { id: secret(), key: secret() };
+        self.sessions.lock().ok()?.add(session.id.clone(), session.key.clone(), now + SESSION_TTL, now, MAX_SESSIONS);
         Some(session)
     }
 
-    /// Whether `session` is a live session.
+    /// Whether `session` is a live session (what the page's own files need).
     pub fn valid(&self, session: &str, now: Instant) -> bool {
-        self.sessions.lock().is_ok_and(|sessions| sessions.valid(session, now))
+        self.sessions.lock().is_ok_and(|sessions| sessions.live(session, now).is_some())
+    }
+
+    /// Whether `session` is live and `key` is its key (what the API needs).
+    pub fn authorizes(&self, session: &str, key: &str, now: Instant) -> bool {
+        self.sessions.lock().is_ok_and(|sessions| sessions.live(session, now).is_some_and(|k| same(k, key)))
     }
 
     /// Ends `session` (logout); false if it was not live.
     pub fn end(&self, session: &str) -> bool {
         self.sessions.lock().is_ok_and(|mut sessions| sessions.0.remove(session).is_some())
     }
+}
+
+/// Compares two secrets in a time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// 244 random bits, hex (two version-4 UUIDs from the OS's random source).
@@ -96,12 +127,18 @@ mod tests {
         let start = Instant::now();
         let token = logins.issue_token(start);
         assert_eq!(token.len(), 64);
-        let session = logins.redeem(&token, start).expect("a fresh token");
+        let Session { id: session, key } = logins.redeem(&token, start).expect("a fresh token");
         assert!(logins.redeem(&token, start).is_none(), "a token works once");
         assert!(logins.valid(&session, start + SESSION_TTL - Duration::from_secs(1)));
+        assert!(logins.authorizes(&session, &key, start));
+        assert!(!logins.authorizes(&session, &session, start), "the cookie alone is not the key");
+        assert!(!logins.authorizes(&session, "", start));
+        assert!(!logins.authorizes(&key, &key, start), "the key is no cookie");
         assert!(!logins.valid(&session, start + SESSION_TTL), "sessions expire");
+        assert!(!logins.authorizes(&session, &key, start + SESSION_TTL));
         assert!(logins.end(&session));
         assert!(!logins.valid(&session, start), "gone after logout");
+        assert!(!logins.authorizes(&session, &key, start));
         assert!(!logins.end(&session));
 
         let late = logins.issue_token(start);
@@ -120,7 +157,7 @@ mod tests {
         let sessions: Vec<String> = (0..MAX_SESSIONS + 1)
             .map(|i| {
                 let at = start + Duration::from_millis(i as u64);
-                logins.redeem(&logins.issue_token(at), at).unwrap()
+                logins.redeem(&logins.issue_token(at), at).unwrap().id
             })
             .collect();
         assert!(!logins.valid(&sessions[0], start));

@@ -7,6 +7,7 @@
 //! - `server`: the actix-web app.
 //! - `client`: what the CLI uses.
 //! - `refusal`: the HTTP status of each service error.
+//! - `census`: the cached census of unreadable rows that status and metrics report.
 //! - `http`: the loopback HTTP listener: `/metrics` (`metrics`, `exposition`: the Prometheus
 //!   text) and the console, the same API under `/api` behind a login (`console`: tokens and
 //!   sessions).
@@ -15,6 +16,7 @@
 //!   live watches over server-sent events).
 
 pub mod api;
+mod census;
 pub mod client;
 pub mod console;
 pub mod exposition;

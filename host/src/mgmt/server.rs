@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -19,6 +19,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::api::{ConnectivityUpdate, ConsoleToken, ErrorBody, StatusReport};
+use super::census::CensusCache;
 use super::console::ConsoleLogins;
 use super::messages::Streams;
 use super::refusal::Refusal;
@@ -36,7 +37,6 @@ use crate::layout::RootLayout;
 use crate::pubsub::BusHandle;
 use crate::shadow::sync::GetSyncSummary;
 use crate::shadow::{GetShadowCounts, ShadowHandle, ShadowRequest};
-use crate::store::{self, UnreadableRows};
 use crate::upstream::{GetUpstreamStatus, UpstreamHandle};
 
 /// Longest a `wait` request may block.
@@ -150,41 +150,6 @@ where
         Ok(Ok(answer)) => json(answer),
         Ok(Err(refusal)) => refused(&refusal),
         Err(e) => unavailable(e),
-    }
-}
-
-/// How long a census of unreadable rows is reused by scrapes: it reads every stored JSON
-/// document, so a scrape every few seconds must not redo it each time (`turf status` always
-/// takes a fresh one).
-const CENSUS_EVERY: Duration = Duration::from_secs(60);
-
-/// A census of unreadable rows (or why it could not be taken).
-type Census = Result<Vec<UnreadableRows>, String>;
-
-/// The last census of unreadable rows, and when it was taken.
-#[derive(Default)]
-pub struct CensusCache(Mutex<Option<(Instant, Census)>>);
-
-impl CensusCache {
-    /// Unreadable rows per table; unless `fresh`, counted at most every [`CENSUS_EVERY`].
-    async fn get(&self, database: PathBuf, fresh: bool) -> Census {
-        if !fresh
-            && let Ok(cached) = self.0.lock()
-            && let Some((at, result)) = cached.as_ref()
-            && at.elapsed() < CENSUS_EVERY
-        {
-            return result.clone();
-        }
-        let census = web::block(move || {
-            let conn = store::open(&database).map_err(|e| e.to_string())?;
-            store::census(&conn).map_err(|e| format!("cannot check {} for unreadable rows: {e}", database.display()))
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        if let Ok(mut cached) = self.0.lock() {
-            *cached = Some((Instant::now(), census.clone()));
-        }
-        census
     }
 }
 
@@ -332,26 +297,32 @@ async fn console_token(services: web::Data<MgmtServices>) -> HttpResponse {
     json(ConsoleToken { token, url })
 }
 
-/// Every route of the API (the Unix socket serves them as is; the console under `/api`, behind
-/// its login).
+/// Every route of the API, as the Unix socket serves them.
 pub(super) fn routes(config: &mut web::ServiceConfig) {
+    config.service(api_scope().route("/console/token", web::post().to(console_token)));
+}
+
+/// The API as the console serves it under `/api`, behind its login: all but minting login
+/// tokens, so a console session (or whoever took its cookie and key) cannot outlive itself.
+pub(super) fn console_routes(config: &mut web::ServiceConfig) {
+    config.service(api_scope());
+}
+
+fn api_scope() -> actix_web::Scope {
     let scope = super::observe::routes(web::scope(super::api::PREFIX));
-    config.service(
-        scope
-            .route("/status", web::get().to(status))
-            .route("/console/token", web::post().to(console_token))
-            .route("/devices", web::post().to(devices))
-            .route("/shadows", web::post().to(shadows))
-            .route("/connectivity", web::get().to(get_connectivity))
-            .route("/connectivity", web::put().to(set_connectivity))
-            .route("/deployments", web::get().to(list_deployments))
-            .route("/deployments", web::post().to(create_deployment))
-            .route("/deployments/{id}", web::get().to(get_deployment))
-            .route("/deployments/{id}/wait", web::get().to(wait_deployment))
-            .route("/components", web::get().to(list_components))
-            .route("/components/{name}", web::get().to(get_component))
-            .route("/components/{name}/{action}", web::post().to(control_component)),
-    );
+    scope
+        .route("/status", web::get().to(status))
+        .route("/devices", web::post().to(devices))
+        .route("/shadows", web::post().to(shadows))
+        .route("/connectivity", web::get().to(get_connectivity))
+        .route("/connectivity", web::put().to(set_connectivity))
+        .route("/deployments", web::get().to(list_deployments))
+        .route("/deployments", web::post().to(create_deployment))
+        .route("/deployments/{id}", web::get().to(get_deployment))
+        .route("/deployments/{id}/wait", web::get().to(wait_deployment))
+        .route("/components", web::get().to(list_components))
+        .route("/components/{name}", web::get().to(get_component))
+        .route("/components/{name}/{action}", web::post().to(control_component))
 }
 
 /// Request bodies: at most 4 MiB; one that does not parse is a 400 naming what is wrong.

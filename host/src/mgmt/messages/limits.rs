@@ -12,13 +12,18 @@ pub struct ConsoleLimits {
     /// default 256).
     pub watch_queue: usize,
     /// Largest payload the test client publishes, in bytes (`max_publish_bytes`, default
-    /// 128 KiB).
+    /// 128 KiB, at most 512 KiB: the request carrying it, JSON-escaped, stays under the
+    /// API's 4 MiB body limit).
     pub max_publish_bytes: usize,
+    /// Open connections to the HTTP listener at once (`max_connections`, default 64); past
+    /// it new ones wait for the OS backlog, so scrapers and browsers cannot use up the host's
+    /// file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for ConsoleLimits {
     fn default() -> Self {
-        Self { max_watches: 8, watch_queue: 256, max_publish_bytes: 128 * 1024 }
+        Self { max_watches: 8, watch_queue: 256, max_publish_bytes: 128 * 1024, max_connections: 64 }
     }
 }
 
@@ -32,6 +37,8 @@ pub struct ConsoleSettings {
     pub watch_queue: Option<usize>,
     /// See [`ConsoleLimits::max_publish_bytes`].
     pub max_publish_bytes: Option<usize>,
+    /// See [`ConsoleLimits::max_connections`].
+    pub max_connections: Option<usize>,
 }
 
 /// `value` (or `default`) if within `range`; otherwise an error naming the setting and range.
@@ -62,8 +69,9 @@ impl TryFrom<ConsoleSettings> for ConsoleLimits {
                 "max_publish_bytes",
                 settings.max_publish_bytes,
                 defaults.max_publish_bytes,
-                1..=(16 << 20),
+                1..=(512 << 10),
             )?,
+            max_connections: within("max_connections", settings.max_connections, defaults.max_connections, 16..=4096)?,
         })
     }
 }
@@ -79,6 +87,10 @@ mod tests {
         assert_eq!(ConsoleLimits::try_from(zero), Err("[console] max_watches = 0: must be from 1 to 64".to_owned()));
         let huge = ConsoleSettings { max_publish_bytes: Some(usize::MAX), ..ConsoleSettings::default() };
         assert!(ConsoleLimits::try_from(huge).is_err_and(|e| e.contains("max_publish_bytes")));
+        let over_body = ConsoleSettings { max_publish_bytes: Some(1 << 20), ..ConsoleSettings::default() };
+        assert!(ConsoleLimits::try_from(over_body).is_err_and(|e| e.contains("must be from 1 to 524288")));
+        let few = ConsoleSettings { max_connections: Some(2), ..ConsoleSettings::default() };
+        assert!(ConsoleLimits::try_from(few).is_err_and(|e| e.contains("max_connections = 2")));
         let set = ConsoleSettings { watch_queue: Some(1024), ..ConsoleSettings::default() };
         assert_eq!(ConsoleLimits::try_from(set).map(|l| l.watch_queue), Ok(1024));
     }
