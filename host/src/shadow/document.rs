@@ -12,6 +12,7 @@
 
 mod merge;
 
+pub(crate) use self::merge::without_nulls;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 

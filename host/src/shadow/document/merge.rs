@@ -32,7 +32,7 @@ pub(super) fn update_side(
 }
 
 /// Copy of `value` without nulls; objects left empty become `None`.
-pub(super) fn without_nulls(value: &Value) -> Option<Value> {
+pub(crate) fn without_nulls(value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Object(map) => {

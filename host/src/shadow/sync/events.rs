@@ -29,7 +29,11 @@ impl Handler<PubsubMessage> for ShadowSync {
             return;
         }
         let payload: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
-        if token(&payload).is_some_and(|t| self.cloud.local_echoes.consume(t)) {
+        let own = match token(&payload) {
+            Some(token) => self.cloud.local_echoes.consume(token),
+            None => operation == Operation::Delete && self.cloud.local_deletes.consume(&shadow.to_string()),
+        };
+        if own {
             return; // the echo of sync's own write
         }
         self.local_change(shadow, ctx);
@@ -54,8 +58,8 @@ impl Handler<UpstreamMessage> for ShadowSync {
         }
         let start = match (operation, suffix) {
             (Operation::Update, "documents") => {
-                let current = &payload["current"];
-                let Some(version) = current.get("version").and_then(Value::as_u64) else { return };
+                // A garbled announcement is no change (the next full sync reads the shadow).
+                let Some((state, version)) = SyncState::read_document(&payload["current"], true) else { return };
                 let record = match self.records.get(&shadow.thing, &shadow.name) {
                     Ok(record) => record,
                     Err(error) => return tracing::error!(%error, "cannot read a shadow sync record"),
@@ -63,17 +67,21 @@ impl Handler<UpstreamMessage> for ShadowSync {
                 if record.is_none() && !self.may_track(&shadow) {
                     return;
                 }
-                // The announcement is the cloud's side only if nothing synced this shadow since
-                // it was sent: not a sync running now, nor a record at that version or later
-                // (a duplicate or an announcement overtaken by a newer one). Else it is read.
-                let fresh = !self.running.contains(&shadow) && record.is_none_or(|r| version > r.cloud_version);
-                match fresh {
-                    true => Start::Known(Side::Present(SyncState::of_document(current), version)),
+                // The announcement is taken as the cloud's side only if it is newer than the
+                // last sync, that sync succeeded, and none runs now; otherwise (a duplicate, one
+                // overtaken, a shadow never synced or whose sync failed) the cloud is read.
+                let newer = |r: &SyncRecord| r.last_error.is_none() && version > r.cloud_version;
+                match !self.running.contains(&shadow) && record.as_ref().is_some_and(newer) {
+                    true => Start::Known(Side::Present(state, version)),
                     false => Start::Fetch,
                 }
             }
-            // A delete announced may be older than a recreate: the cloud is read before anything local goes.
-            (Operation::Delete, "accepted") => Start::Fetch,
+            // Only a shadow sync keeps has anything to delete here; a delete announced may be
+            // older than a recreate, so the cloud is read before anything local goes.
+            (Operation::Delete, "accepted") => match self.records.get(&shadow.thing, &shadow.name) {
+                Ok(Some(_)) => Start::Fetch,
+                _ => return,
+            },
             _ => return,
         };
         self.enqueue(shadow, start);

@@ -7,7 +7,7 @@
 //! asked directly. A 409 from either side ends the job as [`Failure::Conflict`]: the caller
 //! reads both sides again and merges anew.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use super::TOKEN_PREFIX;
 use super::bucket::TokenBucket;
 use super::config::Direction;
 use super::decide::{Action, Side, decide};
+pub use super::echoes::Echoes;
 use super::merge::SyncState;
 use super::records::SyncRecord;
 use crate::shadow::topics::{Operation, ShadowId};
@@ -89,37 +90,6 @@ pub struct Waiting {
     answered: oneshot::Sender<Answer>,
 }
 
-/// Most writes whose echo is awaited at once (far more than the jobs running).
-const MAX_ECHOES: usize = 1024;
-
-/// Client tokens of sync's own writes whose echo (that side's `update/documents`) is still to
-/// come. The first event carrying one is sync's own write and is ignored; a later one carrying
-/// the same token is a real change: a device that copies a delta's token into its report, as
-/// the AWS samples do, must not have its report taken for sync's echo.
-#[derive(Debug, Default)]
-pub struct Echoes(Mutex<HashSet<String>>);
-
-impl Echoes {
-    fn expect(&self, token: &str) {
-        if let Ok(mut tokens) = self.0.lock() {
-            if tokens.len() >= MAX_ECHOES {
-                // Echoes that never came (lost answers): forgetting them costs at most an extra sync.
-                tokens.clear();
-            }
-            tokens.insert(token.to_owned());
-        }
-    }
-
-    /// Whether an event carrying `token` is the echo of sync's own write (then it is consumed).
-    pub fn consume(&self, token: &str) -> bool {
-        self.0.lock().is_ok_and(|mut tokens| tokens.remove(token))
-    }
-
-    fn forget(&self, token: &str) {
-        self.consume(token);
-    }
-}
-
 /// What jobs share to talk to the cloud and to tell their own writes' echoes apart.
 #[derive(Clone)]
 pub struct Cloud {
@@ -140,6 +110,9 @@ pub struct Cloud {
     pub echoes: Arc<Echoes>,
     /// Sync's local writes whose echo is to come.
     pub local_echoes: Arc<Echoes>,
+    /// Shadows sync is deleting locally, whose `delete/accepted` (no client token: a delete
+    /// carries none) is to come.
+    pub local_deletes: Arc<Echoes>,
 }
 
 impl Cloud {
@@ -159,8 +132,12 @@ impl Cloud {
     /// another operation, is not taken).
     pub fn answer(&self, token: &str, shadow: &ShadowId, operation: Operation, accepted: bool, payload: Value) -> bool {
         let Ok(mut waiting) = self.waiting.lock() else { return false };
+        // An answer on another topic is not this request's, and leaves it waiting.
         let ours = waiting.get(token).is_some_and(|w| w.shadow == *shadow && w.operation == operation);
-        match waiting.remove(token).filter(|_| ours) {
+        if !ours {
+            return false;
+        }
+        match waiting.remove(token) {
             Some(waiting) => {
                 let _ = waiting.answered.send(Answer { accepted, payload });
                 true
@@ -239,13 +216,9 @@ impl Cloud {
     async fn get(&self, shadow: &ShadowId) -> Result<Side, Failure> {
         let answer = self.request(shadow, Operation::Get, Map::new()).await?;
         if answer.accepted {
-            // A document without a version or a state is no document: merged, it would read
-            // as the cloud having deleted every key.
-            let version = answer.payload.get("version").and_then(Value::as_u64);
-            let state = answer.payload.get("state").is_some_and(Value::is_object);
-            return match version {
-                Some(version) if state => Ok(Side::Present(SyncState::of_document(&answer.payload), version)),
-                _ => Err(Failure::Refused("the cloud accepted a get with no version or state".to_owned())),
+            return match SyncState::read_document(&answer.payload, false) {
+                Some((state, version)) => Ok(Side::Present(state, version)),
+                None => Err(Failure::Refused("the cloud accepted a get with no document".to_owned())),
             };
         }
         match code(&answer.payload) {
@@ -378,7 +351,15 @@ pub async fn sync(
     let local_before = local_side(&local, &shadow).await?;
     let decision = decide(record.as_ref(), &local_before, &cloud_side, direction);
     let echoes = (cloud.local_echoes.as_ref(), cloud.token());
-    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, echoes).await?;
+    let deleting = decision.local == Action::Delete;
+    if deleting {
+        cloud.local_deletes.expect(&shadow.to_string());
+    }
+    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, echoes).await;
+    if deleting && local_version.is_err() {
+        cloud.local_deletes.forget(&shadow.to_string());
+    }
+    let local_version = local_version?;
     let cloud_version = match cloud.apply(&shadow, &decision.cloud, &cloud_side).await {
         Ok(version) => version,
         Err(failure) => {

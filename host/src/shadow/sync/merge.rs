@@ -13,6 +13,7 @@
 use serde_json::{Map, Value};
 
 use super::config::Direction;
+use crate::shadow::document::without_nulls;
 
 /// The state of a shadow, as sync compares it: desired and reported (no delta, no metadata).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,11 +25,31 @@ pub struct SyncState {
 }
 
 impl SyncState {
-    /// The state of a document or response payload (`{"state": {...}}`); anything else reads
-    /// as an empty state.
+    /// The state of a document or response payload (`{"state": {...}}`), as a stored shadow
+    /// holds it: without `null`s or empty objects (outside arrays); anything else reads as an
+    /// empty state.
     pub fn of_document(document: &Value) -> Self {
-        let side = |key: &str| document.get("state").and_then(|s| s.get(key)).and_then(Value::as_object).cloned();
+        let side = |key: &str| match document.get("state").and_then(|s| s.get(key)).and_then(without_nulls) {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        };
         Self { desired: side("desired"), reported: side("reported") }
+    }
+
+    /// A document from the cloud and its version, if it is one: a whole-number `version`, a
+    /// `state` that is an object (or, unless `state_required`, absent: an empty shadow) whose
+    /// `desired` and `reported` are objects or absent. Anything else is no document: read as
+    /// one, it would say the cloud deleted every key.
+    pub fn read_document(document: &Value, state_required: bool) -> Option<(Self, u64)> {
+        let version = document.get("version").and_then(Value::as_u64)?;
+        let sides_ok = |state: &Map<String, Value>| {
+            ["desired", "reported"].iter().all(|k| matches!(state.get(*k), None | Some(Value::Null | Value::Object(_))))
+        };
+        match document.get("state") {
+            Some(Value::Object(state)) if sides_ok(state) => Some((Self::of_document(document), version)),
+            None if !state_required => Some((Self::default(), version)),
+            _ => None,
+        }
     }
 
     /// `{"desired": ..., "reported": ...}` with the sides it has (what is stored as the base).
@@ -253,6 +274,23 @@ mod tests {
         assert_eq!(super::patch(&to, &to), None);
         let created = super::patch(&SyncState::default(), &to).unwrap();
         assert_eq!(created, json!({"desired": to.desired.clone().unwrap()}));
+    }
+
+    #[test]
+    fn cloud_documents_are_read_only_when_whole() {
+        let whole = json!({"state": {"desired": {"a": 1, "gone": null, "e": {}}, "reported": null}, "version": 4});
+        let (read, version) = SyncState::read_document(&whole, true).unwrap();
+        assert_eq!((read.to_json(), version), (json!({"desired": {"a": 1}}), 4), "nulls and empties as stored");
+        for broken in [
+            json!({"state": {"desired": {"a": 1}}}),
+            json!({"state": {"desired": {"a": 1}}, "version": "4"}),
+            json!({"state": [], "version": 4}),
+            json!({"state": {"desired": "x"}, "version": 4}),
+            json!({"version": 4}),
+        ] {
+            assert_eq!(SyncState::read_document(&broken, true), None, "{broken}");
+        }
+        assert_eq!(SyncState::read_document(&json!({"version": 4}), false), Some((SyncState::default(), 4)));
     }
 
     #[test]

@@ -22,12 +22,14 @@
 //! - `config`: `synchronize` (pure). `merge`: the three-way merge and patches (pure).
 //! - `decide`: what one sync does (pure). `bucket`: the outbound rate (pure).
 //! - `records`: the `shadow_sync` table. `job`: one shadow's sync against both sides.
+//! - `echoes`: sync's own writes told apart from real changes.
 //! - `events`: changes heard of on the bus and upstream. `outcome`: records, retries, backoff.
 //! - `status`: what it reports.
 
 pub mod bucket;
 pub mod config;
 pub mod decide;
+mod echoes;
 mod events;
 mod job;
 pub mod merge;
@@ -117,7 +119,9 @@ pub struct ShadowSync {
     backoff: HashMap<ShadowId, (Instant, Duration)>,
     /// Shadows the cloud announced, admitted under `maxShadows`, not yet recorded.
     admitted: HashSet<ShadowId>,
-    /// A change was dropped on a full queue: a full sync once the queue has room again.
+    /// Shadows a full sync has still to queue, in reverse name order.
+    backlog: Vec<ShadowId>,
+    /// A change was dropped on a full queue: a full sync once the backlog is done.
     overflowed: bool,
     counts: SyncCounts,
 }
@@ -141,6 +145,7 @@ impl ShadowSync {
             instance: Cloud::new_instance(),
             echoes: Arc::default(),
             local_echoes: Arc::default(),
+            local_deletes: Arc::default(),
         };
         Self {
             core_thing,
@@ -158,6 +163,7 @@ impl ShadowSync {
             conflicts_in_a_row: HashMap::new(),
             backoff: HashMap::new(),
             admitted: HashSet::new(),
+            backlog: Vec::new(),
             overflowed: false,
             counts: SyncCounts::default(),
         }
@@ -195,46 +201,57 @@ impl ShadowSync {
         }
     }
 
-    /// Queues every shadow that may need a sync: every record, every shadow named in the
-    /// configuration, every selected local shadow.
+    /// Syncs every shadow that may need it: every record, every shadow named in the
+    /// configuration, every selected local shadow. They wait in the backlog, in name order, and
+    /// enter the queue as it has room, so any number of shadows is synced once each, and the
+    /// queue keeps room for changes as they happen.
     fn full_sync(&mut self, ctx: &mut Context<Self>) {
         if self.config.is_empty() {
             return;
         }
+        let mut shadows = Vec::new();
         match self.records.list(None) {
-            Ok(records) => {
-                let selected: Vec<ShadowId> = records
+            Ok(records) => shadows.extend(
+                records
                     .into_iter()
                     .filter(|r| self.config.selects(&r.thing, &r.name))
-                    .map(|r| ShadowId { thing: r.thing, name: r.name })
-                    .collect();
-                for shadow in selected {
-                    self.enqueue_new(shadow);
-                }
-            }
+                    .map(|r| ShadowId { thing: r.thing, name: r.name }),
+            ),
             Err(error) => tracing::error!(%error, "cannot read the shadow sync records"),
         }
-        let named: Vec<ShadowId> =
-            self.config.named_shadows().filter_map(|(thing, name)| ShadowId::new(thing, name).ok()).collect();
-        for shadow in named {
-            self.enqueue_new(shadow);
-        }
+        shadows.extend(self.config.named_shadows().filter_map(|(thing, name)| ShadowId::new(thing, name).ok()));
+        self.backlog.clear();
+        self.add_to_backlog(shadows);
         let listing = self.list_local.send(ListShadows);
-        ctx.spawn(listing.into_actor(self).map(|listed, sync, _ctx| match listed {
+        ctx.spawn(listing.into_actor(self).map(|listed, sync, ctx| match listed {
             Ok(Ok(shadows)) => {
                 let selected: Vec<ShadowId> = shadows
                     .into_iter()
                     .filter(|(t, n, _)| sync.config.selects(t, n))
                     .filter_map(|(t, n, _)| ShadowId::new(&t, &n).ok())
                     .collect();
-                for shadow in selected {
-                    sync.enqueue_new(shadow);
-                }
+                sync.add_to_backlog(selected);
+                sync.pump(ctx);
             }
             Ok(Err(error)) => tracing::error!(%error, "cannot list local shadows for a full sync"),
             Err(error) => tracing::error!(%error, "the shadow manager is gone"),
         }));
-        tracing::info!(queued = self.queue.len(), "shadow full sync");
+        tracing::info!(backlog = self.backlog.len(), "shadow full sync");
+    }
+
+    /// Adds `shadows` to the full sync's backlog (kept in reverse name order, without repeats).
+    fn add_to_backlog(&mut self, shadows: Vec<ShadowId>) {
+        self.backlog.extend(shadows);
+        self.backlog.sort_unstable_by(|a, b| b.cmp(a));
+        self.backlog.dedup();
+    }
+
+    /// Moves shadows from the backlog into the queue while it is less than half full.
+    fn refill(&mut self) {
+        while self.queue.len() < MAX_QUEUED / 2 {
+            let Some(shadow) = self.backlog.pop() else { return };
+            self.enqueue_new(shadow);
+        }
     }
 
     /// Starts queued syncs while connected, up to [`MAX_RUNNING`], one per shadow at a time.
@@ -242,6 +259,7 @@ impl ShadowSync {
         if self.connected_since.is_none() {
             return;
         }
+        self.refill();
         while self.running.len() < MAX_RUNNING {
             let Some(shadow) = self.queue.keys().find(|s| !self.running.contains(*s)).cloned() else { return };
             let Some(start) = self.queue.remove(&shadow) else { return };

@@ -1,6 +1,6 @@
 //! What a finished sync leaves: its record (synced, forgotten, half done, failed), a conflict
 //! read again, and the failing shadows tried again with a growing backoff; a queue that
-//! overflowed gets a full sync once it has room.
+//! overflowed gets a full sync once the last one is done.
 
 use std::time::Instant;
 
@@ -120,7 +120,7 @@ impl ShadowSync {
         if self.connected_since.is_none() {
             return;
         }
-        if self.overflowed && self.queue.len() < MAX_QUEUED / 2 {
+        if self.overflowed && self.backlog.is_empty() && self.queue.len() < MAX_QUEUED / 2 {
             self.overflowed = false;
             tracing::info!("changes were dropped on a full sync queue: full shadow sync");
             self.full_sync(ctx);

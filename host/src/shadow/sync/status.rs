@@ -90,7 +90,7 @@ impl ShadowSync {
             enabled: !self.config.is_empty(),
             direction: self.config.direction.name().to_owned(),
             connected: self.connected_since.is_some(),
-            queued: self.queue.len(),
+            queued: self.queue.len() + self.backlog.len(),
             running: self.running.len(),
             outbound_rate: self.config.outbound_rate,
             counts: SyncCounts { cloud_requests: self.cloud.sent(), ..self.counts.clone() },
@@ -106,7 +106,7 @@ impl ShadowSync {
         SyncSummary {
             enabled: !self.config.is_empty(),
             connected: self.connected_since.is_some(),
-            queued: self.queue.len(),
+            queued: self.queue.len() + self.backlog.len(),
             pending,
             failed,
             counts: SyncCounts { cloud_requests: self.cloud.sent(), ..self.counts.clone() },

@@ -1,5 +1,5 @@
 //! The sync actor against fake peers: what it subscribes to, and a hostile cloud announcing
-//! endless shadows.
+//! endless shadows, announcements stale, fresh or garbled.
 
 use serde_json::json;
 
@@ -7,12 +7,12 @@ use super::records::SyncRecord;
 use super::*;
 use crate::fakes::{fake, sink};
 use crate::flow::Credit;
-use crate::shadow::ShadowOperation;
 use crate::shadow::document::ShadowError;
+use crate::shadow::{ShadowOperation, ShadowReply};
 use crate::upstream::{RequestUpstream, SubscribeUpstream, UpstreamMessage, UpstreamStatus};
 
 fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Seen<SubscribeUpstream>) {
-    let fakes = fakes(dir, "disconnected");
+    let fakes = fakes(dir, "disconnected", 0);
     (fakes.sync, fakes.subscribed)
 }
 
@@ -20,16 +20,26 @@ fn sync_with_fakes(dir: &std::path::Path) -> (Addr<ShadowSync>, crate::fakes::Se
 struct Fakes {
     sync: Addr<ShadowSync>,
     subscribed: crate::fakes::Seen<SubscribeUpstream>,
-    /// Requests sent upstream (each refused: not connected).
+    /// Requests sent upstream.
     requested: crate::fakes::Seen<RequestUpstream>,
-    /// Requests to the local shadow manager (each answered 404).
+    /// Requests to the local shadow manager.
     asked_locally: crate::fakes::Seen<ShadowRequest>,
 }
 
-fn fakes(dir: &std::path::Path, upstream_state: &'static str) -> Fakes {
+/// Fakes with the upstream in `upstream_state`. Connected, the cloud answers every `get` with
+/// an empty shadow at version 5 and the local side holds an empty shadow; otherwise every
+/// request upstream is refused (not connected) and the local side has no shadow. The manager
+/// lists `local_shadows` shadows (`T0`, `T1`, ...) for a full sync.
+fn fakes(dir: &std::path::Path, upstream_state: &'static str, local_shadows: usize) -> Fakes {
     let records = SyncRecords::open(&dir.join("turf.db")).unwrap();
-    let (local, asked_locally) = fake::<ShadowRequest>(|_| Err(ShadowError::not_found("")));
-    let list_local = fake::<ListShadows>(|_| Ok(Vec::new())).0;
+    let connected = upstream_state == "connected";
+    let (local, asked_locally) = fake::<ShadowRequest>(move |request| match (&request.operation, connected) {
+        (ShadowOperation::Get, true) => Ok(ShadowReply::Document { document: json!({"state": {}, "version": 1}) }),
+        (ShadowOperation::Update { .. }, true) => Ok(ShadowReply::Document { document: json!({"version": 2}) }),
+        _ => Err(ShadowError::not_found("")),
+    });
+    let list_local =
+        fake::<ListShadows>(move |_| Ok((0..local_shadows).map(|n| (format!("T{n}"), String::new(), 1)).collect())).0;
     let bus = BusHandle {
         subscribe: fake(|_| Ok(())).0,
         unsubscribe: fake(|_| true).0,
@@ -37,7 +47,20 @@ fn fakes(dir: &std::path::Path, upstream_state: &'static str) -> Fakes {
         publish: fake(|_| Ok(())).0,
     };
     let (subscribe, subscribed) = fake::<SubscribeUpstream>(|_| Ok(()));
-    let (request, requested) = fake::<RequestUpstream>(|_| Err(crate::upstream::UpstreamError::NotConnected));
+    let answers: Arc<Mutex<Option<Recipient<UpstreamMessage>>>> = Arc::default();
+    let answering = Arc::clone(&answers);
+    let (request, requested) = fake::<RequestUpstream>(move |request| {
+        let answer_to = answering.lock().unwrap().clone().filter(|_| connected && request.topic.ends_with("/get"));
+        let Some(answer_to) = answer_to else { return Err(crate::upstream::UpstreamError::NotConnected) };
+        let token = serde_json::from_slice::<serde_json::Value>(&request.payload).unwrap()["clientToken"].clone();
+        answer_to.do_send(UpstreamMessage {
+            topic: format!("{}/accepted", request.topic),
+            payload: json!({"state": {}, "version": 5, "clientToken": token}).to_string().into(),
+            properties: None,
+            credit: Credit::none(),
+        });
+        Ok(())
+    });
     let status =
         move |_: &_| UpstreamStatus { state: upstream_state.into(), since: Some(1), ..UpstreamStatus::default() };
     let upstream = UpstreamHandle {
@@ -50,6 +73,7 @@ fn fakes(dir: &std::path::Path, upstream_state: &'static str) -> Fakes {
         configured: true,
     };
     let sync = ShadowSync::new("Core".into(), records, local, list_local, bus, upstream).start();
+    *answers.lock().unwrap() = Some(sync.clone().recipient());
     Fakes { sync, subscribed, requested, asked_locally }
 }
 
@@ -152,19 +176,78 @@ async fn a_cloud_announcement_older_than_the_last_sync_is_read_again_not_believe
         ..SyncRecord::new("Lamp", "")
     };
     records.put(&synced).unwrap();
-    let fakes = fakes(dir.path(), "connected");
+    let fakes = fakes(dir.path(), "connected", 0);
     let config = json!({"synchronize": {"shadowDocuments": [{"thingName": "Lamp"}]}});
     fakes.sync.send(ConfigureSync(config)).await.unwrap().unwrap();
     let is_get = |r: &RequestUpstream| r.topic == "$aws/things/Lamp/shadow/get";
     assert!(seen_within(&fakes.requested, is_get).await, "the full sync at connect reads the cloud");
-    fakes.asked_locally.take();
+    let sync = &fakes.sync;
+    let synced = |n| move || async move { sync.send(GetSyncSummary).await.unwrap().counts.synced >= n };
+    wait_for(synced(1)).await;
 
     // A duplicate or overtaken announcement (version 3, the record is at 5): the cloud is read.
     announce_version(&fakes.sync, "Lamp", json!({"desired": {"stale": true}}), 3);
     assert!(seen_within(&fakes.requested, is_get).await, "a stale announcement is not believed");
+    wait_for(synced(2)).await;
     // A newer one is the cloud's side as it stands: no read, straight to the local side.
     fakes.asked_locally.take();
     announce_version(&fakes.sync, "Lamp", json!({"desired": {"fresh": true}}), 9);
     assert!(seen_within(&fakes.asked_locally, |r| r.operation == ShadowOperation::Get).await);
+    wait_for(synced(3)).await;
     assert!(!fakes.requested.take().iter().any(is_get), "a fresh announcement needs no read");
+}
+
+#[actix_rt::test]
+async fn a_garbled_announcement_is_no_change_and_an_untracked_delete_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = fakes(dir.path(), "connected", 0);
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}]}});
+    fakes.sync.send(ConfigureSync(config)).await.unwrap().unwrap();
+    wait_for(|| async { fakes.sync.send(GetSyncSummary).await.unwrap().connected }).await;
+    for current in [json!({"version": 99}), json!({"state": {"desired": "x"}, "version": 99}), json!("garbage")] {
+        fakes.sync.do_send(UpstreamMessage {
+            topic: "$aws/things/Lamp/shadow/update/documents".into(),
+            payload: json!({ "current": current }).to_string().into(),
+            properties: None,
+            credit: Credit::none(),
+        });
+    }
+    fakes.sync.do_send(UpstreamMessage {
+        topic: "$aws/things/Stranger/shadow/delete/accepted".into(),
+        payload: json!({"version": 3}).to_string().into(),
+        properties: None,
+        credit: Credit::none(),
+    });
+    let summary = fakes.sync.send(GetSyncSummary).await.unwrap();
+    assert_eq!(summary.queued, 0, "nothing queued: {summary:?}");
+    assert!(fakes.requested.take().is_empty() && fakes.asked_locally.take().is_empty(), "nothing read");
+}
+
+/// Waits (5 s at most) until `condition` holds.
+async fn wait_for<F: std::future::Future<Output = bool>>(condition: impl Fn() -> F) {
+    for _ in 0..250 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out");
+}
+
+#[actix_rt::test]
+async fn a_full_sync_of_more_shadows_than_the_queue_holds_drops_none_and_leaves_room_for_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = MAX_QUEUED + MAX_QUEUED / 2;
+    let fakes = fakes(dir.path(), "connected", many);
+    let config = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}]}});
+    fakes.sync.send(ConfigureSync(config)).await.unwrap().unwrap();
+    let sync = &fakes.sync;
+    wait_for(|| async move { sync.send(GetSyncSummary).await.unwrap().queued > MAX_QUEUED }).await;
+    // Changes still find room in the queue while the backlog waits.
+    for n in 0..100 {
+        announce_version(sync, &format!("Changed{n}"), json!({"desired": {"n": n}}), 2);
+    }
+    let summary = sync.send(GetSyncSummary).await.unwrap();
+    assert_eq!(summary.counts.dropped, 0, "{summary:?}");
+    assert_eq!(summary.counts.over_limit, 0, "{summary:?}");
 }

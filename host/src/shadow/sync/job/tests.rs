@@ -35,6 +35,7 @@ fn scripted_cloud(script: Script) -> Cloud {
         instance: Cloud::new_instance(),
         echoes: Arc::default(),
         local_echoes: Arc::default(),
+        local_deletes: Arc::default(),
     }
 }
 
@@ -84,10 +85,10 @@ async fn a_cloud_conflict_after_the_local_write_keeps_what_was_written() {
 }
 
 #[actix_rt::test]
-async fn an_accepted_get_without_a_version_or_state_is_no_document() {
+async fn an_accepted_get_that_is_no_document_is_refused() {
     let scripts: [Script; 3] = [
         |_| (true, json!({"state": {"reported": {}}})),
-        |_| (true, json!({"version": 3})),
+        |_| (true, json!({"state": {"desired": "x"}, "version": 3})),
         |_| (true, json!({"state": [], "version": 3})),
     ];
     for (n, script) in scripts.into_iter().enumerate() {
@@ -105,10 +106,10 @@ async fn an_answer_is_taken_only_on_its_own_shadow_and_operation() {
     cloud.waiting.lock().unwrap().insert("t1".into(), waiting);
     let fan = ShadowId { thing: "Fan".into(), name: String::new() };
     assert!(!cloud.answer("t1", &fan, Operation::Get, true, json!({})), "another shadow's answer");
-    let (answered, _kept) = oneshot::channel();
-    cloud.waiting.lock().unwrap().insert("t2".into(), Waiting { shadow: lamp(), operation: Operation::Get, answered });
-    assert!(!cloud.answer("t2", &lamp(), Operation::Update, true, json!({})), "another operation's answer");
-    assert!(answer.try_recv().is_err(), "nothing handed over");
+    assert!(!cloud.answer("t1", &lamp(), Operation::Update, true, json!({})), "another operation's answer");
+    assert_eq!(answer.try_recv().unwrap_err(), oneshot::error::TryRecvError::Empty, "still waiting");
+    assert!(cloud.answer("t1", &lamp(), Operation::Get, true, json!({"version": 2})), "then its own answer");
+    assert_eq!(answer.try_recv().unwrap().payload, json!({"version": 2}));
     let (answered, mut answer) = oneshot::channel();
     cloud.waiting.lock().unwrap().insert("t3".into(), Waiting { shadow: lamp(), operation: Operation::Get, answered });
     assert!(cloud.answer("t3", &lamp(), Operation::Get, true, json!({"version": 1})));
