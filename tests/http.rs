@@ -89,6 +89,22 @@ impl EventStream {
         Ok(read > 0)
     }
 
+    /// Whether the server ends the stream within `timeout` (whatever it sends meanwhile).
+    pub async fn closed_within(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            match self.read_more(left).await {
+                Ok(false) => return Ok(true),
+                Ok(true) => self.buffer.clear(),
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
     /// The next event's data (JSON), waiting at most `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Result<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -135,12 +135,21 @@ async fn the_test_client_publishes_to_devices_and_the_bus_and_watches_both_live(
     let (status, _) = EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &cookie_only).await?;
     assert_eq!(status, 401, "no watch with the cookie alone");
     drop(open);
-    wait_until(TIMEOUT, "a watch slot given back once its browser left", || async {
-        EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &session)
-            .await
-            .is_ok_and(|(status, _)| status == 200)
-    })
-    .await?;
+    // A watch slot comes back once its browser left (noticed at the next keep-alive), and a
+    // watch lives no longer than the session that opened it.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut watch = loop {
+        let (status, stream) =
+            EventStream::open(http, "/api/v1/messages/stream?target=pubsub&filter=%23", &session).await?;
+        if let Some(stream) = stream {
+            break stream;
+        }
+        ensure!(status == 429 && tokio::time::Instant::now() < deadline, "no watch slot came back: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, _, _) = http_request(http, "POST", "/logout", &session.headers()).await?;
+    assert_eq!(status, 200);
+    ensure!(watch.closed_within(TIMEOUT).await?, "a watch outlived its session");
     host.shutdown().await
 }
 

@@ -120,10 +120,18 @@ fn print_endpoints(status: &StatusReport) {
 pub async fn console(layout: &RootLayout) -> Result<(), CliError> {
     let token = Client::new(&layout.socket()).console_token().await?;
     match token.url {
-        Some(url) if url.starts_with("https:") => println!(
-            "Open {url} in a browser (valid 5 minutes, once); its certificate is from the core CA, {}.",
-            layout.ca_dir().join("ca.pem").display()
-        ),
+        Some(url) if url.starts_with("https:") => {
+            println!(
+                "Open {url} in a browser (valid 5 minutes, once); its certificate is from the core CA, {}.",
+                layout.ca_dir().join("ca.pem").display()
+            );
+            if ["://0.0.0.0:", "://[::]:"].iter().any(|any| url.contains(any)) {
+                println!(
+                    "The listener is bound to every address: put a name or address of this host that its \
+                     certificate carries (see `turf connectivity show`) in place of the wildcard."
+                );
+            }
+        }
         Some(url) => println!("Open {url} in a browser on this machine (valid 5 minutes, once)."),
         None => println!("The host has no HTTP listener; token: {}", token.token),
     }

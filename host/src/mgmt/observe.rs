@@ -64,11 +64,22 @@ struct WatchQuery {
     filter: String,
 }
 
-/// `GET /v1/messages/stream?target=pubsub|local-mqtt|iot-core&filter=F`: server-sent events.
-async fn stream(services: web::Data<MgmtServices>, query: web::Query<WatchQuery>) -> HttpResponse {
+/// `GET /v1/messages/stream?target=pubsub|local-mqtt|iot-core&filter=F`: server-sent events,
+/// for as long as the console session that asked lives (a request over the socket has none).
+async fn stream(
+    services: web::Data<MgmtServices>,
+    query: web::Query<WatchQuery>,
+    request: actix_web::HttpRequest,
+) -> HttpResponse {
     let query = query.into_inner();
     let watch = watch_services(&services);
-    match messages::watch(watch, &services.streams, services.console, query.target, query.filter).await {
+    let session = request.cookie(super::console::COOKIE).map(|cookie| cookie.value().to_owned());
+    let logins = std::sync::Arc::clone(&services.logins);
+    let allowed: messages::StillAllowed = std::sync::Arc::new(move || {
+        session.as_deref().is_none_or(|session| logins.valid(session, std::time::Instant::now()))
+    });
+    let watched = (query.target, query.filter);
+    match messages::watch(watch, &services.streams, services.console, watched, allowed).await {
         Ok(events) => HttpResponse::Ok()
             .content_type("text/event-stream")
             .insert_header(("cache-control", "no-cache"))

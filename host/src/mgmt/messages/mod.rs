@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use self::limits::{ConsoleLimits, ConsoleSettings};
-pub use self::watch::{KEEP_ALIVE, SeenMessage, Streams, watch};
+pub use self::watch::{KEEP_ALIVE, SeenMessage, StillAllowed, Streams, watch};
 use crate::broker::{BrokerHandle, PublishToDevices};
 use crate::flow::Credit;
 use crate::pubsub::{BusHandle, Publish};

@@ -2,6 +2,9 @@
 //! or upstream, turning each message into a server-sent event at once (it holds no host queue
 //! credit) and handing it to the HTTP response through a bounded channel; a full channel drops
 //! the event and counts it, a closed one stops the watch, which then drops its subscription.
+//! At each keep-alive a watch also ends if the console session that opened it has ended (logout
+//! or expiry), or if its browser has taken nothing for [`MAX_STALLED`] keep-alives in a row, so
+//! no watch outlives its session and a stalled browser cannot hold a watch slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +26,12 @@ const SHOWN_PAYLOAD: usize = 4096;
 
 /// How often a watch writes a keep-alive line (and notices its browser left).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Keep-alives in a row a browser may leave unread before its watch ends.
+pub const MAX_STALLED: u32 = 3;
+
+/// Whether the session that opened a watch is still live.
+pub type StillAllowed = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// One message a watch saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +97,8 @@ struct Watcher {
     services: WatchServices,
     events: mpsc::Sender<Event>,
     dropped: u64,
+    allowed: StillAllowed,
+    stalled: u32,
     _slot: StreamSlot,
 }
 
@@ -109,6 +120,25 @@ impl Watcher {
         }
     }
 
+    /// The keep-alive: ends the watch once its session ended or its browser stopped reading.
+    fn keep_alive(&mut self, ctx: &mut Context<Self>) {
+        if !(self.allowed)() {
+            tracing::debug!(watch = self.name, "the console session that opened this watch ended");
+            return ctx.stop();
+        }
+        match self.events.try_send(Event::KeepAlive) {
+            Ok(()) => self.stalled = 0,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stalled += 1;
+                if self.stalled >= MAX_STALLED {
+                    tracing::debug!(watch = self.name, "the browser stopped reading this watch");
+                    ctx.stop();
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
     fn seen(&mut self, topic: &str, from: Option<&str>, payload: &[u8], ctx: &mut Context<Self>) {
         let shown = &payload[..payload.len().min(SHOWN_PAYLOAD)];
         let seen = SeenMessage {
@@ -126,7 +156,7 @@ impl Actor for Watcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(KEEP_ALIVE, |watcher, ctx| watcher.offer(Event::KeepAlive, ctx));
+        ctx.run_interval(KEEP_ALIVE, Self::keep_alive);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -174,13 +204,14 @@ impl Handler<UpstreamMessage> for Watcher {
 /// Names watches apart (`turf-console/watch-N`).
 static WATCH_NUMBER: AtomicUsize = AtomicUsize::new(0);
 
-/// Starts a watch of `filter` on `target`; returns its events as `text/event-stream` chunks.
+/// Starts a watch of `filter` on `target`, for as long as `allowed` says; returns its events as
+/// `text/event-stream` chunks.
 pub async fn watch(
     services: WatchServices,
     streams: &Arc<Streams>,
     limits: ConsoleLimits,
-    target: Target,
-    filter: String,
+    (target, filter): (Target, String),
+    allowed: StillAllowed,
 ) -> Result<impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, MessagesError> {
     topic::validate_filter(&filter).map_err(|reason| MessagesError::Topic {
         what: "filter",
@@ -200,6 +231,8 @@ pub async fn watch(
         services: services.clone(),
         events,
         dropped: 0,
+        allowed,
+        stalled: 0,
         _slot: slot,
     }
     .start();
