@@ -315,6 +315,11 @@ impl Handler<ConfigureSync> for ShadowSync {
         }
         self.config = config;
         if changed {
+            // Shadows no longer selected are not synced again, not even once more.
+            let config = &self.config;
+            self.queue.retain(|s, _| config.selects(&s.thing, &s.name));
+            self.backlog.retain(|s| config.selects(&s.thing, &s.name));
+            self.admitted.retain(|s| config.selects(&s.thing, &s.name));
             self.subscribe_upstream(ctx);
             // A new selection or direction: everything selected is looked at again.
             self.connected_since = None;

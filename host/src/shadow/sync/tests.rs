@@ -251,3 +251,18 @@ async fn a_full_sync_of_more_shadows_than_the_queue_holds_drops_none_and_leaves_
     assert_eq!(summary.counts.dropped, 0, "{summary:?}");
     assert_eq!(summary.counts.over_limit, 0, "{summary:?}");
 }
+
+#[actix_rt::test]
+async fn a_shadow_no_longer_selected_leaves_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, _) = sync_with_fakes(dir.path());
+    let everything = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "*"}]}});
+    sync.send(ConfigureSync(everything)).await.unwrap().unwrap();
+    for thing in ["Lamp1", "Lamp2", "Fan"] {
+        announce(&sync, thing, json!({"desired": {"on": true}}));
+    }
+    assert_eq!(sync.send(GetSyncSummary).await.unwrap().queued, 3);
+    let lamps = json!({"synchronize": {"shadowDocuments": [{"thingNamePattern": "Lamp*"}]}});
+    sync.send(ConfigureSync(lamps)).await.unwrap().unwrap();
+    assert_eq!(sync.send(GetSyncSummary).await.unwrap().queued, 2, "the fan is no longer synced");
+}
