@@ -10,10 +10,17 @@ use tokio::net::TcpStream;
 
 use crate::{TIMEOUT, TestHost, http_get, with_timeout};
 
+/// The values of the header `name` (in any case) in a reply's head.
+fn header_values<'a>(head: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    head.lines().filter_map(move |line| {
+        let (header, value) = line.split_once(':')?;
+        header.eq_ignore_ascii_case(name).then_some(value.trim())
+    })
+}
+
 /// The `turf_console=...` cookie a login reply sets.
 pub fn session_cookie(head: &str) -> Option<String> {
-    head.lines()
-        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+    header_values(head, "set-cookie")
         .find(|c| c.starts_with("turf_console="))
         .map(|c| c.split(';').next().unwrap_or_default().to_owned())
 }
@@ -26,10 +33,7 @@ pub fn login_link(host: &TestHost) -> Result<String> {
 
 /// The session key a login reply hands the page (`location: /#key=...`).
 pub fn session_key(head: &str) -> Option<String> {
-    head.lines()
-        .filter_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")))
-        .find_map(|l| l.trim().strip_prefix("/#key="))
-        .map(str::to_owned)
+    header_values(head, "location").find_map(|l| l.strip_prefix("/#key=")).map(str::to_owned)
 }
 
 /// A console session: the cookie (`turf_console=...`) and the key the page sends with it.

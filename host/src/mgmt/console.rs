@@ -3,7 +3,7 @@
 //! socket may use the console; nobody else gets in.
 //!
 //! A session is two secrets: the cookie, and a key the page keeps in its own origin's
-//! `sessionStorage` and sends with every API request. Browsers send cookies to every port of a
+//! `localStorage` and sends with every API request. Browsers send cookies to every port of a
 //! host, so a page another local user serves on `127.0.0.1:8000` gets the cookie; it never gets
 //! the key (storage is per origin, port included), so neither it nor a form it submits can use
 //! the API. Only the socket issues tokens: a session cannot mint the next one.

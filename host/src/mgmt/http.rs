@@ -66,12 +66,12 @@ struct Login {
     token: String,
 }
 
-/// Whether the listener serves HTTPS (its cookies are then `Secure`).
-#[derive(Clone, Copy)]
-struct Https(bool);
-
 /// Redeems a login token for a session cookie and goes to the console.
-async fn login(services: web::Data<MgmtServices>, https: web::Data<Https>, query: web::Query<Login>) -> HttpResponse {
+async fn login(
+    services: web::Data<MgmtServices>,
+    listener: web::Data<Listener>,
+    query: web::Query<Login>,
+) -> HttpResponse {
     let Some(Session { id, key }) = services.logins.redeem(&query.token, Instant::now()) else {
         return HttpResponse::Unauthorized()
             .content_type("text/plain; charset=utf-8")
@@ -81,7 +81,7 @@ async fn login(services: web::Data<MgmtServices>, https: web::Data<Https>, query
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(https.0)
+        .secure(listener.https)
         .max_age(actix_web::cookie::time::Duration::seconds(SESSION_TTL.as_secs() as i64))
         .finish();
     // The fragment never leaves the browser; the page moves the key into its storage.
@@ -121,21 +121,6 @@ async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", CONSOLE_SCRIPT)
 }
 
-/// Lets a request through only with a live session cookie (401 otherwise): the page's own
-/// files, which hold no secret.
-async fn require_session(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let live = request.app_data::<web::Data<MgmtServices>>().is_some_and(|services| {
-        request.cookie(COOKIE).is_some_and(|cookie| services.logins.valid(cookie.value(), Instant::now()))
-    });
-    if !live {
-        return Err(actix_web::error::ErrorUnauthorized(LOG_IN));
-    }
-    next.call(request).await
-}
-
 /// The session key a request carries: its header, or for a `GET` (an event stream, which
 /// cannot set headers) its `key` query parameter.
 fn key_of(request: &ServiceRequest) -> Option<String> {
@@ -148,24 +133,43 @@ fn key_of(request: &ServiceRequest) -> Option<String> {
     request.query_string().split('&').find_map(|pair| pair.strip_prefix("key=")).map(str::to_owned)
 }
 
+/// Whether `request` carries a live session cookie and, if `with_key`, that session's key.
+fn has_session(request: &ServiceRequest, with_key: bool) -> bool {
+    let Some(services) = request.app_data::<web::Data<MgmtServices>>() else { return false };
+    let Some(cookie) = request.cookie(COOKIE) else { return false };
+    let now = Instant::now();
+    match with_key {
+        false => services.logins.valid(cookie.value(), now),
+        true => services.logins.authorizes(cookie.value(), &key_of(request).unwrap_or_default(), now),
+    }
+}
+
+/// Lets a request through only with a live session cookie (401 otherwise): the page's own
+/// files, which hold no secret.
+async fn require_session(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !has_session(&request, false) {
+        return Err(actix_web::error::ErrorUnauthorized(LOG_IN));
+    }
+    next.call(request).await
+}
+
 /// Lets a request through only with a live session cookie and that session's key (401
 /// otherwise): the API and logout.
 async fn require_key(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let key = key_of(&request).unwrap_or_default();
-    let live = request.app_data::<web::Data<MgmtServices>>().is_some_and(|services| {
-        let cookie = request.cookie(COOKIE);
-        cookie.is_some_and(|cookie| services.logins.authorizes(cookie.value(), &key, Instant::now()))
-    });
-    if !live {
+    if !has_session(&request, true) {
         return Err(actix_web::error::ErrorUnauthorized(LOG_IN));
     }
     next.call(request).await
 }
 
-/// Who a request must name: this listener's address and scheme.
+/// Who a request must name: this listener's address and scheme (its cookies are `Secure` over
+/// HTTPS).
 #[derive(Clone, Copy)]
 struct Listener {
     bound: SocketAddr,
@@ -224,13 +228,11 @@ pub fn start(
     services.status.http_tls = tls.is_some();
     let max_connections = services.console.max_connections;
     let data = web::Data::new(services);
-    let https = web::Data::new(Https(tls.is_some()));
     let listener_data = web::Data::new(Listener { bound, https: tls.is_some() });
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(same_listener))
             .app_data(data.clone())
-            .app_data(https.clone())
             .app_data(listener_data.clone())
             .app_data(server::json_config())
             .route("/metrics", web::get().to(scrape))

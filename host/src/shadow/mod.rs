@@ -215,7 +215,7 @@ impl ShadowManager {
     }
 
     fn request(&mut self, msg: ShadowRequest) -> Result<ShadowReply, ShadowError> {
-        let operation = match msg.operation {
+        let (operation, payload, expected_version) = match msg.operation {
             ShadowOperation::ListNamed { next_token, page_size } => {
                 let listed = if self.over_rate(&msg.thing, msg.rate_limited) {
                     Err(ShadowError::throttled())
@@ -225,19 +225,15 @@ impl ShadowManager {
                 self.counts.count("list", listed.as_ref().err().map(|e| e.code));
                 return listed.map(ShadowReply::Named);
             }
-            ShadowOperation::Get => (Operation::Get, Vec::new()),
-            ShadowOperation::Update { payload } => (Operation::Update, payload.into_bytes()),
-            ShadowOperation::Delete { expected_version } => {
-                let shadow = ShadowId::new(&msg.thing, &msg.name)?;
-                if let Some(expected) = expected_version {
-                    self.expect_version(&shadow, expected)?;
-                }
-                (Operation::Delete, Vec::new())
-            }
+            ShadowOperation::Get => (Operation::Get, Vec::new(), None),
+            ShadowOperation::Update { payload } => (Operation::Update, payload.into_bytes(), None),
+            ShadowOperation::Delete { expected_version } => (Operation::Delete, Vec::new(), expected_version),
         };
         let shadow = ShadowId::new(&msg.thing, &msg.name)?;
-        self.perform(&shadow, operation.0, &operation.1, msg.rate_limited)
-            .map(|document| ShadowReply::Document { document })
+        if let Some(expected) = expected_version {
+            self.expect_version(&shadow, expected)?;
+        }
+        self.perform(&shadow, operation, &payload, msg.rate_limited).map(|document| ShadowReply::Document { document })
     }
 
     fn handle_bus_request(&mut self, msg: PubsubMessage) {

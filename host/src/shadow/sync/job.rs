@@ -297,18 +297,22 @@ async fn apply_local(
     shadow: &ShadowId,
     action: &Action,
     side: &Side,
-    echoes: (&Echoes, String),
+    cloud: &Cloud,
 ) -> Result<u64, Failure> {
-    let (echoes, token) = echoes;
+    // What tells this write's echo apart: its client token, or for a delete (which carries
+    // none) the shadow's name.
+    let (echoes, mark) = match action {
+        Action::Delete => (cloud.local_deletes.as_ref(), shadow.to_string()),
+        _ => (cloud.local_echoes.as_ref(), cloud.token()),
+    };
     let operation = match (action, side) {
         (Action::Nothing, Side::Present(_, version)) => return Ok(*version),
         (Action::Nothing, Side::Absent) => return Ok(0),
         (Action::Update(state), side) => {
-            let mut request = json!({"state": state, "clientToken": token});
+            let mut request = json!({"state": state, "clientToken": mark});
             if let Side::Present(_, version) = side {
                 request["version"] = json!(version);
             }
-            echoes.expect(&token);
             ShadowOperation::Update { payload: request.to_string() }
         }
         (Action::Delete, side) => {
@@ -321,9 +325,10 @@ async fn apply_local(
     };
     let request =
         ShadowRequest { thing: shadow.thing.clone(), name: shadow.name.clone(), operation, rate_limited: false };
+    echoes.expect(&mark);
     let answer = local.send(request).await;
     if !matches!(answer, Ok(Ok(_))) {
-        echoes.forget(&token);
+        echoes.forget(&mark);
     }
     match answer {
         Ok(Ok(ShadowReply::Document { document })) => Ok(document.get("version").and_then(Value::as_u64).unwrap_or(0)),
@@ -350,16 +355,7 @@ pub async fn sync(
     };
     let local_before = local_side(&local, &shadow).await?;
     let decision = decide(record.as_ref(), &local_before, &cloud_side, direction);
-    let echoes = (cloud.local_echoes.as_ref(), cloud.token());
-    let deleting = decision.local == Action::Delete;
-    if deleting {
-        cloud.local_deletes.expect(&shadow.to_string());
-    }
-    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, echoes).await;
-    if deleting && local_version.is_err() {
-        cloud.local_deletes.forget(&shadow.to_string());
-    }
-    let local_version = local_version?;
+    let local_version = apply_local(&local, &shadow, &decision.local, &local_before, &cloud).await?;
     let cloud_version = match cloud.apply(&shadow, &decision.cloud, &cloud_side).await {
         Ok(version) => version,
         Err(failure) => {

@@ -53,12 +53,10 @@ fn fakes(dir: &std::path::Path, upstream_state: &'static str, local_shadows: usi
         let answer_to = answering.lock().unwrap().clone().filter(|_| connected && request.topic.ends_with("/get"));
         let Some(answer_to) = answer_to else { return Err(crate::upstream::UpstreamError::NotConnected) };
         let token = serde_json::from_slice::<serde_json::Value>(&request.payload).unwrap()["clientToken"].clone();
-        answer_to.do_send(UpstreamMessage {
-            topic: format!("{}/accepted", request.topic),
-            payload: json!({"state": {}, "version": 5, "clientToken": token}).to_string().into(),
-            properties: None,
-            credit: Credit::none(),
-        });
+        answer_to.do_send(from_cloud(
+            format!("{}/accepted", request.topic),
+            json!({"state": {}, "version": 5, "clientToken": token}),
+        ));
         Ok(())
     });
     let status =
@@ -88,6 +86,11 @@ async fn seen_within<M>(seen: &crate::fakes::Seen<M>, matching: impl Fn(&M) -> b
     false
 }
 
+/// A message from the upstream broker on `topic`.
+fn from_cloud(topic: String, payload: serde_json::Value) -> UpstreamMessage {
+    UpstreamMessage { topic, payload: payload.to_string().into(), properties: None, credit: Credit::none() }
+}
+
 /// The cloud announces that `thing`'s classic shadow now has `state` (an `update/documents`).
 fn announce(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value) {
     announce_version(sync, thing, state, 3);
@@ -95,12 +98,7 @@ fn announce(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value) {
 
 fn announce_version(sync: &Addr<ShadowSync>, thing: &str, state: serde_json::Value, version: u64) {
     let payload = json!({"current": {"state": state, "version": version}});
-    sync.do_send(UpstreamMessage {
-        topic: format!("$aws/things/{thing}/shadow/update/documents"),
-        payload: payload.to_string().into(),
-        properties: None,
-        credit: Credit::none(),
-    });
+    sync.do_send(from_cloud(format!("$aws/things/{thing}/shadow/update/documents"), payload));
 }
 
 #[actix_rt::test]
@@ -205,19 +203,11 @@ async fn a_garbled_announcement_is_no_change_and_an_untracked_delete_is_ignored(
     fakes.sync.send(ConfigureSync(config)).await.unwrap().unwrap();
     wait_for(|| async { fakes.sync.send(GetSyncSummary).await.unwrap().connected }).await;
     for current in [json!({"version": 99}), json!({"state": {"desired": "x"}, "version": 99}), json!("garbage")] {
-        fakes.sync.do_send(UpstreamMessage {
-            topic: "$aws/things/Lamp/shadow/update/documents".into(),
-            payload: json!({ "current": current }).to_string().into(),
-            properties: None,
-            credit: Credit::none(),
-        });
+        fakes
+            .sync
+            .do_send(from_cloud("$aws/things/Lamp/shadow/update/documents".into(), json!({ "current": current })));
     }
-    fakes.sync.do_send(UpstreamMessage {
-        topic: "$aws/things/Stranger/shadow/delete/accepted".into(),
-        payload: json!({"version": 3}).to_string().into(),
-        properties: None,
-        credit: Credit::none(),
-    });
+    fakes.sync.do_send(from_cloud("$aws/things/Stranger/shadow/delete/accepted".into(), json!({"version": 3})));
     let summary = fakes.sync.send(GetSyncSummary).await.unwrap();
     assert_eq!(summary.queued, 0, "nothing queued: {summary:?}");
     assert!(fakes.requested.take().is_empty() && fakes.asked_locally.take().is_empty(), "nothing read");
